@@ -1,0 +1,36 @@
+"""cffi builder of cuse_vmgenid._cuse (API mode, against libfuse3)."""
+
+import os
+import shlex
+import subprocess
+
+from cffi import FFI
+
+DECL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "decl")
+
+
+def _read(name: str) -> str:
+    with open(os.path.join(DECL, name)) as f:
+        return f.read()
+
+
+def _pkg_config(*args: str) -> list[str]:
+    out = subprocess.run(["pkg-config", *args, "fuse3"], check=True,
+                         capture_output=True, text=True).stdout
+    return shlex.split(out)
+
+
+ffibuilder = FFI()
+ffibuilder.cdef(_read("fuse.h") + _read("callbacks.h") + _read("page.h"))
+ffibuilder.set_source(
+    "cuse_vmgenid._cuse",
+    "#define FUSE_USE_VERSION 31\n"
+    "#include <stdint.h>\n"
+    "#include <fuse_lowlevel.h>\n"
+    "#include <cuse_lowlevel.h>\n" + _read("page.c"),
+    extra_compile_args=_pkg_config("--cflags"),
+    extra_link_args=_pkg_config("--libs"),
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

@@ -1,0 +1,58 @@
+"""`cuse-vmgenid`: run the daemon in the foreground (for systemd)."""
+
+import argparse
+import logging
+import sys
+
+from .sources import SOURCE_CHOICES
+
+
+def _mode(text: str) -> int:
+    value = int(text, 8)
+    if not 0 <= value <= 0o777:
+        raise argparse.ArgumentTypeError(f"bad mode {text}")
+    return value
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="cuse-vmgenid",
+        description="Serve /dev/vmgenid (VM Generation ID) through CUSE.")
+    p.add_argument("--devname", default="vmgenid",
+                   help="node name under /dev (default: %(default)s)")
+    p.add_argument("--page", default="/run/vmgenid/page",
+                   help="the counter page file (default: %(default)s)")
+    p.add_argument("--state", default="/run/vmgenid/state",
+                   help="the state file (default: %(default)s)")
+    p.add_argument("--mode", type=_mode, default=0o666,
+                   help="node mode, octal (default: 0666)")
+    p.add_argument("--source", choices=SOURCE_CHOICES, default="auto",
+                   help="where GUID changes come from (default: auto)")
+    p.add_argument("--poll-interval-ms", type=int, default=1000,
+                   help="GUID poll fallback interval (default: %(default)s)")
+    p.add_argument("--max-watchers-per-uid", type=int, default=1024,
+                   help="open files per uid, uid 0 exempt "
+                        "(default: %(default)s)")
+    p.add_argument("--log-level", default="info",
+                   choices=("debug", "info", "warning", "error"))
+    p.add_argument("--fuse-debug", action="store_true",
+                   help="libfuse's own request trace (-d)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    options = parse_args(argv)
+    logging.basicConfig(
+        level=options.log_level.upper(), stream=sys.stderr,
+        format="cuse-vmgenid: %(levelname)s %(message)s")
+    from .daemon import Daemon  # after logging: it logs while starting
+    try:
+        daemon = Daemon(options)
+    except (OSError, ValueError) as e:
+        logging.getLogger("cuse_vmgenid").error("cannot start: %s", e)
+        return 1
+    return daemon.serve()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""The daemon: wires the state machine, the CUSE transport, the page, the
+state file and the change sources, and runs the loop on the main thread."""
+
+import errno
+import logging
+import os
+import select
+import signal
+import time
+from typing import Optional
+
+from . import privilege, sdnotify, statefile
+from .errors import DeviceError
+from .page import Page
+from .session import CuseSession
+from .sources import open_source
+from .state import Changes, GenerationState
+from .transport import Caller, CuseTransport
+
+log = logging.getLogger(__name__)
+
+
+class Daemon:
+    def __init__(self, options):
+        self.options = options
+        self.source = open_source(options.source)
+        self.page = Page(options.page)
+        self.boot_id = statefile.current_boot_id()
+        self.guid: Optional[str] = None
+        counter, missed_why = self._resume()
+        self.state = GenerationState(counter, options.max_watchers_per_uid)
+        self.transport = CuseTransport(
+            self.state, bump=self.bump, notify=self.notify,
+            authorize=lambda caller: privilege.authorize_change(caller.pid),
+            on_ready=self._ready)
+        self._persist()
+        self.page.store(counter)
+        if missed_why:
+            self.bump(missed_why)
+        self._stop = False
+        self._hints = 0
+
+    # -- generation changes ----------------------------------------------
+
+    def _resume(self) -> tuple[int, Optional[str]]:
+        """The starting counter, and why to bump once (None: no bump)."""
+        saved = statefile.load(self.options.state)
+        changed, self.guid = self.source.changed(saved.guid if saved else None)
+        same_boot = saved is not None and saved.boot_id == self.boot_id
+        if same_boot:
+            counter = max(saved.counter, self.page.load())
+            log.info("same boot: resuming at %d (state %d, page %d)",
+                     counter, saved.counter, self.page.load())
+            if changed:
+                return counter, ("restart: a change may have been missed "
+                                 f"(source {self.source.name})")
+            return counter, None
+        if not self.page.created:
+            counter = self.page.load()
+            log.warning("no state file for this boot but %s holds %d: "
+                        "resuming from it", self.page.path, counter)
+            return counter, "restart without a state file"
+        log.info("new boot: counter starts at 0")
+        return 0, None
+
+    def bump(self, why: str, minimum: Optional[int] = None) -> Changes:
+        """State file, then page, then wake readers: SPEC.md's order."""
+        changes = self.state.bump(minimum)
+        self._persist()
+        self.page.store(self.state.counter)
+        log.info("generation %d -> %d: %s", changes.bumped_from,
+                 self.state.counter, why)
+        self.transport.apply(changes)
+        return changes
+
+    def notify(self, why: str) -> bool:
+        """A hint: bump iff the hardware generation changed."""
+        changed, guid = self.source.changed(self.guid)
+        if not changed:
+            log.debug("hint (%s): GUID unchanged", why)
+            return False
+        self.guid = guid
+        self.bump(f"hint: {why}")
+        return True
+
+    def _persist(self) -> None:
+        saved = statefile.SavedState(self.boot_id, self.state.counter,
+                                     self.guid)
+        try:
+            statefile.save(self.options.state, saved)
+        except OSError as e:
+            # The bump goes on: a missed wake-up is worse than a stale file.
+            log.error("cannot write %s: %s", self.options.state, e)
+
+    # -- serving ---------------------------------------------------------
+
+    def _ready(self) -> None:
+        node = f"/dev/{self.options.devname}"
+        for _ in range(100):
+            try:
+                os.chmod(node, self.options.mode)
+                break
+            except FileNotFoundError:
+                time.sleep(0.01)
+        else:
+            raise RuntimeError(f"{node} did not appear")
+        log.info("serving %s (mode %o) at generation %d, page %s",
+                 node, self.options.mode, self.state.counter, self.page.path)
+        sdnotify.notify(f"READY=1\nSTATUS=generation {self.state.counter}")
+
+    def _on_signal(self, signum, frame) -> None:
+        if signum == signal.SIGUSR1:
+            self._hints += 1
+        else:
+            self._stop = True
+
+    def serve(self) -> int:
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+            signal.signal(signum, self._on_signal)
+
+        session = CuseSession(self.options.devname, self.transport,
+                              self.options.fuse_debug)
+        poller = select.poll()
+        poller.register(session.fd, select.POLLIN)
+        poller.register(wake_r, select.POLLIN)
+        try:
+            while not self._stop:
+                events = poller.poll(self._timeout_ms())
+                for fd, _ in events:
+                    if fd == wake_r:
+                        _drain(wake_r)
+                    elif not session.process_one():
+                        log.error("the kernel ended the CUSE connection")
+                        return 1
+                    self.transport.answer_interrupts()
+                while self._hints:
+                    self._hints -= 1
+                    self.notify(f"SIGUSR1")
+                self.transport.expire(time.monotonic())
+            log.info("stopping at generation %d", self.state.counter)
+            return 0
+        finally:
+            self.transport.abort_pending()
+            session.close()
+            signal.set_wakeup_fd(-1)
+            os.close(wake_r)
+            os.close(wake_w)
+
+    def _timeout_ms(self) -> int:
+        deadline = self.state.next_deadline()
+        if deadline is None:
+            return -1
+        return max(0, int((deadline - time.monotonic()) * 1000) + 1)
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass

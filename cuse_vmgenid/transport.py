@@ -1,0 +1,266 @@
+"""The CUSE transport: one function per kernel file operation.
+
+Shaped like libfuse's example/cuse.c.  Each operation asks the state
+machine, which raises DeviceError for a bad call; `_answer` turns that into
+fuse_reply_err in one place, and any other exception into EIO, so no request
+is ever left without a reply.
+
+An operation sends its own reply last, after any replies it owes others,
+so an exception can never reach `_answer` after the request was answered.
+
+Everything runs on the daemon's main thread, inside
+fuse_session_process_buf().  Requests that must wait (a blocked read, a
+WAIT_WATCHERS) are kept by token and answered later, when the state machine
+hands back their Completion.  The interrupt callback may run under the
+request's lock (libfuse calls it at once if the interrupt came first), so it
+only queues the token; the loop answers it after process_buf returns.
+"""
+
+import errno
+import logging
+import os
+import select
+import struct
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from . import ioctls
+from ._cuse import ffi, lib
+from .errors import DeviceError
+from .state import Changes, GenerationState
+
+log = logging.getLogger(__name__)
+
+POLLIN_READY = select.POLLIN | select.POLLRDNORM
+
+
+@dataclass
+class Caller:
+    """Who sent a request (the pid is the calling thread's id)."""
+    pid: int
+    uid: int
+
+    @classmethod
+    def of(cls, req) -> "Caller":
+        ctx = lib.fuse_req_ctx(req)
+        return cls(ctx.pid, ctx.uid)
+
+    def describe(self) -> str:
+        try:
+            with open(f"/proc/{self.pid}/comm") as f:
+                comm = f.read().strip()
+        except OSError:
+            comm = "?"
+        return f"pid {self.pid} ({comm}) uid {self.uid}"
+
+
+@dataclass
+class Pending:
+    req: object
+    kind: str            # "read" or "ioctl"
+
+
+class CuseTransport:
+    """Answers the kernel's requests for one CUSE device."""
+
+    def __init__(self, state: GenerationState, *,
+                 bump: Callable[[str, Optional[int]], Changes],
+                 notify: Callable[[str], bool],
+                 authorize: Callable[[Caller], None],
+                 on_ready: Callable[[], None]):
+        self.state = state
+        self._bump = bump            # (why, minimum) -> applied Changes
+        self._notify = notify        # (why) -> bumped?
+        self._authorize = authorize  # raises DeviceError(EACCES)
+        self._on_ready = on_ready
+        self._pending: dict[int, Pending] = {}
+        self._next_token = 1
+        self._interrupted: list[int] = []
+
+    # -- file operations -------------------------------------------------
+
+    def init_done(self) -> None:
+        self._on_ready()
+
+    def open(self, req, fi) -> None:
+        caller = Caller.of(req)
+        wid = self.state.open(caller.uid, caller.pid)
+        fi.fh = wid
+        # -ENOENT: the caller is gone and release will never come.
+        if lib.fuse_reply_open(req, fi) == -errno.ENOENT:
+            self.apply(self.state.release(wid))
+
+    def read(self, req, size: int, off: int, fi) -> None:
+        token = self._watch_interrupt(req)
+        nonblock = bool(fi.flags & os.O_NONBLOCK)
+        data = self.state.read(fi.fh, size, nonblock, token)
+        if data is None:
+            self._pending[token] = Pending(req, "read")
+            return
+        lib.fuse_reply_buf(req, data, len(data))
+
+    def write(self, req, buf, size: int, off: int, fi) -> None:
+        self.apply(self.state.ack(fi.fh, ffi.buffer(buf, size)[:]))
+        lib.fuse_reply_write(req, size)
+
+    def release(self, req, fi) -> None:
+        self.apply(self.state.release(fi.fh))
+        lib.fuse_reply_err(req, 0)
+
+    def poll(self, req, fi, ph) -> None:
+        handle = ph if ph != ffi.NULL else None
+        ready, changes = self.state.poll(fi.fh, handle)
+        self.apply(changes)
+        lib.fuse_reply_poll(req, POLLIN_READY if ready else 0)
+
+    def ioctl(self, req, cmd: int, arg, fi, flags: int,
+              in_buf, in_bufsz: int) -> None:
+        cmd &= 0xFFFFFFFF
+        if cmd == ioctls.GET_OUTDATED_WATCHERS:
+            lib.fuse_reply_ioctl(req, self.state.outdated_count(),
+                                 ffi.NULL, 0)
+        elif cmd == ioctls.WAIT_WATCHERS:
+            self._wait_watchers(req, fi, int(ffi.cast("uintptr_t", arg)))
+        elif cmd == ioctls.FORCE_GEN_UPDATE:
+            caller = self._authorized(req)
+            self._bump(f"FORCE_GEN_UPDATE by {caller.describe()}", None)
+            lib.fuse_reply_ioctl(req, 0, ffi.NULL, 0)
+        elif cmd == ioctls.FORCE_GEN_UPDATE_MIN:
+            caller = self._authorized(req)
+            if in_bufsz != 4:
+                raise DeviceError(errno.EINVAL, f"{in_bufsz} bytes in")
+            (minimum,) = struct.unpack("=I", ffi.buffer(in_buf, 4))
+            self._bump(f"FORCE_GEN_UPDATE_MIN {minimum} by "
+                       f"{caller.describe()}", minimum)
+            lib.fuse_reply_ioctl(req, 0, ffi.NULL, 0)
+        elif cmd == ioctls.NOTIFY:
+            caller = self._authorized(req)
+            bumped = self._notify(f"VMGENID_NOTIFY by {caller.describe()}")
+            lib.fuse_reply_ioctl(req, int(bumped), ffi.NULL, 0)
+        else:
+            raise DeviceError(errno.EINVAL, f"unknown ioctl {cmd:#x}")
+
+    def _wait_watchers(self, req, fi, timeout_ms: int) -> None:
+        token = self._watch_interrupt(req)
+        result = self.state.wait_watchers(fi.fh, timeout_ms,
+                                          time.monotonic(), token)
+        if result is None:
+            self._pending[token] = Pending(req, "ioctl")
+            return
+        lib.fuse_reply_ioctl(req, result, ffi.NULL, 0)
+
+    def _authorized(self, req) -> Caller:
+        caller = Caller.of(req)
+        self._authorize(caller)
+        return caller
+
+    # -- interrupts and later replies ------------------------------------
+
+    def _watch_interrupt(self, req) -> int:
+        """Register first: libfuse runs the callback now if it came first."""
+        token = self._next_token
+        self._next_token += 1
+        lib.fuse_req_interrupt_func(req, lib.vmgenid_interrupt,
+                                    ffi.cast("void *", token))
+        return token
+
+    def interrupt_arrived(self, token: int) -> None:
+        """Runs under the request's lock: queue only, never reply here."""
+        self._interrupted.append(token)
+
+    def answer_interrupts(self) -> None:
+        while self._interrupted:
+            token = self._interrupted.pop(0)
+            self.apply(self.state.interrupt(token))
+
+    def expire(self, now: float) -> None:
+        self.apply(self.state.expire(now))
+
+    def apply(self, changes: Changes) -> None:
+        """Reply to completed requests, notify and free poll handles."""
+        for done in changes.completions:
+            pending = self._pending.pop(done.token, None)
+            if pending is None:
+                log.error("completion for unknown token %s", done.token)
+                continue
+            self._reply_later(pending, done.result, done.error)
+        for ph in changes.notify:
+            lib.fuse_lowlevel_notify_poll(ph)
+        for ph in changes.release:
+            lib.fuse_pollhandle_destroy(ph)
+
+    def _reply_later(self, pending: Pending, result, error: int) -> None:
+        req = pending.req
+        if error:
+            lib.fuse_reply_err(req, error)
+        elif pending.kind == "read":
+            lib.fuse_reply_buf(req, result, len(result))
+        else:
+            lib.fuse_reply_ioctl(req, result, ffi.NULL, 0)
+
+    def abort_pending(self) -> None:
+        """At exit: nothing may stay unanswered."""
+        for pending in self._pending.values():
+            lib.fuse_reply_err(pending.req, errno.ECONNABORTED)
+        self._pending.clear()
+
+
+# The transport that the C callbacks below reach; set by the session.
+current: Optional[CuseTransport] = None
+
+
+def _answer(op, req, *args) -> None:
+    """Run one file operation; every failure becomes exactly one reply."""
+    try:
+        op(current, req, *args)
+    except DeviceError as e:
+        log.debug("%s: %r", op.__name__, e)
+        lib.fuse_reply_err(req, e.errno)
+    except Exception:
+        log.exception("%s failed; answering EIO", op.__name__)
+        lib.fuse_reply_err(req, errno.EIO)
+
+
+@ffi.def_extern()
+def vmgenid_init_done(userdata):
+    try:
+        current.init_done()
+    except Exception:
+        log.exception("init_done failed")
+        raise SystemExit(1)
+
+
+@ffi.def_extern()
+def vmgenid_open(req, fi):
+    _answer(CuseTransport.open, req, fi)
+
+
+@ffi.def_extern()
+def vmgenid_read(req, size, off, fi):
+    _answer(CuseTransport.read, req, size, off, fi)
+
+
+@ffi.def_extern()
+def vmgenid_write(req, buf, size, off, fi):
+    _answer(CuseTransport.write, req, buf, size, off, fi)
+
+
+@ffi.def_extern()
+def vmgenid_release(req, fi):
+    _answer(CuseTransport.release, req, fi)
+
+
+@ffi.def_extern()
+def vmgenid_ioctl(req, cmd, arg, fi, flags, in_buf, in_bufsz, out_bufsz):
+    _answer(CuseTransport.ioctl, req, cmd, arg, fi, flags, in_buf, in_bufsz)
+
+
+@ffi.def_extern()
+def vmgenid_poll(req, fi, ph):
+    _answer(CuseTransport.poll, req, fi, ph)
+
+
+@ffi.def_extern()
+def vmgenid_interrupt(req, data):
+    current.interrupt_arrived(int(ffi.cast("uintptr_t", data)))
