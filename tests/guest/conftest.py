@@ -1,0 +1,42 @@
+"""Guest fixtures: a fresh daemon from this checkout for every test.
+
+Each test gets its own page and state file (so the counter starts at 0, as
+at a new boot) and leaves the daemon to the fixture, which stops it with
+SIGTERM and checks that it exited cleanly and took the node with it.
+"""
+
+import os
+
+import pytest
+
+from .daemon_process import DaemonProcess
+
+
+def pytest_configure(config):
+    if not os.path.exists("/dev/cuse"):
+        pytest.exit("tests/guest runs inside the QEMU guest, where /dev/cuse "
+                    "exists: use `make test` (or python -m tests.harness)",
+                    returncode=4)
+
+
+@pytest.fixture
+def daemon_factory(tmp_path):
+    started = []
+
+    def start(*extra_args: str) -> DaemonProcess:
+        d = DaemonProcess(str(tmp_path), *extra_args).start()
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        if d.proc.poll() is None:
+            rc = d.stop()
+            assert rc == 0, f"daemon exited {rc} on SIGTERM:\n{d.log()}"
+            assert d.wait_node_gone(), "node still there after SIGTERM"
+        assert "Traceback" not in d.log(), d.log()
+
+
+@pytest.fixture
+def daemon(daemon_factory):
+    return daemon_factory("--max-watchers-per-uid", "8")
