@@ -1,0 +1,23 @@
+# The two entry points of README.rst.
+PYTHON := .venv/bin/python
+
+.PHONY: bootstrap demo test host-test guest-test clean
+
+bootstrap:
+	tools/bootstrap
+
+demo: bootstrap
+	$(PYTHON) -m tests.harness run --kernel 6.12 -- $(PYTHON) tools/demo.py
+
+test: bootstrap
+	$(PYTHON) tools/run-tests
+
+host-test: bootstrap
+	$(PYTHON) -m pytest tests/host -q
+
+guest-test: bootstrap
+	$(PYTHON) tools/run-tests --guest-only
+
+clean:
+	rm -rf build .cache cuse_vmgenid/_cuse*.so
+	$(MAKE) -C native clean
