@@ -134,10 +134,12 @@ class Daemon:
                     elif not session.process_one():
                         log.error("the kernel ended the CUSE connection")
                         return 1
+                    if self.transport.fatal is not None:
+                        return 1
                     self.transport.answer_interrupts()
                 while self._hints:
                     self._hints -= 1
-                    self.notify(f"SIGUSR1")
+                    self.notify("SIGUSR1")
                 self.transport.expire(time.monotonic())
             log.info("stopping at generation %d", self.state.counter)
             return 0

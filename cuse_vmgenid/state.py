@@ -82,7 +82,10 @@ class GenerationState:
         self._outdated = 0
         self._per_uid: Counter = Counter()
         self._max_per_uid = max_watchers_per_uid
-        self._pending: dict[Hashable, object] = {}
+        # Pending requests by token: blocked reads, and WAIT_WATCHERS
+        # callers apart, so timeouts never scan the (many) readers.
+        self._reads: dict[Hashable, PendingRead] = {}
+        self._waits: dict[Hashable, PendingWait] = {}
 
     # -- queries ---------------------------------------------------------
 
@@ -100,7 +103,7 @@ class GenerationState:
 
     def pending_count(self) -> int:
         with self._lock:
-            return len(self._pending)
+            return len(self._reads) + len(self._waits)
 
     def snapshot(self) -> dict:
         """A consistent copy for status reports and invariant checks."""
@@ -110,14 +113,13 @@ class GenerationState:
                 "outdated": self._outdated,
                 "watchers": {wid: (w.uid, w.pid, w.acked)
                              for wid, w in self._watchers.items()},
-                "pending": len(self._pending),
+                "pending": len(self._reads) + len(self._waits),
             }
 
     def next_deadline(self) -> Optional[float]:
         with self._lock:
-            deadlines = [p.deadline for p in self._pending.values()
-                         if isinstance(p, PendingWait)
-                         and p.deadline is not None]
+            deadlines = [p.deadline for p in self._waits.values()
+                         if p.deadline is not None]
             return min(deadlines, default=None)
 
     # -- file operations -------------------------------------------------
@@ -146,7 +148,7 @@ class GenerationState:
                 return encode_counter(self._counter)
             if nonblock:
                 raise DeviceError(errno.EAGAIN)
-            self._add_pending(token, PendingRead(wid))
+            self._add_pending(self._reads, token, PendingRead(wid))
             return None
 
     def ack(self, wid: int, data: bytes) -> Changes:
@@ -183,11 +185,12 @@ class GenerationState:
             changes = Changes()
             # Unreachable through the kernel (a blocked call holds the
             # file), but nothing may stay pending for a watcher that is gone.
-            for token, pending in list(self._pending.items()):
-                if pending.watcher == wid:
-                    del self._pending[token]
-                    changes.completions.append(
-                        Completion(token, error=errno.EBADF))
+            for pending_of_kind in (self._reads, self._waits):
+                for token, pending in list(pending_of_kind.items()):
+                    if pending.watcher == wid:
+                        del pending_of_kind[token]
+                        changes.completions.append(
+                            Completion(token, error=errno.EBADF))
             if watcher.poll_handle is not None:
                 changes.release.append(watcher.poll_handle)
             del self._watchers[wid]
@@ -208,7 +211,7 @@ class GenerationState:
             if self._outdated == 0:
                 return 0
             deadline = now + timeout_ms / 1000.0 if timeout_ms else None
-            self._add_pending(token, PendingWait(wid, deadline))
+            self._add_pending(self._waits, token, PendingWait(wid, deadline))
             return None
 
     # -- changes of generation -------------------------------------------
@@ -229,13 +232,14 @@ class GenerationState:
             # Every watcher acked an older value, so all are outdated now.
             self._outdated = len(self._watchers)
             value = encode_counter(target)
-            for token, pending in list(self._pending.items()):
-                del self._pending[token]
-                if isinstance(pending, PendingRead):
-                    changes.completions.append(Completion(token, value))
-                else:
-                    changes.completions.append(
-                        Completion(token, error=errno.EINTR))
+            for token in self._reads:
+                changes.completions.append(Completion(token, value))
+            # A waiter is outdated now: EINTR, as for an outdated caller.
+            for token in self._waits:
+                changes.completions.append(
+                    Completion(token, error=errno.EINTR))
+            self._reads.clear()
+            self._waits.clear()
             changes.notify = [w.poll_handle for w in self._watchers.values()
                               if w.poll_handle is not None]
             return changes
@@ -246,7 +250,8 @@ class GenerationState:
         """A signal hit the caller: EINTR, unless already answered."""
         with self._lock:
             changes = Changes()
-            if self._pending.pop(token, None) is not None:
+            if (self._reads.pop(token, None) is not None
+                    or self._waits.pop(token, None) is not None):
                 changes.completions.append(
                     Completion(token, error=errno.EINTR))
             return changes
@@ -255,11 +260,9 @@ class GenerationState:
         """WAIT_WATCHERS calls whose deadline has passed get ETIME."""
         with self._lock:
             changes = Changes()
-            for token, pending in list(self._pending.items()):
-                if (isinstance(pending, PendingWait)
-                        and pending.deadline is not None
-                        and pending.deadline <= now):
-                    del self._pending[token]
+            for token, pending in list(self._waits.items()):
+                if pending.deadline is not None and pending.deadline <= now:
+                    del self._waits[token]
                     changes.completions.append(
                         Completion(token, error=errno.ETIME))
             return changes
@@ -272,16 +275,16 @@ class GenerationState:
         except KeyError:
             raise DeviceError(errno.EBADF, f"no watcher {wid}") from None
 
-    def _add_pending(self, token: Hashable, pending: object) -> None:
-        if token in self._pending:
+    def _add_pending(self, pending_of_kind: dict, token: Hashable,
+                     pending: object) -> None:
+        if token in self._reads or token in self._waits:
             raise ValueError(f"token {token!r} already pending")
-        self._pending[token] = pending
+        pending_of_kind[token] = pending
 
     def _drop_outdated(self, changes: Changes) -> None:
         self._outdated -= 1
         if self._outdated:
             return
-        for token, pending in list(self._pending.items()):
-            if isinstance(pending, PendingWait):
-                del self._pending[token]
-                changes.completions.append(Completion(token, 0))
+        for token in self._waits:
+            changes.completions.append(Completion(token, 0))
+        self._waits.clear()

@@ -77,6 +77,7 @@ class CuseTransport:
         self._pending: dict[int, Pending] = {}
         self._next_token = 1
         self._interrupted: list[int] = []
+        self.fatal: Optional[BaseException] = None
 
     # -- file operations -------------------------------------------------
 
@@ -224,11 +225,12 @@ def _answer(op, req, *args) -> None:
 
 @ffi.def_extern()
 def vmgenid_init_done(userdata):
+    # An exception cannot cross libfuse: keep it for the loop, which stops.
     try:
         current.init_done()
-    except Exception:
+    except Exception as e:
         log.exception("init_done failed")
-        raise SystemExit(1)
+        current.fatal = e
 
 
 @ffi.def_extern()
