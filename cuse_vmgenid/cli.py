@@ -46,12 +46,12 @@ def main(argv=None) -> int:
         level=options.log_level.upper(), stream=sys.stderr,
         format="cuse-vmgenid: %(levelname)s %(message)s")
     from .daemon import Daemon  # after logging: it logs while starting
+    from .session import SessionError
     try:
-        daemon = Daemon(options)
-    except (OSError, ValueError) as e:
+        return Daemon(options).serve()
+    except (OSError, ValueError, SessionError) as e:
         logging.getLogger("cuse_vmgenid").error("cannot start: %s", e)
         return 1
-    return daemon.serve()
 
 
 if __name__ == "__main__":
