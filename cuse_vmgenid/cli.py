@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     try:
         return Daemon(options).serve()
     except (OSError, ValueError, SessionError) as e:
-        logging.getLogger("cuse_vmgenid").error("cannot start: %s", e)
+        logging.getLogger("cuse_vmgenid").error("fatal: %s", e)
         return 1
 
 
