@@ -1,0 +1,60 @@
+#!/bin/busybox sh
+# /init of the test guest: overlay a tmpfs on the host root (9p, read-only),
+# run the harness's script (vmgenid.script= on the kernel command line)
+# in it, print its exit code for the harness and power off.
+#
+# Any failure here powers off without the exit marker: the harness fails.
+
+/bin/busybox --install -s /bin
+export PATH=/bin
+
+die() {
+	echo "guest init: $*"
+	poweroff -f
+}
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+exec < /dev/null       # the command gets no input from the console
+
+moddir=/lib/modules/$(uname -r)
+while read -r module; do
+	insmod "$moddir/$module.ko" || die "cannot load $module"
+done < "$moddir/load.order"
+
+script=
+for arg in $(cat /proc/cmdline); do
+	case "$arg" in vmgenid.script=*) script=${arg#*=} ;; esac
+done
+[ -n "$script" ] || die "no vmgenid.script= on the kernel command line"
+
+# msize: the largest 6.1's virtio transport takes (6.12 takes more).
+mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=512000,cache=loose \
+	hostroot /host || die "cannot mount the host root"
+mount -t tmpfs -o mode=0755 tmpfs /rw
+mkdir /rw/upper /rw/work
+mount -t overlay -o lowerdir=/host,upperdir=/rw/upper,workdir=/rw/work \
+	overlay /newroot || die "cannot mount the overlay"
+
+for dir in proc sys dev; do
+	mount --move /$dir /newroot/$dir
+done
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /newroot/tmp
+mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /newroot/run
+mkdir -p /newroot/dev/shm /newroot/dev/pts
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /newroot/dev/shm
+mount -t devpts -o gid=5,mode=0620,ptmxmode=0666 devpts /newroot/dev/pts
+ip link set lo up
+
+# Put the new root on top of / (as switch_root does) before entering it:
+# a plain chroot would make unshare(CLONE_NEWUSER) fail with EPERM. /init
+# keeps the initramfs as its own root, for poweroff below.
+cd /newroot
+mount --move . /
+
+echo "@@VMGENID-GUEST-START@@"
+env -i chroot . /bin/sh "$script"
+echo "@@VMGENID-GUEST-EXIT $?@@"
+sync
+poweroff -f

@@ -1,0 +1,63 @@
+"""Boot a guest image in QEMU and stream its console."""
+
+import codecs
+import os
+import select
+import subprocess
+import time
+
+from .console import Console
+from .images import GuestImage
+
+# Quiet, but panics and oopses raise the console loglevel themselves.
+KERNEL_ARGS = "console=ttyS0 loglevel=1 panic=-1"
+# A panicking kernel reboots at once (panic=-1, -no-reboot); allow it
+# this long to say why, and a finished guest this long to power off.
+GRACE_SECONDS = 10
+
+
+def qemu_command(image: GuestImage, kernel_args: str, *, mem_mb: int,
+                 guid: str) -> list[str]:
+    """The whole QEMU command line, in one place so that saving and
+    restoring a guest can reuse it."""
+    return [
+        "qemu-system-x86_64", "-nodefaults", "-no-user-config",
+        "-accel", "tcg,thread=multi", "-cpu", "max", "-smp", "2",
+        "-m", str(mem_mb), "-display", "none", "-serial", "stdio",
+        "-no-reboot",
+        "-kernel", str(image.vmlinuz), "-initrd", str(image.initramfs),
+        "-append", f"{KERNEL_ARGS} {kernel_args}",
+        "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,"
+                   "readonly=on,multidevs=remap",
+        "-device", f"vmgenid,guid={guid}",
+    ]
+
+
+def run_qemu(command: list[str], console: Console, timeout: float):
+    """Run QEMU, feeding its console to @console, until it exits.
+    Returns its exit status, or None if it had to be killed: at @timeout,
+    or GRACE_SECONDS after the guest finished or panicked."""
+    deadline = time.monotonic() + timeout
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    qemu = subprocess.Popen(command, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE)
+    try:
+        while True:
+            now = time.monotonic()
+            if console.panicked or console.exit_code is not None:
+                deadline = min(deadline, now + GRACE_SECONDS)
+            if not select.select([qemu.stdout], [], [],
+                                 max(0, deadline - now))[0]:
+                return None
+            data = os.read(qemu.stdout.fileno(), 65536)
+            if not data:
+                break
+            console.feed(decoder.decode(data))
+        console.feed(decoder.decode(b"", final=True))
+        console.close()
+        return qemu.wait()
+    finally:
+        if qemu.poll() is None:
+            qemu.kill()
+            qemu.wait()
+        qemu.stdout.close()
