@@ -1,0 +1,91 @@
+"""The 16-byte GUID in guest memory, mapped once from /dev/mem.
+
+The page is mapped with a plain mmap at its page-aligned offset: read() and
+pread() on /dev/mem give EFAULT for this memory (the firmware's reserved
+region) and an O_SYNC open gives EAGAIN on mmap.  The mapping stays open so
+that every read afterwards is a 16-byte memory load, without a system call.
+
+Byte order: the hypervisor stores the GUID as Microsoft lays out a GUID,
+the first three fields (32, 16, 16 bits) little-endian and the last 8 bytes
+as they are; QEMU byte-swaps its big-endian `-device vmgenid,guid=` value
+into that layout (qemu_uuid_bswap).  uuid.UUID(bytes_le=...) undoes it, so
+read() spells the GUID exactly as QEMU's guid= did.
+"""
+
+import errno
+import mmap
+import os
+import uuid
+
+from .errors import GuidUnavailable
+
+DEV_MEM = "/dev/mem"
+LOCKDOWN = "/sys/kernel/security/lockdown"
+GUID_SIZE = 16
+
+
+def lockdown_mode(path: str = LOCKDOWN) -> str | None:
+    """The kernel lockdown mode in force ("integrity", "confidentiality"),
+    "none", or None when it cannot be told (no securityfs)."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return None
+    for word in text.split():
+        if word.startswith("[") and word.endswith("]"):
+            return word[1:-1]
+    return None
+
+
+def _refusal(action: str, err: OSError, address: int, dev_mem: str) -> str:
+    mode = lockdown_mode()
+    if mode not in (None, "none"):
+        return (f"kernel lockdown ({mode}) forbids /dev/mem: {action} "
+                f"{dev_mem} failed with {errno.errorcode.get(err.errno)}")
+    if err.errno == errno.EACCES:
+        return f"{action} {dev_mem}: permission denied (needs root)"
+    if err.errno == errno.EPERM:
+        return (f"{action} {dev_mem} for {address:#x}: EPERM (needs "
+                "CAP_SYS_RAWIO; or CONFIG_STRICT_DEVMEM/IO_STRICT_DEVMEM "
+                "or kernel lockdown forbids this range)")
+    return (f"{action} {dev_mem} for {address:#x}: "
+            f"{errno.errorcode.get(err.errno, err.errno)} ({err.strerror})")
+
+
+class GuidMapping:
+    """The GUID at physical @address, mapped read-only from @dev_mem."""
+
+    def __init__(self, address: int, dev_mem: str = DEV_MEM):
+        self.address = address
+        page = mmap.PAGESIZE
+        self.base = address & ~(page - 1)
+        self._offset = address - self.base
+        length = -(-(self._offset + GUID_SIZE) // page) * page
+        try:
+            fd = os.open(dev_mem, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise GuidUnavailable(f"no {dev_mem} (a kernel without "
+                                  "CONFIG_DEVMEM, or no such node)") from None
+        except OSError as err:
+            raise GuidUnavailable(_refusal("open", err, address, dev_mem)
+                                  ) from None
+        try:
+            self._map = mmap.mmap(fd, length, mmap.MAP_SHARED,
+                                  mmap.PROT_READ, offset=self.base)
+        except OSError as err:
+            raise GuidUnavailable(_refusal("mmap", err, address, dev_mem)
+                                  ) from None
+        finally:
+            os.close(fd)
+
+    def read_bytes(self) -> bytes:
+        """The 16 bytes as they are in memory (one copy, no system call)."""
+        return self._map[self._offset:self._offset + GUID_SIZE]
+
+    def read(self) -> str:
+        """The GUID, spelled as QEMU's -device vmgenid,guid= spelled it."""
+        return str(uuid.UUID(bytes_le=self.read_bytes()))
+
+    def close(self) -> None:
+        self._map.close()

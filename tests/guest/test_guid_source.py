@@ -1,0 +1,116 @@
+"""The hardware GUID source in the guest: QEMU 7.2 with -device vmgenid.
+
+The harness picks the GUID (`python -m tests.harness run --guid UUID`); pass
+it on with `--env VMGENID_EXPECTED_GUID=UUID` to have it checked.  Without
+it the tests still check the GUID against fw_cfg's own copy, and the two
+ways of finding it (fw_cfg, ACPI) against each other.
+"""
+
+import errno
+import os
+import select
+import uuid
+
+import pytest
+
+from cuse_vmgenid.guid import (GuidUnavailable, KmsgReader, acpi, discover,
+                               fwcfg, locate)
+
+EXPECTED = os.environ.get("VMGENID_EXPECTED_GUID")
+FW_CFG_GUID = os.path.join(fwcfg.FW_CFG_DIR, "by_name/etc/vmgenid_guid/raw")
+GUID_OFFSET = 40  # QEMU's VMGENID_GUID_OFFSET in the etc/vmgenid_guid blob
+
+
+def test_fwcfg_and_acpi_find_the_same_address():
+    name_f, address_f, origin_f = locate("fwcfg")
+    name_a, address_a, origin_a = locate("acpi")
+    assert (name_f, name_a) == ("fwcfg", "acpi")
+    assert address_f == address_a, (origin_f, origin_a)
+    assert acpi.find_device() == ("QEMUVGID:00", "\\_SB_.VGEN")
+    found = acpi.locate()
+    assert found.form == "qemu"
+    assert f"+ {GUID_OFFSET:#x}" in found.detail
+
+
+def test_fwcfg_and_acpi_read_the_same_guid():
+    with discover("fwcfg") as by_fwcfg, discover("acpi") as by_acpi:
+        guid = by_fwcfg.read()
+        assert guid == by_acpi.read()
+        assert by_fwcfg.read_bytes() == by_acpi.read_bytes()
+    assert uuid.UUID(guid).int != 0
+    assert str(uuid.UUID(guid)) == guid  # canonical spelling
+    if EXPECTED is not None:
+        assert guid == str(uuid.UUID(EXPECTED))
+
+
+def test_memory_holds_what_qemu_put_in_fw_cfg():
+    # Until a restore changes it, the GUID in memory is the one QEMU put in
+    # its etc/vmgenid_guid blob at boot: same bytes, same order.
+    with open(FW_CFG_GUID, "rb") as f:
+        blob = f.read()
+    with discover("fwcfg") as source:
+        assert source.read_bytes() == blob[GUID_OFFSET:GUID_OFFSET + 16]
+        assert source.read() == str(uuid.UUID(
+            bytes_le=blob[GUID_OFFSET:GUID_OFFSET + 16]))
+
+
+def test_auto_takes_fwcfg_and_says_where():
+    with discover("auto") as source:
+        assert source.name == "fwcfg"
+        assert f"{source.address:#x}" in source.describe()
+        assert source.read() == source.read()
+
+
+def test_dev_mem_read_fails_there_so_the_page_is_mapped():
+    # Why memory.py maps: read()/pread() of this page give EFAULT.
+    address = locate("fwcfg")[1]
+    fd = os.open("/dev/mem", os.O_RDONLY)
+    try:
+        with pytest.raises(OSError) as info:
+            os.pread(fd, 16, address)
+        assert info.value.errno == errno.EFAULT
+    finally:
+        os.close(fd)
+
+
+def test_a_device_that_cannot_map_says_why():
+    with pytest.raises(GuidUnavailable, match="mmap /dev/null"):
+        discover("fwcfg", dev_mem="/dev/null")
+
+
+def kmsg_history() -> int:
+    """How many records /dev/kmsg holds now, read from the oldest."""
+    fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+    count = 0
+    try:
+        while True:
+            try:
+                os.read(fd, 8192)
+                count += 1
+            except BlockingIOError:
+                return count
+            except BrokenPipeError:
+                continue
+    finally:
+        os.close(fd)
+
+
+def test_kmsg_reader_starts_at_the_end_and_ignores_user_records():
+    history = kmsg_history()
+    assert history > 0  # the boot log
+    with KmsgReader() as reader:
+        # Nothing spurious at start: the boot log is history, not news.
+        assert reader.drain() is False
+        assert reader.records < history
+        before = reader.records
+        # A process can write the words, but only as LOG_USER: a record
+        # that is read, and not taken for the kernel's.
+        with open("/dev/kmsg", "w") as k:
+            k.write("cuse-vmgenid test: crng reseeded due to virtual "
+                    "machine fork\n")
+        poller = select.poll()
+        poller.register(reader.fileno(), select.POLLIN)
+        assert poller.poll(30_000), "no POLLIN after a /dev/kmsg write"
+        assert reader.drain() is False
+        assert reader.records > before
+        assert reader.drain() is False
