@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 class Daemon:
     def __init__(self, options):
         self.options = options
-        self.source = open_source(options.source)
+        self.source = open_source(options.source, options.poll_interval_ms)
         self.page = Page(options.page)
         self.boot_id = statefile.current_boot_id()
         self.guid: Optional[str] = None
@@ -39,6 +39,7 @@ class Daemon:
             self.bump(missed_why)
         self._stop = False
         self._hints = 0
+        self._next_guid_poll: Optional[float] = None
 
     # -- generation changes ----------------------------------------------
 
@@ -79,9 +80,25 @@ class Daemon:
         if not changed:
             log.debug("hint (%s): GUID unchanged", why)
             return False
-        self.guid = guid
-        self.bump(f"hint: {why}")
+        old_guid, self.guid = self.guid, guid
+        if guid is None:
+            self.bump(f"hint: {why}")
+            return True
+        self.bump(f"GUID {old_guid} -> {guid} (seen on {why})")
+        self._feed_rng()
         return True
+
+    def _feed_rng(self) -> None:
+        """Mix the new GUID into the kernel RNG (the seed's
+        add_device_randomness); the kernel's own driver did too."""
+        data = self.source.guid_bytes()
+        if data is None:
+            return
+        try:
+            with open("/dev/urandom", "wb", buffering=0) as f:
+                f.write(data)
+        except OSError as e:
+            log.warning("cannot write the GUID to /dev/urandom: %s", e)
 
     def _persist(self) -> None:
         saved = statefile.SavedState(self.boot_id, self.state.counter,
@@ -125,12 +142,20 @@ class Daemon:
         poller = select.poll()
         poller.register(session.fd, select.POLLIN)
         poller.register(wake_r, select.POLLIN)
+        hint_fds = self.source.hint_fds()
+        for fd in hint_fds:
+            poller.register(fd, select.POLLIN)
+        self._next_guid_poll = self._guid_poll_after(time.monotonic())
         try:
             while not self._stop:
                 events = poller.poll(self._timeout_ms())
                 for fd, _ in events:
                     if fd == wake_r:
                         _drain(wake_r)
+                    elif fd in hint_fds:
+                        why = self.source.take_hint(fd)
+                        if why:
+                            self.notify(why)
                     elif not session.process_one():
                         log.error("the kernel ended the CUSE connection")
                         return 1
@@ -140,7 +165,12 @@ class Daemon:
                 while self._hints:
                     self._hints -= 1
                     self.notify("SIGUSR1")
-                self.transport.expire(time.monotonic())
+                now = time.monotonic()
+                self.transport.expire(now)
+                if self._next_guid_poll is not None \
+                        and now >= self._next_guid_poll:
+                    self.notify("periodic check")
+                    self._next_guid_poll = self._guid_poll_after(now)
             log.info("stopping at generation %d", self.state.counter)
             return 0
         finally:
@@ -150,11 +180,16 @@ class Daemon:
             os.close(wake_r)
             os.close(wake_w)
 
+    def _guid_poll_after(self, now: float) -> Optional[float]:
+        interval = self.source.poll_interval
+        return None if interval is None else now + interval
+
     def _timeout_ms(self) -> int:
-        deadline = self.state.next_deadline()
-        if deadline is None:
+        deadlines = [d for d in (self.state.next_deadline(),
+                                 self._next_guid_poll) if d is not None]
+        if not deadlines:
             return -1
-        return max(0, int((deadline - time.monotonic()) * 1000) + 1)
+        return max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
 
 
 def _drain(fd: int) -> None:

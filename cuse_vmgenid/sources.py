@@ -1,12 +1,16 @@
 """Where changes of generation come from (SPEC.md, "Where changes come from").
 
-Only the software source exists so far: FORCE_GEN_UPDATE(_MIN) ioctls, and
-hints (VMGENID_NOTIFY, SIGUSR1) that each bump since there is no GUID to
-look at.  The GUID watcher (fw_cfg / ACPI) is not written yet.
+A source answers one question, "did the hardware generation change since
+this GUID?", and says which fds hint that it is worth asking now.  The
+daemon asks on every hint and every poll interval and bumps once per new
+GUID, however many hints arrive.  Without a GUID (`--source none`) every
+hint is taken as a change.
 """
 
 import logging
 from typing import Optional
+
+from .guid import GuidSource, GuidUnavailable, KmsgReader, discover
 
 log = logging.getLogger(__name__)
 
@@ -14,22 +18,74 @@ SOURCE_CHOICES = ("auto", "fwcfg", "acpi", "none")
 
 
 class NoSource:
-    """No GUID: every hint is taken as a change."""
+    """No GUID: every hint and every restart is taken as a change."""
     name = "none"
-
-    def read_guid(self) -> Optional[str]:
-        return None
+    poll_interval: Optional[float] = None
 
     def changed(self, known_guid: Optional[str]) -> tuple[bool, Optional[str]]:
         """(did the hardware generation change?, the GUID now)."""
         return True, None
 
+    def guid_bytes(self) -> Optional[bytes]:
+        return None
 
-def open_source(choice: str) -> NoSource:
-    if choice in ("fwcfg", "acpi"):
-        raise ValueError(f"--source {choice}: the GUID watcher is not "
-                         "implemented yet; use --source none")
-    if choice == "auto":
-        log.warning("no GUID watcher yet: --source auto uses 'none' "
-                    "(every hint and every restart bumps)")
-    return NoSource()
+    def hint_fds(self) -> list[int]:
+        return []
+
+    def take_hint(self, fd: int) -> Optional[str]:
+        return None
+
+
+class GuidWatcher:
+    """The hypervisor's GUID in guest memory, with the kernel log as hint."""
+
+    def __init__(self, guid: GuidSource, kmsg: Optional[KmsgReader],
+                 poll_interval: float):
+        self._guid = guid
+        self._kmsg = kmsg
+        self.name = guid.name
+        self.poll_interval = poll_interval
+
+    def changed(self, known_guid: Optional[str]) -> tuple[bool, Optional[str]]:
+        try:
+            now = self._guid.read()
+        except OSError as e:
+            # Unreadable: a missed change would be a security bug.
+            log.error("cannot read the GUID: %s", e)
+            return True, None
+        return now != known_guid, now
+
+    def guid_bytes(self) -> Optional[bytes]:
+        try:
+            return self._guid.read_bytes()
+        except OSError:
+            return None
+
+    def hint_fds(self) -> list[int]:
+        return [self._kmsg.fileno()] if self._kmsg else []
+
+    def take_hint(self, fd: int) -> Optional[str]:
+        """Why to look at the GUID now, or None for kernel log chatter."""
+        if self._kmsg and self._kmsg.drain():
+            return "kernel log: crng reseeded due to virtual machine fork"
+        return None
+
+
+def open_source(choice: str, poll_interval_ms: int):
+    """The source asked for; `none` with the reason logged if it fails."""
+    if choice == "none":
+        return NoSource()
+    try:
+        guid = discover(choice)
+    except GuidUnavailable as e:
+        log.warning("no GUID source (%s): %s; serving with --source none "
+                    "(every hint and every restart bumps)", choice, e)
+        return NoSource()
+    try:
+        kmsg = KmsgReader()
+    except OSError as e:
+        kmsg = None
+        log.warning("no kernel log hint (%s): relying on the %d ms poll",
+                    e, poll_interval_ms)
+    log.info("GUID source: %s", guid.describe())
+    return GuidWatcher(guid, kmsg, poll_interval_ms / 1000.0)
