@@ -2,5 +2,7 @@
 
 from .guest import GuestResult, run_in_guest
 from .images import GuestImage, prepare
+from .vm import GuestError, GuestVM, Snapshot
 
-__all__ = ["GuestImage", "GuestResult", "prepare", "run_in_guest"]
+__all__ = ["GuestError", "GuestImage", "GuestResult", "GuestVM", "Snapshot",
+           "prepare", "run_in_guest"]

@@ -3,6 +3,11 @@
 # run the harness's script (vmgenid.script= on the kernel command line)
 # in it, print its exit code for the harness and power off.
 #
+# With vmgenid.root=block (guests that are saved and restored: 9p blocks
+# migration) the root is two read-only squashfs disks instead, the system
+# on /dev/vda under the repo on /dev/vdb (rootimage.py), and the script
+# comes from fw_cfg (opt/vmgenid/script).
+#
 # Any failure here powers off without the exit marker: the harness fails.
 
 /bin/busybox --install -s /bin
@@ -24,17 +29,43 @@ while read -r module; do
 done < "$moddir/load.order"
 
 script=
+root=9p
 for arg in $(cat /proc/cmdline); do
-	case "$arg" in vmgenid.script=*) script=${arg#*=} ;; esac
+	case "$arg" in
+	vmgenid.script=*) script=${arg#*=} ;;
+	vmgenid.root=*) root=${arg#*=} ;;
+	esac
 done
-[ -n "$script" ] || die "no vmgenid.script= on the kernel command line"
 
-# msize: the largest 6.1's virtio transport takes (6.12 takes more).
-mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=512000,cache=loose \
-	hostroot /host || die "cannot mount the host root"
+lower=/host
+case "$root" in
+9p)
+	[ -n "$script" ] || die "no vmgenid.script= on the kernel command line"
+	# msize: the largest 6.1's virtio transport takes (6.12 takes more).
+	mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=512000,cache=loose \
+		hostroot /host || die "cannot mount the host root"
+	;;
+block)
+	fwcfg=/sys/firmware/qemu_fw_cfg/by_name/opt/vmgenid/script/raw
+	[ -r "$fwcfg" ] || die "no opt/vmgenid/script in fw_cfg"
+	cp "$fwcfg" /script || die "cannot read $fwcfg"
+	mkdir -p /repo
+	n=0
+	while [ ! -b /dev/vdb ] && [ $n -lt 100 ]; do
+		usleep 100000
+		n=$((n + 1))
+	done
+	mount -t squashfs -o ro /dev/vda /host || die "cannot mount /dev/vda"
+	mount -t squashfs -o ro /dev/vdb /repo || die "cannot mount /dev/vdb"
+	lower=/repo:/host
+	;;
+*)
+	die "vmgenid.root=$root: not 9p or block"
+	;;
+esac
 mount -t tmpfs -o mode=0755 tmpfs /rw
 mkdir /rw/upper /rw/work
-mount -t overlay -o lowerdir=/host,upperdir=/rw/upper,workdir=/rw/work \
+mount -t overlay -o lowerdir=$lower,upperdir=/rw/upper,workdir=/rw/work \
 	overlay /newroot || die "cannot mount the overlay"
 
 for dir in proc sys dev; do
@@ -46,6 +77,10 @@ mkdir -p /newroot/dev/shm /newroot/dev/pts
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /newroot/dev/shm
 mount -t devpts -o gid=5,mode=0620,ptmxmode=0666 devpts /newroot/dev/pts
 ip link set lo up
+if [ "$root" = block ]; then
+	script=/run/vmgenid-script.sh
+	cp /script /newroot$script || die "cannot copy the script"
+fi
 
 # Put the new root on top of / (as switch_root does) before entering it:
 # a plain chroot would make unshare(CLONE_NEWUSER) fail with EPERM. /init

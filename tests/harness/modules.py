@@ -13,8 +13,10 @@ from pathlib import Path
 from .cache import HarnessError
 
 # What the guest's /init needs; their dependencies follow automatically.
+# virtio_blk and squashfs: the block root of guests that are saved
+# (rootimage.py; lz4 is built in).
 NEEDED = ["virtio_pci", "9pnet_virtio", "9p", "overlay", "cuse",
-          "qemu_fw_cfg"]
+          "qemu_fw_cfg", "virtio_blk", "squashfs"]
 
 
 def module_name(path: Path) -> str:

@@ -5,9 +5,11 @@ import os
 import select
 import subprocess
 import time
+from pathlib import Path
 
 from .console import Console
 from .images import GuestImage
+from .rootimage import RootImages
 
 # Quiet, but panics and oopses raise the console loglevel themselves.
 KERNEL_ARGS = "console=ttyS0 loglevel=1 panic=-1"
@@ -17,9 +19,22 @@ GRACE_SECONDS = 10
 
 
 def qemu_command(image: GuestImage, kernel_args: str, *, mem_mb: int,
-                 guid: str) -> list[str]:
+                 guid: str, block_root: RootImages | None = None,
+                 script: Path | None = None) -> list[str]:
     """The whole QEMU command line, in one place so that saving and
-    restoring a guest can reuse it."""
+    restoring a guest can reuse it.  The root is the host's over 9p, or
+    with @block_root the read-only squashfs disks (9p blocks migration),
+    the guest's script (init.sh) then coming from the file @script via
+    fw_cfg."""
+    if block_root is None:
+        root = ["-virtfs", "local,path=/,mount_tag=hostroot,"
+                "security_model=none,readonly=on,multidevs=remap"]
+    else:
+        kernel_args = f"{kernel_args} vmgenid.root=block".strip()
+        root = [arg for disk in [block_root.system, block_root.repo]
+                for arg in ["-drive", f"file={disk},if=virtio,readonly=on,"
+                            "format=raw"]]
+        root += ["-fw_cfg", f"name=opt/vmgenid/script,file={script}"]
     return [
         "qemu-system-x86_64", "-nodefaults", "-no-user-config",
         "-accel", "tcg,thread=multi", "-cpu", "max", "-smp", "2",
@@ -27,8 +42,7 @@ def qemu_command(image: GuestImage, kernel_args: str, *, mem_mb: int,
         "-no-reboot",
         "-kernel", str(image.vmlinuz), "-initrd", str(image.initramfs),
         "-append", f"{KERNEL_ARGS} {kernel_args}",
-        "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,"
-                   "readonly=on,multidevs=remap",
+        *root,
         "-device", f"vmgenid,guid={guid}",
     ]
 

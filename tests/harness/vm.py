@@ -1,0 +1,295 @@
+"""GuestVM: a guest that runs in the background and can be saved and
+restored for real, as a hypervisor does (the VM Generation ID changes
+only that way: QEMU refuses to change it on a running VM).
+
+    with GuestVM(kernel="6.12", command=[...], guid=uuid1) as vm:
+        vm.wait_for(r"READY", timeout=300)      # the console, a regex
+        snap = vm.save(path)                    # stop, migrate to a file
+        vm.restore(snap, guid=uuid2)            # new QEMU, -incoming, cont
+        vm.wait_for(r"WOKE (\\d+)", timeout=120)
+        rc = vm.wait_exit(timeout=120)          # the command's exit code
+
+    clone = GuestVM.from_snapshot(snap, guid=uuid3)   # another VM, too
+
+The guest's root is the read-only squashfs pair of rootimage.py (9p
+blocks migration) under a tmpfs, the command runs as root in the repo as
+with run_in_guest().  The console is one stream across restores: the
+restored QEMU's serial port is the same guest console; vm.output has it
+all.  wait_for() searches from where its previous match (or the last
+save) ended, complete lines only, and raises GuestError on a panic, on
+the command's exit, on QEMU's exit, and on timeout.
+"""
+
+import codecs
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cache import HarnessError
+from .console import Console
+from .guest import guest_script
+from .images import GuestImage, prepare
+from .qemu import GRACE_SECONDS, qemu_command
+from .qmp import QMP, QMPError
+from .rootimage import RootImages, prepare_root
+
+# Migration's default bandwidth cap (32 MiB/s) would make saving slow.
+SAVE_BANDWIDTH = 64 << 30
+SAVE_TIMEOUT = 300
+RESTORE_TIMEOUT = 300
+
+
+class GuestError(HarnessError):
+    """The guest did not do what a GuestVM call waited for."""
+
+
+@dataclass(frozen=True)
+class VMConfig:
+    """What must be the same for a QEMU that restores a saved guest."""
+    image: GuestImage
+    root: RootImages
+    script: str             # the shell script init.sh runs (fw_cfg)
+    mem_mb: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    path: Path
+    config: VMConfig
+    size: int               # bytes
+    save_seconds: float     # stop to migration completed
+
+
+class GuestVM:
+    def __init__(self, kernel: str, command: list[str] | str, *,
+                 guid: str | None = None, env: dict[str, str] | None = None,
+                 mem_mb: int = 1024, out=None, _config: VMConfig = None):
+        """Boot a @kernel ("6.1", "6.12") guest that runs @command (argv
+        list or shell code) as root in the repo; returns at once."""
+        self.console = Console(out)
+        self.cond = threading.Condition()
+        self.cursor = 0         # wait_for() searches vm.output from here
+        self.qemu = None
+        self.qmp = None
+        self.reader = None
+        self.rundir = None
+        self.guid = None
+        self.config = _config
+        if _config is not None:
+            return              # from_snapshot() restores it
+        if not isinstance(command, str):
+            command = shlex.join(command)
+        self.config = VMConfig(prepare(kernel), prepare_root(),
+                               guest_script(command, env or {}), mem_mb)
+        self._start(guid or str(uuid.uuid4()))
+
+    @classmethod
+    def from_snapshot(cls, snapshot: Snapshot, *, guid: str,
+                      out=None) -> "GuestVM":
+        """Another VM restored from @snapshot (a clone: any number of
+        them, one after another or at once); its output starts at the
+        restore."""
+        vm = cls(None, "", out=out, _config=snapshot.config)
+        try:
+            vm.restore(snapshot, guid=guid)
+        except BaseException:
+            vm.close()
+            raise
+        return vm
+
+    # -- QEMU and its console --------------------------------------------
+
+    def _start(self, guid: str, incoming: Path | None = None) -> None:
+        self.rundir = Path(tempfile.mkdtemp(prefix="vmgenid-vm-",
+                                            dir="/tmp"))
+        script = self.rundir / "script.sh"
+        script.write_text(self.config.script)
+        qmp_path = self.rundir / "qmp.sock"
+        command = qemu_command(self.config.image, "",
+                               mem_mb=self.config.mem_mb, guid=guid,
+                               block_root=self.config.root, script=script)
+        command += ["-qmp", f"unix:{qmp_path},server=on,wait=off"]
+        if incoming is not None:
+            command += ["-incoming",
+                        f"exec:cat {shlex.quote(str(incoming))}"]
+        self.guid = guid
+        self.qemu = subprocess.Popen(command, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE)
+        self.reader = threading.Thread(target=self._read, args=(self.qemu,),
+                                       daemon=True)
+        self.reader.start()
+        self.qmp = QMP(str(qmp_path), alive=lambda: self.qemu.poll() is None)
+
+    def _read(self, qemu: subprocess.Popen) -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        while data := os.read(qemu.stdout.fileno(), 65536):
+            with self.cond:
+                self.console.feed(decoder.decode(data))
+                self.cond.notify_all()
+        with self.cond:
+            self.console.feed(decoder.decode(b"", final=True))
+            self.cond.notify_all()
+
+    def _stop_qemu(self, timeout: float) -> int | None:
+        """Wait up to @timeout for QEMU to exit, then kill it; its exit
+        status (None if killed) once its console is read to the end."""
+        status = None
+        if self.qemu is not None:
+            try:
+                status = self.qemu.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.qemu.kill()
+                self.qemu.wait()
+            self.reader.join()
+            self.qemu.stdout.close()
+            if self.qmp is not None:
+                self.qmp.close()
+        if self.rundir is not None:
+            shutil.rmtree(self.rundir, ignore_errors=True)
+        self.qemu = self.qmp = self.reader = self.rundir = None
+        return status
+
+    @property
+    def output(self) -> str:
+        """The console so far: every QEMU's, without init.sh's markers."""
+        with self.cond:
+            return "".join(self.console.output)
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.console.exit_code
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.output.splitlines()[-lines:])
+
+    def _fail(self, message: str):
+        raise GuestError(f"{message} (kernel {self.config.image.release}); "
+                         f"console tail:\n{self.tail()}")
+
+    # -- the API -----------------------------------------------------------
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match:
+        """The first match of @pattern (re.MULTILINE) in the complete
+        console lines after the previous match; GuestError if the guest
+        panics, its command exits, QEMU exits, or @timeout passes first."""
+        regex = re.compile(pattern, re.MULTILINE)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                text = "".join(self.console.output)
+                found = regex.search(text, self.cursor,
+                                     text.rfind("\n") + 1)
+                if found:
+                    self.cursor = found.end()
+                    return found
+                if self.console.panicked:
+                    self._fail(f"the guest kernel panicked before {pattern!r}")
+                if self.console.exit_code is not None:
+                    self._fail(f"the guest command exited "
+                               f"{self.console.exit_code} before {pattern!r}")
+                if self.qemu is None or not self.reader.is_alive():
+                    self._fail(f"QEMU exited before {pattern!r}")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._fail(f"no {pattern!r} within {timeout:g} s")
+                self.cond.wait(remaining)
+
+    def wait_exit(self, timeout: float) -> int:
+        """The guest command's exit code, once the guest powered off;
+        GuestError if it panics, or QEMU exits without it, or timeout."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while (self.console.exit_code is None and
+                   not self.console.panicked and self.qemu is not None and
+                   self.reader.is_alive()):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._fail(f"the guest command did not exit within "
+                               f"{timeout:g} s")
+                self.cond.wait(remaining)
+        self._stop_qemu(GRACE_SECONDS)
+        if self.console.exit_code is None:
+            self._fail("the guest kernel panicked" if self.console.panicked
+                       else "QEMU exited before the guest command did")
+        return self.console.exit_code
+
+    def save(self, path: Path | str) -> Snapshot:
+        """Stop the guest and migrate it into the file @path, as a
+        hypervisor saves a VM; this QEMU then quits."""
+        if self.qemu is None:
+            raise GuestError("save(): the VM is not running")
+        path = Path(path)
+        started = time.monotonic()
+        self.qmp.command("stop")
+        self.qmp.command("migrate-set-parameters",
+                         **{"max-bandwidth": SAVE_BANDWIDTH})
+        # A file QEMU writes itself: once migration has completed, all of
+        # it is written (with exec:cat QEMU may SIGTERM cat before that).
+        with open(path, "wb") as snapshot:
+            self.qmp.command("getfd", fdname="snapshot",
+                             fds=[snapshot.fileno()])
+        self.qmp.command("migrate", uri="fd:snapshot")
+        while True:
+            state = self.qmp.command("query-migrate")
+            status = state.get("status")
+            if status == "completed":
+                break
+            if status in ("failed", "cancelled"):
+                self._fail(f"saving failed: {state.get('error-desc', status)}")
+            if time.monotonic() - started > SAVE_TIMEOUT:
+                self._fail(f"saving took over {SAVE_TIMEOUT} s: {state}")
+            time.sleep(0.05)
+        seconds = time.monotonic() - started
+        try:
+            self.qmp.command("quit")
+        except QMPError:
+            pass                # it quit before it could say so
+        self._stop_qemu(GRACE_SECONDS)
+        with self.cond:
+            self.cursor = len("".join(self.console.output))
+        return Snapshot(path, self.config, path.stat().st_size, seconds)
+
+    def restore(self, snapshot: Snapshot, *, guid: str) -> float:
+        """Start a new QEMU with the same options and the VM Generation
+        ID @guid, load @snapshot into it and let it run; the host's
+        time.monotonic() when QEMU answered `cont`."""
+        if self.qemu is not None:
+            raise GuestError("restore(): the VM is still running; save() it")
+        if snapshot.config != self.config:
+            raise GuestError("restore(): the snapshot is of another VM; "
+                             "use GuestVM.from_snapshot()")
+        self._start(guid, incoming=snapshot.path)
+        deadline = time.monotonic() + RESTORE_TIMEOUT
+        while (status := self.qmp.command("query-status")["status"]
+               ) == "inmigrate":
+            if time.monotonic() > deadline:
+                self._fail(f"loading {snapshot.path} took over "
+                           f"{RESTORE_TIMEOUT} s")
+            time.sleep(0.02)
+        if status != "paused":
+            self._fail(f"after loading {snapshot.path} the VM is {status!r}"
+                       ", not paused")
+        self.qmp.command("cont")
+        return time.monotonic()
+
+    def close(self) -> None:
+        """Kill QEMU if it still runs, and clean up."""
+        if self.qemu is not None and self.qemu.poll() is None:
+            self.qemu.kill()
+        self._stop_qemu(GRACE_SECONDS)
+        with self.cond:
+            self.console.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
