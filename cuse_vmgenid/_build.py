@@ -21,11 +21,14 @@ def _pkg_config(*args: str) -> list[str]:
 
 
 ffibuilder = FFI()
-ffibuilder.cdef(_read("fuse.h") + _read("callbacks.h") + _read("page.h"))
+ffibuilder.cdef(_read("fuse.h") + _read("callbacks.h") + _read("page.h")
+               + _read("signalfd.h"))
 ffibuilder.set_source(
     "cuse_vmgenid._cuse",
     "#define FUSE_USE_VERSION 31\n"
     "#include <stdint.h>\n"
+    "#include <signal.h>\n"
+    "#include <sys/signalfd.h>\n"
     "#include <fuse_lowlevel.h>\n"
     "#include <cuse_lowlevel.h>\n" + _read("page.c"),
     extra_compile_args=_pkg_config("--cflags"),

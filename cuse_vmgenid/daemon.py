@@ -1,7 +1,6 @@
 """The daemon: wires the state machine, the CUSE transport, the page, the
 state file and the change sources, and runs the loop on the main thread."""
 
-import errno
 import logging
 import os
 import select
@@ -10,7 +9,7 @@ import time
 from typing import Optional
 
 from . import privilege, sdnotify, statefile
-from .errors import DeviceError
+from .hintsignal import HintSignal
 from .page import Page
 from .session import CuseSession
 from .sources import open_source
@@ -38,7 +37,6 @@ class Daemon:
         if missed_why:
             self.bump(missed_why)
         self._stop = False
-        self._hints = 0
         self._next_guid_poll: Optional[float] = None
 
     # -- generation changes ----------------------------------------------
@@ -126,22 +124,21 @@ class Daemon:
         sdnotify.notify(f"READY=1\nSTATUS=generation {self.state.counter}")
 
     def _on_signal(self, signum, frame) -> None:
-        if signum == signal.SIGUSR1:
-            self._hints += 1
-        else:
-            self._stop = True
+        self._stop = True
 
     def serve(self) -> int:
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w)
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+        for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
+        hint_signal = HintSignal()
 
         session = CuseSession(self.options.devname, self.transport,
                               self.options.fuse_debug)
         poller = select.poll()
         poller.register(session.fd, select.POLLIN)
         poller.register(wake_r, select.POLLIN)
+        poller.register(hint_signal.fileno(), select.POLLIN)
         hint_fds = self.source.hint_fds()
         for fd in hint_fds:
             poller.register(fd, select.POLLIN)
@@ -152,6 +149,10 @@ class Daemon:
                 for fd, _ in events:
                     if fd == wake_r:
                         _drain(wake_r)
+                    elif fd == hint_signal.fileno():
+                        for pid, uid in hint_signal.senders():
+                            self.notify("SIGUSR1 from "
+                                        + Caller(pid, uid).describe())
                     elif fd in hint_fds:
                         why = self.source.take_hint(fd)
                         if why:
@@ -162,9 +163,6 @@ class Daemon:
                     if self.transport.fatal is not None:
                         return 1
                     self.transport.answer_interrupts()
-                while self._hints:
-                    self._hints -= 1
-                    self.notify("SIGUSR1")
                 now = time.monotonic()
                 self.transport.expire(now)
                 if self._next_guid_poll is not None \
@@ -176,6 +174,7 @@ class Daemon:
         finally:
             self.transport.abort_pending()
             session.close()
+            hint_signal.close()
             signal.set_wakeup_fd(-1)
             os.close(wake_r)
             os.close(wake_w)

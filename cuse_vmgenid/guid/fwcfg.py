@@ -49,7 +49,7 @@ def locate(root: str = FW_CFG_DIR, load: bool = True) -> int:
         if not os.path.isdir(os.path.join(root, "by_name")):
             raise GuidUnavailable(f"no {root}/by_name (kernel without "
                                   "CONFIG_FW_CFG_SYSFS names)") from None
-        raise GuidUnavailable(f"fw_cfg has no etc/vmgenid_addr: QEMU runs "
+        raise GuidUnavailable("fw_cfg has no etc/vmgenid_addr: QEMU runs "
                               "without -device vmgenid") from None
     except OSError as err:
         raise GuidUnavailable(f"cannot read {path}: {err.strerror}"

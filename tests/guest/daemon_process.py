@@ -23,9 +23,12 @@ class DaemonProcess:
                      "--state", self.state, "--log-level", "debug",
                      *extra_args]
         self.proc = None
+        self._log_start = 0
 
-    def start(self, timeout: float = 30) -> "DaemonProcess":
+    def start(self, timeout: float = 120) -> "DaemonProcess":
+        """The timeout only rescues a hang: emulation makes starts slow."""
         log = open(self.log_path, "ab")
+        self._log_start = log.tell()  # a restart appends to the same log
         self.proc = subprocess.Popen(self.args, cwd=REPO, stdout=log,
                                      stderr=log, close_fds=True)
         log.close()
@@ -46,7 +49,8 @@ class DaemonProcess:
             st = os.stat(NODE)
         except FileNotFoundError:
             return False
-        return stat.S_ISCHR(st.st_mode) and "serving" in self.log()
+        return (stat.S_ISCHR(st.st_mode)
+                and "serving" in self.log()[self._log_start:])
 
     def log(self) -> str:
         try:
