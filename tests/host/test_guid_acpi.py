@@ -10,7 +10,6 @@ read 28 f0 ff bf 00 00 00 00, i.e. QEMU_GUID_ADDRESS.
 fixtures/firecracker-SSDT.aml: hand-assembled (fixtures/aml_asm.py).
 """
 
-import errno
 import mmap
 import os
 import uuid
