@@ -7,7 +7,7 @@ bootstrap:
 	tools/bootstrap
 
 demo: bootstrap
-	$(PYTHON) -m tests.harness run --kernel 6.12 -- $(PYTHON) tools/demo.py
+	$(PYTHON) tools/demo.py
 
 test: bootstrap
 	$(PYTHON) tools/run-tests

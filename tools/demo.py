@@ -1,52 +1,155 @@
 #!/usr/bin/env python3
-"""The main job, run inside the guest: serve /dev/vmgenid, block a watcher
-in read(), change the generation, and show the watcher wake with the new
-counter, acknowledge it, and the orchestrator's WAIT_WATCHERS return.
+"""The main job, for real (`make demo`): a VM is saved and restored with a
+new VM Generation ID, and a program blocked on /dev/vmgenid learns it.
 
-The change here is VMGENID_FORCE_GEN_UPDATE: the GUID watcher that turns a
-real VM restore into a change is not written yet (issue 3).
+Boots a Linux 6.12 guest under QEMU (a squashfs block root, so that it
+can be saved), where tests/restore/scenarios/demo.py starts the daemon
+(--source auto: the GUID's address from fw_cfg, the GUID mapped from
+/dev/mem, the kernel log as a hint), a watcher blocked in read(), a slower
+one in poll(), and an orchestrator.  Then, as a hypervisor would, it stops the VM, migrates it
+to a file, and restores it in a new QEMU with a new GUID.  It shows, in
+lines starting with "demo:", the daemon seeing the new GUID, the watcher
+woken with the new counter and acknowledging it, and the orchestrator's
+WAIT_WATCHERS returning.  Exit 0 only if all of that happened.
+
+    .venv/bin/python tools/demo.py [-v]     (-v: the guest console too)
 """
 
-import os
-import subprocess
+import argparse
+import io
+import re
 import sys
 import tempfile
+import time
+import uuid
+from pathlib import Path
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 
-from tests.guest.daemon_process import DaemonProcess  # noqa: E402
-from tests.guest.device import (force, native, open_device,  # noqa: E402
-                                 outdated, read_counter, wait_watchers)
+from tests.harness.cache import HarnessError  # noqa: E402
+from tests.harness.vm import GuestVM  # noqa: E402
+
+KERNEL = "6.12"
+SCENARIO = [".venv/bin/python", "tests/restore/scenarios/demo.py"]
+TIMEOUT = 900
+
+
+def say(text: str) -> None:
+    print(f"demo: {text}", flush=True)
+
+
+def narrate(line: str) -> None:
+    """One guest marker line, told for humans (others are skipped)."""
+    kind, _, rest = line.partition(" ")
+    if kind == "DAEMON":
+        say(f"  daemon log | {rest}")
+    elif kind == "WATCHER":
+        if rest == "open":
+            say("watcher (vmgenid-reader -a) opened /dev/vmgenid; "
+                "it is blocked in read(); so is the orchestrator, and a "
+                "slow watcher waits in poll()")
+        elif rest.startswith("read "):
+            say(f"watcher woken: {rest}")
+        elif rest.startswith("ack "):
+            say(f"watcher acknowledged the new counter: {rest}")
+        else:
+            say(f"watcher: {rest}")
+    elif kind == "POLLER":
+        if rest.startswith("woke"):
+            say(f"slow watcher woken from poll() ({rest[5:]})")
+        elif rest.startswith("value="):
+            say(f"slow watcher read {rest}; it acknowledges only once the "
+                "orchestrator waits")
+        elif rest.startswith("acking"):
+            say(f"slow watcher acknowledges ({rest[7:]})")
+        elif not rest.startswith("ack "):
+            say(f"slow watcher: {rest}")
+    elif kind == "ORCH":
+        if rest.startswith("woke"):
+            say(f"orchestrator woken ({rest}), acknowledged it")
+        elif rest.startswith("outdated="):
+            say(f"orchestrator: GET_OUTDATED_WATCHERS says "
+                f"{rest[len('outdated='):]} watcher(s) still outdated")
+        elif rest.startswith("WAIT_WATCHERS"):
+            say(f"orchestrator: {rest}: every watcher has acknowledged")
+        else:
+            say(f"orchestrator: {rest}")
+    elif kind == "GUID":
+        say(f"VM Generation ID in guest memory: {rest}")
+    elif kind == "COUNTER":
+        say(f"counter in the daemon's page: {rest}")
+    elif kind == "DAEMON_EXIT":
+        say(f"daemon stopped with SIGTERM, exit {rest}")
+    elif kind == "MISSING":
+        say(f"MISSING: {rest}")
 
 
 def main() -> int:
-    with tempfile.TemporaryDirectory() as workdir:
-        daemon = DaemonProcess(workdir).start()
-        print("demo: daemon serving /dev/vmgenid", flush=True)
-        try:
-            watcher = subprocess.Popen([native("vmgenid-reader"), "-a"],
-                                       stdout=subprocess.PIPE, text=True)
-            print(f"demo: watcher says: {watcher.stdout.readline().strip()}"
-                  " (now blocked in read)", flush=True)
-            fd = open_device()
-            force(fd)
-            print(f"demo: generation changed to {read_counter(fd)}; "
-                  f"outdated watchers: {outdated(fd)}", flush=True)
-            os.write(fd, read_counter(fd).to_bytes(4, sys.byteorder))
-            print(f"demo: WAIT_WATCHERS returned {wait_watchers(fd, 30000)}"
-                  f" (every watcher acknowledged); outdated watchers: "
-                  f"{outdated(fd)}", flush=True)
-            out, _ = watcher.communicate(timeout=60)
-            for line in out.splitlines():
-                print(f"demo: watcher says: {line}", flush=True)
-            os.close(fd)
-            ok = watcher.returncode == 0 and "value=1" in out
-        finally:
-            daemon.stop()
-        print("demo: daemon log:\n" + daemon.log(), flush=True)
-        print("demo: " + ("OK" if ok else "FAILED"), flush=True)
-        return 0 if ok else 1
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show the guest console as well")
+    args = p.parse_args()
+    console = sys.stdout if args.verbose else io.StringIO()
+    before, after = str(uuid.uuid4()), str(uuid.uuid4())
+
+    say(f"booting a Linux {KERNEL} guest under QEMU with VM Generation ID "
+        f"{before} (emulated: a minute or two)")
+    started = time.monotonic()
+    try:
+        with tempfile.TemporaryDirectory(prefix="vmgenid-demo-") as tmp, \
+                GuestVM(KERNEL, SCENARIO, guid=before, out=console) as vm:
+            vm.wait_for(r"^READY counter=0$", timeout=TIMEOUT)
+            say(f"guest up in {time.monotonic() - started:.0f} s")
+            for line in vm.output.splitlines():
+                narrate(line)
+
+            snapshot = vm.save(Path(tmp) / "guest.snapshot")
+            say(f"saved the VM: QMP stop, migrate to a file "
+                f"({snapshot.size >> 20} MiB in {snapshot.save_seconds:.1f}"
+                " s); that QEMU quit")
+            say(f"restoring it in a new QEMU with VM Generation ID {after}")
+            vm.restore(snapshot, guid=after)
+            restored_at = len(vm.output)
+            say("restored and running (QMP cont)")
+            vm.wait_for(r"^DONE$", timeout=TIMEOUT)
+            rc = vm.wait_exit(timeout=TIMEOUT)
+    except HarnessError as e:
+        say(f"FAILED: {e}")
+        return 1
+    out = vm.output
+    for line in out[restored_at:].splitlines():
+        narrate(line)
+
+    bumps = re.findall(r"^DAEMON .* generation (\d+) -> (\d+): (.*)$", out,
+                       re.MULTILINE)
+    checks = {
+        "the daemon bumped exactly once, 0 -> 1, for the new GUID":
+            len(bumps) == 1 and bumps[0][:2] == ("0", "1")
+            and f"-> {after}" in bumps[0][2],
+        "the watcher was woken with counter 1":
+            "WATCHER read ret=4 value=1 errno=0" in out,
+        "the watcher acknowledged it": "WATCHER ack ret=4 errno=0" in out,
+        "the slow watcher was woken from poll() and acknowledged":
+            "POLLER woke revents=POLLIN" in out
+            and "POLLER ack value=1" in out,
+        "WAIT_WATCHERS returned 0":
+            "ORCH WAIT_WATCHERS ret=0 errno=0" in out,
+        "no watcher left outdated after it":
+            re.findall(r"^ORCH (outdated=\d+)$", out, re.MULTILINE)[-1:]
+            == ["outdated=0"],
+        "the daemon exited 0 on SIGTERM": "DAEMON_EXIT 0" in out,
+        "the guest scenario exited 0": rc == 0,
+    }
+    failed = [what for what, ok in checks.items() if not ok]
+    for what in failed:
+        say(f"FAILED: {what}")
+    if failed and not args.verbose:
+        say("the guest console:\n" + out)
+    say(("OK: " if not failed else "FAILED: ")
+        + f"{sum(map(bool, checks.values()))}/{len(checks)} checks, "
+        f"{time.monotonic() - started:.0f} s")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

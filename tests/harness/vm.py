@@ -20,6 +20,7 @@ save) ended, complete lines only, and raises GuestError on a panic, on
 the command's exit, on QEMU's exit, and on timeout.
 """
 
+import bisect
 import codecs
 import os
 import re
@@ -83,6 +84,10 @@ class GuestVM:
         self.rundir = None
         self.guid = None
         self.config = _config
+        # (len(vm.output) after a chunk of console, time.monotonic() when
+        # it was read from QEMU), for arrived_at().
+        self.arrivals: list[tuple[int, float]] = []
+        self._counted = 0       # console.output items summed in arrivals
         if _config is not None:
             return              # from_snapshot() restores it
         if not isinstance(command, str):
@@ -131,8 +136,10 @@ class GuestVM:
     def _read(self, qemu: subprocess.Popen) -> None:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         while data := os.read(qemu.stdout.fileno(), 65536):
+            arrived = time.monotonic()
             with self.cond:
                 self.console.feed(decoder.decode(data))
+                self._note_arrival(arrived)
                 self.cond.notify_all()
         with self.cond:
             self.console.feed(decoder.decode(b"", final=True))
@@ -156,6 +163,23 @@ class GuestVM:
             shutil.rmtree(self.rundir, ignore_errors=True)
         self.qemu = self.qmp = self.reader = self.rundir = None
         return status
+
+    def _note_arrival(self, arrived: float) -> None:
+        output = self.console.output
+        length = self.arrivals[-1][0] if self.arrivals else 0
+        length += sum(len(text) for text in output[self._counted:])
+        self._counted = len(output)
+        if not self.arrivals or length > self.arrivals[-1][0]:
+            self.arrivals.append((length, arrived))
+
+    def arrived_at(self, pos: int) -> float | None:
+        """time.monotonic() when the console character at @pos of
+        vm.output (say a wait_for() match's end(): its newline) was read
+        from QEMU; None if it has not arrived."""
+        with self.cond:
+            i = bisect.bisect_right(self.arrivals, pos,
+                                    key=lambda arrival: arrival[0])
+            return self.arrivals[i][1] if i < len(self.arrivals) else None
 
     @property
     def output(self) -> str:

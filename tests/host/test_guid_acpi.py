@@ -337,13 +337,25 @@ def test_mapping_without_dev_mem(tmp_path):
         GuidMapping(0x1000, str(tmp_path / "nothere"))
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root opens any file")
 def test_mapping_permission_denied(tmp_path):
     fake = tmp_path / "mem"
     fake.write_bytes(bytes(8192))
     fake.chmod(0)
-    with pytest.raises(GuidUnavailable, match="permission denied"):
-        GuidMapping(0x1000, str(fake))
+    # Root opens any file: try it as nobody, in a child.
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if os.geteuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            GuidMapping(0x1000, str(fake))
+        except GuidUnavailable as e:
+            os._exit(0 if "permission denied" in str(e) else 2)
+        except BaseException:
+            os._exit(3)
+        os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 # -- kmsg records ------------------------------------------------------------

@@ -204,6 +204,7 @@ class GenerationStateVsModel(RuleBasedStateMachine):
         self.answer(token)
         return token
 
+    # Repeated entries weight the valid acknowledgement.
     @rule(wid=watchers,
           value=st.sampled_from(["counter", "counter", "older", "newer", 0]),
           size=st.sampled_from([4, 4, 4, 0, 3, 5, 8]))
