@@ -22,6 +22,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="node name under /dev (default: %(default)s)")
     p.add_argument("--page", default="/run/vmgenid/page",
                    help="the counter page file (default: %(default)s)")
+    p.add_argument("--page-link", metavar="PATH",
+                   help="also expose the page at PATH, as a symlink (for "
+                        "libraries that map a file, e.g. /dev/sysgenid)")
     p.add_argument("--state", default="/run/vmgenid/state",
                    help="the state file (default: %(default)s)")
     p.add_argument("--mode", type=_mode, default=0o666,

@@ -24,6 +24,11 @@ class Daemon:
         self.options = options
         self.source = open_source(options.source, options.poll_interval_ms)
         self.page = Page(options.page)
+        if options.page_link:
+            try:
+                self.page.link(options.page_link)
+            except OSError as e:
+                log.error("no page link: %s", e)
         self.boot_id = statefile.current_boot_id()
         self.guid: Optional[str] = None
         counter, missed_why = self._resume()

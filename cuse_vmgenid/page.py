@@ -46,6 +46,23 @@ class Page:
             os.close(fd)
         os.rename(tmp, path)
 
+    def link(self, path: str) -> None:
+        """Expose the page at a second path, as a symlink, for libraries
+        that map a plain file (AWS-LC reads /dev/sysgenid).  Never a device
+        node: an existing but unmappable device makes such a library treat
+        detection as failed and reseed on every call."""
+        if os.path.islink(path):
+            if os.readlink(path) == self.path:
+                return
+        elif os.path.lexists(path):
+            raise FileExistsError(f"{path} exists and is not a symlink: "
+                                  "left alone")
+        tmp = f"{path}.new"
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        os.symlink(self.path, tmp)
+        os.rename(tmp, path)
+
     def load(self) -> int:
         return lib.vmgenid_page_load(self._ptr)
 
