@@ -1,6 +1,7 @@
 """The daemon: wires the state machine, the CUSE transport, the page, the
 state file and the change sources, and runs the loop on the main thread."""
 
+import fcntl
 import logging
 import os
 import select
@@ -17,6 +18,8 @@ from .state import Changes, GenerationState
 from .transport import Caller, CuseTransport
 
 log = logging.getLogger(__name__)
+
+RNDRESEEDCRNG = 0x5207  # _IO('R', 0x07), linux/random.h
 
 
 class Daemon:
@@ -72,9 +75,9 @@ class Daemon:
         changes = self.state.bump(minimum)
         self._persist()
         self.page.store(self.state.counter)
-        log.info("generation %d -> %d: %s", changes.bumped_from,
-                 self.state.counter, why)
         self.transport.apply(changes)
+        log.info("generation %d -> %d: %s", changes.bumped_from,
+                 self.state.counter, why)  # after the wake-ups: they wait
         return changes
 
     def notify(self, why: str) -> bool:
@@ -87,21 +90,25 @@ class Daemon:
         if guid is None:
             self.bump(f"hint: {why}")
             return True
+        # Before anyone wakes: two clones of one snapshot share the RNG's
+        # state, and a woken reader's first draw must already differ.
+        self._reseed_rng()
         self.bump(f"GUID {old_guid} -> {guid} (seen on {why})")
-        self._feed_rng()
         return True
 
-    def _feed_rng(self) -> None:
+    def _reseed_rng(self) -> None:
         """Mix the new GUID into the kernel RNG (the seed's
-        add_device_randomness); the kernel's own driver did too."""
+        add_device_randomness) and reseed it now: a write alone only feeds
+        the input pool, which the crng draws from later."""
         data = self.source.guid_bytes()
         if data is None:
             return
         try:
             with open("/dev/urandom", "wb", buffering=0) as f:
                 f.write(data)
+                fcntl.ioctl(f, RNDRESEEDCRNG)
         except OSError as e:
-            log.warning("cannot write the GUID to /dev/urandom: %s", e)
+            log.warning("cannot reseed the kernel RNG: %s", e)
 
     def _persist(self) -> None:
         saved = statefile.SavedState(self.boot_id, self.state.counter,

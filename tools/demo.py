@@ -6,8 +6,9 @@ Boots a Linux 6.12 guest under QEMU (a squashfs block root, so that it
 can be saved), where tests/restore/scenarios/demo.py starts the daemon
 (--source auto: the GUID's address from fw_cfg, the GUID mapped from
 /dev/mem, the kernel log as a hint), a watcher blocked in read(), a slower
-one in poll(), and an orchestrator.  Then, as a hypervisor would, it stops the VM, migrates it
-to a file, and restores it in a new QEMU with a new GUID.  It shows, in
+one in poll(), and an orchestrator.  Then, as a hypervisor would, it
+stops the VM, migrates it to a file, and restores it in a new QEMU with a
+new GUID.  It shows, in
 lines starting with "demo:", the daemon seeing the new GUID, the watcher
 woken with the new counter and acknowledging it, and the orchestrator's
 WAIT_WATCHERS returning.  Exit 0 only if all of that happened.

@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""How fast a real restore reaches a process blocked on /dev/vmgenid,
+against the kernel's own signal of it; and the daemon's idle CPU.
+
+    .venv/bin/python bench/restore_latency.py [-n 20] [--kernel 6.12]
+        [--poll-interval-ms 1000] [--console FILE]
+
+Boots a guest (block root) running tests/restore/scenarios/bench.py: the
+daemon (--source auto), a process woken from read() on /dev/vmgenid that
+prints "BENCH VMGENID <n>" (then acks and reads again), and the
+reference, a process blocked on /dev/kmsg that prints "BENCH KMSG" on the
+kernel's "crng reseeded due to virtual machine fork".  N times: save the
+VM, restore it with a new GUID, and time on the HOST, from QEMU's reply
+to `cont` (GuestVM.restore()) to the arrival of each marker line on the
+serial console (GuestVM.arrived_at()).  Then the guest measures the
+daemon's CPU (utime + stime in /proc/<pid>/stat) over 30 s idle.
+
+Prints p50 and p99 of both latencies, their ratio, and the idle CPU as a
+percentage of one core.  A benchmark: no assertions (goals: ratio <= 1.5
+at p50, idle CPU <= 0.5 %).  Under TCG emulation every figure is inflated
+(guest CPU time is emulated time): compare runs on one host only.
+"""
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.harness.vm import GuestError, GuestVM  # noqa: E402
+
+SCENARIO = [".venv/bin/python", "tests/restore/scenarios/bench.py", "run"]
+BOOT_TIMEOUT = 900
+STEP_TIMEOUT = 300
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest rank."""
+    ranked = sorted(values)
+    return ranked[max(0, math.ceil(p / 100 * len(ranked)) - 1)]
+
+
+def marker(vm: GuestVM, start: int, pattern: str):
+    """The first @pattern line after @start, and its arrival time."""
+    vm.cursor = start
+    found = vm.wait_for(pattern, timeout=STEP_TIMEOUT)
+    return found, vm.arrived_at(found.end())
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("-n", type=int, default=20, help="restores (%(default)s)")
+    p.add_argument("--kernel", default="6.12", choices=("6.12", "6.1"))
+    p.add_argument("--poll-interval-ms", type=int, default=1000,
+                   help="the daemon's GUID poll (%(default)s)")
+    p.add_argument("--mem-mb", type=int, default=1024)
+    p.add_argument("--console", help="write the guest console here "
+                   "(default: a temporary file, named on failure)")
+    args = p.parse_args()
+
+    console_path = args.console or tempfile.mkstemp(
+        prefix="restore-latency-", suffix=".console")[1]
+    vmgenid_ms: list[float] = []
+    kmsg_ms: list[float] = []
+    guest_vmgenid_ms: list[float] = []     # guest clock, from the printk
+    guest_kmsg_ms: list[float] = []
+    started = time.monotonic()
+    with open(console_path, "w") as console, \
+            tempfile.TemporaryDirectory(prefix="restore-latency-") as tmp:
+        command = SCENARIO + [str(args.n), str(args.poll_interval_ms)]
+        try:
+            with GuestVM(args.kernel, command, guid=str(uuid.uuid4()),
+                         mem_mb=args.mem_mb, out=console) as vm:
+                vm.wait_for(r"^READY counter=0$", timeout=BOOT_TIMEOUT)
+                print(f"bench: {args.kernel} guest up in "
+                      f"{time.monotonic() - started:.0f} s; {args.n} "
+                      f"restores, daemon --poll-interval-ms "
+                      f"{args.poll_interval_ms}", flush=True)
+                for i in range(1, args.n + 1):
+                    snapshot = vm.save(Path(tmp) / "bench.snapshot")
+                    resumed = vm.restore(snapshot, guid=str(uuid.uuid4()))
+                    start = vm.cursor
+                    m1, woke = marker(vm, start,
+                                      rf"^BENCH VMGENID {i} t=([\d.]+)$")
+                    m2, kmsg = marker(vm, start, r"^BENCH KMSG "
+                                      r"t=([\d.]+) printk=([\d.]+)$")
+                    vm.cursor = max(m1.end(), m2.end())
+                    snapshot.path.unlink()
+                    vmgenid_ms.append((woke - resumed) * 1000)
+                    kmsg_ms.append((kmsg - resumed) * 1000)
+                    printk = float(m2[2])
+                    guest_vmgenid_ms.append((float(m1[1]) - printk) * 1000)
+                    guest_kmsg_ms.append((float(m2[1]) - printk) * 1000)
+                    print(f"bench: restore {i:2d}: /dev/vmgenid "
+                          f"{vmgenid_ms[-1]:7.1f} ms, kmsg "
+                          f"{kmsg_ms[-1]:7.1f} ms (saved "
+                          f"{snapshot.size >> 20} MiB in "
+                          f"{snapshot.save_seconds:.1f} s)", flush=True)
+                    time.sleep(1)   # the waiters read again before a save
+                bumps = vm.wait_for(r"^BENCH BUMPS total=(\d+) kmsg=(\d+) "
+                                    r"other=(\d+)$", timeout=STEP_TIMEOUT)
+                idle = vm.wait_for(
+                    r"^BENCH IDLECPU pct=([\d.]+) ticks=(\d+) hz=(\d+) "
+                    r"seconds=([\d.]+) poll_ms=(\d+)$", timeout=STEP_TIMEOUT)
+                vm.wait_for(r"^DONE$", timeout=STEP_TIMEOUT)
+                rc = vm.wait_exit(timeout=STEP_TIMEOUT)
+        except GuestError as e:
+            print(f"bench: FAILED: {e}\nbench: console in {console_path}",
+                  file=sys.stderr)
+            return 1
+    if not args.console:
+        os.unlink(console_path)
+
+    v50, v99 = percentile(vmgenid_ms, 50), percentile(vmgenid_ms, 99)
+    k50, k99 = percentile(kmsg_ms, 50), percentile(kmsg_ms, 99)
+    print(f"bench: kernel {args.kernel}, {args.n} restores, host time from "
+          "`cont` to the marker on the serial console")
+    print(f"bench: /dev/vmgenid read() woken: p50 {v50:7.1f} ms  "
+          f"p99 {v99:7.1f} ms")
+    print(f"bench: /dev/kmsg crng line:      p50 {k50:7.1f} ms  "
+          f"p99 {k99:7.1f} ms")
+    print(f"bench: ratio vmgenid/kmsg:       p50 {v50 / k50:7.2f}     "
+          f"p99 {v99 / k99:7.2f}     (goal: p50 <= 1.5)")
+    g50v, g50k = (percentile(guest_vmgenid_ms, 50),
+                  percentile(guest_kmsg_ms, 50))
+    print(f"bench: in the guest, from the kernel's printk: /dev/vmgenid "
+          f"p50 {g50v:.1f} ms, /dev/kmsg p50 {g50k:.1f} ms (the daemon's "
+          f"share: {g50v - g50k:.1f} ms)")
+    print(f"bench: bumps seen on the kernel log hint: {bumps[2]} of "
+          f"{bumps[1]} (the others on the poll, before the hint)")
+    print(f"bench: daemon idle CPU: {float(idle[1]):.3f} % of one core "
+          f"({idle[2]} ticks at {idle[3]} Hz over {idle[4]} s, "
+          f"--poll-interval-ms {idle[5]}; goal <= 0.5 %)")
+    print(f"bench: guest exit {rc}, total {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

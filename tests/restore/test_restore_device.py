@@ -1,0 +1,193 @@
+"""/dev/vmgenid across REAL restores, driven from the host: the daemon
+(--source auto: fw_cfg's GUID address, /dev/mem, the kernel log hint, the
+poll) turns one new VM Generation ID into exactly one bump, and its
+clients see it (SPEC.md, "Where changes come from" and "Daemon
+restarts").  The guest side is tests/restore/scenarios/device.py; it
+prints markers and relays the daemon's log as "DAEMON <line>".
+
+Run on the host (each test boots its own guest under emulation):
+    .venv/bin/python -m pytest -v tests/restore/test_restore_device.py
+"""
+
+import re
+import uuid
+
+import pytest
+
+from tests.harness.vm import GuestVM
+
+SCENARIO = [".venv/bin/python", "tests/restore/scenarios/device.py"]
+BOOT = 900          # hang rescues only: emulation on a shared host is slow
+STEP = 300
+GENERATION = re.compile(r"^DAEMON .* generation (\d+) -> (\d+): (.*)$",
+                        re.MULTILINE)
+SERVING = re.compile(r"^DAEMON .* serving /dev/vmgenid .* at generation "
+                     r"(\d+),", re.MULTILINE)
+
+
+def lines(output: str, prefix: str) -> list[str]:
+    """The guest's lines starting with @prefix + " ", without it."""
+    return [line[len(prefix) + 1:] for line in output.splitlines()
+            if line.startswith(prefix + " ")]
+
+
+def generations(output: str) -> list[tuple[int, int, str]]:
+    return [(int(a), int(b), why) for a, b, why in GENERATION.findall(output)]
+
+
+def assert_clean(output: str) -> None:
+    """The scenario ran through, and the daemon never crashed."""
+    assert not lines(output, "MISSING"), lines(output, "MISSING")
+    assert "Traceback" not in "\n".join(lines(output, "DAEMON"))
+    exits = lines(output, "DAEMON_EXIT")
+    assert exits and set(exits) == {"0"}, f"daemon exits: {exits}"
+    assert "DONE" in output.splitlines()
+
+
+def after(output: str, line: str, then: str) -> bool:
+    """@then is printed after @line (both whole lines)."""
+    all_lines = output.splitlines()
+    return all_lines.index(line) < all_lines.index(then)
+
+
+@pytest.mark.parametrize("kernel", ["6.12", "6.1"])
+def test_a_new_guid_bumps_once_and_wakes_reader_poller_and_orchestrator_but_the_same_guid_does_not(  # noqa: E501
+        kernel, tmp_path):
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    with GuestVM(kernel, SCENARIO + ["main"], guid=first) as vm:
+        vm.wait_for(r"^READY counter=0$", timeout=BOOT)
+
+        # Same GUID: QEMU rewrites it and notifies; nothing may change.
+        snapshot = vm.save(tmp_path / "same.snapshot")
+        vm.restore(snapshot, guid=first)
+        for _ in range(2):      # the daemon looked after the restore
+            vm.wait_for(r"^DAEMON .*hint \(periodic check\): GUID "
+                        r"unchanged$", timeout=STEP)
+        assert generations(vm.output) == []
+        assert not lines(vm.output, "READER")[1:], "woken without a change"
+        snapshot.path.unlink()
+
+        snapshot = vm.save(tmp_path / "new.snapshot")
+        vm.restore(snapshot, guid=second)
+        snapshot.path.unlink()
+        vm.wait_for(r"^DONE$", timeout=STEP)
+        assert vm.wait_exit(timeout=STEP) == 0
+    out = vm.output
+    assert_clean(out)
+
+    # One GUID change, one bump, however many hints (kmsg, poll, NOTIFY,
+    # SIGUSR1: the scenario waited for each to find the GUID unchanged).
+    [(old, new, why)] = generations(out)
+    assert (old, new) == (0, 1)
+    assert f"GUID {first} -> {second}" in why
+    assert lines(out, "GUID") == [first, second]
+    assert lines(out, "COUNTER") == ["1"]
+    unchanged = [line for line in lines(out, "DAEMON")
+                 if "GUID unchanged" in line]
+    assert any("SIGUSR1" in line for line in unchanged)
+    assert any("VMGENID_NOTIFY" in line for line in unchanged)
+    assert any("kernel log" in line for line in unchanged) \
+        or "kernel log" in why, "the kernel log hint was never seen"
+    assert lines(out, "NOTIFY") == ["ioctl=VMGENID_NOTIFY ret=0 errno=0"]
+
+    # The blocked reader, the poller and the orchestrator.
+    assert lines(out, "READER") == ["open", "read ret=4 value=1 errno=0",
+                                    "ack ret=4 errno=0"]
+    assert lines(out, "POLLER") == ["woke revents=POLLIN", "value=1",
+                                    "acking value=1", "ack value=1"]
+    orch = lines(out, "ORCH")
+    assert orch[0] == "woke value=1"
+    assert re.fullmatch(r"outdated=[12]", orch[1]), orch
+    assert orch[2:] == ["WAIT_WATCHERS ret=0 errno=0", "outdated=0"]
+    # WAIT_WATCHERS returned only once the poller began its ack.
+    assert after(out, "POLLER acking value=1",
+                 "ORCH WAIT_WATCHERS ret=0 errno=0")
+
+
+# "unbound": the kernel's own vmgenid driver detached in the guest, as on
+# kernels without one: only the daemon can make the clones' RNGs differ.
+@pytest.mark.parametrize("driver", ["bound", "unbound"],
+                         ids=["kernel-driver", "no-kernel-driver"])
+def test_two_clones_of_one_snapshot_each_bump_once_and_regenerate_the_cached_secret(  # noqa: E501
+        driver, tmp_path):
+    original_guid = str(uuid.uuid4())
+    with GuestVM("6.12", SCENARIO + ["clones", driver],
+                 guid=original_guid) as vm:
+        vm.wait_for(r"^READY counter=0$", timeout=BOOT)
+        assert bool(lines(vm.output, "UNBOUND")) == (driver == "unbound")
+        [original] = [s[len("SECRET "):] for s in lines(vm.output, "APP")
+                      if s.startswith("SECRET ")]
+        snapshot = vm.save(tmp_path / "clone.snapshot")
+
+    guids = [str(uuid.uuid4()), str(uuid.uuid4())]
+    clones = []
+    try:
+        for guid in guids:      # two at once, from one file
+            clones.append(GuestVM.from_snapshot(snapshot, guid=guid))
+        for clone in clones:
+            clone.wait_for(r"^DONE$", timeout=STEP)
+            assert clone.wait_exit(timeout=STEP) == 0
+    finally:
+        for clone in clones:
+            clone.close()
+        snapshot.path.unlink()
+
+    secrets = []
+    for clone, guid in zip(clones, guids):
+        out = clone.output
+        assert_clean(out)
+        [(old, new, why)] = generations(out)
+        assert (old, new) == (0, 1)
+        assert f"GUID {original_guid} -> {guid}" in why
+        assert lines(out, "GUID") == [guid]
+        assert lines(out, "COUNTER") == ["1"]
+        assert lines(out, "READER") == ["read ret=4 value=1 errno=0",
+                                        "ack ret=4 errno=0"]
+        app = lines(out, "APP")
+        assert app[:3] == ["GENERATION 1", app[1], "ACK 1"], app
+        assert re.fullmatch(r"SECRET [0-9a-f]{32}", app[1])
+        secrets.append(app[1][len("SECRET "):])
+    # Each clone has its own secret, and neither kept the snapshot's: the
+    # kernel RNG must be reseeded with the new GUID BEFORE readers wake
+    # (a write to /dev/urandom alone reseeds nothing: RNDRESEEDCRNG does).
+    assert secrets[0] != secrets[1], (
+        f"both clones drew the same new secret {secrets[0]}: the daemon "
+        "woke them before the kernel RNG was reseeded")
+    assert original not in secrets, (original, secrets)
+
+
+def test_a_restart_before_a_save_and_a_restore_while_the_daemon_is_down_each_give_one_bump(  # noqa: E501
+        tmp_path):
+    guids = [str(uuid.uuid4()) for _ in range(3)]
+    with GuestVM("6.12", SCENARIO + ["restart"], guid=guids[0]) as vm:
+        # Restarted once (same boot, same GUID: no bump), then saved.
+        vm.wait_for(r"^SAVE1 counter=0$", timeout=BOOT)
+        snapshot = vm.save(tmp_path / "1.snapshot")
+        vm.restore(snapshot, guid=guids[1])
+        snapshot.path.unlink()
+        # The daemon stopped, then saved: it misses the next change.
+        vm.wait_for(r"^SAVE2 counter=1$", timeout=STEP)
+        snapshot = vm.save(tmp_path / "2.snapshot")
+        vm.restore(snapshot, guid=guids[2])
+        snapshot.path.unlink()
+        vm.wait_for(r"^DONE$", timeout=STEP)
+        assert vm.wait_exit(timeout=STEP) == 0
+    out = vm.output
+    assert_clean(out)
+    assert lines(out, "DAEMON_EXIT") == ["0", "0", "0"]
+
+    gens = generations(out)
+    assert [(a, b) for a, b, _ in gens] == [(0, 1), (1, 2)], gens
+    assert f"GUID {guids[0]} -> {guids[1]}" in gens[0][2]
+    assert gens[1][2].startswith("restart: a change may have been missed")
+    resumed = re.findall(r"^DAEMON .* same boot: resuming at (\d+)", out,
+                         re.MULTILINE)
+    assert resumed == ["0", "1"]
+    # Never lower: each start serves at least the counter it had.
+    assert [int(n) for n in SERVING.findall(out)] == [0, 0, 2]
+    assert lines(out, "READER") == ["open", "read ret=4 value=1 errno=0",
+                                    "ack ret=4 errno=0"]
+    assert lines(out, "GUID") == guids
+    assert lines(out, "PAGE") == ["2"]
+    assert lines(out, "COUNTER") == ["2"]
+    assert lines(out, "NOTIFY") == ["ioctl=VMGENID_NOTIFY ret=0 errno=0"]
