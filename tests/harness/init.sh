@@ -71,7 +71,8 @@ mount -t overlay -o lowerdir=$lower,upperdir=/rw/upper,workdir=/rw/work \
 for dir in proc sys dev; do
 	mount --move /$dir /newroot/$dir
 done
-mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /newroot/tmp
+# No fresh tmpfs on /tmp: the checkout may live there (CI clones anywhere),
+# and the overlay already makes /tmp writable without touching the host.
 mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /newroot/run
 mkdir -p /newroot/dev/shm /newroot/dev/pts
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /newroot/dev/shm
