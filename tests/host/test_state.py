@@ -448,7 +448,8 @@ def test_a_token_can_pend_only_once():
 # worker checks the outdated count in a consistent snapshot after every
 # operation, since the next bump resets the count and would hide the damage.
 
-RACE_ROUNDS = 20_000
+RACE_BURSTS = 8  # fresh threads each time: a new interleaving
+RACE_ROUNDS = 2_500
 
 
 @contextmanager
@@ -473,9 +474,9 @@ def count_violation(snap):
 
 
 def hammer_with_bumps(state, operations):
-    """Run each operation RACE_ROUNDS times, one thread per operation, while
-    another thread bumps until they are done.  Returns the violations of the
-    outdated count seen after any operation."""
+    """RACE_BURSTS times: run each operation RACE_ROUNDS times, one thread
+    per operation, while another thread bumps until they are done.
+    Returns the violations of the outdated count seen after any operation."""
     violations = []
     failures = []
     done = threading.Event()
@@ -494,19 +495,21 @@ def hammer_with_bumps(state, operations):
         except BaseException as exc:  # noqa: BLE001 - re-raised below
             failures.append(exc)
 
-    bumper = threading.Thread(target=bump_until_done)
-    workers = [threading.Thread(target=repeat, args=(op,))
-               for op in operations]
     with fast_thread_switching():
-        bumper.start()
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        done.set()
-        bumper.join()
-    if failures:
-        raise failures[0]
+        for _ in range(RACE_BURSTS):
+            done.clear()
+            bumper = threading.Thread(target=bump_until_done)
+            workers = [threading.Thread(target=repeat, args=(op,))
+                       for op in operations]
+            bumper.start()
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
+            done.set()
+            bumper.join()
+            if failures:
+                raise failures[0]
     return violations
 
 
