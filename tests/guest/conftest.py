@@ -10,6 +10,7 @@ import os
 import pytest
 
 from .daemon_process import DaemonProcess
+from .processes import Child
 
 
 def pytest_configure(config):
@@ -40,3 +41,19 @@ def daemon_factory(tmp_path):
 @pytest.fixture
 def daemon(daemon_factory):
     return daemon_factory("--max-watchers-per-uid", "8")
+
+
+@pytest.fixture
+def spawn(daemon):
+    """Start helper processes (Child); each is killed and reaped after the
+    test, before the daemon fixture stops the daemon."""
+    children = []
+
+    def start(*argv, pass_fds=()) -> Child:
+        child = Child(argv, pass_fds=pass_fds)
+        children.append(child)
+        return child
+
+    yield start
+    for child in children:
+        child.kill()

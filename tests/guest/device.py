@@ -21,8 +21,18 @@ NATIVE = os.path.join(REPO, "native", "build")
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.read.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)
 _libc.read.restype = ctypes.c_ssize_t
+_libc.write.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)
+_libc.write.restype = ctypes.c_ssize_t
 _libc.ioctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong)
 _libc.ioctl.restype = ctypes.c_int
+
+
+def _checked(ret: int) -> int:
+    """ret, or OSError(errno) when the libc call returned -1."""
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return ret
 
 
 def open_device(flags: int = os.O_RDWR) -> int:
@@ -32,11 +42,13 @@ def open_device(flags: int = os.O_RDWR) -> int:
 def raw_read(fd: int, size: int = 4) -> bytes:
     """One read(2), no retry: raises OSError(EINTR) as the caller sees it."""
     buf = ctypes.create_string_buffer(max(size, 1))
-    n = _libc.read(fd, buf, size)
-    if n < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
+    n = _checked(_libc.read(fd, buf, size))  # before buf.raw is taken
     return buf.raw[:n]
+
+
+def raw_write(fd: int, data: bytes) -> int:
+    """One write(2), no retry."""
+    return _checked(_libc.write(fd, data, len(data)))
 
 
 def read_counter(fd: int) -> int:
@@ -49,11 +61,7 @@ def ack(fd: int, value: int) -> int:
 
 def raw_ioctl(fd: int, request: int, arg: int = 0) -> int:
     """One ioctl(2) with an integer argument, no retry."""
-    ret = _libc.ioctl(fd, request, arg)
-    if ret < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    return ret
+    return _checked(_libc.ioctl(fd, request, arg))
 
 
 def outdated(fd: int) -> int:
@@ -94,11 +102,55 @@ def native(name: str) -> str:
     return path
 
 
-def run_native(name: str, *args: str, user: str | None = None,
-               prefix: tuple = (), timeout: float = 60
+def run_native(name: str, *args: str, prefix: tuple = (), timeout: float = 60
                ) -> subprocess.CompletedProcess:
     return subprocess.run([*prefix, native(name), *args], capture_output=True,
                           text=True, timeout=timeout)
+
+
+def force_from_elsewhere() -> None:
+    """VMGENID_FORCE_GEN_UPDATE from another process."""
+    out = run_native("vmgenid-ioctl", "force").stdout
+    assert out == "ioctl=VMGENID_FORCE_GEN_UPDATE ret=0 errno=0\n", out
+
+
+def page_counter(daemon) -> int:
+    """The counter as the daemon's page holds it (no watcher needed)."""
+    with open(daemon.page, "rb") as f:
+        return struct.unpack("=I", f.read(4))[0]
+
+
+def ioctl_fields(line: str) -> dict:
+    """vmgenid-ioctl's `ioctl=X ret=N errno=E` -> {"ioctl": X, "ret": N,
+    "errno": E}."""
+    fields = dict(part.split("=", 1) for part in line.split())
+    if "ret" in fields:
+        fields["ret"] = int(fields["ret"])
+    return fields
+
+
+def vmgenid_ioctl(*args: str, prefix: tuple = (), timeout: float = 60
+                  ) -> tuple:
+    """vmgenid-ioctl run to completion: (fields of its one line, exit code)."""
+    proc = run_native("vmgenid-ioctl", *args, prefix=prefix, timeout=timeout)
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1, (prefix, args, proc.stdout, proc.stderr)
+    fields = ioctl_fields(lines[0])
+    assert "ioctl" in fields, (prefix, args, lines)   # the open worked
+    return fields, proc.returncode
+
+
+def attempt(call, *args) -> tuple:
+    """(call(*args), 0), or (-1, errno) if it raises OSError: as C sees it."""
+    try:
+        return call(*args), 0
+    except OSError as e:
+        return -1, e.errno
+
+
+def errno_of(call, *args) -> int:
+    """The errno that call(*args) fails with; 0 if it succeeds."""
+    return attempt(call, *args)[1]
 
 
 def errno_name(err: int) -> str:

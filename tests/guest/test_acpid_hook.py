@@ -42,7 +42,12 @@ def acpid(tmp_path):
     yield writer, tmp_path / "acpid.log"
     os.close(writer)
     proc.terminate()
-    proc.wait(30)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        # Slow under a loaded emulator; acpid's exit is not under test.
+        proc.kill()
+        proc.wait(60)
     log.close()
 
 

@@ -2,7 +2,6 @@
 on the same page and state files, and its log of bumps (SPEC.md, "Daemon
 restarts" and "The daemon")."""
 
-import errno
 import json
 import os
 import re
@@ -17,19 +16,15 @@ import time
 import pytest
 
 from .daemon_process import DaemonProcess
-from .device import (NODE, REPO, ack, bump, force, native, open_device,
-                     outdated, raw_ioctl, raw_read, read_counter)
-from .test_signals import HANG, NR_IOCTL, NR_READ, ioctl_waiter, reader, \
-    wait_blocked
+from .device import (NODE, REPO, ack, bump, errno_name, errno_of, force,
+                     native, open_device, outdated, page_counter, raw_ioctl,
+                     raw_read, read_counter)
+from .processes import (HANG, SYS_IOCTL, SYS_READ, start_reader,
+                        start_waiter, wait_blocked)
 from cuse_vmgenid import ioctls
 from cuse_vmgenid.statefile import current_boot_id
 
 BUMP_LINE = re.compile(r"generation (\d+) -> (\d+): (.*)$")
-
-
-def page_counter(daemon) -> int:
-    with open(daemon.page, "rb") as f:
-        return struct.unpack("=I", f.read(4))[0]
 
 
 def saved_state(daemon) -> dict:
@@ -63,22 +58,15 @@ def restart(daemon_factory, starts: int):
     return d
 
 
-def errno_of(call) -> str:
-    try:
-        call()
-    except OSError as e:
-        return errno.errorcode[e.errno]
-    return "no error"
-
-
 def old_fd_errors(fd: int) -> dict:
     """What each call gives on a descriptor of a daemon that is gone."""
     p = select.poll()
     p.register(fd, select.POLLIN)
     return {
-        "read": errno_of(lambda: raw_read(fd)),
-        "write": errno_of(lambda: os.write(fd, struct.pack("=I", 3))),
-        "ioctl": errno_of(lambda: raw_ioctl(fd, ioctls.GET_OUTDATED_WATCHERS)),
+        "read": errno_name(errno_of(raw_read, fd)),
+        "write": errno_name(errno_of(os.write, fd, struct.pack("=I", 3))),
+        "ioctl": errno_name(errno_of(raw_ioctl, fd,
+                                     ioctls.GET_OUTDATED_WATCHERS)),
         "poll": p.poll(0),
     }
 
@@ -152,12 +140,12 @@ def test_sigterm_exits_0_fails_blocked_read_and_keeps_counter(daemon):
     assert page_counter(daemon) == 3
     old = open_device()
     try:
-        with reader() as r:
-            wait_blocked(r, NR_READ)
+        with start_reader() as r:
+            wait_blocked(r, SYS_READ)
             assert daemon.stop() == 0
             # The daemon answers what it still holds before it goes.
             assert r.line() == "read ret=-1 value=0 errno=ECONNABORTED"
-            assert r.proc.wait(HANG) == 1
+            assert r.wait() == 1
         assert old_fd_errors(old) == dead(old)
     finally:
         os.close(old)
@@ -203,7 +191,7 @@ def test_state_file_of_another_boot_starts_at_0(daemon_factory, tmp_path):
     assert bumps(d) == []
     fd = open_device(os.O_RDWR | os.O_NONBLOCK)
     try:
-        assert errno_of(lambda: raw_read(fd)) == "EAGAIN"  # up to date
+        assert errno_name(errno_of(raw_read, fd)) == "EAGAIN"  # up to date
         force(fd)
         assert read_counter(fd) == 1
     finally:
@@ -221,17 +209,17 @@ def test_sigkill_fails_blocked_calls_and_restart_bumps_once_on_same_page(
     old = open_device()             # up to date at the kill
     try:
         page_st = os.stat(first.page)
-        with reader() as r, ioctl_waiter() as w:
-            wait_blocked(r, NR_READ)
-            wait_blocked(w, NR_IOCTL)
+        with start_reader() as r, start_waiter() as w:
+            wait_blocked(r, SYS_READ)
+            wait_blocked(w, SYS_IOCTL)
             first.kill()
 
             # Blocked calls fail at once: the kernel aborts the connection.
             assert r.line() == "read ret=-1 value=0 errno=ECONNABORTED"
             assert w.line() == \
                 "ioctl=VMGENID_WAIT_WATCHERS ret=-1 errno=ECONNABORTED"
-            assert r.proc.wait(HANG) == 1
-            assert w.proc.wait(HANG) == 1
+            assert r.wait() == 1
+            assert w.wait() == 1
         assert first.wait_node_gone()
 
         assert old_fd_errors(old) == dead(old)

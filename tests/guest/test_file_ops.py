@@ -7,9 +7,6 @@ the system call before it acts.  Its request then sits in the FUSE queue
 ahead of anything the test sends afterwards, so the daemon sees them in that
 order.  Every wait on a child has a generous limit: a daemon that never
 answers fails the test instead of hanging the run.
-
-The helpers at the top (Child, spawn, wait_blocked, force_from_elsewhere)
-are shared with test_poll.py.
 """
 
 import errno
@@ -17,140 +14,16 @@ import fcntl
 import os
 import select
 import struct
-import subprocess
 import sys
 import time
 
-import pytest
+from .device import (ack, errno_of, force, force_from_elsewhere, native,
+                     open_device, outdated, raw_read, read_counter,
+                     run_native, wait_watchers)
+from .processes import (HANG, NOBODY, SYS_IOCTL, SYS_READ, wait_all_blocked,
+                        wait_blocked)
 
-from .device import (ack, force, native, open_device, outdated, raw_read,
-                     read_counter, run_native, wait_watchers)
-
-NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
 CAP = 8   # the daemon fixture's --max-watchers-per-uid
-
-# x86_64 system call numbers (the guest is qemu-system-x86_64), as shown in
-# the first field of /proc/PID/syscall.
-SYS_READ = 0
-SYS_IOCTL = 16
-SYS_POLLS = {7, 23, 232, 270, 271, 281, 441}   # poll select epoll_wait
-#                                               pselect6 ppoll epoll_pwait(2)
-
-LINE_TIMEOUT = 60.0
-
-
-class Child:
-    """A helper process; its stdout (and stderr) read line by line."""
-
-    def __init__(self, argv, pass_fds=()):
-        self.argv = [str(a) for a in argv]
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT,
-                                     pass_fds=pass_fds)
-        self._buf = b""
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def _fill(self, timeout: float) -> bool:
-        """Read what is there within timeout; False on EOF or timeout."""
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        if not ready:
-            return False
-        chunk = os.read(self.proc.stdout.fileno(), 65536)
-        self._buf += chunk
-        return bool(chunk)
-
-    def line(self, timeout: float = LINE_TIMEOUT) -> str:
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buf:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self._fill(remaining):
-                if b"\n" in self._buf:
-                    break
-                raise AssertionError(
-                    f"{self.argv}: no line within {timeout}s (exit "
-                    f"{self.proc.poll()}); so far {self._buf!r}")
-        line, _, self._buf = self._buf.partition(b"\n")
-        return line.decode()
-
-    def lines_until(self, last: str, timeout: float = LINE_TIMEOUT) -> list:
-        """Every line up to and including the one equal to `last`."""
-        deadline = time.monotonic() + timeout
-        lines = []
-        while not lines or lines[-1] != last:
-            lines.append(self.line(max(0.0, deadline - time.monotonic())))
-        return lines
-
-    def silent(self) -> bool:
-        """Nothing printed since the last line taken."""
-        while self._fill(0):
-            pass
-        return self._buf == b""
-
-    def wait(self, timeout: float = LINE_TIMEOUT) -> int:
-        return self.proc.wait(timeout)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(LINE_TIMEOUT)
-        self.proc.stdout.close()
-
-
-@pytest.fixture
-def spawn(daemon):
-    """Start helper processes; each is killed (and reaped) after the test,
-    before the daemon fixture stops the daemon."""
-    children = []
-
-    def start(*argv, pass_fds=()) -> Child:
-        child = Child(argv, pass_fds)
-        children.append(child)
-        return child
-
-    yield start
-    for child in children:
-        child.kill()
-
-
-def wait_blocked(pid: int, syscalls, timeout: float = LINE_TIMEOUT) -> None:
-    """Until `pid` sleeps (state S) inside one of `syscalls`."""
-    if isinstance(syscalls, int):
-        syscalls = {syscalls}
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                state = f.read().rpartition(")")[2].split()[0]
-            with open(f"/proc/{pid}/syscall") as f:
-                call = f.read().split()
-        except (FileNotFoundError, ProcessLookupError):
-            raise AssertionError(f"pid {pid} is gone") from None
-        if state == "S" and call and call[0].isdigit() \
-                and int(call[0]) in syscalls:
-            break
-        if time.monotonic() > deadline:
-            raise AssertionError(f"pid {pid} not blocked in {syscalls}: "
-                                 f"state {state}, syscall {call}")
-        time.sleep(0.02)
-    # Asleep in the call: its request is queued.  A moment more so that the
-    # daemon has usually taken it too (correctness does not depend on it).
-    time.sleep(0.2)
-
-
-def force_from_elsewhere() -> None:
-    """VMGENID_FORCE_GEN_UPDATE from another process."""
-    out = run_native("vmgenid-ioctl", "force").stdout
-    assert out == "ioctl=VMGENID_FORCE_GEN_UPDATE ret=0 errno=0\n", out
-
-
-def errno_of(call, *args) -> int:
-    with pytest.raises(OSError) as info:
-        call(*args)
-    return info.value.errno
 
 
 def set_nonblock(fd: int, on: bool) -> None:
@@ -305,7 +178,7 @@ def test_nonblock_set_and_cleared_by_fcntl_after_open(spawn):
         child = spawn(sys.executable, "-c", READ_INHERITED, fd,
                       pass_fds=(fd,))
         assert child.line() == "open"
-        wait_blocked(child.pid, SYS_READ)
+        wait_blocked(child, SYS_READ)
         assert child.silent()
         force_from_elsewhere()
         assert child.line() == "read 4 1"
@@ -317,7 +190,7 @@ def test_nonblock_set_and_cleared_by_fcntl_after_open(spawn):
 def test_blocked_read_is_woken_by_force_from_another_process(spawn):
     blocked = spawn(native("vmgenid-reader"))
     assert blocked.line() == "open"
-    wait_blocked(blocked.pid, SYS_READ)
+    wait_blocked(blocked, SYS_READ)
     assert blocked.silent()
     force_from_elsewhere()
     assert blocked.line() == "read ret=4 value=1 errno=0"
@@ -335,8 +208,7 @@ def test_one_force_wakes_a_hundred_blocked_readers(spawn):
         everyone = ackers + keepers
         for child in everyone:
             assert child.line() == "open"
-        for child in everyone:
-            wait_blocked(child.pid, SYS_READ)
+        wait_all_blocked(everyone, SYS_READ)
         assert outdated(mine) == 0
 
         force_from_elsewhere()             # one bump
@@ -389,7 +261,7 @@ def test_forked_processes_share_one_watcher(daemon):
         assert outdated(other) == 1
         assert read_counter(fd) == 1       # the parent reads, no ack
         os.write(go_w, b"g")
-        ready, _, _ = select.select([res_r], [], [], LINE_TIMEOUT)
+        ready, _, _ = select.select([res_r], [], [], HANG)
         assert ready, "the child's read or ack did not return"
         assert struct.unpack("=Ii", os.read(res_r, 8)) == (1, 4)
         assert os.waitpid(pid, 0)[1] == 0
@@ -509,7 +381,7 @@ def test_wait_watchers_returns_when_the_last_outdated_watcher_closes(spawn):
         force(a)
         # Opened after the bump, so up to date: it waits for a and b.
         waiter = spawn(native("vmgenid-ioctl"), "wait", 0)
-        wait_blocked(waiter.pid, SYS_IOCTL)
+        wait_blocked(waiter, SYS_IOCTL)
         assert ack(a, 1) == 4
         assert outdated(a) == 1
         time.sleep(0.5)
@@ -518,11 +390,7 @@ def test_wait_watchers_returns_when_the_last_outdated_watcher_closes(spawn):
         b = None
         # (If the close did not end the wait, the rescue below would: the
         # next bump makes the waiter outdated, and it returns EINTR.)
-        try:
-            line = waiter.line(timeout=30)
-        except AssertionError:
-            force(a)
-            line = waiter.line()
+        line, _ = waiter.expect(rescue=lambda: force(a), timeout=30)
         assert line == "ioctl=VMGENID_WAIT_WATCHERS ret=0 errno=0"
         assert waiter.wait() == 0
         assert wait_watchers(a, 1000) == 0

@@ -15,94 +15,17 @@ import errno
 import fcntl
 import os
 import struct
-import subprocess
 import time
-
-import pytest
 
 from cuse_vmgenid import ioctls
 
-from .device import (ack, force, force_min, native, notify, open_device,
-                     outdated, raw_ioctl, read_counter, run_native,
-                     wait_watchers)
-
-SYS_READ = 0             # x86_64: the guest is qemu-system-x86_64
-SYS_IOCTL = 16
-RESCUE_S = 60            # hang rescue for a subprocess, never a figure
-
+from .device import (ack, errno_of, force, force_min, ioctl_fields, notify,
+                     open_device, outdated, page_counter, raw_ioctl,
+                     read_counter, vmgenid_ioctl, wait_watchers)
+from .processes import HANG, SYS_IOCTL, start_reader, start_waiter, \
+    wait_blocked
 
 # -- helpers -----------------------------------------------------------------
-
-def page_counter(daemon) -> int:
-    """The counter as the page holds it (no watcher needed to look)."""
-    with open(daemon.page, "rb") as f:
-        return struct.unpack("=I", f.read(4))[0]
-
-
-def parse_line(line: str) -> dict:
-    """`ioctl=X ret=N errno=E` -> {"ioctl": X, "ret": N, "errno": E}."""
-    fields = dict(part.split("=", 1) for part in line.split())
-    if "ret" in fields:
-        fields["ret"] = int(fields["ret"])
-    return fields
-
-
-def ioctl_result(proc: subprocess.CompletedProcess) -> dict:
-    lines = proc.stdout.splitlines()
-    assert len(lines) == 1, (proc.stdout, proc.stderr)
-    return parse_line(lines[0])
-
-
-def wait_blocked_in(pid: int, syscall_nr: int, timeout: float = RESCUE_S
-                    ) -> None:
-    """Until `pid` sleeps inside `syscall_nr` (its request is queued)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/syscall") as f:
-                fields = f.read().split()
-            with open(f"/proc/{pid}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, ProcessLookupError):
-            raise AssertionError(f"process {pid} is gone") from None
-        if fields and fields[0] == str(syscall_nr) and state in "SD":
-            # Queued before it slept; let the daemon take it off the queue.
-            time.sleep(0.2)
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"process {pid} never blocked in syscall "
-                         f"{syscall_nr}")
-
-
-def start_waiter(timeout_ms: int) -> subprocess.Popen:
-    """`vmgenid-ioctl wait MS` on its own (up-to-date) watcher."""
-    return subprocess.Popen([native("vmgenid-ioctl"), "wait",
-                             str(timeout_ms)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-
-
-def finish(proc: subprocess.Popen) -> tuple:
-    """Its output once it exits; killed (and reaped) on the rescue timeout."""
-    try:
-        out, err = proc.communicate(timeout=RESCUE_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate(timeout=RESCUE_S)
-        raise AssertionError(f"pid {proc.pid} still blocked after "
-                             f"{RESCUE_S} s: {out!r} {err!r}") from None
-    return proc.returncode, out, err
-
-
-def reap(*procs: subprocess.Popen) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        try:
-            proc.communicate(timeout=RESCUE_S)
-        except (subprocess.TimeoutExpired, ValueError):
-            pass
-
 
 def close_all(fds) -> None:
     for fd in fds:
@@ -110,12 +33,6 @@ def close_all(fds) -> None:
             os.close(fd)
         except OSError:
             pass
-
-
-def ioctl_errno(fn, *args) -> int:
-    with pytest.raises(OSError) as info:
-        fn(*args)
-    return info.value.errno
 
 
 # -- GET_OUTDATED_WATCHERS ---------------------------------------------------
@@ -151,9 +68,8 @@ def test_wait_returns_zero_at_once_when_nothing_is_outdated(daemon):
     try:
         # Timeout 0 means none: a daemon that waited anyway would hang it,
         # so it runs in a helper under a rescue timeout.
-        assert wait_watchers(fd, RESCUE_S * 1000) == 0
-        result = ioctl_result(run_native("vmgenid-ioctl", "wait", "0",
-                                         timeout=RESCUE_S))
+        assert wait_watchers(fd, HANG * 1000) == 0
+        result, _ = vmgenid_ioctl("wait", "0")
         assert result == {"ioctl": "VMGENID_WAIT_WATCHERS", "ret": 0,
                           "errno": "0"}
         # Again once everyone, the caller too, has acked a FORCE.
@@ -162,7 +78,7 @@ def test_wait_returns_zero_at_once_when_nothing_is_outdated(daemon):
             force(fd)
             ack(fd, 1)
             ack(other, 1)
-            assert wait_watchers(fd, RESCUE_S * 1000) == 0
+            assert wait_watchers(fd, HANG * 1000) == 0
         finally:
             os.close(other)
     finally:
@@ -174,7 +90,7 @@ def test_wait_times_out_with_etime_while_another_watcher_is_outdated(daemon):
     try:
         force(caller)
         assert ack(caller, 1) == 4
-        assert ioctl_errno(wait_watchers, caller, 300) == errno.ETIME
+        assert errno_of(wait_watchers, caller, 300) == errno.ETIME
         assert outdated(caller) == 1     # the wait changed nothing
     finally:
         close_all((caller, other))
@@ -185,11 +101,11 @@ def test_wait_fails_eintr_at_once_when_the_caller_is_outdated(daemon):
     try:
         force(caller)
         # The timeout is only a rescue: a daemon that waited would say ETIME.
-        assert ioctl_errno(wait_watchers, caller, RESCUE_S * 1000) \
+        assert errno_of(wait_watchers, caller, HANG * 1000) \
             == errno.EINTR
         # Even when the caller is the only outdated watcher.
         ack(other, 1)
-        assert ioctl_errno(wait_watchers, caller, RESCUE_S * 1000) \
+        assert errno_of(wait_watchers, caller, HANG * 1000) \
             == errno.EINTR
     finally:
         close_all((caller, other))
@@ -197,59 +113,50 @@ def test_wait_fails_eintr_at_once_when_the_caller_is_outdated(daemon):
 
 def test_wait_fails_eintr_when_a_change_makes_the_waiter_outdated(daemon):
     stale = open_device()
-    waiter = None
     try:
         force(stale)                     # stale stays outdated: waiter blocks
-        waiter = start_waiter(0)         # no timeout
-        wait_blocked_in(waiter.pid, SYS_IOCTL)
-        assert waiter.poll() is None
-        force(stale)                     # another process bumps meanwhile
-        rc, out, err = finish(waiter)
-        assert parse_line(out.strip()) == {"ioctl": "VMGENID_WAIT_WATCHERS",
-                                           "ret": -1, "errno": "EINTR"}, err
-        assert rc == 1
+        with start_waiter(0) as waiter:  # no timeout
+            wait_blocked(waiter, SYS_IOCTL)
+            assert waiter.proc.poll() is None
+            force(stale)                 # another process bumps meanwhile
+            out = waiter.output()
+            assert ioctl_fields(out.strip()) == {
+                "ioctl": "VMGENID_WAIT_WATCHERS", "ret": -1, "errno": "EINTR"}
+            assert waiter.wait() == 1
     finally:
-        if waiter is not None:
-            reap(waiter)
         os.close(stale)
 
 
 def test_wait_returns_zero_when_the_last_outdated_watcher_acks(daemon):
     first, last = open_device(), open_device()
-    waiter = None
     try:
         force(first)
-        waiter = start_waiter(0)         # no timeout
-        wait_blocked_in(waiter.pid, SYS_IOCTL)
-        assert ack(first, 1) == 4
-        assert outdated(last) == 1
-        time.sleep(0.5)                  # one is still outdated: still waits
-        assert waiter.poll() is None, waiter.communicate()
-        assert ack(last, 1) == 4
-        rc, out, err = finish(waiter)
-        assert parse_line(out.strip()) == {"ioctl": "VMGENID_WAIT_WATCHERS",
-                                           "ret": 0, "errno": "0"}, err
-        assert rc == 0
+        with start_waiter(0) as waiter:  # no timeout
+            wait_blocked(waiter, SYS_IOCTL)
+            assert ack(first, 1) == 4
+            assert outdated(last) == 1
+            time.sleep(0.5)              # one is still outdated: still waits
+            assert waiter.proc.poll() is None, waiter.output(0)
+            assert ack(last, 1) == 4
+            out = waiter.output()
+            assert ioctl_fields(out.strip()) == {
+                "ioctl": "VMGENID_WAIT_WATCHERS", "ret": 0, "errno": "0"}
+            assert waiter.wait() == 0
     finally:
-        if waiter is not None:
-            reap(waiter)
         close_all((first, last))
 
 
 def test_wait_returns_zero_when_the_last_outdated_watcher_closes(daemon):
     stale = open_device()
-    waiter = None
     try:
         force(stale)
-        waiter = start_waiter(0)
-        wait_blocked_in(waiter.pid, SYS_IOCTL)
-        os.close(stale)
-        stale = None
-        rc, out, err = finish(waiter)
-        assert parse_line(out.strip())["ret"] == 0, (out, err)
+        with start_waiter(0) as waiter:
+            wait_blocked(waiter, SYS_IOCTL)
+            os.close(stale)
+            stale = None
+            out = waiter.output()
+            assert ioctl_fields(out.strip())["ret"] == 0, out
     finally:
-        if waiter is not None:
-            reap(waiter)
         if stale is not None:
             os.close(stale)
 
@@ -261,11 +168,7 @@ def test_orchestrator_flow_force_watchers_ack_then_wait(daemon):
     orchestrator = open_device()
     try:
         for _ in range(3):
-            proc = subprocess.Popen([native("vmgenid-reader"), "-a"],
-                                    stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)
-            readers.append(proc)
-            assert proc.stdout.readline() == "open\n"   # its watcher exists
+            readers.append(start_reader("-a"))   # past `open`: its watcher
         assert outdated(orchestrator) == 0
         assert force(orchestrator) == 0
         assert read_counter(orchestrator) == 1
@@ -273,12 +176,13 @@ def test_orchestrator_flow_force_watchers_ack_then_wait(daemon):
         assert wait_watchers(orchestrator, 5000) == 0
         assert outdated(orchestrator) == 0
         for proc in readers:
-            rc, out, err = finish(proc)
+            out = proc.output()
             assert out.splitlines() == ["read ret=4 value=1 errno=0",
-                                        "ack ret=4 errno=0"], err
-            assert rc == 0
+                                        "ack ret=4 errno=0"]
+            assert proc.wait() == 0
     finally:
-        reap(*readers)
+        for proc in readers:
+            proc.kill()
         os.close(orchestrator)
 
 
@@ -337,12 +241,12 @@ def test_force_min_reaches_0x7fffffff_then_overflows(daemon):
         assert read_counter(fd) == 0x7FFFFFFF
         # counter + 1 would pass 0x7fffffff, whatever the min.
         for minimum in (0, 1, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF):
-            assert ioctl_errno(force_min, fd, minimum) == errno.EOVERFLOW
+            assert errno_of(force_min, fd, minimum) == errno.EOVERFLOW
             assert page_counter(daemon) == 0x7FFFFFFF
         # Only _MIN stops there: a plain FORCE still counts on.
         assert force(fd) == 0
         assert page_counter(daemon) == 0x80000000
-        assert ioctl_errno(force_min, fd, 0) == errno.EOVERFLOW
+        assert errno_of(force_min, fd, 0) == errno.EOVERFLOW
         assert page_counter(daemon) == 0x80000000
     finally:
         os.close(fd)
@@ -355,7 +259,7 @@ def test_force_min_above_0x7fffffff_is_eoverflow_and_changes_nothing(
         force(fd)
         ack(fd, 1)
         for minimum in (0x80000000, 0xFFFFFFFF):
-            assert ioctl_errno(force_min, fd, minimum) == errno.EOVERFLOW
+            assert errno_of(force_min, fd, minimum) == errno.EOVERFLOW
             assert page_counter(daemon) == 1
             assert outdated(fd) == 0     # no bump reached any watcher
     finally:
@@ -363,19 +267,18 @@ def test_force_min_above_0x7fffffff_is_eoverflow_and_changes_nothing(
 
 
 def test_force_min_through_the_c_helper(daemon):
-    ok = run_native("vmgenid-ioctl", "force-min", "41", timeout=RESCUE_S)
-    assert ioctl_result(ok) == {"ioctl": "VMGENID_FORCE_GEN_UPDATE_MIN",
-                                "ret": 0, "errno": "0"}
-    assert ok.returncode == 0
+    ok, rc = vmgenid_ioctl("force-min", "41")
+    assert ok == {"ioctl": "VMGENID_FORCE_GEN_UPDATE_MIN",
+                  "ret": 0, "errno": "0"}
+    assert rc == 0
     assert page_counter(daemon) == 41
-    ok = run_native("vmgenid-ioctl", "force-min", "3", timeout=RESCUE_S)
-    assert ioctl_result(ok)["ret"] == 0
+    ok, _ = vmgenid_ioctl("force-min", "3")
+    assert ok["ret"] == 0
     assert page_counter(daemon) == 42
-    over = run_native("vmgenid-ioctl", "force-min", "0x80000000",
-                      timeout=RESCUE_S)
-    assert ioctl_result(over) == {"ioctl": "VMGENID_FORCE_GEN_UPDATE_MIN",
-                                  "ret": -1, "errno": "EOVERFLOW"}
-    assert over.returncode == 1
+    over, rc = vmgenid_ioctl("force-min", "0x80000000")
+    assert over == {"ioctl": "VMGENID_FORCE_GEN_UPDATE_MIN",
+                    "ret": -1, "errno": "EOVERFLOW"}
+    assert rc == 1
     assert page_counter(daemon) == 42
 
 
@@ -388,8 +291,7 @@ def test_notify_without_a_source_bumps_and_returns_one(daemon):
         assert read_counter(fd) == 1
         assert notify(fd) == 1
         assert page_counter(daemon) == 2
-        result = ioctl_result(run_native("vmgenid-ioctl", "notify",
-                                         timeout=RESCUE_S))
+        result, _ = vmgenid_ioctl("notify")
         assert result == {"ioctl": "VMGENID_NOTIFY", "ret": 1, "errno": "0"}
         assert page_counter(daemon) == 3
     finally:
@@ -428,9 +330,9 @@ def test_unknown_ioctls_are_einval_and_change_nothing(daemon):
         seen = {}
         for name, (request, buf) in UNKNOWN.items():
             if buf is None:
-                err = ioctl_errno(raw_ioctl, fd, request, 0)
+                err = errno_of(raw_ioctl, fd, request, 0)
             else:
-                err = ioctl_errno(fcntl.ioctl, fd, request, buf)
+                err = errno_of(fcntl.ioctl, fd, request, buf)
             seen[name] = errno.errorcode.get(err, err)
         assert seen == {name: "EINVAL" for name in UNKNOWN}
         assert page_counter(daemon) == 1

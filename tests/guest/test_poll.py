@@ -10,9 +10,9 @@ import os
 import select
 import sys
 
-from .device import ack, force, open_device, read_counter
-from .test_file_ops import (SYS_POLLS, force_from_elsewhere, spawn,  # noqa: F401
-                            wait_blocked)
+from .device import (ack, force, force_from_elsewhere, open_device,
+                     read_counter)
+from .processes import SYS_POLLS, wait_all_blocked, wait_blocked
 
 READY = select.POLLIN | select.POLLRDNORM          # == EPOLLIN|EPOLLRDNORM
 ASKED = select.POLLIN | select.POLLRDNORM | select.POLLPRI | select.POLLOUT
@@ -107,7 +107,7 @@ def test_readable_exactly_while_outdated(daemon):
 def wait_forever(spawn, how: str):
     child = spawn(sys.executable, "-c", WAIT_FOREVER, how)
     assert child.line() == "open"
-    wait_blocked(child.pid, SYS_POLLS)
+    wait_blocked(child, SYS_POLLS)
     assert child.silent()
     return child
 
@@ -140,8 +140,7 @@ def test_one_bump_wakes_every_epoll_on_separate_watchers(spawn):
                 for _ in range(4)]
     for child in children:
         assert child.line() == "open"
-    for child in children:
-        wait_blocked(child.pid, SYS_POLLS)
+    wait_all_blocked(children, SYS_POLLS)
     force_from_elsewhere()
     for child in children:
         assert child.line() == f"events {READY}"
@@ -153,7 +152,7 @@ def test_seed_async_example_handles_two_successive_bumps(spawn):
     app = spawn(sys.executable, "-c", ASYNC_EXAMPLE)
     assert app.line() == "ready quiet"
     for generation in (1, 2):
-        wait_blocked(app.pid, SYS_POLLS)
+        wait_blocked(app, SYS_POLLS)
         assert app.silent()
         force_from_elsewhere()
         assert app.line() == f"handled {generation} {select.EPOLLIN} 4 quiet"

@@ -10,15 +10,13 @@ setpriv/unshare line.  A refused call must leave the counter as it was.
 """
 
 import os
-import struct
 import subprocess
 
 import pytest
 
-from .device import force, open_device, outdated, run_native
+from .device import force, open_device, outdated, page_counter, vmgenid_ioctl
+from .processes import HANG, NOBODY
 
-RESCUE_S = 60
-NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
 USERNS_ROOT = ("unshare", "-Ur")
 CAP_BITS = {"net_admin": 12, "dac_override": 1, "sys_admin": 21,
             "checkpoint_restore": 40}
@@ -33,13 +31,14 @@ CHANGES = {
 
 
 def nobody_with(cap: str) -> tuple:
-    """uid/gid 65534 holding only `cap`, as an ambient capability."""
-    return (*NOBODY, f"--inh-caps=+{cap}", f"--ambient-caps=+{cap}")
-
-
-def page_counter(daemon) -> int:
-    with open(daemon.page, "rb") as f:
-        return struct.unpack("=I", f.read(4))[0]
+    """uid/gid 65534 holding only `cap`, as an ambient capability, in our
+    user namespace (checked); the prefix that runs a program so."""
+    prefix = (*NOBODY, f"--inh-caps=+{cap}", f"--ambient-caps=+{cap}")
+    who = identity(prefix)
+    assert (who["uid"], who["euid"]) == (65534, 65534)
+    assert who["capeff"] == 1 << CAP_BITS[cap], hex(who["capeff"])
+    assert who["userns"] == our_userns()
+    return prefix
 
 
 def identity(prefix: tuple) -> dict:
@@ -48,7 +47,7 @@ def identity(prefix: tuple) -> dict:
         [*prefix, "/bin/sh", "-c",
          "grep -E '^(Uid|CapEff):' /proc/self/status; "
          "readlink /proc/self/ns/user"],
-        capture_output=True, text=True, timeout=RESCUE_S)
+        capture_output=True, text=True, timeout=HANG)
     assert proc.returncode == 0, (prefix, proc.stdout, proc.stderr)
     lines = proc.stdout.splitlines()
     found = {}
@@ -64,22 +63,10 @@ def identity(prefix: tuple) -> dict:
     return found
 
 
-def helper(prefix: tuple, *args: str) -> tuple:
-    """Runs vmgenid-ioctl; returns (fields of its one line, exit code)."""
-    proc = run_native("vmgenid-ioctl", *args, prefix=prefix,
-                      timeout=RESCUE_S)
-    lines = proc.stdout.splitlines()
-    assert len(lines) == 1, (prefix, args, proc.stdout, proc.stderr)
-    fields = dict(part.split("=", 1) for part in lines[0].split())
-    assert "ioctl" in fields, (prefix, args, lines)   # open worked
-    fields["ret"] = int(fields["ret"])
-    return fields, proc.returncode
-
-
 def assert_all_allowed(daemon, prefix: tuple) -> None:
     for args, (name, ret) in CHANGES.items():
         before = page_counter(daemon)
-        fields, rc = helper(prefix, *args)
+        fields, rc = vmgenid_ioctl(*args, prefix=prefix)
         assert fields == {"ioctl": name, "ret": ret, "errno": "0"}, \
             (prefix, args, daemon.log())
         assert rc == 0
@@ -89,7 +76,7 @@ def assert_all_allowed(daemon, prefix: tuple) -> None:
 def assert_all_refused(daemon, prefix: tuple) -> None:
     for args, (name, _) in CHANGES.items():
         before = page_counter(daemon)
-        fields, rc = helper(prefix, *args)
+        fields, rc = vmgenid_ioctl(*args, prefix=prefix)
         assert fields == {"ioctl": name, "ret": -1, "errno": "EACCES"}, \
             (prefix, args, daemon.log())
         assert rc == 1
@@ -121,7 +108,7 @@ def test_unprivileged_user_is_refused_but_may_count_outdated(daemon):
         assert_all_refused(daemon, NOBODY)
         assert page_counter(daemon) == 1
         # The node is 0666: watching and counting need no privilege.
-        fields, rc = helper(NOBODY, "outdated")
+        fields, rc = vmgenid_ioctl("outdated", prefix=NOBODY)
         assert fields == {"ioctl": "VMGENID_GET_OUTDATED_WATCHERS",
                           "ret": 1, "errno": "0"}
         assert rc == 0
@@ -145,10 +132,6 @@ def test_root_of_a_new_user_namespace_is_refused(daemon):
 def test_unprivileged_user_with_an_unrelated_capability_is_refused(daemon,
                                                                    cap):
     prefix = nobody_with(cap)
-    who = identity(prefix)
-    assert (who["uid"], who["euid"]) == (65534, 65534)
-    assert who["capeff"] == 1 << CAP_BITS[cap], hex(who["capeff"])
-    assert who["userns"] == our_userns()
     assert_all_refused(daemon, prefix)
     assert page_counter(daemon) == 0
 
@@ -159,9 +142,5 @@ def test_unprivileged_user_with_an_unrelated_capability_is_refused(daemon,
 def test_unprivileged_user_with_one_change_capability_is_allowed(daemon,
                                                                  cap):
     prefix = nobody_with(cap)
-    who = identity(prefix)
-    assert (who["uid"], who["euid"]) == (65534, 65534)
-    assert who["capeff"] == 1 << CAP_BITS[cap], hex(who["capeff"])
-    assert who["userns"] == our_userns()
     assert_all_allowed(daemon, prefix)
     assert page_counter(daemon) == 3
