@@ -68,7 +68,3 @@ class Page:
 
     def store(self, value: int) -> None:
         lib.vmgenid_page_store(self._ptr, value)
-
-    def inode(self) -> tuple[int, int]:
-        st = os.stat(self.path)
-        return st.st_dev, st.st_ino
