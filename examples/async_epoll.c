@@ -47,10 +47,9 @@
 
 #include <linux/vmgenid.h>
 
-#define VMGENID_DEV		"/dev/vmgenid"
-#define EXIT_USAGE		64
+#include "client.h"
+
 #define SECRET_SIZE		16
-#define REOPEN_DELAY_MS		200
 #define MAX_EPOLL_EVENTS_PER_RUN 8
 #define EPOLL_RUN_TIMEOUT	-1	/* no timeout: events only */
 
@@ -67,23 +66,7 @@ static void die(const char *what)
 	exit(1);
 }
 
-static const char *ename(int err)
-{
-	const char *name = strerrorname_np(err);
 
-	return name ? name : "?";
-}
-
-static void sleep_ms(unsigned int ms)
-{
-	struct timespec ts = {
-		.tv_sec = ms / 1000,
-		.tv_nsec = (long)(ms % 1000) * 1000000L,
-	};
-
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
-}
 
 /* Because of a VM generation change, rebuild the world. */
 static void reseed_app_env(const char *why)
@@ -113,31 +96,13 @@ static void watch(int fd)
 /* Open the device and register it, waiting while the daemon is away. */
 static int open_vmgenid(void)
 {
-	int fd;
+	int fd = open_vmgenid_flags(O_NONBLOCK);
 
-	for (;;) {
-		fd = open(VMGENID_DEV, O_RDWR | O_CLOEXEC | O_NONBLOCK);
-		if (fd >= 0)
-			break;
-		switch (errno) {
-		case EINTR:
-			continue;
-		case ENOENT:		/* node gone until the daemon is back */
-		case ENODEV:
-		case ENXIO:
-		case ENOTCONN:
-		case ECONNABORTED:
-		case EIO:
-			sleep_ms(REOPEN_DELAY_MS);
-			continue;
-		default:
-			die("open");
-		}
-	}
+	if (fd < 0)
+		die("open");
 	watch(fd);
 	return fd;
 }
-
 /*
  * The client rule: the daemon went away (err), a change may have happened.
  * Reseed at once, then reopen (closing the old descriptor also drops it

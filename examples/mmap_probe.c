@@ -51,11 +51,10 @@
 
 #include <linux/vmgenid.h>
 
-#define VMGENID_DEV		"/dev/vmgenid"
+#include "client.h"
+
 #define VMGENID_MAP_SIZE	4096
-#define EXIT_USAGE		64
 #define SECRET_SIZE		16
-#define REOPEN_DELAY_MS		200
 #define WORK_INTERVAL_MS	20	/* the application's work between uses */
 
 #define unlikely(x)		__builtin_expect(!!(x), 0)
@@ -68,23 +67,7 @@ typedef struct {
 	unsigned long changes;			/* acknowledged so far */
 } app_data_t;
 
-static const char *ename(int err)
-{
-	const char *name = strerrorname_np(err);
 
-	return name ? name : "?";
-}
-
-static void sleep_ms(unsigned int ms)
-{
-	struct timespec ts = {
-		.tv_sec = ms / 1000,
-		.tv_nsec = (long)(ms % 1000) * 1000000L,
-	};
-
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
-}
 
 static volatile unsigned int *get_vmgenid_mapping(app_data_t *app)
 {
@@ -114,29 +97,8 @@ static void rebuild_caches(app_data_t *app, const char *why)
 /* Open the device, waiting (not spinning) while the daemon is away. */
 static int open_vmgenid(void)
 {
-	int fd;
-
-	for (;;) {
-		fd = open(VMGENID_DEV, O_RDWR | O_CLOEXEC);
-		if (fd >= 0)
-			return fd;
-		switch (errno) {
-		case EINTR:
-			continue;
-		case ENOENT:		/* node gone until the daemon is back */
-		case ENODEV:
-		case ENXIO:
-		case ENOTCONN:
-		case ECONNABORTED:
-		case EIO:
-			sleep_ms(REOPEN_DELAY_MS);
-			continue;
-		default:
-			return -1;
-		}
-	}
+	return open_vmgenid_flags(0);
 }
-
 /*
  * The client rule: the daemon went away (err), a change may have happened.
  * Rebuild at once, then reopen.  No second rebuild after the reopen (the

@@ -55,30 +55,13 @@
 
 #include <linux/vmgenid.h>
 
-#define VMGENID_DEV		"/dev/vmgenid"
-#define EXIT_USAGE		64
-#define REOPEN_DELAY_MS		200
+#include "client.h"
+
 
 static unsigned long wait_timeout_ms = 5000;
 static int paused;
 
-static const char *ename(int err)
-{
-	const char *name = strerrorname_np(err);
 
-	return name ? name : "?";
-}
-
-static void sleep_ms(unsigned int ms)
-{
-	struct timespec ts = {
-		.tv_sec = ms / 1000,
-		.tv_nsec = (long)(ms % 1000) * 1000000L,
-	};
-
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
-}
 
 static void pause_service(const char *why)
 {
@@ -97,30 +80,14 @@ static void resume_service(const char *why)
 /* Open the device, waiting (not spinning) while the daemon is away. */
 static int open_vmgenid(void)
 {
-	int fd;
+	int fd = open_vmgenid_flags(0);
 
-	for (;;) {
-		fd = open(VMGENID_DEV, O_RDWR | O_CLOEXEC);
-		if (fd >= 0)
-			return fd;
-		switch (errno) {
-		case EINTR:
-			continue;
-		case ENOENT:		/* node gone until the daemon is back */
-		case ENODEV:
-		case ENXIO:
-		case ENOTCONN:
-		case ECONNABORTED:
-		case EIO:
-			sleep_ms(REOPEN_DELAY_MS);
-			continue;
-		default:
-			printf("open: %s\n", ename(errno));
-			exit(1);
-		}
+	if (fd < 0) {
+		printf("open: %s\n", ename(errno));
+		exit(1);
 	}
+	return fd;
 }
-
 /* The client rule: the daemon went away (err). */
 static int device_lost(int fd, int err)
 {

@@ -45,10 +45,9 @@
 
 #include <linux/vmgenid.h>
 
-#define VMGENID_DEV	"/dev/vmgenid"
-#define EXIT_USAGE	64
+#include "client.h"
+
 #define SECRET_SIZE	16
-#define REOPEN_DELAY_MS	200
 
 static unsigned long max_changes;	/* 0: forever */
 static unsigned long changes;		/* acknowledged so far */
@@ -65,23 +64,6 @@ static void atomic_set(int *v, int i)
 	__atomic_store_n(v, i, __ATOMIC_RELEASE);
 }
 
-static void sleep_ms(unsigned int ms)
-{
-	struct timespec ts = {
-		.tv_sec = ms / 1000,
-		.tv_nsec = (long)(ms % 1000) * 1000000L,
-	};
-
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
-}
-
-static const char *ename(int err)
-{
-	const char *name = strerrorname_np(err);
-
-	return name ? name : "?";
-}
 
 /* Because of a VM generation change, rebuild the world. */
 static void reseed_app_env(const char *why)
@@ -109,29 +91,8 @@ static void reseed_for_generation(unsigned int genid)
 /* Open the device, waiting (not spinning) while the daemon is away. */
 static int open_vmgenid(void)
 {
-	int fd;
-
-	for (;;) {
-		fd = open(VMGENID_DEV, O_RDWR | O_CLOEXEC);
-		if (fd >= 0)
-			return fd;
-		switch (errno) {
-		case EINTR:
-			continue;
-		case ENOENT:		/* node gone until the daemon is back */
-		case ENODEV:
-		case ENXIO:
-		case ENOTCONN:
-		case ECONNABORTED:
-		case EIO:
-			sleep_ms(REOPEN_DELAY_MS);
-			continue;
-		default:
-			return -1;
-		}
-	}
+	return open_vmgenid_flags(0);
 }
-
 /*
  * The client rule: the daemon went away (err), a change may have happened.
  * Reseed at once, then reopen.  The new descriptor starts up to date: a

@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: GPL-2.0+ */
+/*
+ * The glue the seed's examples leave out and all four share: error names,
+ * sleeping, and opening the device by the client rule (wait for the node
+ * while the daemon restarts; any other error is the caller's).
+ */
+#ifndef EXAMPLES_CLIENT_H
+#define EXAMPLES_CLIENT_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define VMGENID_DEV		"/dev/vmgenid"
+#define EXIT_USAGE		64
+#define REOPEN_DELAY_MS		200
+
+static const char *ename(int err)
+{
+	const char *name = strerrorname_np(err);
+
+	return name ? name : "?";
+}
+
+static void sleep_ms(unsigned int ms)
+{
+	struct timespec ts = {
+		.tv_sec = ms / 1000,
+		.tv_nsec = (long)(ms % 1000) * 1000000L,
+	};
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+/* The device, opened with @flags added; -1 with errno on a real error. */
+static int open_vmgenid_flags(int flags)
+{
+	int fd;
+
+	for (;;) {
+		fd = open(VMGENID_DEV, O_RDWR | O_CLOEXEC | flags);
+		if (fd >= 0)
+			return fd;
+		switch (errno) {
+		case EINTR:
+			continue;
+		case ENOENT:		/* node gone until the daemon is back */
+		case ENODEV:
+		case ENXIO:
+		case ENOTCONN:
+		case ECONNABORTED:
+		case EIO:
+			sleep_ms(REOPEN_DELAY_MS);
+			continue;
+		default:
+			return -1;
+		}
+	}
+}
+
+#endif /* EXAMPLES_CLIENT_H */
