@@ -183,5 +183,10 @@ def prepare_root() -> RootImages:
                            "without commas or spaces")
     system = ensure("system", SYSTEM_TREES + python_trees(), skipped,
                     EMPTY_DIRS)
-    repo = ensure("repo", [str(REPO_ROOT)], repo_skip, {})
+    repo_trees = [str(REPO_ROOT)]
+    venv = REPO_ROOT / ".venv"
+    if venv.is_symlink():
+        # A git worktree sharing another checkout's venv: bring it along.
+        repo_trees.append(os.path.realpath(venv))
+    repo = ensure("repo", repo_trees, repo_skip, {})
     return RootImages(system, repo)
