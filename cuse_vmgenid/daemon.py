@@ -33,6 +33,8 @@ class Daemon:
             except OSError as e:
                 log.error("no page link: %s", e)
         self.boot_id = statefile.current_boot_id()
+        self.state_file = statefile.StateFile(options.state)
+        self._urandom = _open_urandom()
         self.guid: Optional[str] = None
         counter, missed_why = self._resume()
         self.state = GenerationState(counter, options.max_watchers_per_uid)
@@ -51,7 +53,7 @@ class Daemon:
 
     def _resume(self) -> tuple[int, Optional[str]]:
         """The starting counter, and why to bump once (None: no bump)."""
-        saved = statefile.load(self.options.state)
+        saved = self.state_file.load()
         changed, self.guid = self.source.changed(saved.guid if saved else None)
         same_boot = saved is not None and saved.boot_id == self.boot_id
         if same_boot:
@@ -101,12 +103,11 @@ class Daemon:
         add_device_randomness) and reseed it now: a write alone only feeds
         the input pool, which the crng draws from later."""
         data = self.source.guid_bytes()
-        if data is None:
+        if data is None or self._urandom is None:
             return
         try:
-            with open("/dev/urandom", "wb", buffering=0) as f:
-                f.write(data)
-                fcntl.ioctl(f, RNDRESEEDCRNG)
+            os.write(self._urandom, data)
+            fcntl.ioctl(self._urandom, RNDRESEEDCRNG)
         except OSError as e:
             log.warning("cannot reseed the kernel RNG: %s", e)
 
@@ -114,10 +115,10 @@ class Daemon:
         saved = statefile.SavedState(self.boot_id, self.state.counter,
                                      self.guid)
         try:
-            statefile.save(self.options.state, saved)
+            self.state_file.save(saved)
         except OSError as e:
             # The bump goes on: a missed wake-up is worse than a stale file.
-            log.error("cannot write %s: %s", self.options.state, e)
+            log.error("cannot write %s: %s", self.state_file.path, e)
 
     # -- serving ---------------------------------------------------------
 
@@ -201,6 +202,17 @@ class Daemon:
         if not deadlines:
             return -1
         return max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
+
+
+def _open_urandom() -> Optional[int]:
+    """/dev/urandom, opened once: the reseed runs right after a restore,
+    where every code path touched for the first time costs."""
+    try:
+        return os.open("/dev/urandom", os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as e:
+        log.warning("cannot open /dev/urandom (no reseed on a GUID "
+                    "change): %s", e)
+        return None
 
 
 def _drain(fd: int) -> None:

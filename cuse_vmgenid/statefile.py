@@ -7,7 +7,7 @@ the old file or the new one, never half of either.
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Optional
 
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
@@ -37,20 +37,36 @@ def load(path: str) -> Optional[SavedState]:
         raise ValueError(f"unreadable state file {path}: {e}") from e
 
 
-def save(path: str, state: SavedState) -> None:
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, mode=0o755, exist_ok=True)
-    tmp = f"{path}.new"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                 0o600)
-    try:
-        os.write(fd, json.dumps(asdict(state)).encode() + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
-    dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+class StateFile:
+    """The state file at @path, written on every bump.  The folder is made
+    and opened once: a bump right after a restore runs on cold caches
+    (under emulation, every code path touched for the first time costs),
+    so save() does only the write, fsync, rename and folder fsync."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._tmp = f"{path}.new"
+        folder = os.path.dirname(path) or "."
+        os.makedirs(folder, mode=0o755, exist_ok=True)
+        self._dir_fd = os.open(folder,
+                               os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def load(self) -> Optional[SavedState]:
+        return load(self.path)
+
+    def save(self, state: SavedState) -> None:
+        data = json.dumps({"boot_id": state.boot_id,
+                           "counter": state.counter, "guid": state.guid})
+        fd = os.open(self._tmp,
+                     os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                     0o600)
+        try:
+            os.write(fd, data.encode() + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(self._tmp, self.path)
+        os.fsync(self._dir_fd)
+
+    def close(self) -> None:
+        os.close(self._dir_fd)

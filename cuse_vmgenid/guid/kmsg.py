@@ -3,7 +3,7 @@ has random.c log "crng reseeded due to virtual machine fork" (6.1, 6.12).
 
 KmsgReader reads /dev/kmsg without blocking, from the end of the log at
 open (older records are history, not news); the daemon polls fileno() for
-POLLIN and calls drain().  It is a hint: the caller then reads the GUID.
+POLLIN and calls drain(), until it says False.  It is a hint: the caller then reads the GUID.
 Only kernel records count (facility 0): userspace writes to /dev/kmsg get
 facility LOG_USER whatever they ask, so they cannot fake one.
 """
@@ -45,24 +45,24 @@ class KmsgReader:
         return self._fd
 
     def drain(self) -> bool:
-        """Read every pending record; True if one of them was the
-        kernel's VM fork message."""
-        seen = False
+        """Read pending records up to the kernel's VM fork message; True
+        if it came.  Records after it stay for the next call (the fd stays
+        readable): the bump it starts should not wait for them."""
         while True:
             try:
                 record = os.read(self._fd, RECORD_MAX)
             except BlockingIOError:
-                return seen
+                return False
             except BrokenPipeError:
                 # The ring overwrote records we had not read: the next read
                 # goes on from the oldest one left.
                 self.overruns += 1
                 continue
             if not record:
-                return seen
+                return False
             self.records += 1
             if is_vmfork_record(record):
-                seen = True
+                return True
 
     def close(self) -> None:
         if self._fd >= 0:

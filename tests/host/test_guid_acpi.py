@@ -15,10 +15,11 @@ import os
 import uuid
 
 import pytest
+from hypothesis import given, strategies as st
 
 from cuse_vmgenid.guid import GuidUnavailable, UnsupportedAddrForm, acpi, aml
 from cuse_vmgenid.guid import fwcfg, kmsg
-from cuse_vmgenid.guid.memory import GuidMapping
+from cuse_vmgenid.guid.memory import GuidMapping, guid_string
 from tests.host.fixtures import aml_asm
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
@@ -335,6 +336,11 @@ def test_mapping_reads_qemu_byte_order(tmp_path, address):
 def test_mapping_without_dev_mem(tmp_path):
     with pytest.raises(GuidUnavailable, match="no .*nothere"):
         GuidMapping(0x1000, str(tmp_path / "nothere"))
+
+
+@given(st.binary(min_size=16, max_size=16))
+def test_guid_string_spells_the_guid_as_uuid_does(raw):
+    assert guid_string(raw) == str(uuid.UUID(bytes_le=raw))
 
 
 def test_mapping_permission_denied(tmp_path):
