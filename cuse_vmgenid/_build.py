@@ -22,15 +22,26 @@ def _pkg_config(*args: str) -> list[str]:
 
 ffibuilder = FFI()
 ffibuilder.cdef(_read("fuse.h") + _read("callbacks.h") + _read("page.h")
-               + _read("signalfd.h"))
+               + _read("signalfd.h") + _read("guidpoll.h")
+               + _read("statefile.h"))
 ffibuilder.set_source(
     "cuse_vmgenid._cuse",
     "#define FUSE_USE_VERSION 31\n"
+    "#include <errno.h>\n"
+    "#include <fcntl.h>\n"
+    "#include <stdio.h>\n"
+    "#include <pthread.h>\n"
     "#include <stdint.h>\n"
+    "#include <stdlib.h>\n"
+    "#include <string.h>\n"
     "#include <signal.h>\n"
+    "#include <time.h>\n"
+    "#include <unistd.h>\n"
+
     "#include <sys/signalfd.h>\n"
     "#include <fuse_lowlevel.h>\n"
-    "#include <cuse_lowlevel.h>\n" + _read("page.c"),
+    "#include <cuse_lowlevel.h>\n" + _read("page.c") + _read("guidpoll.c")
+    + _read("statefile.c"),
     extra_compile_args=_pkg_config("--cflags"),
     extra_link_args=_pkg_config("--libs"),
 )

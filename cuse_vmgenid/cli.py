@@ -31,8 +31,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="node mode, octal (default: 0666)")
     p.add_argument("--source", choices=SOURCE_CHOICES, default="auto",
                    help="where GUID changes come from (default: auto)")
-    p.add_argument("--poll-interval-ms", type=int, default=1000,
-                   help="GUID poll fallback interval (default: %(default)s)")
+    p.add_argument("--poll-interval-ms", type=int, default=100,
+                   help="how often a C thread compares the GUID in memory "
+                        "(default: %(default)s)")
     p.add_argument("--max-watchers-per-uid", type=int, default=1024,
                    help="open files per uid, uid 0 exempt "
                         "(default: %(default)s)")

@@ -78,6 +78,7 @@ class Daemon:
         self._persist()
         self.page.store(self.state.counter)
         self.transport.apply(changes)
+        self.state_file.prepare()   # off the next bump's critical path
         log.info("generation %d -> %d: %s", changes.bumped_from,
                  self.state.counter, why)  # after the wake-ups: they wait
         return changes
@@ -187,6 +188,7 @@ class Daemon:
         finally:
             self.transport.abort_pending()
             session.close()
+            self.state_file.close()
             hint_signal.close()
             signal.set_wakeup_fd(-1)
             os.close(wake_r)

@@ -11,6 +11,7 @@ import logging
 from typing import Optional
 
 from .guid import GuidSource, GuidUnavailable, KmsgReader, discover
+from .guidpoll import GuidPoller
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +38,24 @@ class NoSource:
 
 
 class GuidWatcher:
-    """The hypervisor's GUID in guest memory, with the kernel log as hint."""
+    """The hypervisor's GUID in guest memory, with the kernel log and the
+    GUID poll thread as hints; the daemon's own periodic look only when
+    that thread could not start."""
 
     def __init__(self, guid: GuidSource, kmsg: Optional[KmsgReader],
-                 poll_interval: float):
+                 poll_interval_ms: int):
         self._guid = guid
         self._kmsg = kmsg
         self.name = guid.name
-        self.poll_interval = poll_interval
+        self.poll_interval: Optional[float] = None
+        try:
+            self._poller: Optional[GuidPoller] = GuidPoller(
+                guid.view(), poll_interval_ms)
+        except OSError as e:
+            self._poller = None
+            self.poll_interval = poll_interval_ms / 1000.0
+            log.warning("no GUID poll thread (%s): looking every %d ms "
+                        "from the main loop", e, poll_interval_ms)
 
     def changed(self, known_guid: Optional[str]) -> tuple[bool, Optional[str]]:
         try:
@@ -62,10 +73,12 @@ class GuidWatcher:
             return None
 
     def hint_fds(self) -> list[int]:
-        return [self._kmsg.fileno()] if self._kmsg else []
+        return [hint.fileno() for hint in (self._poller, self._kmsg) if hint]
 
     def take_hint(self, fd: int) -> Optional[str]:
         """Why to look at the GUID now, or None for kernel log chatter."""
+        if self._poller and fd == self._poller.fileno():
+            return "GUID poll" if self._poller.take() else None
         if self._kmsg and self._kmsg.drain():
             return "kernel log: crng reseeded due to virtual machine fork"
         return None
@@ -88,4 +101,4 @@ def open_source(choice: str, poll_interval_ms: int):
         log.warning("no kernel log hint (%s): relying on the %d ms poll",
                     e, poll_interval_ms)
     log.info("GUID source: %s", guid.describe())
-    return GuidWatcher(guid, kmsg, poll_interval_ms / 1000.0)
+    return GuidWatcher(guid, kmsg, poll_interval_ms)

@@ -40,6 +40,10 @@ class GuidSource:
         """The 16 bytes as they are in memory."""
         return self._mapping.read_bytes()
 
+    def view(self) -> memoryview:
+        """The 16 bytes in memory, live (release it before close())."""
+        return self._mapping.view()
+
     def describe(self) -> str:
         return (f"{self.name}: GUID at {self.address:#x} ({self.origin}), "
                 f"mapped from {DEV_MEM} page {self._mapping.base:#x}")

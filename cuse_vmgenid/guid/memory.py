@@ -90,6 +90,10 @@ class GuidMapping:
         """The 16 bytes as they are in memory (one copy, no system call)."""
         return self._map[self._offset:self._offset + GUID_SIZE]
 
+    def view(self) -> memoryview:
+        """The 16 bytes, live (release it before close())."""
+        return memoryview(self._map)[self._offset:self._offset + GUID_SIZE]
+
     def read(self) -> str:
         """The GUID, spelled as QEMU's -device vmgenid,guid= spelled it."""
         return guid_string(self.read_bytes())

@@ -1,6 +1,6 @@
 """/dev/vmgenid across REAL restores, driven from the host: the daemon
 (--source auto: fw_cfg's GUID address, /dev/mem, the kernel log hint, the
-poll) turns one new VM Generation ID into exactly one bump, and its
+GUID poll thread) turns one new VM Generation ID into exactly one bump, and its
 clients see it (SPEC.md, "Where changes come from" and "Daemon
 restarts").  The guest side is tests/restore/scenarios/device.py; it
 prints markers and relays the daemon's log as "DAEMON <line>".
@@ -61,8 +61,8 @@ def test_a_new_guid_bumps_once_and_wakes_reader_poller_and_orchestrator_but_the_
         snapshot = vm.save(tmp_path / "same.snapshot")
         vm.restore(snapshot, guid=first)
         for _ in range(2):      # the daemon looked after the restore
-            vm.wait_for(r"^DAEMON .*hint \(periodic check\): GUID "
-                        r"unchanged$", timeout=STEP)
+            vm.wait_for(r"^DAEMON .*hint \(SIGUSR1 .*\): GUID unchanged$",
+                        timeout=STEP)
         assert generations(vm.output) == []
         assert not lines(vm.output, "READER")[1:], "woken without a change"
         snapshot.path.unlink()

@@ -80,8 +80,9 @@ def run(n: int, poll_ms: int) -> int:
     bumps = [line for line in daemon.lines
              if line and re.search(r"generation \d+ -> \d+", line)]
     on_kmsg = sum("seen on kernel log" in line for line in bumps)
-    say("BENCH BUMPS total=%d kmsg=%d other=%d"
-        % (len(bumps), on_kmsg, len(bumps) - on_kmsg))
+    on_poll = sum("seen on GUID poll" in line for line in bumps)
+    say("BENCH BUMPS total=%d kmsg=%d poll=%d other=%d"
+        % (len(bumps), on_kmsg, on_poll, len(bumps) - on_kmsg - on_poll))
     time.sleep(SETTLE_SECONDS)
     pid = daemon.proc.pid
     hz = os.sysconf("SC_CLK_TCK")

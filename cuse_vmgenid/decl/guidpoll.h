@@ -1,0 +1,7 @@
+/* The GUID poller thread (decl/guidpoll.c). */
+
+struct vmgenid_guid_poll;
+struct vmgenid_guid_poll *vmgenid_guid_poll_start(const void *guid,
+						   unsigned int interval_ms,
+						   int event_fd);
+void vmgenid_guid_poll_stop(struct vmgenid_guid_poll *poll);

@@ -1,0 +1,42 @@
+"""The GUID poll: a C thread (decl/guidpoll.c) compares the GUID in memory
+every interval and makes an eventfd readable when it changed.
+
+Polling in Python would wake the interpreter on every tick; the thread
+costs a 16-byte compare, so the interval can be short enough to see a
+restore before the kernel's own notice (see decl/guidpoll.c).
+"""
+
+import os
+
+from ._cuse import ffi, lib
+
+
+class GuidPoller:
+    def __init__(self, guid: memoryview, interval_ms: int):
+        if interval_ms <= 0:
+            raise ValueError(f"poll interval {interval_ms} ms")
+        self._guid = guid
+        self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._poll = lib.vmgenid_guid_poll_start(ffi.from_buffer(guid),
+                                                 interval_ms, self._fd)
+        if self._poll == ffi.NULL:
+            err = ffi.errno
+            os.close(self._fd)
+            raise OSError(err, f"GUID poll thread: {os.strerror(err)}")
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def take(self) -> bool:
+        """True if the thread saw a change since the last call."""
+        try:
+            return os.eventfd_read(self._fd) > 0
+        except BlockingIOError:
+            return False
+
+    def close(self) -> None:
+        if self._poll is not None:
+            lib.vmgenid_guid_poll_stop(self._poll)
+            self._poll = None
+            os.close(self._fd)
+            self._guid.release()

@@ -1,0 +1,79 @@
+"""The GUID poll thread (decl/guidpoll.c) on an anonymous page standing in
+for the hypervisor's: its eventfd becomes readable iff the 16 bytes change.
+"""
+
+import mmap
+import os
+import select
+import signal
+
+import pytest
+
+from cuse_vmgenid.guidpoll import GuidPoller
+
+GUID_AT = 40
+INTERVAL_MS = 5
+QUIET_POLLS = 20      # intervals to wait for a signal that must not come
+
+
+@pytest.fixture
+def page():
+    with mmap.mmap(-1, mmap.PAGESIZE) as m:
+        yield m
+
+
+def readable(poller: GuidPoller, timeout_ms: int) -> bool:
+    p = select.poll()
+    p.register(poller.fileno(), select.POLLIN)
+    return bool(p.poll(timeout_ms))
+
+
+def test_silent_while_the_guid_stays_and_one_signal_per_change(page):
+    page[GUID_AT:GUID_AT + 16] = b"A" * 16
+    poller = GuidPoller(memoryview(page)[GUID_AT:GUID_AT + 16], INTERVAL_MS)
+    try:
+        # Rewriting the same bytes (a restore with the same GUID) is no
+        # change either.
+        page[GUID_AT:GUID_AT + 16] = b"A" * 16
+        assert not readable(poller, QUIET_POLLS * INTERVAL_MS)
+        assert poller.take() is False
+        page[GUID_AT:GUID_AT + 16] = b"B" * 16
+        assert readable(poller, 10_000)
+        assert poller.take() is True
+        assert poller.take() is False       # taken once
+        assert not readable(poller, QUIET_POLLS * INTERVAL_MS)
+        # Bytes beside the GUID are not its business.
+        page[GUID_AT + 16] = 1
+        page[GUID_AT - 1] = 1
+        assert not readable(poller, QUIET_POLLS * INTERVAL_MS)
+    finally:
+        poller.close()
+    page.close()        # the view was released: the mapping can go
+
+
+def tasks() -> set[str]:
+    return set(os.listdir("/proc/self/task"))
+
+
+def test_the_thread_blocks_every_signal_and_stops(page):
+    before = tasks()
+    poller = GuidPoller(memoryview(page)[GUID_AT:GUID_AT + 16], INTERVAL_MS)
+    try:
+        [thread] = tasks() - before
+        with open(f"/proc/self/task/{thread}/status") as f:
+            [blocked] = [int(line.split()[1], 16) for line in f
+                         if line.startswith("SigBlk:")]
+        # Signals are the main thread's, where Python runs its handlers:
+        # all blocked here but the two that cannot be.
+        unblockable = {signal.SIGKILL, signal.SIGSTOP}
+        assert [n for n in range(1, 65) if not blocked >> (n - 1) & 1] \
+            == sorted(unblockable)
+    finally:
+        poller.close()
+    poller.close()      # twice is harmless
+    assert tasks() == before
+
+
+def test_a_zero_interval_is_refused(page):
+    with pytest.raises(ValueError):
+        GuidPoller(memoryview(page)[GUID_AT:GUID_AT + 16], 0)
