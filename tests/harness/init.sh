@@ -31,6 +31,9 @@ start_systemd() {
 	cp -a "$moddir" /newroot/usr/lib/modules/ &&
 		chroot /newroot /sbin/depmod -a "$release" 2>/dev/null ||
 		die "cannot install the modules for modprobe"
+	# A container's policy-rc.d (exit 101: start no service) would leak
+	# from the host root; a booted system has none.
+	rm -f /newroot/usr/sbin/policy-rc.d
 	units=/newroot/run/systemd/system
 	mkdir -p $units
 	cat > $units/vmgenid-guest.target <<-EOF
