@@ -38,13 +38,13 @@ SYSTEM_TREES = ["/bin", "/sbin", "/lib", "/lib64", "/usr/bin", "/usr/sbin",
                 "/usr/lib/os-release", "/usr/lib/ssl", "/usr/share/zoneinfo",
                 "/etc",
                 # systemd as init and dpkg -i of the package (tests/system):
-                # units and helpers, dpkg's database, Debian's Python
+                # units and helpers, D-Bus, dpkg's database, Debian's Python
                 # packages (python3-cffi-backend) and py3compile.
                 "/usr/lib/systemd", "/usr/lib/tmpfiles.d", "/usr/lib/sysusers.d",
                 "/usr/lib/modules-load.d", "/usr/lib/udev", "/usr/lib/init",
                 "/usr/lib/dpkg", "/usr/share/dpkg", "/var/lib/dpkg",
                 "/usr/lib/python3/dist-packages", "/usr/share/python3",
-                "/usr/share/perl5"]
+                "/usr/share/perl5", "/usr/share/dbus-1"]
 # Names never needed in the guest, wherever they are in those trees.
 SKIP_NAMES = {"test", "tests", "idlelib", "tkinter",
               "turtledemo", "ensurepip", "lib2to3", "dri", "valgrind"}

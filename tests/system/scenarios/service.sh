@@ -10,6 +10,10 @@ unit=cuse-vmgenid
 tools=native/build
 page=/run/vmgenid/page
 
+tag() {                 # every line of stdin as "$1 <line>"
+	sed "s/^/$1 /"
+}
+
 counter() {             # the page's counter (SPEC.md: always the counter)
 	od -An -tu4 -N4 $page 2>/dev/null | tr -d ' '
 }
@@ -17,7 +21,7 @@ counter() {             # the page's counter (SPEC.md: always the counter)
 show() {                # "SHOW <tag> <property>=<value>" lines
 	systemctl show -p ActiveState,SubState,Result,Type,ExecMainCode \
 		-p ExecMainStatus,MainPID,StatusText,NRestarts $unit |
-		sed "s/^/SHOW $1 /"
+		tag "SHOW $1"
 }
 
 # A reader blocked in read() on /dev/vmgenid, its lines on fd 3; returns
@@ -45,11 +49,11 @@ finish_reader() {
 }
 
 journal() {             # the service's log since boot, "JOURNAL <line>"
-	journalctl -b -u $unit -o cat --no-pager | sed 's/^/JOURNAL /'
+	journalctl -b -u $unit -o cat --no-pager | tag JOURNAL
 }
 
 echo "BOOTED $(systemctl is-system-running --wait) uptime $(cut -d' ' -f1 /proc/uptime)"
-systemctl --failed --plain --no-legend --no-pager | sed 's/^/FAILED-UNIT /'
+systemctl --failed --plain --no-legend --no-pager | tag FAILED-UNIT
 
 dpkg -i "$deb"
 echo "DPKG $?"
@@ -66,8 +70,8 @@ echo "COUNTER installed $(counter)"
 # The device answers: an ioctl, a non-blocking read of an up-to-date
 # watcher, and a blocked reader woken by a root caller's FORCE_GEN_UPDATE
 # (the daemon's privilege check reads /proc/<tid> under its hardening).
-echo "IOCTL $($tools/vmgenid-ioctl outdated)"
-echo "NONBLOCK $($tools/vmgenid-reader -n)"
+$tools/vmgenid-ioctl outdated | tag IOCTL
+$tools/vmgenid-reader -n | tag NONBLOCK
 start_reader FORCED-READER
 forced=$($tools/vmgenid-ioctl force) && woken=wake || woken=
 echo "FORCE $forced"
