@@ -102,6 +102,10 @@ def test_the_package_serves_vmgenid_under_systemd_across_restore_restart_and_sto
     assert lines(out, "FORCED-READER") == [
         "open", "read ret=4 value=1 errno=0", "exit 0"]
     assert counter(out, "forced") == 1
+    refused = "ioctl=VMGENID_FORCE_GEN_UPDATE ret=-1 errno=EACCES"
+    assert lines(out, "FORCE-NOBODY") == [refused]
+    assert lines(out, "FORCE-USERNS") == [refused]
+    assert counter(out, "refused") == 1
 
     # The restore with a new GUID: one bump by the service's own GUID
     # watcher, and the reader blocked across it woke with it.

@@ -77,6 +77,12 @@ forced=$($tools/vmgenid-ioctl force) && woken=wake || woken=
 echo "FORCE $forced"
 finish_reader FORCED-READER $woken
 echo "COUNTER forced $(counter)"
+# ... and refuses a user without the capability, and root in a user
+# namespace of its own (the check compares /proc/<tid>/ns/user).
+setpriv --reuid=65534 --regid=65534 --clear-groups \
+	$tools/vmgenid-ioctl force | tag FORCE-NOBODY
+unshare --user --map-root-user $tools/vmgenid-ioctl force | tag FORCE-USERNS
+echo "COUNTER refused $(counter)"
 
 # The host saves the guest now and restores it with a new GUID; the
 # service's GUID watcher must bump, and wake a reader blocked across it.
