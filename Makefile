@@ -1,7 +1,7 @@
 # The two entry points of README.rst.
 PYTHON := .venv/bin/python
 
-.PHONY: bootstrap demo test host-test guest-test clean
+.PHONY: bootstrap demo test host-test guest-test deb clean
 
 bootstrap:
 	tools/bootstrap
@@ -17,6 +17,10 @@ host-test: bootstrap
 
 guest-test: bootstrap
 	$(PYTHON) tools/run-tests --guest-only
+
+# The Debian package, from the committed tree, into build/deb/.
+deb:
+	tools/build-deb
 
 clean:
 	rm -rf build .cache cuse_vmgenid/_cuse*.so

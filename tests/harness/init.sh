@@ -8,6 +8,11 @@
 # on /dev/vda under the repo on /dev/vdb (rootimage.py), and the script
 # comes from fw_cfg (opt/vmgenid/script).
 #
+# With vmgenid.init=systemd as well (block root only), systemd becomes
+# init instead (switch_root) and boots vmgenid-guest.target: basic.target
+# plus a unit that runs the script on the console, prints the markers and
+# powers off (the script's own job: systemd's units, not this /init).
+#
 # Any failure here powers off without the exit marker: the harness fails.
 
 /bin/busybox --install -s /bin
@@ -16,6 +21,47 @@ export PATH=/bin
 die() {
 	echo "guest init: $*"
 	poweroff -f
+}
+
+# The guest kernel's modules (modprobe, systemd-modules-load), the boot
+# target and the script's unit in /run (tmpfs), then systemd as PID 1.
+start_systemd() {
+	release=$(uname -r)
+	mkdir -p /newroot/usr/lib/modules
+	cp -a "$moddir" /newroot/usr/lib/modules/ &&
+		chroot /newroot /sbin/depmod -a "$release" 2>/dev/null ||
+		die "cannot install the modules for modprobe"
+	# A container's policy-rc.d (exit 101: start no service) would leak
+	# from the host root; a booted system has none.
+	rm -f /newroot/usr/sbin/policy-rc.d
+	units=/newroot/run/systemd/system
+	mkdir -p $units
+	cat > $units/vmgenid-guest.target <<-EOF
+	[Unit]
+	Description=vmgenid test guest: basic.target and the harness script
+	Requires=basic.target
+	Wants=vmgenid-script.service
+	After=basic.target
+	AllowIsolate=yes
+	EOF
+	# Type=exec: the boot transaction ends once the script started, so
+	# the script may wait for it (systemctl is-system-running --wait).
+	# "$$": systemd's literal "$" (the line is joined: "\" newline).
+	cat > $units/vmgenid-script.service <<-EOF
+	[Unit]
+	Description=vmgenid harness script $script
+	After=basic.target
+	[Service]
+	Type=exec
+	StandardInput=null
+	StandardOutput=tty
+	StandardError=inherit
+	TTYPath=/dev/console
+	ExecStart=/bin/sh -c 'echo @@VMGENID-GUEST-START@@; /bin/sh $script; \
+		echo "@@VMGENID-GUEST-EXIT \$\$?@@"; systemctl poweroff --force --force'
+	EOF
+	exec switch_root /newroot /lib/systemd/systemd --system \
+		--unit=vmgenid-guest.target --show-status=error
 }
 
 mount -t proc proc /proc
@@ -30,12 +76,18 @@ done < "$moddir/load.order"
 
 script=
 root=9p
+init=script
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
 	vmgenid.script=*) script=${arg#*=} ;;
 	vmgenid.root=*) root=${arg#*=} ;;
+	vmgenid.init=*) init=${arg#*=} ;;
 	esac
 done
+case "$root/$init" in
+*/script|block/systemd) ;;
+*) die "vmgenid.init=$init with vmgenid.root=$root: not supported" ;;
+esac
 
 lower=/host
 case "$root" in
@@ -81,6 +133,9 @@ ip link set lo up
 if [ "$root" = block ]; then
 	script=/run/vmgenid-script.sh
 	cp /script /newroot$script || die "cannot copy the script"
+fi
+if [ "$init" = systemd ]; then
+	start_systemd
 fi
 
 # Put the new root on top of / (as switch_root does) before entering it:

@@ -20,17 +20,23 @@ GRACE_SECONDS = 10
 
 def qemu_command(image: GuestImage, kernel_args: str, *, mem_mb: int,
                  guid: str, block_root: RootImages | None = None,
-                 script: Path | None = None) -> list[str]:
+                 script: Path | None = None,
+                 systemd: bool = False) -> list[str]:
     """The whole QEMU command line, in one place so that saving and
     restoring a guest can reuse it.  The root is the host's over 9p, or
     with @block_root the read-only squashfs disks (9p blocks migration),
     the guest's script (init.sh) then coming from the file @script via
-    fw_cfg."""
+    fw_cfg; with @systemd too, systemd is the guest's init and runs the
+    script from a unit."""
     if block_root is None:
+        if systemd:
+            raise ValueError("systemd as init needs the block root")
         root = ["-virtfs", "local,path=/,mount_tag=hostroot,"
                 "security_model=none,readonly=on,multidevs=remap"]
     else:
         kernel_args = f"{kernel_args} vmgenid.root=block".strip()
+        if systemd:
+            kernel_args += " vmgenid.init=systemd"
         root = [arg for disk in [block_root.system, block_root.repo]
                 for arg in ["-drive", f"file={disk},if=virtio,readonly=on,"
                             "format=raw"]]

@@ -30,12 +30,21 @@ IMAGE_DIR = CACHE_DIR / "root"
 # Mount points and scratch dirs: empty in the image, as on a real root.
 EMPTY_DIRS = {"proc": 0o555, "sys": 0o555, "dev": 0o755, "tmp": 0o1777,
               "run": 0o755, "mnt": 0o755, "var": 0o755, "var/tmp": 0o1777,
+              "var/log": 0o755, "var/cache": 0o755,
               "home": 0o755}
 # Trees, from the host root, that the guest runs (missing ones skipped).
 SYSTEM_TREES = ["/bin", "/sbin", "/lib", "/lib64", "/usr/bin", "/usr/sbin",
                 "/usr/lib64", "/usr/lib/x86_64-linux-gnu", "/usr/lib/locale",
                 "/usr/lib/os-release", "/usr/lib/ssl", "/usr/share/zoneinfo",
-                "/etc"]
+                "/etc",
+                # systemd as init and dpkg -i of the package (tests/system):
+                # units and helpers, D-Bus, dpkg's database, Debian's Python
+                # packages (python3-cffi-backend) and py3compile.
+                "/usr/lib/systemd", "/usr/lib/tmpfiles.d", "/usr/lib/sysusers.d",
+                "/usr/lib/modules-load.d", "/usr/lib/udev", "/usr/lib/init",
+                "/usr/lib/dpkg", "/usr/share/dpkg", "/var/lib/dpkg",
+                "/usr/lib/python3/dist-packages", "/usr/share/python3",
+                "/usr/share/perl5", "/usr/share/dbus-1"]
 # Names never needed in the guest, wherever they are in those trees.
 SKIP_NAMES = {"test", "tests", "idlelib", "tkinter",
               "turtledemo", "ensurepip", "lib2to3", "dri", "valgrind"}

@@ -59,6 +59,7 @@ class VMConfig:
     root: RootImages
     script: str             # the shell script init.sh runs (fw_cfg)
     mem_mb: int
+    systemd: bool           # systemd is init and runs the script
 
 
 @dataclass(frozen=True)
@@ -72,9 +73,12 @@ class Snapshot:
 class GuestVM:
     def __init__(self, kernel: str, command: list[str] | str, *,
                  guid: str | None = None, env: dict[str, str] | None = None,
-                 mem_mb: int = 1024, out=None, _config: VMConfig = None):
+                 mem_mb: int = 1024, systemd: bool = False, out=None,
+                 _config: VMConfig = None):
         """Boot a @kernel ("6.1", "6.12") guest that runs @command (argv
-        list or shell code) as root in the repo; returns at once."""
+        list or shell code) as root in the repo; returns at once.  With
+        @systemd, systemd is the guest's init and runs @command from a
+        unit once basic.target is reached (init.sh)."""
         self.console = Console(out)
         self.cond = threading.Condition()
         self.cursor = 0         # wait_for() searches vm.output from here
@@ -93,7 +97,8 @@ class GuestVM:
         if not isinstance(command, str):
             command = shlex.join(command)
         self.config = VMConfig(prepare(kernel), prepare_root(),
-                               guest_script(command, env or {}), mem_mb)
+                               guest_script(command, env or {}), mem_mb,
+                               systemd)
         self._start(guid or str(uuid.uuid4()))
 
     @classmethod
@@ -120,7 +125,8 @@ class GuestVM:
         qmp_path = self.rundir / "qmp.sock"
         command = qemu_command(self.config.image, "",
                                mem_mb=self.config.mem_mb, guid=guid,
-                               block_root=self.config.root, script=script)
+                               block_root=self.config.root, script=script,
+                               systemd=self.config.systemd)
         command += ["-qmp", f"unix:{qmp_path},server=on,wait=off"]
         if incoming is not None:
             command += ["-incoming",

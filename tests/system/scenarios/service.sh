@@ -1,0 +1,117 @@
+#!/bin/sh
+# The guest side of tests/system/test_service.py, run by systemd (PID 1)
+# from the harness's unit once basic.target is reached: install the
+# package (argument: the .deb, relative to the repo), check the service
+# and /dev/vmgenid, wait for the host to save and restore the guest with
+# a new GUID, then restart and stop the service.  Every finding is a
+# marker line for the host to judge; this script judges nothing.
+deb=$1
+unit=cuse-vmgenid
+tools=native/build
+page=/run/vmgenid/page
+
+tag() {                 # every line of stdin as "$1 <line>"
+	sed "s/^/$1 /"
+}
+
+counter() {             # the page's counter (SPEC.md: always the counter)
+	od -An -tu4 -N4 $page 2>/dev/null | tr -d ' '
+}
+
+show() {                # "SHOW <tag> <property>=<value>" lines
+	systemctl show -p ActiveState,SubState,Result,Type,ExecMainCode \
+		-p ExecMainStatus,MainPID,StatusText,NRestarts $unit |
+		tag "SHOW $1"
+}
+
+# A reader blocked in read() on /dev/vmgenid, its lines on fd 3; returns
+# once it has opened the device (a change from then on must wake it).
+start_reader() {
+	rm -f /run/reader.fifo
+	mkfifo /run/reader.fifo
+	$tools/vmgenid-reader > /run/reader.fifo &
+	reader=$!
+	exec 3< /run/reader.fifo
+	read -r line <&3
+	echo "$1 $line"
+}
+
+# Its remaining lines and exit status; killed first if $2 says no change
+# can wake it.
+finish_reader() {
+	[ "$2" = wake ] || kill $reader
+	while read -r line <&3; do
+		echo "$1 $line"
+	done
+	exec 3<&-
+	wait $reader
+	echo "$1 exit $?"
+}
+
+journal() {             # the service's log since boot, "JOURNAL <line>"
+	journalctl -b -u $unit -o cat --no-pager | tag JOURNAL
+}
+
+echo "BOOTED $(systemctl is-system-running --wait) uptime $(cut -d' ' -f1 /proc/uptime)"
+systemctl --failed --plain --no-legend --no-pager | tag FAILED-UNIT
+
+dpkg -i "$deb"
+echo "DPKG $?"
+echo "IS-ACTIVE $(systemctl is-active $unit)"
+echo "IS-ENABLED $(systemctl is-enabled $unit)"
+show installed
+if [ "$(systemctl is-active $unit)" != active ]; then
+	journal         # nothing below can work: say why and stop
+	exit 1
+fi
+echo "NODE $(stat -c '%F %a' /dev/vmgenid 2>&1)"
+echo "COUNTER installed $(counter)"
+
+# The device answers: an ioctl, a non-blocking read of an up-to-date
+# watcher, and a blocked reader woken by a root caller's FORCE_GEN_UPDATE
+# (the daemon's privilege check reads /proc/<tid> under its hardening).
+$tools/vmgenid-ioctl outdated | tag IOCTL
+$tools/vmgenid-reader -n | tag NONBLOCK
+start_reader FORCED-READER
+forced=$($tools/vmgenid-ioctl force) && woken=wake || woken=
+echo "FORCE $forced"
+finish_reader FORCED-READER $woken
+echo "COUNTER forced $(counter)"
+# ... and refuses a user without the capability, and root in a user
+# namespace of its own (the check compares /proc/<tid>/ns/user).
+setpriv --reuid=65534 --regid=65534 --clear-groups \
+	$tools/vmgenid-ioctl force | tag FORCE-NOBODY
+unshare --user --map-root-user $tools/vmgenid-ioctl force | tag FORCE-USERNS
+echo "COUNTER refused $(counter)"
+
+# The host saves the guest now and restores it with a new GUID; the
+# service's GUID watcher must bump, and wake a reader blocked across it.
+start_reader RESTORE-READER
+before=$(counter)
+echo "SAVE-ME counter $before"
+n=0                     # 300 s: a rescue, not a measure
+while [ "$(counter)" = "$before" ] && [ $n -lt 600 ]; do
+	sleep 0.5
+	n=$((n + 1))
+done
+[ "$(counter)" = "$before" ] && woken= || woken=wake
+finish_reader RESTORE-READER $woken
+echo "COUNTER restored $(counter)"
+
+before=$(counter)
+systemctl restart $unit
+echo "RESTART-RC $?"
+echo "IS-ACTIVE $(systemctl is-active $unit)"
+show restarted
+echo "COUNTER restarted $(counter) (before $before)"
+
+systemctl stop $unit
+echo "STOP-RC $?"
+show stopped
+if [ -e /dev/vmgenid ]; then
+	echo "NODE-AFTER-STOP present"
+else
+	echo "NODE-AFTER-STOP absent"
+fi
+journal
+echo "DONE"

@@ -1,0 +1,135 @@
+"""The Debian package on a guest that boots systemd, driven from the host:
+dpkg -i of build/deb/cuse-vmgenid_*.deb (made by tools/build-deb), the
+service under its own unit and hardening, /dev/vmgenid served, a real
+save and restore with a new VM Generation ID, restart and stop.  The
+guest side is tests/system/scenarios/service.sh; it prints markers.
+
+Run on the host (one guest under emulation, saved and restored once):
+    tools/build-deb
+    .venv/bin/python -m pytest -v -s tests/system
+"""
+
+import re
+import time
+import uuid
+
+import pytest
+
+from tests.harness.cache import REPO_ROOT
+from tests.harness.vm import GuestVM
+
+DEB_DIR = REPO_ROOT / "build" / "deb"
+SCENARIO = "tests/system/scenarios/service.sh"
+BOOT = 900          # hang rescues only: emulation on a shared host is slow
+STEP = 600
+
+
+def built_deb() -> str:
+    """The newest build/deb/cuse-vmgenid_*.deb, relative to the repo."""
+    debs = sorted(DEB_DIR.glob("cuse-vmgenid_*.deb"),
+                  key=lambda deb: deb.stat().st_mtime)
+    if not debs:
+        pytest.fail(f"no {DEB_DIR}/cuse-vmgenid_*.deb: run tools/build-deb")
+    return str(debs[-1].relative_to(REPO_ROOT))
+
+
+def lines(output: str, prefix: str) -> list[str]:
+    """The guest's lines starting with @prefix + " ", without it."""
+    return [line[len(prefix) + 1:] for line in output.splitlines()
+            if line.startswith(prefix + " ")]
+
+
+def shown(output: str, tag: str) -> dict[str, str]:
+    """The unit's properties as the scenario showed them at @tag."""
+    return dict(line.split("=", 1) for line in lines(output, f"SHOW {tag}"))
+
+
+def counter(output: str, tag: str) -> int:
+    [value] = lines(output, f"COUNTER {tag}")
+    return int(value.split()[0])
+
+
+def test_the_package_serves_vmgenid_under_systemd_across_restore_restart_and_stop(  # noqa: E501
+        tmp_path):
+    deb = built_deb()
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    started = time.monotonic()
+    with GuestVM("6.12", ["sh", SCENARIO, deb], guid=first,
+                 systemd=True) as vm:
+        booted = vm.wait_for(r"^BOOTED (\S+) uptime (\S+)$", timeout=BOOT)
+        print(f"\nsystemd reached its target ({booted[1]}) "
+              f"{vm.arrived_at(booted.end()) - started:.1f} s after QEMU "
+              f"started, guest uptime {booted[2]} s")
+        vm.wait_for(r"^SAVE-ME counter \d+$", timeout=STEP)
+        snapshot = vm.save(tmp_path / "guest.snapshot")
+        vm.restore(snapshot, guid=second)
+        snapshot.path.unlink()
+        vm.wait_for(r"^DONE$", timeout=STEP)
+        assert vm.wait_exit(timeout=STEP) == 0
+    print(f"total {time.monotonic() - started:.1f} s")
+    out = vm.output
+
+    # Booted by systemd: no unit failed on the way (the guest's own
+    # units, before the package).
+    assert lines(out, "BOOTED")[0].split()[0] == "running", \
+        lines(out, "FAILED-UNIT")
+
+    # Installed, enabled, started by the package, READY=1 reached: a
+    # Type=notify unit is "active" only after it.
+    assert lines(out, "DPKG") == ["0"]
+    installed = shown(out, "installed")
+    assert installed["Type"] == "notify"
+    assert (installed["ActiveState"], installed["SubState"]) == (
+        "active", "running")
+    assert installed["StatusText"] == "generation 0"
+    assert lines(out, "IS-ENABLED") == ["enabled"]
+    assert lines(out, "NODE") == ["character special file 666"]
+    assert counter(out, "installed") == 0
+
+    # The GUID source the service found under its hardening.
+    journal = lines(out, "JOURNAL")
+    assert any("GUID source: fwcfg: " in line
+               for line in journal), journal
+    assert not any("no GUID source" in line for line in journal), journal
+
+    # The device answers, and a root caller may FORCE_GEN_UPDATE.
+    assert lines(out, "IOCTL") == [
+        "ioctl=VMGENID_GET_OUTDATED_WATCHERS ret=0 errno=0"]
+    assert lines(out, "NONBLOCK") == ["open", "read ret=-1 value=0 "
+                                      "errno=EAGAIN"]
+    assert lines(out, "FORCE") == ["ioctl=VMGENID_FORCE_GEN_UPDATE ret=0 "
+                                   "errno=0"]
+    assert lines(out, "FORCED-READER") == [
+        "open", "read ret=4 value=1 errno=0", "exit 0"]
+    assert counter(out, "forced") == 1
+    refused = "ioctl=VMGENID_FORCE_GEN_UPDATE ret=-1 errno=EACCES"
+    assert lines(out, "FORCE-NOBODY") == [refused]
+    assert lines(out, "FORCE-USERNS") == [refused]
+    assert counter(out, "refused") == 1
+
+    # The restore with a new GUID: one bump by the service's own GUID
+    # watcher, and the reader blocked across it woke with it.
+    assert counter(out, "restored") == 2
+    assert lines(out, "RESTORE-READER") == [
+        "open", "read ret=4 value=2 errno=0", "exit 0"]
+    bumps = [line for line in journal if "generation 1 -> 2" in line]
+    assert len(bumps) == 1 and f"GUID {first} -> {second}" in bumps[0], \
+        journal
+
+    # systemctl restart: a new process, the counter not lower.
+    assert lines(out, "RESTART-RC") == ["0"]
+    restarted = shown(out, "restarted")
+    assert restarted["ActiveState"] == "active"
+    assert restarted["MainPID"] != installed["MainPID"]
+    assert counter(out, "restarted") >= counter(out, "restored")
+    assert restarted["StatusText"] == \
+        f"generation {counter(out, 'restarted')}"
+
+    # systemctl stop: a clean exit, and the node gone with the daemon.
+    assert lines(out, "STOP-RC") == ["0"]
+    stopped = shown(out, "stopped")
+    assert (stopped["ActiveState"], stopped["Result"]) == (
+        "inactive", "success")
+    assert (stopped["ExecMainCode"], stopped["ExecMainStatus"]) == ("1", "0")
+    assert lines(out, "NODE-AFTER-STOP") == ["absent"]
+    assert not any("Traceback" in line for line in journal), journal
