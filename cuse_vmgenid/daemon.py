@@ -78,7 +78,10 @@ class Daemon:
         self._persist()
         self.page.store(self.state.counter)
         self.transport.apply(changes)
-        self.state_file.prepare()   # off the next bump's critical path
+        try:
+            self.state_file.prepare()   # off the next bump's critical path
+        except OSError as e:
+            log.error("cannot prepare %s: %s", self.state_file.path, e)
         log.info("generation %d -> %d: %s", changes.bumped_from,
                  self.state.counter, why)  # after the wake-ups: they wait
         return changes
