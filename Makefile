@@ -1,7 +1,7 @@
 # The two entry points of README.rst.
 PYTHON := .venv/bin/python
 
-.PHONY: bootstrap demo test host-test guest-test clean
+.PHONY: bootstrap demo test host-test guest-test bench clean
 
 bootstrap:
 	tools/bootstrap
@@ -17,6 +17,11 @@ host-test: bootstrap
 
 guest-test: bootstrap
 	$(PYTHON) tools/run-tests --guest-only
+
+# The benchmark suite (issue #6): one table, docs/benchmarks.rst and .png.
+# It takes /tmp/vmgenid-qemu.lock per guest itself.  BENCH_ARGS=--quick
+bench: bootstrap
+	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build .cache cuse_vmgenid/_cuse*.so
