@@ -19,7 +19,7 @@ guest-test: bootstrap
 	$(PYTHON) tools/run-tests --guest-only
 
 # The benchmark suite (issue #6): one table, docs/benchmarks.rst and .png.
-# It takes /tmp/vmgenid-qemu.lock per guest itself.  BENCH_ARGS=--quick
+# It takes /tmp/vmgenid-qemu.lock itself.  BENCH_ARGS=--quick for a short run.
 bench: bootstrap
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
 

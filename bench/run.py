@@ -11,10 +11,10 @@ prints one table and, for a full run, writes it with the command and the
 guest kernel into docs/benchmarks.rst (between the GENERATED markers; the
 analysis around them is kept) with the fan-out plot docs/benchmarks.png.
 
-Every guest start takes /tmp/vmgenid-qemu.lock (flock) for the length of
-that guest only, so other users of the machine interleave; do not wrap
-this command in flock yourself (it would wait for itself).  A full run
-takes about an hour under TCG emulation, most of it the 20 restores.
+The run takes /tmp/vmgenid-qemu.lock (flock) itself, from the first
+guest to the last (one guest at a time on this machine; the figures of
+one run come from uninterrupted guests): do not wrap this command in flock
+yourself, it would wait for itself.
 """
 
 import argparse
@@ -58,9 +58,8 @@ def run_guest_items(args, items: list[str]) -> dict:
     command += ["--quick"] if args.quick else []
     for item in items:
         command += ["--only", item]
-    with qemu_lock():
-        result = run_in_guest(args.kernel, shlex.join(command),
-                              timeout=GUEST_TIMEOUT, mem_mb=args.mem_mb)
+    result = run_in_guest(args.kernel, shlex.join(command),
+                          timeout=GUEST_TIMEOUT, mem_mb=args.mem_mb)
     begin = result.output.rfind(guest_suite.BEGIN)
     end = result.output.find(guest_suite.END, begin)
     if result.returncode or begin < 0 or end < 0:
@@ -97,16 +96,19 @@ def main() -> int:
 
     guest = restore = None
     guest_items = [i for i in items if i != "restore"]
-    if guest_items:
-        guest = run_guest_items(args, guest_items)
-    if "restore" in items:
-        try:
-            with qemu_lock():
+    with qemu_lock():
+        if guest_items:
+            guest = run_guest_items(args, guest_items)
+        if "restore" in items:
+            try:
                 restore = restore_latency.measure(restores, args.kernel)
-        except GuestError as e:
-            notes = "".join(f"; {n}" for n in getattr(e, "__notes__", []))
-            print(f"bench: restore item FAILED: {e}{notes}", file=sys.stderr)
-            return 1
+            except GuestError as e:
+                notes = "".join(f"; {n}" for n in getattr(e, "__notes__",
+                                                          []))
+                print(f"bench: restore item FAILED: {e}{notes}",
+                      file=sys.stderr)
+                return 1
+    if restore:
         restore_latency.report(restore)
     if args.save_json:
         with open(args.save_json, "w") as f:
