@@ -231,7 +231,7 @@ def main() -> int:
                     values, rerun = fn(cfg, pid)
                 else:
                     values, rerun = fn(cfg)
-                values["seconds"] = time.monotonic() - started
+                values["item_seconds"] = time.monotonic() - started
                 results["items"][item] = values
                 if rerun and not args.no_profile:
                     say(f"{item}: goal missed, profiling the daemon")

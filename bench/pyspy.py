@@ -48,9 +48,10 @@ def _function(frame: str) -> str:
     return re.sub(r"\(/.*?/(cuse_vmgenid|bench|tests)/", r"(\1/", frame)
 
 
-def summarize(samples, top: int = 12) -> dict:
-    """The functions with the most samples on top of the stack (self) and
-    anywhere in it (total), as fractions of all samples."""
+def summarize(samples, top: int = 16) -> dict:
+    """The functions with the most samples on top of the stack (self, with
+    their total beside) and anywhere in it (total), as fractions of all
+    samples."""
     total = sum(count for _, count in samples) or 1
     own, anywhere = collections.Counter(), collections.Counter()
     for frames, count in samples:
@@ -62,6 +63,7 @@ def summarize(samples, top: int = 12) -> dict:
     return {
         "samples": total,
         "rate_hz": RATE_HZ,
-        "self": [(name, n / total) for name, n in own.most_common(top)],
+        "self": [(name, n / total, anywhere[name] / total)
+                 for name, n in own.most_common(top)],
         "total": [(name, n / total) for name, n in anywhere.most_common(top)],
     }
