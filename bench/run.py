@@ -85,7 +85,15 @@ def main() -> int:
     docs.add_argument("--no-docs", dest="docs", action="store_false")
     p.add_argument("--save-json", metavar="FILE",
                    help="also write the raw results here")
+    p.add_argument("--from-json", metavar="FILE",
+                   help="run nothing: render the results --save-json "
+                   "wrote (with the command that made them)")
     args = p.parse_args()
+    if args.from_json:
+        with open(args.from_json) as f:
+            saved = json.load(f)
+        return render(saved["command"], saved["guest"], saved["restore"],
+                      args.docs is not False)
     items = args.only or list(ITEMS)
     restores = args.restores or (3 if args.quick else 20)
     write_docs = (args.docs if args.docs is not None
@@ -112,12 +120,16 @@ def main() -> int:
         restore_latency.report(restore)
     if args.save_json:
         with open(args.save_json, "w") as f:
-            json.dump({"guest": guest, "restore": restore}, f, indent=1)
+            json.dump({"command": command, "guest": guest,
+                       "restore": restore}, f, indent=1)
+    print(f"bench: total {time.monotonic() - started:.0f} s")
+    return render(command, guest, restore, write_docs)
 
+
+def render(command: str, guest, restore, write_docs: bool) -> int:
     table = report.grid(report.rows(guest, restore))
     kernel = guest["kernel"] if guest else restore["kernel"]
     print(f"\n{command}\nguest kernel {kernel}\n{table}")
-    print(f"bench: total {time.monotonic() - started:.0f} s")
     if write_docs:
         plot = None
         if guest and "fanout" in guest["items"]:
