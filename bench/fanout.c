@@ -6,7 +6,9 @@
  * time from just before the trigger to the last child's wake-up.
  *
  *	default	each child reads DEV (its own watcher); the trigger is
- *		VMGENID_FORCE_GEN_UPDATE on the parent's descriptor (root)
+ *		VMGENID_FORCE_GEN_UPDATE on the parent's descriptor (root).
+ *		DEV: /dev/vmgenid, or /dev/vmgenid-ref to see what CUSE
+ *		itself costs (vmgenid_ref_server.c)
  *	-r	the reference: each child reads one eventfd (EFD_SEMAPHORE,
  *		whose readers all wake on a write); the trigger writes N
  *
@@ -19,7 +21,7 @@
  * (so acks do not compete with the fan-out being measured) and block again.
  *
  * Output, one line:
- *	fanout mode=device|eventfd n=N rounds=R last_us=MEDIAN
+ *	fanout mode=device|eventfd dev=DEV|- n=N rounds=R last_us=MEDIAN
  *	       first_us=MEDIAN p50_us=MEDIAN all_last_us=A,B,...
  * (medians over the rounds of: the last wake-up, the first, and each
  * round's median wake-up, in microseconds after the trigger.)
@@ -179,8 +181,9 @@ int main(int argc, char **argv)
 
 	reap_children(pids, n);
 
-	printf("fanout mode=%s n=%d rounds=%d", reference ? "eventfd" :
-	       "device", n, rounds);
+	printf("fanout mode=%s dev=%s n=%d rounds=%d",
+	       reference ? "eventfd" : "device", reference ? "-" : dev, n,
+	       rounds);
 	printf(" all_last_us=");
 	for (r = 0; r < rounds; r++)
 		printf("%s%.1f", r ? "," : "", last[r]);

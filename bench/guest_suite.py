@@ -5,7 +5,8 @@ and runs this as root in the checkout):
 
 Starts the daemon with its default options (--source auto, so the GUID
 poll runs) and the C reference CUSE server (/dev/vmgenid-ref), runs the
-C benchmark programs (native/build/bench/) against both, measures the
+C benchmark programs (native/build/bench/) against both and against
+their kernel-only references (eventfd, pipe), measures the
 daemon's memory and idle CPU, profiles the daemon with py-spy for every
 item whose goal (bench/goals.py) is missed, and prints the results as one
 JSON line between BEGIN and END markers on the console.  Progress goes to
@@ -35,6 +36,7 @@ ITEMS = ("memory", "fanout", "roundtrip", "orchestrate", "mmap", "idle")
 BUILD = os.path.join(REPO, "native", "build")
 BENCH_BIN = os.path.join(BUILD, "bench")
 REF_DEVNAME = "vmgenid-ref"
+REF_NODE = f"/dev/{REF_DEVNAME}"
 SETTLE_SECONDS = 3
 
 FULL = {"fanout_n": (1, 100, 1000), "fanout_rounds": 5,
@@ -75,7 +77,7 @@ class DefaultDaemon(DaemonProcess):
 
 class RefServer:
     def __init__(self):
-        self.node = f"/dev/{REF_DEVNAME}"
+        self.node = REF_NODE
         self.proc = subprocess.Popen(
             [bench_bin("vmgenid_ref_server"), REF_DEVNAME],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
@@ -109,10 +111,13 @@ def fanout(cfg: dict) -> tuple[dict, object]:
     for n in cfg["fanout_n"]:
         k = ["-k", str(cfg["fanout_rounds"]), str(n)]
         device = run([bench_bin("fanout"), *k])
+        c_cuse = run([bench_bin("fanout"), "-d", REF_NODE, *k])
         reference = run([bench_bin("fanout"), "-r", *k])
-        rows.append({"n": n, "device": device, "eventfd": reference,
+        rows.append({"n": n, "device": device, "c_cuse": c_cuse,
+                     "eventfd": reference,
                      "ratio": device["last_us"] / reference["last_us"]})
-        say(f"fanout N={n}: device {device['last_us']:.0f} us, eventfd "
+        say(f"fanout N={n}: device {device['last_us']:.0f} us, C CUSE "
+            f"{c_cuse['last_us']:.0f} us, eventfd "
             f"{reference['last_us']:.0f} us")
     n = cfg["fanout_n"][-1]
     missed = rows[-1]["ratio"] > goals.FANOUT_RATIO
@@ -124,7 +129,7 @@ def fanout(cfg: dict) -> tuple[dict, object]:
 def roundtrip(cfg: dict) -> tuple[dict, object]:
     argv = [bench_bin("roundtrip"), "-n", str(cfg["roundtrip_ops"])]
     device = run(argv + ["-d", "/dev/vmgenid"])
-    reference = run(argv + ["-d", f"/dev/{REF_DEVNAME}"])
+    reference = run(argv + ["-d", REF_NODE])
     ratios = {op: reference[f"{op}_ops_s"] / device[f"{op}_ops_s"]
               for op in ("read", "ack", "ioctl")}
     say(f"roundtrip: device {device}, reference {reference}")
@@ -137,12 +142,14 @@ def roundtrip(cfg: dict) -> tuple[dict, object]:
 def orchestrate(cfg: dict) -> tuple[dict, object]:
     k = ["-k", str(cfg["orchestrate_rounds"]), str(cfg["orchestrate_n"])]
     device = run([bench_bin("orchestrate"), *k])
+    c_cuse = run([bench_bin("orchestrate"), "-d", REF_NODE, *k])
     reference = run([bench_bin("orchestrate"), "-r", *k])
     ratio = device["done_us"] / reference["done_us"]
     say(f"orchestrate N={cfg['orchestrate_n']}: device "
-        f"{device['done_us']:.0f} us, pipe {reference['done_us']:.0f} us")
-    return {"n": cfg["orchestrate_n"], "device": device, "pipe": reference,
-            "ratio": ratio}, (
+        f"{device['done_us']:.0f} us, C CUSE {c_cuse['done_us']:.0f} us, "
+        f"pipe {reference['done_us']:.0f} us")
+    return {"n": cfg["orchestrate_n"], "device": device, "c_cuse": c_cuse,
+            "pipe": reference, "ratio": ratio}, (
         (lambda: run([bench_bin("orchestrate"), "-k", "3",
                       str(cfg["orchestrate_n"])]))
         if ratio > goals.ORCHESTRATE_RATIO else None)

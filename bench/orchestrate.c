@@ -10,7 +10,8 @@
  *		the orchestrator bumps (VMGENID_FORCE_GEN_UPDATE, root),
  *		acknowledges its own watcher (VMGENID_WAIT_WATCHERS fails
  *		with EINTR while the caller is outdated) and waits in
- *		VMGENID_WAIT_WATCHERS until no watcher is outdated
+ *		VMGENID_WAIT_WATCHERS until no watcher is outdated.
+ *		DEV: /dev/vmgenid, or /dev/vmgenid-ref (see fanout.c)
  *	-r	the reference: each child reads one eventfd (EFD_SEMAPHORE)
  *		and writes one byte to a pipe; the orchestrator writes N to
  *		the eventfd and reads N bytes from the pipe.  Then, untimed,
@@ -22,7 +23,7 @@
  * read request and nobody is outdated (see fanout.c).
  *
  * Output, one line:
- *	orchestrate mode=device|pipe n=N rounds=R done_us=MEDIAN
+ *	orchestrate mode=device|pipe dev=DEV|- n=N rounds=R done_us=MEDIAN
  *		    all_done_us=A,B,...
  */
 #define _GNU_SOURCE
@@ -161,8 +162,9 @@ int main(int argc, char **argv)
 
 	reap_children(pids, n);
 
-	printf("orchestrate mode=%s n=%d rounds=%d all_done_us=",
-	       reference ? "pipe" : "device", n, rounds);
+	printf("orchestrate mode=%s dev=%s n=%d rounds=%d all_done_us=",
+	       reference ? "pipe" : "device", reference ? "-" : dev, n,
+	       rounds);
 	for (r = 0; r < rounds; r++)
 		printf("%s%.1f", r ? "," : "", done[r]);
 	printf(" done_us=%.1f\n", median(done, rounds));

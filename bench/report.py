@@ -16,6 +16,13 @@ def _ms(us: float) -> str:
     return f"{us / 1000:.3f} ms"
 
 
+def _c_cuse(result: dict, key: str) -> str:
+    """The C CUSE server's figure, for scale (not the goal's reference)."""
+    if "c_cuse" not in result:
+        return ""
+    return f"; C CUSE server {_ms(result['c_cuse'][key])}"
+
+
 def _verdict(ratio: float, goal: float) -> str:
     return "yes" if ratio <= goal else "**no**"
 
@@ -32,7 +39,8 @@ def rows(guest: dict | None, restore: dict | None) -> list[tuple]:
                 "1", f"Fan-out, N = {row['n']} readers: last wake-up "
                 f"(median of {row['device']['rounds']:.0f})",
                 _ms(row["device"]["last_us"]),
-                f"{_ms(row['eventfd']['last_us'])} (eventfd)",
+                f"{_ms(row['eventfd']['last_us'])} (eventfd)"
+                + _c_cuse(row, "last_us"),
                 f"{row['ratio']:.2f}",
                 f"<= {goals.FANOUT_RATIO:g}" if last else "",
                 _verdict(row["ratio"], goals.FANOUT_RATIO) if last else ""))
@@ -53,7 +61,8 @@ def rows(guest: dict | None, restore: dict | None) -> list[tuple]:
             "3", f"Orchestration, N = {o['n']}: bump to WAIT_WATCHERS "
             f"return (median of {o['device']['rounds']:.0f})",
             _ms(o["device"]["done_us"]),
-            f"{_ms(o['pipe']['done_us'])} (pipe)", f"{o['ratio']:.2f}",
+            f"{_ms(o['pipe']['done_us'])} (pipe)" + _c_cuse(o, "done_us"),
+            f"{o['ratio']:.2f}",
             f"<= {goals.ORCHESTRATE_RATIO:g}",
             _verdict(o["ratio"], goals.ORCHESTRATE_RATIO)))
     if restore:
@@ -119,6 +128,9 @@ def plot(guest: dict, path: str) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ax.plot(ns, [r["device"]["last_us"] / 1000 for r in rows_], "o-",
             label="/dev/vmgenid (cuse-vmgenid)")
+    if all("c_cuse" in r for r in rows_):
+        ax.plot(ns, [r["c_cuse"]["last_us"] / 1000 for r in rows_], "^-.",
+                label="C CUSE server (bench/vmgenid_ref_server.c)")
     ax.plot(ns, [r["eventfd"]["last_us"] / 1000 for r in rows_], "s--",
             label="eventfd (reference)")
     ax.set_xscale("log")
