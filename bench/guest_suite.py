@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,13 +41,14 @@ REF_NODE = f"/dev/{REF_DEVNAME}"
 SETTLE_SECONDS = 3
 PROGRAM_TIMEOUT = 900   # only rescues a hang
 
-FULL = {"fanout_n": (1, 100, 1000), "fanout_rounds": 5,
+# Each timed program runs "runs" times, alternating with its references.
+FULL = {"runs": 3, "fanout_n": (1, 100, 1000), "fanout_rounds": 3,
         "roundtrip_ops": 20000, "orchestrate_n": 1000,
-        "orchestrate_rounds": 5, "mmap_loads": 10**8,
+        "orchestrate_rounds": 3, "mmap_loads": 10**8,
         "memory_n": (0, 1000, 10000), "idle_seconds": 30}
-QUICK = {"fanout_n": (1, 10, 100), "fanout_rounds": 3,
+QUICK = {"runs": 2, "fanout_n": (1, 10, 100), "fanout_rounds": 2,
          "roundtrip_ops": 2000, "orchestrate_n": 100,
-         "orchestrate_rounds": 3, "mmap_loads": 10**7,
+         "orchestrate_rounds": 2, "mmap_loads": 10**7,
          "memory_n": (0, 100, 1000), "idle_seconds": 5}
 
 
@@ -116,15 +118,47 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])     # utime, stime
 
 
+def merge(results: list[dict]) -> dict:
+    """Runs of one program as one: rounds' lists ("all_X") joined, X their
+    median; other figures the median over the runs."""
+    merged = dict(results[0])
+    for key, value in results[0].items():
+        if isinstance(value, list):
+            merged[key] = [x for r in results for x in r[key]]
+            merged[key[len("all_"):]] = statistics.median(merged[key])
+        elif isinstance(value, float) and key not in ("n", "ops") \
+                and f"all_{key}" not in results[0]:
+            merged[key] = statistics.median(r[key] for r in results)
+    merged["rounds"] = sum(r["rounds"] for r in results)
+    return merged
+
+
+def alternate(argvs: dict[str, list[str]], times: int,
+              for_scale: tuple[str, ...] = ()) -> dict[str, dict | None]:
+    """Each program @times times, in turn (A B C A B C ...), so that a
+    change in the host's load hits all alike; their runs merged."""
+    runs: dict[str, list | None] = {name: [] for name in argvs}
+    for _ in range(times):
+        for name, argv in argvs.items():
+            if runs[name] is None:
+                continue
+            result = run_for_scale(argv) if name in for_scale else run(argv)
+            runs[name] = None if result is None else runs[name] + [result]
+    return {name: results and merge(results)
+            for name, results in runs.items()}
+
+
 def fanout(cfg: dict) -> tuple[dict, object]:
     rows = []
     for n in cfg["fanout_n"]:
         k = ["-k", str(cfg["fanout_rounds"]), str(n)]
-        device = run([bench_bin("fanout"), *k])
-        c_cuse = run_for_scale([bench_bin("fanout"), "-d", REF_NODE, *k])
-        reference = run([bench_bin("fanout"), "-r", *k])
-        rows.append({"n": n, "device": device, "c_cuse": c_cuse,
-                     "eventfd": reference,
+        got = alternate({"device": [bench_bin("fanout"), *k],
+                         "c_cuse": [bench_bin("fanout"), "-d", REF_NODE, *k],
+                         "eventfd": [bench_bin("fanout"), "-r", *k]},
+                        cfg["runs"], for_scale=("c_cuse",))
+        device, c_cuse, reference = (got["device"], got["c_cuse"],
+                                     got["eventfd"])
+        rows.append({"n": n, **got,
                      "ratio": device["last_us"] / reference["last_us"]})
         say(f"fanout N={n}: device {device['last_us']:.0f} us, C CUSE "
             f"{c_cuse and c_cuse['last_us']} us, eventfd "
@@ -137,30 +171,34 @@ def fanout(cfg: dict) -> tuple[dict, object]:
 
 
 def roundtrip(cfg: dict) -> tuple[dict, object]:
-    argv = [bench_bin("roundtrip"), "-n", str(cfg["roundtrip_ops"])]
-    device = run(argv + ["-d", "/dev/vmgenid"])
-    reference = run(argv + ["-d", REF_NODE])
+    argv = [bench_bin("roundtrip"), "-n", str(cfg["roundtrip_ops"]),
+            "-k", "1"]
+    got = alternate({"device": argv + ["-d", "/dev/vmgenid"],
+                     "reference": argv + ["-d", REF_NODE]}, cfg["runs"])
+    device, reference = got["device"], got["reference"]
     ratios = {op: reference[f"{op}_ops_s"] / device[f"{op}_ops_s"]
               for op in ("read", "ack", "ioctl")}
     say(f"roundtrip: device {device}, reference {reference}")
     missed = max(ratios.values()) > goals.ROUNDTRIP_RATIO
     return {"device": device, "reference": reference, "ratio": ratios}, (
-        (lambda: run(argv + ["-d", "/dev/vmgenid", "-k", "1"]))
+        (lambda: run(argv + ["-d", "/dev/vmgenid"]))
         if missed else None)
 
 
 def orchestrate(cfg: dict) -> tuple[dict, object]:
     k = ["-k", str(cfg["orchestrate_rounds"]), str(cfg["orchestrate_n"])]
-    device = run([bench_bin("orchestrate"), *k])
-    c_cuse = run_for_scale([bench_bin("orchestrate"), "-d", REF_NODE, *k])
-    reference = run([bench_bin("orchestrate"), "-r", *k])
+    got = alternate({"device": [bench_bin("orchestrate"), *k],
+                     "c_cuse": [bench_bin("orchestrate"), "-d", REF_NODE,
+                                *k],
+                     "pipe": [bench_bin("orchestrate"), "-r", *k]},
+                    cfg["runs"], for_scale=("c_cuse",))
+    device, c_cuse, reference = got["device"], got["c_cuse"], got["pipe"]
     ratio = device["done_us"] / reference["done_us"]
     say(f"orchestrate N={cfg['orchestrate_n']}: device "
         f"{device['done_us']:.0f} us, "
         f"C CUSE {c_cuse and c_cuse['done_us']} us, "
         f"pipe {reference['done_us']:.0f} us")
-    return {"n": cfg["orchestrate_n"], "device": device, "c_cuse": c_cuse,
-            "pipe": reference, "ratio": ratio}, (
+    return {"n": cfg["orchestrate_n"], **got, "ratio": ratio}, (
         (lambda: run([bench_bin("orchestrate"), "-k", "3",
                       str(cfg["orchestrate_n"])]))
         if ratio > goals.ORCHESTRATE_RATIO else None)
