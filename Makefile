@@ -1,7 +1,7 @@
 # The two entry points of README.rst.
 PYTHON := .venv/bin/python
 
-.PHONY: bootstrap demo test host-test guest-test deb clean
+.PHONY: bootstrap demo test host-test guest-test deb bench clean
 
 bootstrap:
 	tools/bootstrap
@@ -21,6 +21,11 @@ guest-test: bootstrap
 # The Debian package, from the committed tree, into build/deb/.
 deb:
 	tools/build-deb
+
+# The benchmark suite (issue #6): one table, docs/benchmarks.rst and .png.
+# It takes /tmp/vmgenid-qemu.lock itself.  BENCH_ARGS=--quick for a short run.
+bench: bootstrap
+	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build .cache cuse_vmgenid/_cuse*.so

@@ -53,36 +53,29 @@ def marker(vm: GuestVM, start: int, pattern: str):
     return found, vm.arrived_at(found.end())
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("-n", type=int, default=20, help="restores (%(default)s)")
-    p.add_argument("--kernel", default="6.12", choices=("6.12", "6.1"))
-    p.add_argument("--poll-interval-ms", type=int, default=100,
-                   help="the daemon's GUID poll thread (%(default)s)")
-    p.add_argument("--mem-mb", type=int, default=1024)
-    p.add_argument("--console", help="write the guest console here "
-                   "(default: a temporary file, named on failure)")
-    args = p.parse_args()
-
-    console_path = args.console or tempfile.mkstemp(
+def measure(n: int = 20, kernel: str = "6.12", poll_interval_ms: int = 100,
+            mem_mb: int = 1024, console: str | None = None) -> dict:
+    """Boot, restore @n times, return the figures (raises GuestError; the
+    console is then in the file named by the exception's note)."""
+    console_path = console or tempfile.mkstemp(
         prefix="restore-latency-", suffix=".console")[1]
     vmgenid_ms: list[float] = []
     kmsg_ms: list[float] = []
     guest_vmgenid_ms: list[float] = []     # guest clock, from the printk
     guest_kmsg_ms: list[float] = []
     started = time.monotonic()
-    with open(console_path, "w") as console, \
+    with open(console_path, "w") as out, \
             tempfile.TemporaryDirectory(prefix="restore-latency-") as tmp:
-        command = SCENARIO + [str(args.n), str(args.poll_interval_ms)]
+        command = SCENARIO + [str(n), str(poll_interval_ms)]
         try:
-            with GuestVM(args.kernel, command, guid=str(uuid.uuid4()),
-                         mem_mb=args.mem_mb, out=console) as vm:
+            with GuestVM(kernel, command, guid=str(uuid.uuid4()),
+                         mem_mb=mem_mb, out=out) as vm:
                 vm.wait_for(r"^READY counter=0$", timeout=BOOT_TIMEOUT)
-                print(f"bench: {args.kernel} guest up in "
-                      f"{time.monotonic() - started:.0f} s; {args.n} "
+                print(f"bench: {kernel} guest up in "
+                      f"{time.monotonic() - started:.0f} s; {n} "
                       f"restores, daemon --poll-interval-ms "
-                      f"{args.poll_interval_ms}", flush=True)
-                for i in range(1, args.n + 1):
+                      f"{poll_interval_ms}", flush=True)
+                for i in range(1, n + 1):
                     snapshot = vm.save(Path(tmp) / "bench.snapshot")
                     resumed = vm.restore(snapshot, guid=str(uuid.uuid4()))
                     start = vm.cursor
@@ -104,23 +97,33 @@ def main() -> int:
                           f"{snapshot.save_seconds:.1f} s)", flush=True)
                     time.sleep(1)   # the waiters read again before a save
                 bumps = vm.wait_for(r"^BENCH BUMPS total=(\d+) kmsg=(\d+) "
-                                    r"poll=(\d+) other=(\d+)$",
-                                    timeout=STEP_TIMEOUT)
+                                    r"poll=(\d+) "
+                                    r"other=(\d+)$", timeout=STEP_TIMEOUT)
                 idle = vm.wait_for(
                     r"^BENCH IDLECPU pct=([\d.]+) ticks=(\d+) hz=(\d+) "
                     r"seconds=([\d.]+) poll_ms=(\d+)$", timeout=STEP_TIMEOUT)
                 vm.wait_for(r"^DONE$", timeout=STEP_TIMEOUT)
                 rc = vm.wait_exit(timeout=STEP_TIMEOUT)
         except GuestError as e:
-            print(f"bench: FAILED: {e}\nbench: console in {console_path}",
-                  file=sys.stderr)
-            return 1
-    if not args.console:
+            e.add_note(f"console in {console_path}")
+            raise
+    if not console:
         os.unlink(console_path)
+    return {"kernel": kernel, "n": n, "poll_interval_ms": poll_interval_ms,
+            "vmgenid_ms": vmgenid_ms, "kmsg_ms": kmsg_ms,
+            "guest_vmgenid_ms": guest_vmgenid_ms,
+            "guest_kmsg_ms": guest_kmsg_ms,
+            "bumps": {"total": int(bumps[1]), "kmsg": int(bumps[2]),
+                      "poll": int(bumps[3]), "other": int(bumps[4])},
+            "idle": {"pct": float(idle[1]), "ticks": int(idle[2]),
+                     "hz": int(idle[3]), "seconds": float(idle[4])},
+            "exit": rc, "seconds": time.monotonic() - started}
 
-    v50, v99 = percentile(vmgenid_ms, 50), percentile(vmgenid_ms, 99)
-    k50, k99 = percentile(kmsg_ms, 50), percentile(kmsg_ms, 99)
-    print(f"bench: kernel {args.kernel}, {args.n} restores, host time from "
+
+def report(r: dict) -> None:
+    v50, v99 = percentile(r["vmgenid_ms"], 50), percentile(r["vmgenid_ms"], 99)
+    k50, k99 = percentile(r["kmsg_ms"], 50), percentile(r["kmsg_ms"], 99)
+    print(f"bench: kernel {r['kernel']}, {r['n']} restores, host time from "
           "`cont` to the marker on the serial console")
     print(f"bench: /dev/vmgenid read() woken: p50 {v50:7.1f} ms  "
           f"p99 {v99:7.1f} ms")
@@ -128,18 +131,42 @@ def main() -> int:
           f"p99 {k99:7.1f} ms")
     print(f"bench: ratio vmgenid/kmsg:       p50 {v50 / k50:7.2f}     "
           f"p99 {v99 / k99:7.2f}     (goal: p50 <= 1.5)")
-    g50v, g50k = (percentile(guest_vmgenid_ms, 50),
-                  percentile(guest_kmsg_ms, 50))
+    g50v, g50k = (percentile(r["guest_vmgenid_ms"], 50),
+                  percentile(r["guest_kmsg_ms"], 50))
     print(f"bench: in the guest, from the kernel's printk: /dev/vmgenid "
           f"p50 {g50v:.1f} ms, /dev/kmsg p50 {g50k:.1f} ms (the daemon's "
           f"share: {g50v - g50k:.1f} ms)")
-    print(f"bench: of {bumps[1]} bumps, {bumps[3]} came from the GUID "
-          f"poll thread, {bumps[2]} from the kernel log hint, {bumps[4]} "
-          "from elsewhere")
-    print(f"bench: daemon idle CPU: {float(idle[1]):.3f} % of one core "
-          f"({idle[2]} ticks at {idle[3]} Hz over {idle[4]} s, "
-          f"--poll-interval-ms {idle[5]}; goal <= 0.5 %)")
-    print(f"bench: guest exit {rc}, total {time.monotonic() - started:.0f} s")
+    b = r["bumps"]
+    print(f"bench: of {b['total']} bumps, {b['poll']} came from the GUID poll "
+          f"thread, {b['kmsg']} from the kernel log hint, {b['other']} from "
+          "elsewhere")
+    idle = r["idle"]
+    print(f"bench: daemon idle CPU: {idle['pct']:.3f} % of one core "
+          f"({idle['ticks']} ticks at {idle['hz']} Hz over "
+          f"{idle['seconds']} s, --poll-interval-ms {r['poll_interval_ms']};"
+          " goal <= 0.5 %)")
+    print(f"bench: guest exit {r['exit']}, total {r['seconds']:.0f} s")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("-n", type=int, default=20, help="restores (%(default)s)")
+    p.add_argument("--kernel", default="6.12", choices=("6.12", "6.1"))
+    p.add_argument("--poll-interval-ms", type=int, default=100,
+                   help="the daemon's GUID poll thread (%(default)s)")
+    p.add_argument("--mem-mb", type=int, default=1024)
+    p.add_argument("--console", help="write the guest console here "
+                   "(default: a temporary file, named on failure)")
+    args = p.parse_args()
+    try:
+        results = measure(args.n, args.kernel, args.poll_interval_ms,
+                          args.mem_mb, args.console)
+    except GuestError as e:
+        notes = "".join(f"\nbench: {note}" for note in
+                        getattr(e, "__notes__", []))
+        print(f"bench: FAILED: {e}{notes}", file=sys.stderr)
+        return 1
+    report(results)
     return 0
 
 
