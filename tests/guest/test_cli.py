@@ -9,7 +9,7 @@ import pytest
 from cuse_vmgenid import tool
 
 from .device import (NODE, force_from_elsewhere, open_device, outdated,
-                     page_counter)
+                     outdated_now, page_counter)
 from .processes import NOBODY, SYS_POLLS, Child, wait_blocked
 from .tool_run import (read_status, start_daemon, start_vmgenid, vmgenid,
                        wait_status)
@@ -27,14 +27,6 @@ def hold_watcher() -> Child:
                     f"exec 3<>{NODE} && echo open && exec sleep 600"])
     assert holder.line() == "open"
     return holder
-
-
-def outdated_now() -> int:
-    fd = open_device()
-    try:
-        return outdated(fd)
-    finally:
-        os.close(fd)
 
 
 # -- status -------------------------------------------------------------------

@@ -10,7 +10,8 @@ import pytest
 
 from cuse_vmgenid import client
 
-from .device import force_from_elsewhere, open_device, outdated, page_counter
+from .device import (force_from_elsewhere, open_device, outdated_now,
+                     page_counter)
 from .processes import HANG
 from .tool_run import start_daemon
 
@@ -18,14 +19,6 @@ from .tool_run import start_daemon
 @pytest.fixture
 def served(daemon_factory, tmp_path):
     return start_daemon(daemon_factory, tmp_path)
-
-
-def outdated_now() -> int:
-    fd = open_device()
-    try:
-        return outdated(fd)
-    finally:
-        os.close(fd)
 
 
 def test_value_comes_from_the_page(served):

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from .device import REPO, force_from_elsewhere, open_device, outdated
+from .device import REPO, force_from_elsewhere, outdated_now
 from .processes import HANG, SYS_IOCTL, start_waiter, wait_blocked
 from .tool_run import start_daemon, wait_status
 
@@ -44,14 +44,6 @@ def lines(path) -> list:
             return f.read().splitlines()
     except FileNotFoundError:
         return []
-
-
-def outdated_now() -> int:
-    fd = open_device()
-    try:
-        return outdated(fd)
-    finally:
-        os.close(fd)
 
 
 def wait_for_watchers() -> str:
