@@ -76,6 +76,7 @@ class Watcher:
         self._fd = fd
         # What wait() returned and ack() acknowledges (None: nothing owed).
         self.pending: Optional[int] = None
+        self.acknowledged: Optional[int] = None   # the last ack() that took
         # How many times the daemon went away under this watcher.
         self.reopens = 0
         self.reopened = False   # the last change reported was a reopen
@@ -98,7 +99,7 @@ class Watcher:
                 return self._read()
         except OSError:
             return None     # the daemon is away: wait() will say more
-        return self.pending
+        return self.acknowledged
 
     def wait(self, timeout: Optional[float] = None) -> Optional[int]:
         """Block until the generation changes (at most `timeout` seconds;
@@ -136,6 +137,7 @@ class Watcher:
             # reports the change.
             return True
         self.pending = None
+        self.acknowledged = value
         return True
 
     def outdated_watchers(self) -> int:
