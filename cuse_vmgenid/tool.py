@@ -89,8 +89,9 @@ def format_status(status: dict) -> str:
             f"pid {w['pid']} ({w['comm'] or 'gone'}) uid {w['uid']}"
         lines.append(f"  outdated: {who}, acknowledged "
                      f"{w['acknowledged']}")
-    if status["outdated"] > len(status["outdated_watchers"]):
-        lines.append(f"  ... and {status['outdated'] - len(status['outdated_watchers'])} more")
+    unlisted = status["outdated"] - len(status["outdated_watchers"])
+    if unlisted > 0:
+        lines.append(f"  ... and {unlisted} more")
     source = status["source"]
     lines.append(f"source {source['name']} (GUID "
                  f"{'available' if source['guid_available'] else 'none'})")
@@ -111,7 +112,8 @@ def format_status(status: dict) -> str:
 
 def format_hooks(hooks: dict) -> str:
     if not hooks["enabled"]:
-        return f"hooks: none ({hooks['dir']} holds no executable)"
+        return (f"hooks: none (no executable in {hooks['dir']} when the "
+                "daemon started)")
     if hooks["running"]:
         state = f"running {hooks['running']} for generation " \
                 f"{hooks['running_for']}"
