@@ -66,11 +66,13 @@ class Daemon:
             return None, None
         log.info("hooks in %s: %s", self.options.hooks_dir,
                  ", ".join(os.path.basename(h) for h in hooks))
+        # Where this daemon's files are, for `vmgenid` inside a hook.
+        env = {"VMGENID_DEVICE": f"/dev/{self.options.devname}",
+               "VMGENID_PAGE": self.options.page}
+        if self.options.status:
+            env["VMGENID_STATUS"] = self.options.status
         runner = HookRunner(
-            self.options.hooks_dir, self.options.hook_timeout,
-            env={"VMGENID_DEVICE": f"/dev/{self.options.devname}",
-                 "VMGENID_PAGE": self.options.page,
-                 "VMGENID_STATUS": self.options.status or ""},
+            self.options.hooks_dir, self.options.hook_timeout, env=env,
             start_generation=counter, finished=self._hooks_finished)
         # uid 0: exempt from the per-uid cap; no CUSE file behind it.
         return runner, self.state.open(0, os.getpid())
