@@ -12,6 +12,7 @@ setup(
     install_requires=["cffi>=1.15"],
     cffi_modules=["cuse_vmgenid/_build.py:ffibuilder"],
     entry_points={
-        "console_scripts": ["cuse-vmgenid = cuse_vmgenid.cli:main"],
+        "console_scripts": ["cuse-vmgenid = cuse_vmgenid.cli:main",
+                            "vmgenid = cuse_vmgenid.tool:main"],
     },
 )

@@ -14,6 +14,13 @@ def _mode(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"not a positive duration: {text}")
+    return value
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="cuse-vmgenid",
@@ -27,6 +34,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "libraries that map a file, e.g. /dev/sysgenid)")
     p.add_argument("--state", default="/run/vmgenid/state",
                    help="the state file (default: %(default)s)")
+    p.add_argument("--status", default="/run/vmgenid/status.json",
+                   help="the status file `vmgenid status` reads, mode 0644; "
+                        "'' for none (default: %(default)s)")
+    p.add_argument("--hooks-dir", default="/etc/vmgenid/hooks.d",
+                   help="executables run on each change, in name order; "
+                        "missing = no hooks (default: %(default)s)")
+    p.add_argument("--hook-timeout", type=_seconds, default=60.0,
+                   help="seconds a hook may run before it is killed "
+                        "(default: %(default)s)")
     p.add_argument("--mode", type=_mode, default=0o666,
                    help="node mode, octal (default: 0666)")
     p.add_argument("--source", choices=SOURCE_CHOICES, default="auto",

@@ -9,17 +9,21 @@ import signal
 import time
 from typing import Optional
 
-from . import privilege, sdnotify, statefile
+from . import privilege, procinfo, sdnotify, statefile
 from .hintsignal import HintSignal
+from .hooks import HookRunner, list_hooks
 from .page import Page
 from .session import CuseSession
 from .sources import open_source
-from .state import Changes, GenerationState
+from .state import Changes, GenerationState, encode_counter
+from .status import StatusFile
 from .transport import Caller, CuseTransport
 
 log = logging.getLogger(__name__)
 
 RNDRESEEDCRNG = 0x5207  # _IO('R', 0x07), linux/random.h
+# The status file lists at most this many outdated watchers.
+MAX_LISTED_WATCHERS = 256
 
 
 class Daemon:
@@ -44,10 +48,51 @@ class Daemon:
             on_ready=self._ready)
         self._persist()
         self.page.store(counter)
+        self.last_change: Optional[dict] = None
+        self.status = (StatusFile(options.status, self._status_report)
+                       if options.status else None)
+        self.hooks, self.hooks_watcher = self._hooks(counter)
         if missed_why:
             self.bump(missed_why)
         self._stop = False
         self._next_guid_poll: Optional[float] = None
+
+    def _hooks(self, counter: int) -> tuple[Optional[HookRunner],
+                                            Optional[int]]:
+        """The hook runner and the daemon's own watcher, only when the
+        hooks folder holds executables at start (else WAIT_WATCHERS means
+        what it always meant)."""
+        hooks = list_hooks(self.options.hooks_dir)
+        if not hooks:
+            log.info("no hooks in %s", self.options.hooks_dir)
+            return None, None
+        log.info("hooks in %s: %s", self.options.hooks_dir,
+                 ", ".join(os.path.basename(h) for h in hooks))
+        # Where this daemon's files are, for `vmgenid` inside a hook.
+        env = {"VMGENID_DEVICE": f"/dev/{self.options.devname}",
+               "VMGENID_PAGE": self.options.page}
+        if self.options.status:
+            env["VMGENID_STATUS"] = self.options.status
+        runner = HookRunner(
+            self.options.hooks_dir, self.options.hook_timeout, env=env,
+            start_generation=counter, finished=self._hooks_finished)
+        # uid 0: exempt from the per-uid cap; no CUSE file behind it.
+        return runner, self.state.open(0, os.getpid())
+
+    def _hooks_finished(self, generation: int) -> None:
+        """The hooks ran for generation: the daemon's watcher acks it.  A
+        failed or killed hook acks too: it is logged and in the status
+        file, and holding the ack would leave every WAIT_WATCHERS caller
+        waiting for a hook that will not get better by itself."""
+        if generation == self.state.counter:
+            self.transport.apply(self.state.ack(self.hooks_watcher,
+                                                encode_counter(generation)))
+        # Else a newer change is queued: its run acks it.
+        self._mark_status()
+
+    def _mark_status(self) -> None:
+        if self.status is not None:
+            self.status.mark_dirty()
 
     # -- generation changes ----------------------------------------------
 
@@ -84,6 +129,11 @@ class Daemon:
             log.error("cannot prepare %s: %s", self.state_file.path, e)
         log.info("generation %d -> %d: %s", changes.bumped_from,
                  self.state.counter, why)  # after the wake-ups: they wait
+        self.last_change = {"time": time.time(), "from": changes.bumped_from,
+                            "to": self.state.counter, "reason": why}
+        if self.hooks is not None:
+            self.hooks.changed(self.state.counter)
+        self._mark_status()   # written by the loop, after this returns
         return changes
 
     def notify(self, why: str) -> bool:
@@ -160,8 +210,10 @@ class Daemon:
         for fd in hint_fds:
             poller.register(fd, select.POLLIN)
         self._next_guid_poll = self._guid_poll_after(time.monotonic())
+        hook_fd = None
         try:
             while not self._stop:
+                hook_fd = self._watch_hook(poller, hook_fd)
                 events = poller.poll(self._timeout_ms())
                 for fd, _ in events:
                     if fd == wake_r:
@@ -174,9 +226,14 @@ class Daemon:
                         why = self.source.take_hint(fd)
                         if why:
                             self.notify(why)
+                    elif fd == hook_fd:
+                        self.hooks.exited(time.monotonic())
                     elif not session.process_one():
                         log.error("the kernel ended the CUSE connection")
                         return 1
+                    else:
+                        # Any request may open, close or ack: coalesced.
+                        self._mark_status()
                     if self.transport.fatal is not None:
                         return 1
                     self.transport.answer_interrupts()
@@ -186,9 +243,16 @@ class Daemon:
                         and now >= self._next_guid_poll:
                     self.notify("periodic check")
                     self._next_guid_poll = self._guid_poll_after(now)
+                # After every reply and wake-up of this round.
+                if self.hooks is not None:
+                    self.hooks.service(now)
+                if self.status is not None:
+                    self._write_status(now)
             log.info("stopping at generation %d", self.state.counter)
             return 0
         finally:
+            if self.hooks is not None:
+                self.hooks.stop()
             self.transport.abort_pending()
             session.close()
             self.state_file.close()
@@ -201,9 +265,64 @@ class Daemon:
         interval = self.source.poll_interval
         return None if interval is None else now + interval
 
+    def _watch_hook(self, poller, watched: Optional[int]) -> Optional[int]:
+        """Keep the running hook's pidfd (and only it) in the poll set."""
+        current = self.hooks.fd() if self.hooks is not None else None
+        if current != watched:
+            if watched is not None:
+                poller.unregister(watched)
+            if current is not None:
+                poller.register(current, select.POLLIN)
+        return current
+
+    def _write_status(self, now: float) -> None:
+        try:
+            self.status.write_if_due(now)
+        except OSError as e:
+            log.error("cannot write %s: %s", self.status.path, e)
+
+    def _status_report(self) -> dict:
+        """What `vmgenid status` shows; plain data, no GUID."""
+        snap = self.state.snapshot()
+        outdated = [
+            {"pid": pid, "uid": uid, "comm": procinfo.comm(pid),
+             "acknowledged": acked, "hooks": wid == self.hooks_watcher}
+            for wid, (uid, pid, acked) in sorted(snap["watchers"].items())
+            if acked != snap["counter"]]
+        return {
+            "daemon_pid": os.getpid(),
+            "device": f"/dev/{self.options.devname}",
+            "page": self.page.path,
+            "counter": snap["counter"],
+            "watchers": len(snap["watchers"]),
+            "outdated": snap["outdated"],
+            "outdated_watchers": outdated[:MAX_LISTED_WATCHERS],
+            "source": {"name": self.source.name,
+                       "guid_available": self.guid is not None},
+            "last_change": self.last_change,
+            "hooks": self._hooks_report(),
+            "written": time.time(),
+        }
+
+    def _hooks_report(self) -> dict:
+        report = {"dir": self.options.hooks_dir,
+                  "enabled": self.hooks is not None}
+        if self.hooks is not None:
+            report.update(
+                running=self.hooks.running,
+                running_for=self.hooks.running_for,
+                done_for=self.hooks.done_for,
+                queued_for=self.hooks.wanted,
+                results=[{"hook": r.name, "result": r.result}
+                         for r in self.hooks.results])
+        return report
+
     def _timeout_ms(self) -> int:
         deadlines = [d for d in (self.state.next_deadline(),
-                                 self._next_guid_poll) if d is not None]
+                                 self._next_guid_poll,
+                                 self.hooks and self.hooks.deadline(),
+                                 self.status and self.status.due())
+                     if d is not None]
         if not deadlines:
             return -1
         return max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)

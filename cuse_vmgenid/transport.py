@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from . import ioctls
+from . import ioctls, procinfo
 from ._cuse import ffi, lib
 from .errors import DeviceError
 from .state import Changes, GenerationState
@@ -47,12 +47,8 @@ class Caller:
         return cls(ctx.pid, ctx.uid)
 
     def describe(self) -> str:
-        try:
-            with open(f"/proc/{self.pid}/comm") as f:
-                comm = f.read().strip()
-        except OSError:
-            comm = "?"
-        return f"pid {self.pid} ({comm}) uid {self.uid}"
+        name = procinfo.comm(self.pid) or "?"
+        return f"pid {self.pid} ({name}) uid {self.uid}"
 
 
 @dataclass

@@ -68,6 +68,15 @@ def outdated(fd: int) -> int:
     return raw_ioctl(fd, ioctls.GET_OUTDATED_WATCHERS)
 
 
+def outdated_now() -> int:
+    """VMGENID_GET_OUTDATED_WATCHERS from a fresh (up to date) watcher."""
+    fd = open_device()
+    try:
+        return outdated(fd)
+    finally:
+        os.close(fd)
+
+
 def wait_watchers(fd: int, timeout_ms: int = 0) -> int:
     return raw_ioctl(fd, ioctls.WAIT_WATCHERS, timeout_ms)
 

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from .device import NATIVE, REPO, bump, open_device, outdated
+from .device import NATIVE, REPO, bump, outdated_now
 
 # Hang-rescue only: how long to wait for a line, an exit or a state.
 HANG = 60.0
@@ -48,15 +48,6 @@ def preload_env(page: str) -> dict:
     if not os.access(lib, os.R_OK):
         raise FileNotFoundError(f"{lib}: run `make -C native` first")
     return dict(os.environ, LD_PRELOAD=lib, VMGENID_PAGE=page)
-
-
-def outdated_now() -> int:
-    """VMGENID_GET_OUTDATED_WATCHERS from a fresh (up to date) watcher."""
-    fd = open_device()
-    try:
-        return outdated(fd)
-    finally:
-        os.close(fd)
 
 
 class Example:

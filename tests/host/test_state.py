@@ -180,6 +180,29 @@ def test_last_ack_completes_wait_watchers_with_zero():
     assert state.pending_count() == 0
 
 
+def test_the_daemons_hooks_watcher_holds_wait_watchers_until_its_ack():
+    """The hooks watcher (daemon.py: uid 0, the daemon's pid, no CUSE
+    file) is a watcher like any other: outdated by every bump, in the
+    snapshot, and WAIT_WATCHERS waits for its ack; a run that ended after
+    a newer bump cannot ack (EINVAL): the run for the newest one does."""
+    state = GenerationState()
+    hooks = state.open(0, pid=4242)
+    waiter = state.open(0)
+    state.bump()
+    state.ack(waiter, counter_bytes(1))
+    assert state.wait_watchers(waiter, 0, now=0.0, token="w1") is None
+    changes = state.bump()                  # a change during the hooks
+    assert completions(changes) == {"w1": (None, errno.EINTR)}
+    state.ack(waiter, counter_bytes(2))
+    assert state.wait_watchers(waiter, 0, now=0.0, token="w2") is None
+    assert state.snapshot()["watchers"][hooks] == (0, 4242, 0)
+    with raises_errno(errno.EINVAL):
+        state.ack(hooks, counter_bytes(1))
+    changes = state.ack(hooks, counter_bytes(2))
+    assert completions(changes) == {"w2": (0, 0)}
+    assert state.outdated_count() == 0
+
+
 # -- poll -----------------------------------------------------------------
 
 def test_poll_is_ready_exactly_while_outdated():

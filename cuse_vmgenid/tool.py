@@ -1,0 +1,341 @@
+"""`vmgenid`: look at and use /dev/vmgenid from a shell.
+
+Every device call goes through cuse_vmgenid.client, which follows the
+client rule (SPEC.md, "Daemon restarts").
+"""
+
+import argparse
+import errno
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Optional
+
+from . import client
+
+STATUS = os.environ.get("VMGENID_STATUS", "/run/vmgenid/status.json")
+
+EXIT_OK = 0
+EXIT_ERROR = 1          # the device or the status file failed
+EXIT_USAGE = 2          # argparse's own
+EXIT_TIMEOUT = 3        # wait --timeout: no change in time
+EXIT_DENIED = 4         # bump: EACCES
+EXIT_CHANGED_AGAIN = 5  # ack GENERATION: the counter moved on; wait again
+EXIT_REOPEN = 6         # --fd: its daemon went away; a change may have
+                        # happened: reopen the descriptor
+
+EPILOG = f"""\
+exit codes:
+  {EXIT_OK}  done
+  {EXIT_ERROR}  error (message on stderr): no device, no status file, ...
+  {EXIT_USAGE}  usage error
+  {EXIT_TIMEOUT}  wait --timeout: no change within the timeout
+  {EXIT_DENIED}  bump: permission denied (needs CAP_CHECKPOINT_RESTORE or
+     CAP_SYS_ADMIN in the daemon's user namespace)
+  {EXIT_CHANGED_AGAIN}  ack GENERATION: the generation changed again; wait again
+  {EXIT_REOPEN}  --fd N: the daemon behind descriptor N went away; treat it as
+     a change and reopen the descriptor (exec N<>/dev/vmgenid)
+
+A shell script keeps its own watcher open across calls:
+  exec 3<>/dev/vmgenid                  # read-write: ack writes to it
+  while gen=$(vmgenid wait --fd 3); do  # blocks until a change
+      reseed "$gen"
+      vmgenid ack --fd 3 "$gen"         # exit 5: changed again, loop
+  done
+"""
+
+
+class Failure(Exception):
+    """A message for stderr and an exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_ERROR):
+        super().__init__(message)
+        self.code = code
+
+
+# -- status -------------------------------------------------------------
+
+def load_status(path: str) -> dict:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise Failure(f"no status file {path}: is cuse-vmgenid running "
+                      "(with --status)?") from None
+    except (OSError, ValueError) as e:
+        raise Failure(f"unreadable status file {path}: {e}") from None
+
+
+def daemon_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def format_status(status: dict) -> str:
+    lines = [f"generation {status['counter']}",
+             f"device {status['device']}, page {status['page']}",
+             f"watchers {status['watchers']}, "
+             f"outdated {status['outdated']}"]
+    for w in status["outdated_watchers"]:
+        who = "the daemon's hooks" if w["hooks"] else \
+            f"pid {w['pid']} ({w['comm'] or 'gone'}) uid {w['uid']}"
+        lines.append(f"  outdated: {who}, acknowledged "
+                     f"{w['acknowledged']}")
+    unlisted = status["outdated"] - len(status["outdated_watchers"])
+    if unlisted > 0:
+        lines.append(f"  ... and {unlisted} more")
+    source = status["source"]
+    lines.append(f"source {source['name']} (GUID "
+                 f"{'available' if source['guid_available'] else 'none'})")
+    change = status["last_change"]
+    if change:
+        when = time.strftime("%Y-%m-%d %H:%M:%S %Z",
+                             time.localtime(change["time"]))
+        lines.append(f"last change {when}: {change['from']} -> "
+                     f"{change['to']}, {change['reason']}")
+    else:
+        lines.append("last change: none since the daemon started")
+    pid = status["daemon_pid"]
+    lines.append(f"daemon pid {pid} "
+                 f"({'running' if daemon_running(pid) else 'NOT running'})")
+    lines.append(format_hooks(status["hooks"]))
+    return "\n".join(lines)
+
+
+def format_hooks(hooks: dict) -> str:
+    if not hooks["enabled"]:
+        return (f"hooks: none (no executable in {hooks['dir']} when the "
+                "daemon started)")
+    if hooks["running"]:
+        state = f"running {hooks['running']} for generation " \
+                f"{hooks['running_for']}"
+    elif hooks["running_for"] is not None:
+        state = f"running for generation {hooks['running_for']}"
+    else:
+        state = "idle"
+    text = f"hooks: {hooks['dir']}, {state}, done for generation " \
+           f"{hooks['done_for']}"
+    if hooks["queued_for"] is not None:
+        text += f", next for generation {hooks['queued_for']}"
+    for r in hooks["results"]:
+        text += f"\n  {os.path.basename(r['hook'])}: {r['result']}"
+    return text
+
+
+def cmd_status(args) -> int:
+    status = load_status(args.status_file)
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+    else:
+        print(format_status(status))
+    return EXIT_OK
+
+
+# -- the device -----------------------------------------------------------
+
+def open_watcher(args, wait_for_node: bool) -> client.Watcher:
+    if getattr(args, "fd", None) is not None:
+        return inherited_watcher(args)
+    try:
+        return client.Watcher(args.device, args.page,
+                              wait_for_node=wait_for_node)
+    except OSError as e:
+        raise Failure(f"cannot open {args.device}: {e.strerror}"
+                      + (" (is cuse-vmgenid running?)"
+                         if e.errno in client.NODE_AWAY else "")) from None
+
+
+def inherited_watcher(args) -> client.Watcher:
+    """Descriptor args.fd, checked to be the device."""
+    try:
+        fd_stat = os.fstat(args.fd)
+    except OSError:
+        raise Failure(f"descriptor {args.fd} is not open", EXIT_USAGE) \
+            from None
+    try:
+        node = os.stat(args.device)
+    except OSError:
+        node = None
+    if node is not None and fd_stat.st_rdev != node.st_rdev:
+        raise Failure(f"descriptor {args.fd} is not {args.device}",
+                      EXIT_USAGE)
+    return client.Watcher(args.device, args.page, fd=args.fd)
+
+
+def print_generation(generation: Optional[int]) -> None:
+    # None: the daemon restarted and there is no page to say the counter.
+    print("unknown" if generation is None else generation, flush=True)
+
+
+def cmd_wait(args) -> int:
+    with open_watcher(args, wait_for_node=True) as watcher:
+        generation = watcher.wait(args.timeout)
+        if generation is None and not watcher.reopened:
+            print(f"vmgenid: no change within {args.timeout:g}s",
+                  file=sys.stderr)
+            return EXIT_TIMEOUT
+        print_generation(generation)
+        # A descriptor of our own is acked here; an inherited one is acked
+        # by its owner (`vmgenid ack --fd N`) once it has reacted.
+        if not watcher.inherited or args.ack:
+            watcher.ack()
+    return EXIT_OK
+
+
+def cmd_ack(args) -> int:
+    watcher = inherited_watcher(args)
+    if fcntl.fcntl(args.fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+        raise Failure(f"descriptor {args.fd} is read-only: open it with "
+                      f"exec {args.fd}<>{args.device}")
+    generation = args.generation
+    if generation is None:
+        generation = watcher.wait(0)
+        if generation is None:
+            return EXIT_OK      # up to date: nothing to acknowledge
+    if not watcher.ack(generation):
+        print(f"vmgenid: generation {generation} is no longer current: "
+              "wait again", file=sys.stderr)
+        return EXIT_CHANGED_AGAIN
+    print(generation)
+    return EXIT_OK
+
+
+def cmd_watch(args) -> int:
+    with open_watcher(args, wait_for_node=True) as watcher:
+        for generation in watcher.changes():   # acks after the command
+            env = dict(os.environ,
+                       VMGENID_GENERATION="" if generation is None
+                       else str(generation),
+                       VMGENID_REASON="restart" if watcher.reopened
+                       else "change")
+            code = subprocess.call(["/bin/sh", "-c", args.exec], env=env)
+            if code != 0:
+                print(f"vmgenid: {args.exec!r} exited {code} for generation "
+                      f"{generation}", file=sys.stderr, flush=True)
+    return EXIT_OK
+
+
+def cmd_bump(args) -> int:
+    with open_watcher(args, wait_for_node=False) as watcher:
+        try:
+            generation = watcher.force(args.min)
+        except OSError as e:
+            if e.errno == errno.EACCES:
+                raise Failure("permission denied: changing the generation "
+                              "needs CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN "
+                              "in the daemon's user namespace",
+                              EXIT_DENIED) from None
+            if e.errno == errno.EOVERFLOW:
+                raise Failure(f"--min {args.min}: the counter would pass "
+                              "0x7fffffff") from None
+            raise Failure(f"bump failed: {e.strerror}") from None
+    print(generation)
+    return EXIT_OK
+
+
+# -- command line ---------------------------------------------------------
+
+def _counter(text: str) -> int:
+    value = int(text, 0)
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise argparse.ArgumentTypeError(f"not a u32: {text}")
+    return value
+
+
+def _descriptor(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a descriptor: {text}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--device", default=client.DEVICE,
+                        help="the device (default: %(default)s)")
+    common.add_argument("--page", default=client.PAGE,
+                        help="the counter page (default: %(default)s)")
+
+    p = argparse.ArgumentParser(
+        prog="vmgenid", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Look at and use /dev/vmgenid (VM Generation ID).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def command(name, func, help_text, parents=(common,)):
+        cp = sub.add_parser(name, parents=list(parents), help=help_text,
+                            description=help_text, epilog=EPILOG,
+                            formatter_class=argparse
+                            .RawDescriptionHelpFormatter)
+        cp.set_defaults(func=func)
+        return cp
+
+    status = command("status", cmd_status, "the daemon's status: counter, "
+                     "outdated watchers, source, last change, hooks",
+                     parents=())
+    status.add_argument("--status-file", default=STATUS,
+                        help="the daemon's status file (default: "
+                             "%(default)s)")
+    status.add_argument("--json", action="store_true",
+                        help="the status as JSON")
+
+    wait = command("wait", cmd_wait, "block until the generation changes, "
+                   "print the new counter and acknowledge it")
+    wait.add_argument("--timeout", type=float, metavar="SECONDS",
+                      help=f"give up after SECONDS (exit {EXIT_TIMEOUT})")
+    wait.add_argument("--fd", type=_descriptor, metavar="N",
+                      help="wait on inherited descriptor N (a watcher the "
+                           "caller keeps open), returning at once if it is "
+                           "outdated; it is not acknowledged (see ack)")
+    wait.add_argument("--ack", action="store_true",
+                      help="with --fd: acknowledge at once")
+
+    ack = command("ack", cmd_ack, "acknowledge the generation on inherited "
+                  "descriptor N (a fresh open is always up to date, so "
+                  "there is nothing to acknowledge without --fd)")
+    ack.add_argument("--fd", type=_descriptor, metavar="N", required=True,
+                     help="the descriptor, opened read-write "
+                          "(exec N<>/dev/vmgenid)")
+    ack.add_argument("generation", type=_counter, nargs="?",
+                     help="the generation the caller reacted to (default: "
+                          f"the current one); if it changed again, exit "
+                          f"{EXIT_CHANGED_AGAIN}")
+
+    watch = command("watch", cmd_watch, "run a command on every change, "
+                    "then acknowledge; a daemon restart counts as a change")
+    watch.add_argument("--exec", required=True, metavar="CMD",
+                       help="run with /bin/sh -c; VMGENID_GENERATION holds "
+                            "the counter, VMGENID_REASON change or restart")
+
+    bump = command("bump", cmd_bump, "change the generation "
+                   "(VMGENID_FORCE_GEN_UPDATE) and print the new counter")
+    bump.add_argument("--min", type=_counter, metavar="N",
+                      help="at least N (VMGENID_FORCE_GEN_UPDATE_MIN: "
+                           "max(N, counter + 1))")
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except Failure as e:
+        print(f"vmgenid: {e}", file=sys.stderr)
+        return e.code
+    except client.DeviceGone as e:
+        print(f"vmgenid: {e.strerror}", file=sys.stderr)
+        return EXIT_REOPEN
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

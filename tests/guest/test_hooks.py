@@ -1,0 +1,235 @@
+"""hooks.d: executables the daemon runs on each change, one at a time, in
+name order, before its own watcher acknowledges (so VMGENID_WAIT_WATCHERS
+returns only once they are done).  Orderings are proven by files the hooks
+write, never by timing; a hook that must wait for the test reads a FIFO."""
+
+import errno
+import json
+import os
+import sys
+import time
+
+import pytest
+
+from .device import REPO, force_from_elsewhere, outdated_now
+from .processes import HANG, SYS_IOCTL, start_waiter, wait_blocked
+from .tool_run import start_daemon, wait_status
+
+WAIT_DONE = "ioctl=VMGENID_WAIT_WATCHERS ret=0 errno=0"
+
+
+@pytest.fixture
+def hooks_dir(tmp_path):
+    folder = tmp_path / "hooks.d"
+    folder.mkdir()
+    return folder
+
+
+def write_hook(folder, name: str, body: str, mode: int = 0o755) -> str:
+    path = folder / name
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(mode)
+    return str(path)
+
+
+def logging_hook(folder, name: str, log) -> str:
+    """A hook that appends `NAME GENERATION PREVIOUS` to log."""
+    return write_hook(folder, name, 'echo "$(basename "$0") '
+                      f'$VMGENID_GENERATION $VMGENID_PREVIOUS" >> {log}\n')
+
+
+def lines(path) -> list:
+    try:
+        with open(path) as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def wait_for_watchers() -> str:
+    """VMGENID_WAIT_WATCHERS from a fresh watcher, to completion (60 s: a
+    hang rescue, far above any hook here)."""
+    with start_waiter(60000) as waiter:
+        return waiter.line()
+
+
+def release(fifo) -> None:
+    """Let a hook blocked reading fifo go on (open fails ENXIO until the
+    hook has opened its end)."""
+    deadline = time.monotonic() + HANG
+    while True:
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            break
+        except OSError as e:
+            assert e.errno == errno.ENXIO, e
+            assert time.monotonic() < deadline, f"no hook reads {fifo}"
+            time.sleep(0.05)
+    os.write(fd, b"go\n")
+    os.close(fd)
+
+
+def results(status) -> list:
+    return [(os.path.basename(r["hook"]), r["result"])
+            for r in status["hooks"]["results"]]
+
+
+# -- which hooks, in which order, with what ------------------------------------
+
+def test_hooks_run_in_name_order_with_the_generations(daemon_factory,
+                                                      tmp_path, hooks_dir):
+    log = tmp_path / "hooks.log"
+    logging_hook(hooks_dir, "20-second", log)
+    logging_hook(hooks_dir, "10-first", log)
+    logging_hook(hooks_dir, ".hidden", log)
+    logging_hook(hooks_dir, "15-backup~", log)
+    write_hook(hooks_dir, "05-not-executable", f"echo no >> {log}\n", 0o644)
+    d = start_daemon(daemon_factory, tmp_path, "--hooks-dir", str(hooks_dir))
+
+    force_from_elsewhere()
+    assert wait_for_watchers() == WAIT_DONE
+    assert lines(log) == ["10-first 1 0", "20-second 1 0"]
+    force_from_elsewhere()
+    assert wait_for_watchers() == WAIT_DONE
+    assert lines(log)[2:] == ["10-first 2 1", "20-second 2 1"]
+
+    status = wait_status(d, lambda s: s["hooks"]["done_for"] == 2,
+                         "hooks done for 2")
+    assert results(status) == [("10-first", "exit 0"),
+                               ("20-second", "exit 0")]
+    assert status["outdated"] == 0
+
+
+def test_the_folder_is_listed_again_at_each_change(daemon_factory, tmp_path,
+                                                   hooks_dir):
+    log = tmp_path / "hooks.log"
+    logging_hook(hooks_dir, "10-first", log)
+    start_daemon(daemon_factory, tmp_path, "--hooks-dir", str(hooks_dir))
+    force_from_elsewhere()
+    assert wait_for_watchers() == WAIT_DONE
+    logging_hook(hooks_dir, "20-added", log)
+    force_from_elsewhere()
+    assert wait_for_watchers() == WAIT_DONE
+    assert lines(log) == ["10-first 1 0", "10-first 2 1", "20-added 2 1"]
+
+
+def test_without_executables_there_is_no_hooks_watcher(daemon_factory,
+                                                      tmp_path, hooks_dir):
+    log = tmp_path / "hooks.log"
+    write_hook(hooks_dir, "10-not-executable", f"echo no >> {log}\n", 0o644)
+    d = start_daemon(daemon_factory, tmp_path, "--hooks-dir", str(hooks_dir))
+    force_from_elsewhere()
+    assert outdated_now() == 0      # nobody else watches: nothing to wait
+    status = wait_status(d, lambda s: s["counter"] == 1, "at 1")
+    assert status["hooks"] == {"dir": str(hooks_dir), "enabled": False}
+    assert lines(log) == []
+
+
+# -- the daemon's watcher acks only after the hooks ------------------------------
+
+def test_wait_watchers_returns_only_after_a_slow_hook(daemon_factory,
+                                                      tmp_path, hooks_dir):
+    fifo, done = tmp_path / "gate", tmp_path / "done"
+    os.mkfifo(fifo)
+    hook = write_hook(hooks_dir, "10-slow", f"read line < {fifo}\n"
+                      f'echo "$VMGENID_GENERATION" > {done}\n')
+    d = start_daemon(daemon_factory, tmp_path, "--hooks-dir", str(hooks_dir))
+
+    force_from_elsewhere()
+    with start_waiter(60000) as waiter:
+        wait_blocked(waiter, SYS_IOCTL)
+        status = wait_status(d, lambda s: s["hooks"]["running"] == hook,
+                             "running the hook")
+        # Only the daemon's own watcher is left to acknowledge.
+        [watcher] = status["outdated_watchers"]
+        assert (watcher["pid"], watcher["hooks"], watcher["acknowledged"]) \
+            == (d.proc.pid, True, 0)
+        assert waiter.silent()
+        assert not done.exists()
+        release(fifo)
+        assert waiter.line() == WAIT_DONE
+        # The hook wrote this before it exited, and the ack came after.
+        assert lines(done) == ["1"]
+
+
+def test_a_change_during_a_run_gives_one_more_run_for_the_newest(
+        daemon_factory, tmp_path, hooks_dir):
+    fifo, log = tmp_path / "gate", tmp_path / "hooks.log"
+    os.mkfifo(fifo)
+    hook = write_hook(hooks_dir, "10-gated", f"read line < {fifo}\n"
+                      f'echo "$VMGENID_GENERATION $VMGENID_PREVIOUS" '
+                      f'>> {log}\n')
+    d = start_daemon(daemon_factory, tmp_path, "--hooks-dir", str(hooks_dir))
+
+    force_from_elsewhere()
+    wait_status(d, lambda s: s["hooks"]["running"] == hook
+                and s["hooks"]["running_for"] == 1, "running for 1")
+    force_from_elsewhere()
+    force_from_elsewhere()
+    wait_status(d, lambda s: s["hooks"]["queued_for"] == 3, "queued 3")
+    release(fifo)
+    wait_status(d, lambda s: s["hooks"]["running_for"] == 3, "running 3")
+    assert outdated_now() == 1      # the daemon's watcher, not acked yet
+    release(fifo)
+    assert wait_for_watchers() == WAIT_DONE
+    assert lines(log) == ["1 0", "3 1"]
+
+
+def test_a_hook_that_hangs_is_killed_at_its_timeout_and_the_ack_happens(
+        daemon_factory, tmp_path, hooks_dir):
+    sleeper, survived, after = (tmp_path / "sleeper", tmp_path / "survived",
+                                tmp_path / "after")
+    write_hook(hooks_dir, "10-hangs", f"sleep 600 &\necho $! > {sleeper}\n"
+               f"wait\necho yes > {survived}\n")
+    write_hook(hooks_dir, "20-after",
+               f'echo "$VMGENID_GENERATION" > {after}\n')
+    d = start_daemon(daemon_factory, tmp_path, "--hooks-dir", str(hooks_dir),
+                     "--hook-timeout", "2")
+
+    force_from_elsewhere()
+    assert wait_for_watchers() == WAIT_DONE
+    assert lines(after) == ["1"]            # the next hook still ran
+    assert not survived.exists()
+    sleep_pid = int(lines(sleeper)[0])
+    assert not os.path.exists(f"/proc/{sleep_pid}/exe")  # its group died too
+    status = wait_status(d, lambda s: s["hooks"]["done_for"] == 1, "done")
+    assert results(status) == [("10-hangs", "killed at timeout"),
+                               ("20-after", "exit 0")]
+    assert "10-hangs (generation 1): still running after 2s: killed" \
+        in d.log()
+
+
+def test_a_failing_hook_is_logged_and_the_ack_happens(daemon_factory,
+                                                      tmp_path, hooks_dir):
+    write_hook(hooks_dir, "10-fails", "exit 3\n")
+    d = start_daemon(daemon_factory, tmp_path, "--hooks-dir", str(hooks_dir))
+    force_from_elsewhere()
+    assert wait_for_watchers() == WAIT_DONE
+    assert "10-fails (generation 1): exit 3" in d.log()
+
+
+# -- the loop keeps serving while a hook runs --------------------------------------
+
+def test_a_hook_can_use_the_device_and_the_status_while_it_runs(
+        daemon_factory, tmp_path, hooks_dir):
+    seen, wait_rc = tmp_path / "seen.json", tmp_path / "wait-rc"
+    tool = f"cd {REPO} && {sys.executable} -m cuse_vmgenid.tool"
+    hook = write_hook(
+        hooks_dir, "10-uses-device",
+        # The status shows this hook running: the loop wrote it meanwhile.
+        f"until {tool} status --json > {seen} &&\n"
+        f"      grep -q '\"running\": \"'\"$0\"'\"' {seen}; do\n"
+        "    sleep 0.1\ndone\n"
+        # An open and a poll of the device, answered while we run.
+        f"{tool} wait --timeout 0.1\necho $? > {wait_rc}\n")
+    start_daemon(daemon_factory, tmp_path, "--hooks-dir", str(hooks_dir),
+                 "--hook-timeout", "120")
+
+    force_from_elsewhere()
+    assert wait_for_watchers() == WAIT_DONE
+    with open(seen) as f:
+        status = json.load(f)
+    assert status["counter"] == 1
+    assert status["hooks"]["running"] == hook
+    assert status["hooks"]["running_for"] == 1
+    assert lines(wait_rc) == ["3"]          # exit code of a timed-out wait
