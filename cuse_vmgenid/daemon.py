@@ -257,6 +257,7 @@ class Daemon:
             session.close()
             self.state_file.close()
             hint_signal.close()
+            self.source.close()
             signal.set_wakeup_fd(-1)
             os.close(wake_r)
             os.close(wake_w)

@@ -6,6 +6,7 @@ costs a 16-byte compare, so the interval can be short enough to see a
 restore before the kernel's own notice (see decl/guidpoll.c).
 """
 
+import atexit
 import os
 
 from ._cuse import ffi, lib
@@ -23,6 +24,9 @@ class GuidPoller:
             err = ffi.errno
             os.close(self._fd)
             raise OSError(err, f"GUID poll thread: {os.strerror(err)}")
+        # Whatever way the interpreter ends, the thread stops before the
+        # mapping it reads can go.
+        atexit.register(self.close)
 
     def fileno(self) -> int:
         return self._fd
@@ -40,3 +44,4 @@ class GuidPoller:
             self._poll = None
             os.close(self._fd)
             self._guid.release()
+            atexit.unregister(self.close)

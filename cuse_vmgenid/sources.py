@@ -36,6 +36,9 @@ class NoSource:
     def take_hint(self, fd: int) -> Optional[str]:
         return None
 
+    def close(self) -> None:
+        pass
+
 
 class GuidWatcher:
     """The hypervisor's GUID in guest memory, with the kernel log and the
@@ -82,6 +85,14 @@ class GuidWatcher:
         if self._kmsg and self._kmsg.drain():
             return "kernel log: crng reseeded due to virtual machine fork"
         return None
+
+    def close(self) -> None:
+        """The poll thread first: it reads the mapping closed last."""
+        if self._poller:
+            self._poller.close()
+        if self._kmsg:
+            self._kmsg.close()
+        self._guid.close()
 
 
 def open_source(choice: str, poll_interval_ms: int):

@@ -41,19 +41,18 @@ def start_reader(prefix: str = "READER") -> Relay:
 
 
 def wait_hints_after_bump(daemon: Daemon, bump_at: int,
-                          kmsg: bool = True) -> None:
+                          live: bool = True) -> None:
     """Every kind of hint after the bump at line @bump_at: NOTIFY and
-    SIGUSR1 now, the kernel log (sent by the kernel; @kmsg False: before
-    the daemon started, so it never sees it) and the GUID poll thread;
-    each must find the GUID unchanged unless it made the bump itself (the
-    host counts the bumps)."""
+    SIGUSR1 now, the kernel log and the GUID poll thread (@live False: the
+    change came before the daemon started, so neither reports it); each
+    must find the GUID unchanged unless it made the bump itself (the host
+    counts the bumps)."""
     notify = Relay("NOTIFY", [native("vmgenid-ioctl"), "notify"])
     notify.wait()
     daemon.proc.send_signal(signal.SIGUSR1)
     for what in [r"hint \(VMGENID_NOTIFY .*\): GUID unchanged",
                  r"hint \(SIGUSR1\b.*\): GUID unchanged",
-                 *([KMSG_HINT] if kmsg else []),
-                 POLL_HINT]:
+                 *([KMSG_HINT, POLL_HINT] if live else [])]:
         try:
             daemon.wait_line(what, after=bump_at, timeout=HINT_TIMEOUT)
         except TimeoutError as e:
@@ -233,7 +232,7 @@ def restart_scenario() -> int:
     daemon = Daemon.start()
     say("PAGE", page_counter())
     bump_at = daemon.mark
-    wait_hints_after_bump(daemon, bump_at, kmsg=False)
+    wait_hints_after_bump(daemon, bump_at, live=False)
     say("COUNTER", page_counter())
     daemon.terminate()
     say("DONE")
