@@ -30,7 +30,8 @@
  * ENOTCONN) means a change may have happened: reseed, then reopen.
  *
  * Exit: 0 after COUNT changes or on SIGINT/SIGTERM, 1 on an unexpected
- * error, 64 on usage.
+ * error, 64 with the usage line on stderr for an unknown option, an
+ * operand, or a COUNT that is not a decimal number of 0 or more.
  */
 #define _GNU_SOURCE		/* strerrorname_np, sigabbrev_np */
 #include <errno.h>
@@ -203,16 +204,13 @@ int main(int argc, char **argv)
 {
 	struct epoll_event events[MAX_EPOLL_EVENTS_PER_RUN];
 	int vmgenfd, opt;
-	char *end;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
 	while ((opt = getopt(argc, argv, "n:")) != -1) {
 		switch (opt) {
 		case 'n':
-			errno = 0;
-			max_changes = strtoul(optarg, &end, 10);
-			if (!errno && *optarg && !*end && *optarg != '-')
+			if (!parse_count(optarg, &max_changes))
 				break;
 			/* fall through */
 		default:

@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: GPL-2.0+ */
 /*
  * The glue the seed's examples leave out and all four share: error names,
- * sleeping, and opening the device by the client rule (wait for the node
- * while the daemon restarts; any other error is the caller's).
+ * sleeping, the -n COUNT option, and opening the device by the client rule
+ * (wait for the node while the daemon restarts; any other error is the
+ * caller's).
  */
 #ifndef EXAMPLES_CLIENT_H
 #define EXAMPLES_CLIENT_H
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,6 +35,25 @@ static void sleep_ms(unsigned int ms)
 
 	while (nanosleep(&ts, &ts) && errno == EINTR)
 		;
+}
+
+/*
+ * An option's count (-n COUNT; the orchestrator's -t MS too): a decimal
+ * number, 0 or more, that fits an unsigned long.  Returns 0 with *@count
+ * set, or -EINVAL (empty, negative, trailing characters, out of range) with
+ * *@count untouched: the caller prints its usage line and exits EXIT_USAGE.
+ */
+static int parse_count(const char *s, unsigned long *count)
+{
+	unsigned long v;
+	char *end;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || !*s || *end || *s == '-')
+		return -EINVAL;
+	*count = v;
+	return 0;
 }
 
 /* The device, opened with @flags added; -1 with errno on a real error. */

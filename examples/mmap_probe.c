@@ -36,7 +36,8 @@
  * daemon went away and a change may have happened: reseed, then reopen.
  *
  * Exit: 0 after COUNT changes, 1 on an error (mmap failing included),
- * 64 on usage.
+ * 64 with the usage line on stderr for an unknown option, an operand, or
+ * a COUNT that is not a decimal number of 0 or more.
  */
 #define _GNU_SOURCE		/* strerrorname_np */
 #include <errno.h>
@@ -185,7 +186,6 @@ int main(int argc, char **argv)
 {
 	unsigned long max_changes = 0;
 	app_data_t app;
-	char *end;
 	void *map;
 	int opt;
 
@@ -194,9 +194,7 @@ int main(int argc, char **argv)
 	while ((opt = getopt(argc, argv, "n:")) != -1) {
 		switch (opt) {
 		case 'n':
-			errno = 0;
-			max_changes = strtoul(optarg, &end, 10);
-			if (!errno && *optarg && !*end && *optarg != '-')
+			if (!parse_count(optarg, &max_changes))
 				break;
 			/* fall through */
 		default:

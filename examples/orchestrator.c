@@ -41,7 +41,9 @@
  * and reopen by that same rule, but their new descriptors start up to
  * date, so there is nothing left to wait for: pause, reopen, resume.
  *
- * Exit: 0 after COUNT changes, 1 on an unexpected error, 64 on usage.
+ * Exit: 0 after COUNT changes, 1 on an unexpected error, 64 with the
+ * usage line on stderr for an unknown option, an operand, or a COUNT or
+ * MS that is not a decimal number of 0 or more.
  */
 #define _GNU_SOURCE		/* strerrorname_np */
 #include <errno.h>
@@ -153,18 +155,6 @@ static void usage(void)
 	exit(EXIT_USAGE);
 }
 
-static unsigned long parse_ulong(const char *s)
-{
-	unsigned long v;
-	char *end;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || !*s || *end || *s == '-')
-		usage();
-	return v;
-}
-
 int main(int argc, char **argv)
 {
 	unsigned long max_changes = 0, changes = 0;
@@ -177,10 +167,12 @@ int main(int argc, char **argv)
 	while ((opt = getopt(argc, argv, "n:t:")) != -1) {
 		switch (opt) {
 		case 'n':
-			max_changes = parse_ulong(optarg);
+			if (parse_count(optarg, &max_changes))
+				usage();
 			break;
 		case 't':
-			wait_timeout_ms = parse_ulong(optarg);
+			if (parse_count(optarg, &wait_timeout_ms))
+				usage();
 			break;
 		default:
 			usage();

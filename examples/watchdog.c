@@ -30,7 +30,9 @@
  * the daemon went away and a change may have happened: reseed, then
  * reopen (waiting, not spinning, while the node is missing).
  *
- * Exit: 0 after COUNT changes, 1 on an unexpected error, 64 on usage.
+ * Exit: 0 after COUNT changes, 1 on an unexpected error, 64 with the
+ * usage line on stderr for an unknown option, an operand, or a COUNT that
+ * is not a decimal number of 0 or more.
  */
 #define _GNU_SOURCE		/* strerrorname_np */
 #include <errno.h>
@@ -190,20 +192,6 @@ static void *watchdog_thread(void *arg)
 	return NULL;
 }
 
-static unsigned long parse_ulong(const char *s)
-{
-	unsigned long v;
-	char *end;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || !*s || *end || *s == '-') {
-		fprintf(stderr, "watchdog: bad number: %s\n", s);
-		exit(EXIT_USAGE);
-	}
-	return v;
-}
-
 int main(int argc, char **argv)
 {
 	static int thread_active = 1;
@@ -215,8 +203,9 @@ int main(int argc, char **argv)
 	while ((opt = getopt(argc, argv, "n:")) != -1) {
 		switch (opt) {
 		case 'n':
-			max_changes = parse_ulong(optarg);
-			break;
+			if (!parse_count(optarg, &max_changes))
+				break;
+			/* fall through */
 		default:
 			fprintf(stderr, "usage: watchdog [-n COUNT]\n");
 			return EXIT_USAGE;

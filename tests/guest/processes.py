@@ -2,8 +2,8 @@
 
 A Child's output (stdout and stderr together; the C helpers print line by
 line) is read a line at a time, each read under a hang-rescue timeout.
-wait_blocked() waits until a child sleeps inside a system call: its request
-is then queued ahead of anything the test sends afterwards.
+wait_blocked() waits until a child (one of its threads) sleeps inside a system
+call: its request is then queued ahead of anything the test sends afterwards.
 """
 
 import os
@@ -20,11 +20,11 @@ HANG = 60
 SETTLE = 0.5
 
 # x86_64 system call numbers (the guest is qemu-system-x86_64), as the first
-# field of /proc/PID/syscall shows them.
+# field of /proc/PID/task/TID/syscall shows them.
 SYS_READ = 0
 SYS_IOCTL = 16
-SYS_POLLS = {7, 23, 232, 270, 271, 281, 441}   # poll select epoll_wait
-#                                               pselect6 ppoll epoll_pwait(2)
+SYS_EPOLL_WAITS = {232, 281, 441}   # epoll_wait epoll_pwait epoll_pwait2
+SYS_POLLS = {7, 23, 270, 271} | SYS_EPOLL_WAITS    # poll select pselect6 ppoll
 FD_CALLS = {SYS_READ, SYS_IOCTL}    # their first argument is the descriptor
 
 NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
@@ -61,7 +61,7 @@ class Child:
         while b"\n" not in self._buf:
             if not self._fill(deadline - time.monotonic()):
                 raise NoLine(f"{self.argv}: no line within {timeout}s (exit "
-                             f"{self.proc.poll()}); so far {self._buf!r}")
+                             f"{self.proc.poll()}); so far {self.so_far()}")
         line, _, self._buf = self._buf.partition(b"\n")
         return line.decode()
 
@@ -72,6 +72,10 @@ class Child:
         while not lines or lines[-1] != last:
             lines.append(self.line(deadline - time.monotonic()))
         return lines
+
+    def so_far(self) -> str:
+        """What failure messages show of its output: the part not taken."""
+        return repr(self._buf)
 
     def output(self, timeout: float = HANG) -> str:
         """All it prints from here until it closes its output."""
@@ -146,15 +150,21 @@ def start_waiter(timeout_ms: int = 0) -> Child:
     return Child([native("vmgenid-ioctl"), "wait", timeout_ms])
 
 
-def proc_state(pid: int) -> str:
-    with open(f"/proc/{pid}/stat") as f:
+def proc_state(pid: int, tid: int | None = None) -> str:
+    """The state of process pid's thread tid (default: its main thread)."""
+    with open(f"/proc/{pid}/task/{tid or pid}/stat") as f:
         return f.read().rsplit(")", 1)[1].split()[0]
 
 
+def tids(pid: int) -> list:
+    return [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+
+
 def wait_state(pid: int, state: str, timeout: float = HANG) -> bool:
+    """Until every thread of pid is in state."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc_state(pid) == state:
+        if all(proc_state(pid, tid) == state for tid in tids(pid)):
             return True
         time.sleep(0.02)
     return False
@@ -172,19 +182,25 @@ def device_fds(pid: int) -> set:
 
 
 def blocked_in(pid: int, syscalls) -> bool:
-    """Asleep (S) in one of `syscalls` (a number or a set of them); a read
-    or an ioctl must be on a /dev/vmgenid descriptor."""
+    """A thread of pid asleep (S) in one of `syscalls` (a number or a set of
+    them); a read or an ioctl must be on a /dev/vmgenid descriptor."""
     syscalls = {syscalls} if isinstance(syscalls, int) else syscalls
     try:
-        with open(f"/proc/{pid}/syscall") as f:
-            fields = f.read().split()
-        nr = int(fields[0])
-        if nr not in syscalls or (nr in FD_CALLS and
-                                  int(fields[1], 16) not in device_fds(pid)):
-            return False
-        return proc_state(pid) == "S"
-    except (OSError, IndexError, ValueError):
+        threads = tids(pid)
+    except OSError:
         return False
+    for tid in threads:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/syscall") as f:
+                fields = f.read().split()
+            nr = int(fields[0])
+            if nr in syscalls and (nr not in FD_CALLS or
+                                   int(fields[1], 16) in device_fds(pid)) \
+                    and proc_state(pid, tid) == "S":
+                return True
+        except (OSError, IndexError, ValueError):
+            pass
+    return False
 
 
 def wait_all_blocked(children, syscalls) -> None:
@@ -192,8 +208,9 @@ def wait_all_blocked(children, syscalls) -> None:
     for child in children:
         deadline = time.monotonic() + HANG
         while not blocked_in(child.pid, syscalls):
-            assert child.proc.poll() is None, \
-                f"{child.argv} exited {child.proc.returncode}: {child._buf!r}"
+            assert child.proc.poll() is None, (
+                f"{child.argv} exited {child.proc.returncode}: "
+                f"{child.so_far()}")
             assert time.monotonic() < deadline, \
                 f"pid {child.pid} never blocked in {syscalls}"
             time.sleep(0.02)

@@ -11,24 +11,14 @@ makes a program exit 0 after COUNT acknowledged changes.
 
 import os
 import re
-import select
 import signal
-import subprocess
-import time
 
 import pytest
 
-from .device import NATIVE, REPO, bump, outdated_now
+from .device import NATIVE, bump, outdated_now
+from .processes import (HANG, SYS_EPOLL_WAITS, SYS_IOCTL, SYS_READ, Child,
+                        wait_blocked, wait_state)
 
-# Hang-rescue only: how long to wait for a line, an exit or a state.
-HANG = 60.0
-# After a program is seen asleep in its call, slack for the request to reach
-# the daemon under emulation (correctness does not depend on it).
-SETTLE = 0.5
-# x86_64 system call numbers, as /proc/PID/task/TID/syscall shows them.
-SYS_READ = 0
-SYS_IOCTL = 16
-SYS_EPOLL_WAITS = {232, 281, 441}   # epoll_wait, epoll_pwait, epoll_pwait2
 # VMGENID_WAIT_WATCHERS timeout for the orchestrator: long enough to be only
 # a hang rescue (the seed's 5000 ms would make the test a timing test).
 WAIT_MS = "60000"
@@ -50,37 +40,22 @@ def preload_env(page: str) -> dict:
     return dict(os.environ, LD_PRELOAD=lib, VMGENID_PAGE=page)
 
 
-class Example:
-    """One example program; its output is read line by line with timeouts."""
+class Example(Child):
+    """One example program: a Child that keeps the lines it printed (for
+    failure messages) and knows the lines of a handled change."""
 
     def __init__(self, name: str, *args: str, env: dict | None = None):
-        self.argv = [example_path(name), *args]
-        self.proc = subprocess.Popen(
-            self.argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        self.pid = self.proc.pid
-        self._buf = b""
+        super().__init__([example_path(name), *args], env=env)
         self.seen = []
 
-    def _fill(self, timeout: float) -> bool:
-        fd = self.proc.stdout.fileno()
-        if not select.select([fd], [], [], max(0.0, timeout))[0]:
-            return False
-        chunk = os.read(fd, 65536)
-        self._buf += chunk
-        return bool(chunk)
+    def so_far(self) -> str:
+        return f"{self.seen} {self._buf!r}"
 
-    def line(self) -> str:
-        deadline = time.monotonic() + HANG
-        while b"\n" not in self._buf:
-            assert self._fill(deadline - time.monotonic()), (
-                f"{self.argv}: no line within {HANG}s (exit "
-                f"{self.proc.poll()}); so far {self.seen} {self._buf!r}")
-        line, _, self._buf = self._buf.partition(b"\n")
-        self.seen.append(line.decode())
+    def line(self, timeout: float = HANG) -> str:
+        self.seen.append(super().line(timeout))
         return self.seen[-1]
 
-    def expect(self, pattern: str) -> re.Match:
+    def match_line(self, pattern: str) -> re.Match:
         """The next line, which must match pattern (re.fullmatch)."""
         line = self.line()
         match = re.fullmatch(pattern, line)
@@ -90,65 +65,11 @@ class Example:
 
     def handled(self, gen: int) -> str:
         """change, reseed, ack of generation gen; returns the new secret."""
-        self.expect(f"change: generation {gen}")
-        secret = self.expect(f"reseed: generation {gen}, secret ({SECRET})")
-        self.expect(f"ack: generation {gen}")
+        self.match_line(f"change: generation {gen}")
+        secret = self.match_line(
+            f"reseed: generation {gen}, secret ({SECRET})")
+        self.match_line(f"ack: generation {gen}")
         return secret[1]
-
-    def silent(self) -> bool:
-        """Nothing printed since the last line taken."""
-        while self._fill(0):
-            pass
-        return self._buf == b""
-
-    def wait(self) -> int:
-        return self.proc.wait(HANG)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(HANG)
-        self.proc.stdout.close()
-
-
-def task_states(pid: int) -> list:
-    """[(state, syscall number or None)] of each thread of pid."""
-    states = []
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-            with open(f"/proc/{pid}/task/{tid}/syscall") as f:
-                field = f.read().split()[0]
-        except (OSError, IndexError):
-            continue
-        nr = int(field) if field.lstrip("-").isdigit() else None
-        states.append((state, nr))
-    return states
-
-
-def wait_until(check, what: str) -> None:
-    deadline = time.monotonic() + HANG
-    while not check():
-        assert time.monotonic() < deadline, f"never {what}"
-        time.sleep(0.02)
-
-
-def wait_blocked(prog: Example, syscalls) -> None:
-    """Until one of prog's threads sleeps in one of syscalls, then SETTLE."""
-    def blocked():
-        assert prog.proc.poll() is None, \
-            f"{prog.argv} exited {prog.proc.returncode}: {prog.seen}"
-        return any(state == "S" and nr in syscalls
-                   for state, nr in task_states(prog.pid))
-    wait_until(blocked, f"blocked in {syscalls}: {prog.argv}")
-    time.sleep(SETTLE)
-
-
-def wait_stopped(prog: Example) -> None:
-    wait_until(lambda: all(state == "T"
-                           for state, _ in task_states(prog.pid)),
-               f"stopped: {prog.argv}")
 
 
 @pytest.fixture
@@ -171,7 +92,7 @@ def test_watchdog_thread_reseeds_and_acks_each_change(start):
     """Example 1: the thread blocked in read() wakes on each change,
     reseeds, then acknowledges; nothing is left outdated."""
     w = start("watchdog", "-n", "2")
-    w.expect("ready")
+    w.match_line("ready")
     wait_blocked(w, {SYS_READ})
     assert bump() == 1
     first = w.handled(1)
@@ -188,7 +109,7 @@ def test_async_epoll_reads_before_reseed_and_acks_each_change(start):
     acknowledges (the review's order), and EPOLLIN stops until the next
     change."""
     a = start("async_epoll", "-n", "2")
-    a.expect("ready")
+    a.match_line("ready")
     wait_blocked(a, SYS_EPOLL_WAITS)
     assert bump() == 1
     first = a.handled(1)
@@ -207,8 +128,8 @@ def test_mmap_probe_sees_mapped_counter_and_acks_through_write(daemon, start):
     change, the cache is rebuilt and the change acknowledged by write()
     alone (the program never read()s the device)."""
     m = start("mmap_probe", "-n", "2", env=preload_env(daemon.page))
-    start_secret = m.expect(f"reseed: start, secret ({SECRET})")[1]
-    m.expect("ready")
+    start_secret = m.match_line(f"reseed: start, secret ({SECRET})")[1]
+    m.match_line("ready")
     assert bump() == 1
     first = m.handled(1)
     assert outdated_now() == 0
@@ -226,7 +147,7 @@ def test_orchestrator_resumes_after_every_watchdog_acked(start):
     dogs = [start("watchdog", "-n", "1") for _ in range(3)]
     orch = start("orchestrator", "-n", "1", "-t", WAIT_MS)
     for p in dogs + [orch]:
-        p.expect("ready")
+        p.match_line("ready")
     for p in dogs + [orch]:
         wait_blocked(p, {SYS_READ})
 
@@ -236,11 +157,11 @@ def test_orchestrator_resumes_after_every_watchdog_acked(start):
         os.kill(d.pid, signal.SIGSTOP)
     try:
         for d in dogs:
-            wait_stopped(d)
+            assert wait_state(d.pid, "T"), f"never stopped: {d.argv}"
         assert bump() == 1
-        orch.expect("change: generation 1")
-        orch.expect("pause: generation 1")
-        orch.expect("ack: generation 1")
+        orch.match_line("change: generation 1")
+        orch.match_line("pause: generation 1")
+        orch.match_line("ack: generation 1")
         wait_blocked(orch, {SYS_IOCTL})
         assert outdated_now() == 3
         assert orch.silent(), "WAIT_WATCHERS returned with watchers outdated"
@@ -250,8 +171,8 @@ def test_orchestrator_resumes_after_every_watchdog_acked(start):
 
     for d in dogs:
         d.handled(1)
-    orch.expect("wait: all watchers done")
-    orch.expect("resume: generation 1")
+    orch.match_line("wait: all watchers done")
+    orch.match_line("resume: generation 1")
     assert orch.wait() == 0
     for d in dogs:
         assert d.wait() == 0
@@ -268,9 +189,9 @@ def test_examples_after_daemon_restart_reseed_reopen_and_see_next_change(
     epo = start("async_epoll", "-n", "1")
     mp = start("mmap_probe", "-n", "1", env=preload_env(daemon.page))
     orch = start("orchestrator", "-n", "1", "-t", WAIT_MS)
-    mp.expect(f"reseed: start, secret ({SECRET})")
+    mp.match_line(f"reseed: start, secret ({SECRET})")
     for p in (dog, epo, mp, orch):
-        p.expect("ready")
+        p.match_line("ready")
     wait_blocked(dog, {SYS_READ})
     wait_blocked(epo, SYS_EPOLL_WAITS)
     wait_blocked(orch, {SYS_READ})
@@ -280,26 +201,26 @@ def test_examples_after_daemon_restart_reseed_reopen_and_see_next_change(
     # Blocked reads fail with ECONNABORTED; epoll reports EPOLLERR, and the
     # read after it ENOTCONN.
     for p, err in ((dog, "ECONNABORTED"), (epo, "ENOTCONN")):
-        p.expect(f"device: {err}")
-        p.expect(f"reseed: device error {err}, secret {SECRET}")
-    orch.expect("device: ECONNABORTED")
-    orch.expect("pause: device error ECONNABORTED")
+        p.match_line(f"device: {err}")
+        p.match_line(f"reseed: device error {err}, secret {SECRET}")
+    orch.match_line("device: ECONNABORTED")
+    orch.match_line("pause: device error ECONNABORTED")
 
     # A same-boot restart with no GUID source bumps once (counter 1) before
     # anyone can open: the reopened descriptors start at 1, up to date.
     restarted = daemon_factory("--max-watchers-per-uid", "8")
     for p in (dog, epo):
-        p.expect("reopen: ok")
-        p.expect(f"reseed: reopened, secret {SECRET}")
-    orch.expect("reopen: ok")
-    orch.expect("resume: device error ECONNABORTED")
+        p.match_line("reopen: ok")
+        p.match_line(f"reseed: reopened, secret {SECRET}")
+    orch.match_line("reopen: ok")
+    orch.match_line("resume: device error ECONNABORTED")
     # The mapping outlived the restart and shows the restart's bump; the ack
     # on the old descriptor fails: reseed and reopen.
-    mp.expect("change: generation 1")
-    mp.expect(f"reseed: generation 1, secret {SECRET}")
-    mp.expect("device: ENOTCONN")
-    mp.expect(f"reseed: device error ENOTCONN, secret {SECRET}")
-    mp.expect("reopen: ok")
+    mp.match_line("change: generation 1")
+    mp.match_line(f"reseed: generation 1, secret {SECRET}")
+    mp.match_line("device: ENOTCONN")
+    mp.match_line(f"reseed: device error ENOTCONN, secret {SECRET}")
+    mp.match_line("reopen: ok")
     assert outdated_now() == 0
 
     wait_blocked(dog, {SYS_READ})
@@ -308,11 +229,11 @@ def test_examples_after_daemon_restart_reseed_reopen_and_see_next_change(
     assert bump() == 2
     for p in (dog, epo, mp):
         p.handled(2)
-    orch.expect("change: generation 2")
-    orch.expect("pause: generation 2")
-    orch.expect("ack: generation 2")
-    orch.expect("wait: all watchers done")
-    orch.expect("resume: generation 2")
+    orch.match_line("change: generation 2")
+    orch.match_line("pause: generation 2")
+    orch.match_line("ack: generation 2")
+    orch.match_line("wait: all watchers done")
+    orch.match_line("resume: generation 2")
     for p in (dog, epo, mp, orch):
         assert p.wait() == 0, p.seen
     assert outdated_now() == 0
