@@ -110,6 +110,10 @@ def test_the_package_serves_vmgenid_under_systemd_across_restore_restart_and_sto
     # The restore with a new GUID: one bump by the service's own GUID
     # watcher, and the reader blocked across it woke with it.
     assert counter(out, "restored") == 2
+    # The packaged `vmgenid status`, from the service's status file.
+    [status] = lines(out, "STATUS")
+    assert re.fullmatch(rf"2 fwcfg GUID {first} -> {second} \(seen on .*\)",
+                        status), status
     assert lines(out, "RESTORE-READER") == [
         "open", "read ret=4 value=2 errno=0", "exit 0"]
     bumps = [line for line in journal if "generation 1 -> 2" in line]

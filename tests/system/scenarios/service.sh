@@ -98,6 +98,21 @@ done
 finish_reader RESTORE-READER $woken
 echo "COUNTER restored $(counter)"
 
+# The packaged CLI reads the daemon's status file, rewritten at most every
+# 100 ms after a change: until it shows the page's counter (bounded).
+status_line() {
+	/usr/bin/vmgenid status --json | /usr/bin/python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+print(s["counter"], s["source"]["name"], s["last_change"]["reason"])'
+}
+for i in $(seq 100); do
+	status=$(status_line 2>&1)
+	[ "${status%% *}" = "$(counter)" ] && break
+	sleep 0.1
+done
+echo "STATUS $status"
+
 before=$(counter)
 systemctl restart $unit
 echo "RESTART-RC $?"
