@@ -34,6 +34,11 @@ start_systemd() {
 	# A container's policy-rc.d (exit 101: start no service) would leak
 	# from the host root; a booted system has none.
 	rm -f /newroot/usr/sbin/policy-rc.d
+	# Debian's tmpfiles.d/tmp.conf empties /tmp at boot ("D /tmp"), and
+	# the checkout may live there (CI clones anywhere): keep it, as the
+	# busybox init does.
+	mkdir -p /newroot/etc/tmpfiles.d
+	echo "d /tmp 1777 root root -" > /newroot/etc/tmpfiles.d/tmp.conf
 	units=/newroot/run/systemd/system
 	mkdir -p $units
 	cat > $units/vmgenid-guest.target <<-EOF
