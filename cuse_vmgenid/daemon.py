@@ -285,11 +285,15 @@ class Daemon:
     def _status_report(self) -> dict:
         """What `vmgenid status` shows; plain data, no GUID."""
         snap = self.state.snapshot()
+        # /proc is read for the listed watchers only: with thousands
+        # outdated, reading every comm stalled the loop for seconds.
+        listed = [(wid, uid, pid, acked) for wid, (uid, pid, acked)
+                  in sorted(snap["watchers"].items())
+                  if acked != snap["counter"]][:MAX_LISTED_WATCHERS]
         outdated = [
             {"pid": pid, "uid": uid, "comm": procinfo.comm(pid),
              "acknowledged": acked, "hooks": wid == self.hooks_watcher}
-            for wid, (uid, pid, acked) in sorted(snap["watchers"].items())
-            if acked != snap["counter"]]
+            for wid, uid, pid, acked in listed]
         return {
             "daemon_pid": os.getpid(),
             "device": f"/dev/{self.options.devname}",
