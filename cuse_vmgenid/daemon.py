@@ -301,7 +301,7 @@ class Daemon:
             "counter": snap["counter"],
             "watchers": len(snap["watchers"]),
             "outdated": snap["outdated"],
-            "outdated_watchers": outdated[:MAX_LISTED_WATCHERS],
+            "outdated_watchers": outdated,
             "source": {"name": self.source.name,
                        "guid_available": self.guid is not None},
             "last_change": self.last_change,
