@@ -228,7 +228,7 @@ class Daemon:
                             self.notify(why)
                     elif fd == hook_fd:
                         self.hooks.exited(time.monotonic())
-                    elif not session.process_one():
+                    elif not session.process_pending():
                         log.error("the kernel ended the CUSE connection")
                         return 1
                     else:
@@ -238,7 +238,9 @@ class Daemon:
                         return 1
                     self.transport.answer_interrupts()
                 now = time.monotonic()
-                self.transport.expire(now)
+                deadline = self.state.next_deadline()
+                if deadline is not None and now >= deadline:
+                    self.transport.expire(now)
                 if self._next_guid_poll is not None \
                         and now >= self._next_guid_poll:
                     self.notify("periodic check")

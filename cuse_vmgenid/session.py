@@ -6,6 +6,7 @@ child holding it would keep a dead device alive) and hand it over as
 to libfuse on the main thread, where Python's signal handlers run.
 """
 
+import errno
 import os
 
 from . import transport
@@ -63,18 +64,25 @@ class CuseSession:
             lib.fuse_session_destroy(self._se)
             raise SessionError("fuse_session_mount failed")
         self.fd = lib.fuse_session_fd(self._se)
+        # Non-blocking: the loop answers every queued request, then does
+        # its housekeeping once (a burst of 1,000 acks pays it once).
+        os.set_blocking(self.fd, False)
         self._buf = ffi.new("struct fuse_buf *")
 
-    def process_one(self) -> bool:
-        """Read one request and answer it; False once the kernel ended us."""
-        # 0: nothing to do (EINTR, or an interrupted request), or the
-        # connection ended (ENODEV), which marks the session exited.
-        res = lib.fuse_session_receive_buf(self._se, self._buf)
-        if res < 0:
-            raise SessionError(f"reading {CUSE_DEVICE}: {os.strerror(-res)}")
-        if res > 0:
-            lib.fuse_session_process_buf(self._se, self._buf)
-        return not lib.fuse_session_exited(self._se)
+    def process_pending(self) -> bool:
+        """Answer every queued request; False once the kernel ended us."""
+        while not lib.fuse_session_exited(self._se):
+            # 0: an interrupted request, or the connection ended (ENODEV),
+            # which marks the session exited.
+            res = lib.fuse_session_receive_buf(self._se, self._buf)
+            if res in (-errno.EAGAIN, -errno.EINTR):
+                return True
+            if res < 0:
+                raise SessionError(f"reading {CUSE_DEVICE}: "
+                                   f"{os.strerror(-res)}")
+            if res > 0:
+                lib.fuse_session_process_buf(self._se, self._buf)
+        return False
 
     def close(self) -> None:
         if self._se is None:
