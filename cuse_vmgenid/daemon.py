@@ -286,12 +286,9 @@ class Daemon:
 
     def _status_report(self) -> dict:
         """What `vmgenid status` shows; plain data, no GUID."""
-        snap = self.state.snapshot()
-        # /proc is read for the listed watchers only: with thousands
-        # outdated, reading every comm stalled the loop for seconds.
-        listed = [(wid, uid, pid, acked) for wid, (uid, pid, acked)
-                  in sorted(snap["watchers"].items())
-                  if acked != snap["counter"]][:MAX_LISTED_WATCHERS]
+        # Only the listed watchers are copied and looked up in /proc: with
+        # thousands outdated, a full snapshot stalled the loop for seconds.
+        listed = self.state.outdated_watchers(MAX_LISTED_WATCHERS)
         outdated = [
             {"pid": pid, "uid": uid, "comm": procinfo.comm(pid),
              "acknowledged": acked, "hooks": wid == self.hooks_watcher}
@@ -300,9 +297,9 @@ class Daemon:
             "daemon_pid": os.getpid(),
             "device": f"/dev/{self.options.devname}",
             "page": self.page.path,
-            "counter": snap["counter"],
-            "watchers": len(snap["watchers"]),
-            "outdated": snap["outdated"],
+            "counter": self.state.counter,
+            "watchers": self.state.watcher_count(),
+            "outdated": self.state.outdated_count(),
             "outdated_watchers": outdated,
             "source": {"name": self.source.name,
                        "guid_available": self.guid is not None},

@@ -12,6 +12,8 @@ import os
 from . import transport
 from ._cuse import ffi, lib
 
+# Requests answered before the loop looks at its other sources again.
+MAX_BATCH = 256
 CUSE_DEVICE = "/dev/cuse"
 
 
@@ -65,13 +67,17 @@ class CuseSession:
             raise SessionError("fuse_session_mount failed")
         self.fd = lib.fuse_session_fd(self._se)
         # Non-blocking: the loop answers every queued request, then does
-        # its housekeeping once (a burst of 1,000 acks pays it once).
+        # its housekeeping once per batch, not once per request.
         os.set_blocking(self.fd, False)
         self._buf = ffi.new("struct fuse_buf *")
 
     def process_pending(self) -> bool:
-        """Answer every queued request; False once the kernel ended us."""
-        while not lib.fuse_session_exited(self._se):
+        """Answer the queued requests, up to MAX_BATCH (so a storm cannot
+        starve signals and the GUID source); False once the kernel ended
+        us."""
+        for _ in range(MAX_BATCH):
+            if lib.fuse_session_exited(self._se):
+                return False
             # 0: an interrupted request, or the connection ended (ENODEV),
             # which marks the session exited.
             res = lib.fuse_session_receive_buf(self._se, self._buf)
@@ -82,7 +88,7 @@ class CuseSession:
                                    f"{os.strerror(-res)}")
             if res > 0:
                 lib.fuse_session_process_buf(self._se, self._buf)
-        return False
+        return not lib.fuse_session_exited(self._se)
 
     def close(self) -> None:
         if self._se is None:

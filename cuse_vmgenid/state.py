@@ -17,6 +17,7 @@ import struct
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Hashable, Optional
 
 from .errors import DeviceError
@@ -115,6 +116,19 @@ class GenerationState:
                              for wid, w in self._watchers.items()},
                 "pending": len(self._reads) + len(self._waits),
             }
+
+    def outdated_watchers(self, limit: int) -> list[tuple]:
+        """Up to limit outdated watchers, oldest first, as (wid, uid, pid,
+        acked): a status report lists a few, and copying thousands under
+        the lock stalls every file operation behind it."""
+        with self._lock:
+            if not self._outdated:
+                return []
+            counter = self._counter
+            return list(islice(
+                ((wid, w.uid, w.pid, w.acked)
+                 for wid, w in self._watchers.items() if w.acked != counter),
+                limit))
 
     def next_deadline(self) -> Optional[float]:
         # The loop asks before every poll() and nobody waits most of the

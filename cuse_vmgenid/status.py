@@ -3,25 +3,33 @@
 Kept off the bump's critical path (state file, page, wake-ups): a
 transition only marks it dirty, and the loop writes it after the
 wake-ups, at most once per MIN_INTERVAL, so a storm of opens costs one
-write, not one per open.  Mode 0644 (any user may look; the GUID itself is
-never in it, only whether the source has one), written with write + rename
-so a reader sees the old file or the new one, never half of either.
+write, not one per open.  A write that took long (thousands of watchers, a
+slow disk) pushes the next one back, so the status never takes more than
+MAX_SHARE of the loop's time.  Mode 0644 (any user may look; the GUID
+itself is never in it, only whether the source has one), written with
+write + rename so a reader sees the old file or the new one, never half of
+either.
 """
 
 import json
 import os
+import time
 from typing import Callable, Optional
 
 MIN_INTERVAL = 0.1   # seconds between two writes
+MAX_SHARE = 0.1      # of the loop's time, at most
 STATUS_MODE = 0o644
 
 
 class StatusFile:
-    def __init__(self, path: str, report: Callable[[], dict]):
+    def __init__(self, path: str, report: Callable[[], dict],
+                 clock: Callable[[], float] = time.monotonic):
         self.path = path
         self._report = report
+        self._clock = clock
         self._dirty = True
         self._last_write: Optional[float] = None
+        self._interval = MIN_INTERVAL
 
     def mark_dirty(self) -> None:
         self._dirty = True
@@ -32,7 +40,7 @@ class StatusFile:
             return None
         if self._last_write is None:
             return 0.0
-        return self._last_write + MIN_INTERVAL
+        return self._last_write + self._interval
 
     def write_if_due(self, now: float) -> None:
         due = self.due()
@@ -40,8 +48,13 @@ class StatusFile:
             return
         self._dirty = False
         self._last_write = now
-        write_atomically(self.path, json.dumps(self._report(), indent=1)
-                         .encode() + b"\n")
+        started = self._clock()
+        try:
+            write_atomically(self.path, json.dumps(self._report(), indent=1)
+                             .encode() + b"\n")
+        finally:
+            spent = self._clock() - started
+            self._interval = max(MIN_INTERVAL, spent / MAX_SHARE)
 
 
 def write_atomically(path: str, data: bytes) -> None:

@@ -80,13 +80,22 @@ def test_async_changes_yields_each_change_and_acks_after_the_body(served):
     async def follow(watcher) -> list:
         loop = asyncio.get_running_loop()
         seen = []
+        forcing = []
+
+        def force_in_a_thread():
+            forcing.append(loop.run_in_executor(None, force_from_elsewhere))
+
         async for generation in watcher.async_changes():
+            if forcing:
+                # The forcer's own descriptor is outdated too until its
+                # process has exited: count only once it has.
+                await forcing[-1]
             seen.append((generation, outdated_now()))
             if len(seen) == 2:
                 return seen
             # Runs once the iterator (ack, then add_reader) has suspended:
             # the next change comes while it waits in the loop.
-            loop.call_soon(loop.run_in_executor, None, force_from_elsewhere)
+            loop.call_soon(force_in_a_thread)
 
     with client.open(page=served.page) as watcher:
         force_from_elsewhere()

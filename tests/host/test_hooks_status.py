@@ -11,7 +11,7 @@ import stat
 import pytest
 
 from cuse_vmgenid.hooks import HookRunner, list_hooks
-from cuse_vmgenid.status import MIN_INTERVAL, StatusFile
+from cuse_vmgenid.status import MAX_SHARE, MIN_INTERVAL, StatusFile
 
 HANG = 30
 
@@ -155,7 +155,7 @@ def test_the_status_file_is_written_at_most_once_per_interval(tmp_path):
         reports.append(len(reports))
         return {"n": reports[-1]}
 
-    status = StatusFile(str(path), report)
+    status = StatusFile(str(path), report, clock=lambda: 0.0)  # no time spent
     assert status.due() == 0.0           # written at the first chance
     status.write_if_due(10.0)
     assert json.loads(path.read_text()) == {"n": 0}
@@ -170,3 +170,24 @@ def test_the_status_file_is_written_at_most_once_per_interval(tmp_path):
     assert reports == [0, 1]
     assert json.loads(path.read_text()) == {"n": 1}
     assert not os.path.exists(f"{path}.new")
+
+
+def test_a_slow_status_write_pushes_the_next_one_back(tmp_path):
+    clock = [100.0]
+    cost = [2.0]
+
+    def report():
+        clock[0] += cost[0]              # building the report takes time
+        return {}
+
+    status = StatusFile(str(tmp_path / "status.json"), report,
+                        clock=lambda: clock[0])
+    status.write_if_due(100.0)
+    status.mark_dirty()
+    # 2 s spent: the status may take only MAX_SHARE of the loop.
+    assert status.due() == pytest.approx(100.0 + 2.0 / MAX_SHARE)
+    cost[0] = 0.0
+    status.write_if_due(status.due())
+    status.mark_dirty()
+    assert status.due() == pytest.approx(100.0 + 2.0 / MAX_SHARE
+                                         + MIN_INTERVAL)

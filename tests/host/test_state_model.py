@@ -349,6 +349,15 @@ class GenerationStateVsModel(RuleBasedStateMachine):
         assert snap["outdated"] == differing
 
     @invariant()
+    def listed_outdated_watchers_are_the_oldest_outdated_ones(self):
+        watchers = self.model.watchers
+        expected = [(wid, watchers[wid]["uid"], watchers[wid]["pid"],
+                     watchers[wid]["acked"])
+                    for wid in sorted(self.model.outdated())]
+        for limit in (0, 1, 3):
+            assert self.state.outdated_watchers(limit) == expected[:limit]
+
+    @invariant()
     def counter_never_decreases(self):
         assert self.state.counter >= self.highest_counter
         self.highest_counter = self.state.counter
