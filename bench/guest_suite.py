@@ -28,6 +28,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from bench import goals, pyspy  # noqa: E402
+from bench.cputime import idle_cpu  # noqa: E402
 from tests.guest.daemon_process import DaemonProcess  # noqa: E402
 
 BEGIN, END = "@@BENCH-RESULTS-BEGIN@@", "@@BENCH-RESULTS-END@@"
@@ -110,12 +111,6 @@ def rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for {pid}")
-
-
-def cpu_ticks(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])     # utime, stime
 
 
 def merge(results: list[dict]) -> dict:
@@ -246,16 +241,12 @@ def memory(cfg: dict, pid: int) -> tuple[dict, object]:
 
 def idle(cfg: dict, pid: int) -> tuple[dict, object]:
     time.sleep(SETTLE_SECONDS)
-    hz = os.sysconf("SC_CLK_TCK")
-    t0, c0 = time.monotonic(), cpu_ticks(pid)
-    time.sleep(cfg["idle_seconds"])
-    t1, c1 = time.monotonic(), cpu_ticks(pid)
-    pct = 100.0 * (c1 - c0) / hz / (t1 - t0)
-    say(f"idle: {pct:.3f} % of one core over {t1 - t0:.1f} s")
-    return {"pct": pct, "ticks": c1 - c0, "hz": hz,
-            "seconds": t1 - t0}, (
+    figures = idle_cpu(pid, cfg["idle_seconds"])
+    say(f"idle: {figures['ran_pct']:.3f} % of one core over "
+        f"{figures['seconds']:.1f} s ({figures['pct']:.3f} % by ticks)")
+    return figures, (
         (lambda: time.sleep(cfg["idle_seconds"]))
-        if pct > goals.IDLE_CPU_PCT else None)
+        if figures["ran_pct"] > goals.IDLE_CPU_PCT else None)
 
 
 def main() -> int:

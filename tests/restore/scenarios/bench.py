@@ -25,6 +25,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "..", ".."))
+from bench.cputime import idle_cpu  # noqa: E402
 from guestlib import (SYSCALL_READ, Daemon, blocked_in, page_counter,  # noqa
                       say)
 
@@ -58,12 +61,6 @@ def kmsg_loop() -> int:
                      % (now, usec / 1e6))
 
 
-def cpu_ticks(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])     # utime, stime
-
-
 def run(n: int, poll_ms: int) -> int:
     daemon = Daemon.start("--log-level", "info",
                           "--poll-interval-ms", str(poll_ms), quiet=True)
@@ -84,14 +81,10 @@ def run(n: int, poll_ms: int) -> int:
     say("BENCH BUMPS total=%d kmsg=%d poll=%d other=%d"
         % (len(bumps), on_kmsg, on_poll, len(bumps) - on_kmsg - on_poll))
     time.sleep(SETTLE_SECONDS)
-    pid = daemon.proc.pid
-    hz = os.sysconf("SC_CLK_TCK")
-    t0, c0 = time.monotonic(), cpu_ticks(pid)
-    time.sleep(IDLE_SECONDS)
-    t1, c1 = time.monotonic(), cpu_ticks(pid)
-    pct = 100.0 * (c1 - c0) / hz / (t1 - t0)
-    say("BENCH IDLECPU pct=%.3f ticks=%d hz=%d seconds=%.1f poll_ms=%d"
-        % (pct, c1 - c0, hz, t1 - t0, poll_ms))
+    idle = idle_cpu(daemon.proc.pid, IDLE_SECONDS)
+    say("BENCH IDLECPU pct=%.3f ticks=%d hz=%d seconds=%.1f poll_ms=%d "
+        "ran_pct=%.3f" % (idle["pct"], idle["ticks"], idle["hz"],
+                          idle["seconds"], poll_ms, idle["ran_pct"]))
     for waiter in waiters:
         waiter.kill()
         waiter.wait()
