@@ -38,7 +38,9 @@ ffibuilder.set_source(
     "#include <time.h>\n"
     "#include <unistd.h>\n"
 
+    "#include <sys/ioctl.h>\n"
     "#include <sys/signalfd.h>\n"
+    "#include <linux/random.h>\n"
     "#include <fuse_lowlevel.h>\n"
     "#include <cuse_lowlevel.h>\n" + _read("page.c") + _read("guidpoll.c")
     + _read("statefile.c"),

@@ -29,7 +29,10 @@ MAX_LISTED_WATCHERS = 256
 class Daemon:
     def __init__(self, options):
         self.options = options
-        self.source = open_source(options.source, options.poll_interval_ms)
+        self._urandom = _open_urandom()
+        self.source = open_source(
+            options.source, options.poll_interval_ms,
+            -1 if self._urandom is None else self._urandom)
         self.page = Page(options.page)
         if options.page_link:
             try:
@@ -38,7 +41,6 @@ class Daemon:
                 log.error("no page link: %s", e)
         self.boot_id = statefile.current_boot_id()
         self.state_file = statefile.StateFile(options.state)
-        self._urandom = _open_urandom()
         self.guid: Optional[str] = None
         counter, missed_why = self._resume()
         self.state = GenerationState(counter, options.max_watchers_per_uid)
@@ -136,7 +138,7 @@ class Daemon:
         self._mark_status()   # written by the loop, after this returns
         return changes
 
-    def notify(self, why: str) -> bool:
+    def notify(self, why: str, kernel_reseeded: bool = False) -> bool:
         """A hint: bump iff the hardware generation changed."""
         changed, guid = self.source.changed(self.guid)
         if not changed:
@@ -148,16 +150,21 @@ class Daemon:
             return True
         # Before anyone wakes: two clones of one snapshot share the RNG's
         # state, and a woken reader's first draw must already differ.
-        self._reseed_rng()
+        self._reseed_rng(kernel_reseeded)
         self.bump(f"GUID {old_guid} -> {guid} (seen on {why})")
         return True
 
-    def _reseed_rng(self) -> None:
+    def _reseed_rng(self, kernel_reseeded: bool) -> None:
         """Mix the new GUID into the kernel RNG (the seed's
         add_device_randomness) and reseed it now: a write alone only feeds
-        the input pool, which the crng draws from later."""
+        the input pool, which the crng draws from later.  Not twice: the
+        kernel's own driver may have done it (its log line says so), or the
+        poll thread, in parallel with this wake-up."""
         data = self.source.guid_bytes()
         if data is None or self._urandom is None:
+            return
+        if kernel_reseeded or self.source.rng_reseeded_with(data):
+            log.debug("RNG already reseeded with this GUID")
             return
         try:
             os.write(self._urandom, data)
@@ -223,9 +230,9 @@ class Daemon:
                             self.notify("SIGUSR1 from "
                                         + Caller(pid, uid).describe())
                     elif fd in hint_fds:
-                        why = self.source.take_hint(fd)
-                        if why:
-                            self.notify(why)
+                        hint = self.source.take_hint(fd)
+                        if hint:
+                            self.notify(hint.why, hint.kernel_reseeded)
                     elif fd == hook_fd:
                         self.hooks.exited(time.monotonic())
                     elif not session.process_pending():

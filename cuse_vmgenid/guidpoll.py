@@ -1,5 +1,6 @@
 """The GUID poll: a C thread (decl/guidpoll.c) compares the GUID in memory
-every interval and makes an eventfd readable when it changed.
+every interval and makes an eventfd readable when it changed, then mixes
+the new GUID into the kernel RNG and reseeds it.
 
 Polling in Python would wake the interpreter on every tick; the thread
 costs a 16-byte compare, so the interval can be short enough to see a
@@ -13,13 +14,16 @@ from ._cuse import ffi, lib
 
 
 class GuidPoller:
-    def __init__(self, guid: memoryview, interval_ms: int):
+    def __init__(self, guid: memoryview, interval_ms: int, rng_fd: int = -1):
+        """rng_fd: /dev/urandom open for writing, or -1 to leave the RNG to
+        the daemon."""
         if interval_ms <= 0:
             raise ValueError(f"poll interval {interval_ms} ms")
         self._guid = guid
         self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._poll = lib.vmgenid_guid_poll_start(ffi.from_buffer(guid),
-                                                 interval_ms, self._fd)
+                                                 interval_ms, self._fd,
+                                                 rng_fd)
         if self._poll == ffi.NULL:
             err = ffi.errno
             os.close(self._fd)
@@ -37,6 +41,11 @@ class GuidPoller:
             return os.eventfd_read(self._fd) > 0
         except BlockingIOError:
             return False
+
+    def reseeded(self, guid: bytes) -> bool:
+        """Whether the thread reseeded the kernel RNG with this GUID (waits
+        if it is doing so now)."""
+        return bool(lib.vmgenid_guid_poll_reseeded(self._poll, guid))
 
     def close(self) -> None:
         if self._poll is not None:

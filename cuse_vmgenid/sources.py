@@ -8,7 +8,7 @@ hint is taken as a change.
 """
 
 import logging
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from .guid import GuidSource, GuidUnavailable, KmsgReader, discover
 from .guidpoll import GuidPoller
@@ -16,6 +16,13 @@ from .guidpoll import GuidPoller
 log = logging.getLogger(__name__)
 
 SOURCE_CHOICES = ("auto", "fwcfg", "acpi", "none")
+
+
+class Hint(NamedTuple):
+    why: str
+    # The kernel's own driver already mixed the GUID into its RNG and
+    # reseeded it (its log line says so): the daemon need not again.
+    kernel_reseeded: bool = False
 
 
 class NoSource:
@@ -30,10 +37,13 @@ class NoSource:
     def guid_bytes(self) -> Optional[bytes]:
         return None
 
+    def rng_reseeded_with(self, guid: bytes) -> bool:
+        return False
+
     def hint_fds(self) -> list[int]:
         return []
 
-    def take_hint(self, fd: int) -> Optional[str]:
+    def take_hint(self, fd: int) -> Optional[Hint]:
         return None
 
     def close(self) -> None:
@@ -46,14 +56,14 @@ class GuidWatcher:
     that thread could not start."""
 
     def __init__(self, guid: GuidSource, kmsg: Optional[KmsgReader],
-                 poll_interval_ms: int):
+                 poll_interval_ms: int, rng_fd: int = -1):
         self._guid = guid
         self._kmsg = kmsg
         self.name = guid.name
         self.poll_interval: Optional[float] = None
         try:
             self._poller: Optional[GuidPoller] = GuidPoller(
-                guid.view(), poll_interval_ms)
+                guid.view(), poll_interval_ms, rng_fd)
         except OSError as e:
             self._poller = None
             self.poll_interval = poll_interval_ms / 1000.0
@@ -75,15 +85,20 @@ class GuidWatcher:
         except OSError:
             return None
 
+    def rng_reseeded_with(self, guid: bytes) -> bool:
+        """Whether the poll thread already reseeded the RNG with guid."""
+        return self._poller is not None and self._poller.reseeded(guid)
+
     def hint_fds(self) -> list[int]:
         return [hint.fileno() for hint in (self._poller, self._kmsg) if hint]
 
-    def take_hint(self, fd: int) -> Optional[str]:
+    def take_hint(self, fd: int) -> Optional[Hint]:
         """Why to look at the GUID now, or None for kernel log chatter."""
         if self._poller and fd == self._poller.fileno():
-            return "GUID poll" if self._poller.take() else None
+            return Hint("GUID poll") if self._poller.take() else None
         if self._kmsg and self._kmsg.drain():
-            return "kernel log: crng reseeded due to virtual machine fork"
+            return Hint("kernel log: crng reseeded due to virtual machine "
+                        "fork", kernel_reseeded=True)
         return None
 
     def close(self) -> None:
@@ -95,8 +110,9 @@ class GuidWatcher:
         self._guid.close()
 
 
-def open_source(choice: str, poll_interval_ms: int):
-    """The source asked for; `none` with the reason logged if it fails."""
+def open_source(choice: str, poll_interval_ms: int, rng_fd: int = -1):
+    """The source asked for; `none` with the reason logged if it fails.
+    rng_fd: /dev/urandom, for the poll thread to reseed the RNG with."""
     if choice == "none":
         return NoSource()
     try:
@@ -112,4 +128,4 @@ def open_source(choice: str, poll_interval_ms: int):
         log.warning("no kernel log hint (%s): relying on the %d ms poll",
                     e, poll_interval_ms)
     log.info("GUID source: %s", guid.describe())
-    return GuidWatcher(guid, kmsg, poll_interval_ms)
+    return GuidWatcher(guid, kmsg, poll_interval_ms, rng_fd)

@@ -3,5 +3,7 @@
 struct vmgenid_guid_poll;
 struct vmgenid_guid_poll *vmgenid_guid_poll_start(const void *guid,
 						   unsigned int interval_ms,
-						   int event_fd);
+						   int event_fd, int rng_fd);
+int vmgenid_guid_poll_reseeded(struct vmgenid_guid_poll *poll,
+			       const void *guid);
 void vmgenid_guid_poll_stop(struct vmgenid_guid_poll *poll);

@@ -77,3 +77,42 @@ def test_the_thread_blocks_every_signal_and_stops(page):
 def test_a_zero_interval_is_refused(page):
     with pytest.raises(ValueError):
         GuidPoller(memoryview(page)[GUID_AT:GUID_AT + 16], 0)
+
+
+def test_on_a_change_the_thread_writes_the_new_guid_for_the_rng(page):
+    """A pipe stands in for /dev/urandom: the GUID is written to it, and
+    the reseed ioctl fails there (ENOTTY), so it counts as not done."""
+    page[GUID_AT:GUID_AT + 16] = b"A" * 16
+    r, w = os.pipe()
+    poller = GuidPoller(memoryview(page)[GUID_AT:GUID_AT + 16], INTERVAL_MS,
+                        rng_fd=w)
+    try:
+        page[GUID_AT:GUID_AT + 16] = b"B" * 16
+        assert readable(poller, 10_000)
+        assert os.read(r, 64) == b"B" * 16
+        assert poller.reseeded(b"B" * 16) is False
+    finally:
+        poller.close()
+        os.close(r)
+        os.close(w)
+    page.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0,
+                    reason="RNDRESEEDCRNG needs CAP_SYS_ADMIN")
+def test_the_thread_reseeds_the_kernel_rng_with_the_guid_it_saw(page):
+    page[GUID_AT:GUID_AT + 16] = b"A" * 16
+    urandom = os.open("/dev/urandom", os.O_WRONLY | os.O_CLOEXEC)
+    poller = GuidPoller(memoryview(page)[GUID_AT:GUID_AT + 16], INTERVAL_MS,
+                        rng_fd=urandom)
+    try:
+        assert poller.reseeded(b"A" * 16) is False    # no change yet
+        page[GUID_AT:GUID_AT + 16] = b"B" * 16
+        assert readable(poller, 10_000)
+        # Once the daemon is woken, asking waits for the reseed to end.
+        assert poller.reseeded(b"B" * 16) is True
+        assert poller.reseeded(b"C" * 16) is False    # another GUID: not
+    finally:
+        poller.close()
+        os.close(urandom)
+    page.close()
