@@ -203,25 +203,12 @@ static int open_signalfd(void)
 int main(int argc, char **argv)
 {
 	struct epoll_event events[MAX_EPOLL_EVENTS_PER_RUN];
-	int vmgenfd, opt;
+	int vmgenfd;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
-	while ((opt = getopt(argc, argv, "n:")) != -1) {
-		switch (opt) {
-		case 'n':
-			if (!parse_count(optarg, &max_changes))
-				break;
-			/* fall through */
-		default:
-			fprintf(stderr, "usage: async_epoll [-n COUNT]\n");
-			return EXIT_USAGE;
-		}
-	}
-	if (optind != argc) {
-		fprintf(stderr, "usage: async_epoll [-n COUNT]\n");
+	if (parse_count_args(argc, argv, "async_epoll", &max_changes))
 		return EXIT_USAGE;
-	}
 
 	epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (epfd < 0)

@@ -187,25 +187,11 @@ int main(int argc, char **argv)
 	unsigned long max_changes = 0;
 	app_data_t app;
 	void *map;
-	int opt;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
-	while ((opt = getopt(argc, argv, "n:")) != -1) {
-		switch (opt) {
-		case 'n':
-			if (!parse_count(optarg, &max_changes))
-				break;
-			/* fall through */
-		default:
-			fprintf(stderr, "usage: mmap_probe [-n COUNT]\n");
-			return EXIT_USAGE;
-		}
-	}
-	if (optind != argc) {
-		fprintf(stderr, "usage: mmap_probe [-n COUNT]\n");
+	if (parse_count_args(argc, argv, "mmap_probe", &max_changes))
 		return EXIT_USAGE;
-	}
 
 	memset(&app, 0, sizeof(app));
 	app.fd = open(VMGENID_DEV, O_RDWR | O_CLOEXEC);

@@ -196,25 +196,12 @@ int main(int argc, char **argv)
 {
 	static int thread_active = 1;
 	pthread_t thread;
-	int opt, err;
+	int err;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
-	while ((opt = getopt(argc, argv, "n:")) != -1) {
-		switch (opt) {
-		case 'n':
-			if (!parse_count(optarg, &max_changes))
-				break;
-			/* fall through */
-		default:
-			fprintf(stderr, "usage: watchdog [-n COUNT]\n");
-			return EXIT_USAGE;
-		}
-	}
-	if (optind != argc) {
-		fprintf(stderr, "usage: watchdog [-n COUNT]\n");
+	if (parse_count_args(argc, argv, "watchdog", &max_changes))
 		return EXIT_USAGE;
-	}
 
 	err = pthread_create(&thread, NULL, watchdog_thread, &thread_active);
 	if (err) {
