@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0+ */
 /*
  * The glue the seed's examples leave out and all four share: error names,
- * sleeping, the -n COUNT option, and opening the device by the client rule
- * (wait for the node while the daemon restarts; any other error is the
- * caller's).
+ * sleeping, the -n COUNT option, the "device: <ERRNO>" line, and opening
+ * the device by the client rule (wait for the node while the daemon
+ * restarts; any other error is the caller's).
  */
 #ifndef EXAMPLES_CLIENT_H
 #define EXAMPLES_CLIENT_H
@@ -78,6 +78,19 @@ static inline int parse_count_args(int argc, char **argv, const char *prog,
 usage:
 	fprintf(stderr, "usage: %s [-n COUNT]\n", prog);
 	return EXIT_USAGE;
+}
+
+/*
+ * The client rule's first step, the same in every example: the "device:
+ * <ERRNO>" line for @err, and in @why (@size bytes) the reason the reseed
+ * (or pause) that follows gives.  Returns @why.
+ */
+static inline const char *report_device_error(int err, char *why,
+					      size_t size)
+{
+	printf("device: %s\n", ename(err));
+	snprintf(why, size, "device error %s", ename(err));
+	return why;
 }
 
 /* The device, opened with @flags added; -1 with errno on a real error. */

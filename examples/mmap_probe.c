@@ -112,9 +112,7 @@ static void device_lost(app_data_t *app, int err)
 {
 	char why[48];
 
-	printf("device: %s\n", ename(err));
-	snprintf(why, sizeof(why), "device error %s", ename(err));
-	rebuild_caches(app, why);
+	rebuild_caches(app, report_device_error(err, why, sizeof(why)));
 	close(app->fd);
 	app->fd = open_vmgenid();
 	if (app->fd < 0) {

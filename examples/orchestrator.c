@@ -95,9 +95,7 @@ static int device_lost(int fd, int err)
 {
 	char why[48];
 
-	printf("device: %s\n", ename(err));
-	snprintf(why, sizeof(why), "device error %s", ename(err));
-	pause_service(why);
+	pause_service(report_device_error(err, why, sizeof(why)));
 	close(fd);
 	fd = open_vmgenid();
 	printf("reopen: ok\n");

@@ -106,9 +106,7 @@ static int device_lost(int fd, int err)
 {
 	char why[48];
 
-	printf("device: %s\n", ename(err));
-	snprintf(why, sizeof(why), "device error %s", ename(err));
-	reseed_app_env(why);
+	reseed_app_env(report_device_error(err, why, sizeof(why)));
 	close(fd);
 	fd = open_vmgenid();
 	if (fd < 0) {
