@@ -67,8 +67,6 @@ static void die(const char *what)
 	exit(1);
 }
 
-
-
 /* Because of a VM generation change, rebuild the world. */
 static void reseed_app_env(const char *why)
 {
@@ -104,6 +102,7 @@ static int open_vmgenid(void)
 	watch(fd);
 	return fd;
 }
+
 /*
  * The client rule: the daemon went away (err), a change may have happened.
  * Reseed at once, then reopen (closing the old descriptor also drops it

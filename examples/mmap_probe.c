@@ -68,8 +68,6 @@ typedef struct {
 	unsigned long changes;			/* acknowledged so far */
 } app_data_t;
 
-
-
 static volatile unsigned int *get_vmgenid_mapping(app_data_t *app)
 {
 	return app->genid_map;
@@ -100,6 +98,7 @@ static int open_vmgenid(void)
 {
 	return open_vmgenid_flags(0);
 }
+
 /*
  * The client rule: the daemon went away (err), a change may have happened.
  * Rebuild at once, then reopen.  No second rebuild after the reopen (the

@@ -59,11 +59,8 @@
 
 #include "client.h"
 
-
 static unsigned long wait_timeout_ms = 5000;
 static int paused;
-
-
 
 static void pause_service(const char *why)
 {
@@ -90,6 +87,7 @@ static int open_vmgenid(void)
 	}
 	return fd;
 }
+
 /* The client rule: the daemon went away (err). */
 static int device_lost(int fd, int err)
 {

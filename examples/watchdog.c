@@ -66,7 +66,6 @@ static void atomic_set(int *v, int i)
 	__atomic_store_n(v, i, __ATOMIC_RELEASE);
 }
 
-
 /* Because of a VM generation change, rebuild the world. */
 static void reseed_app_env(const char *why)
 {
@@ -95,6 +94,7 @@ static int open_vmgenid(void)
 {
 	return open_vmgenid_flags(0);
 }
+
 /*
  * The client rule: the daemon went away (err), a change may have happened.
  * Reseed at once, then reopen.  The new descriptor starts up to date: a
