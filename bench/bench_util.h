@@ -2,14 +2,15 @@
 /*
  * What the C benchmarks share: the clock, the median, and for the two
  * with N blocked children (fanout.c, orchestrate.c) their command line,
- * the wait until every child is asleep in read() on its fd (so that a
- * trigger never races a waiter still on its way to block), the daemon
- * barrier, and the reaping.
+ * opening the device and forking, the wait until every child is asleep in
+ * read() on its fd (so that a trigger never races a waiter still on its
+ * way to block), the daemon barrier, and the reaping.
  */
 #ifndef BENCH_UTIL_H
 #define BENCH_UTIL_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,26 @@ static inline void die(const char *what)
 {
 	fprintf(stderr, "%s: %s\n", what, strerror(errno));
 	exit(1);
+}
+
+/* A watcher of its own on @dev (the daemon's or the reference server's). */
+static inline int open_device(const char *dev)
+{
+	int fd = open(dev, O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		die("open device");
+	return fd;
+}
+
+/* fork() for the children: a failure ends the run, as any setup error. */
+static inline pid_t fork_or_die(void)
+{
+	pid_t pid = fork();
+
+	if (pid < 0)
+		die("fork");
+	return pid;
 }
 
 /*

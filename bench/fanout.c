@@ -63,13 +63,9 @@ static void child(struct shared *sh, int i, const char *dev, int trigger_efd,
 		  int release_efd, int rounds)
 {
 	uint32_t gen;
-	int fd = trigger_efd, r;
+	int fd, r;
 
-	if (dev) {
-		fd = open(dev, O_RDWR | O_CLOEXEC);
-		if (fd < 0)
-			die("open device");
-	}
+	fd = dev ? open_device(dev) : trigger_efd;
 	sh->fd[i] = fd;
 	for (r = 0; r < rounds; r++) {
 		if (dev) {
@@ -99,8 +95,7 @@ static void ack_own(int ctl)
 int main(int argc, char **argv)
 {
 	struct waiters_opts o;
-	const char *dev;
-	int reference, rounds, n, i, r, ctl = -1;
+	int rounds, n, i, r, ctl;
 	int trigger_efd, release_efd;
 	double *last, *first, *p50, *wake, t0;
 	struct shared *sh;
@@ -108,8 +103,6 @@ int main(int argc, char **argv)
 	pid_t *pids;
 
 	parse_waiters_opts(argc, argv, &o);
-	dev = o.dev;
-	reference = o.reference;
 	rounds = o.rounds;
 	n = o.n;
 
@@ -132,18 +125,12 @@ int main(int argc, char **argv)
 
 	trigger_efd = semaphore_eventfd();
 	release_efd = semaphore_eventfd();
-	if (!reference) {
-		ctl = open(dev, O_RDWR | O_CLOEXEC);
-		if (ctl < 0)
-			die("open device");
-	}
+	ctl = o.reference ? -1 : open_device(o.dev);
 
 	for (i = 0; i < n; i++) {
-		pids[i] = fork();
-		if (pids[i] < 0)
-			die("fork");
+		pids[i] = fork_or_die();
 		if (!pids[i])
-			child(sh, i, reference ? NULL : dev, trigger_efd,
+			child(sh, i, o.reference ? NULL : o.dev, trigger_efd,
 			      release_efd, rounds);
 	}
 
@@ -154,7 +141,7 @@ int main(int argc, char **argv)
 		atomic_store(&sh->woken, 0);
 
 		t0 = now_us();
-		if (reference)
+		if (o.reference)
 			efd_write(trigger_efd, n);
 		else if (ioctl(ctl, VMGENID_FORCE_GEN_UPDATE) < 0)
 			die("VMGENID_FORCE_GEN_UPDATE");
@@ -174,7 +161,7 @@ int main(int argc, char **argv)
 		first[r] = wake[0];
 		last[r] = wake[n - 1];
 
-		if (!reference)
+		if (!o.reference)
 			ack_own(ctl);
 		efd_write(release_efd, n);
 	}
@@ -182,8 +169,8 @@ int main(int argc, char **argv)
 	reap_children(pids, n);
 
 	printf("fanout mode=%s dev=%s n=%d rounds=%d",
-	       reference ? "eventfd" : "device", reference ? "-" : dev, n,
-	       rounds);
+	       o.reference ? "eventfd" : "device", o.reference ? "-" : o.dev,
+	       n, rounds);
 	printf(" all_last_us=");
 	for (r = 0; r < rounds; r++)
 		printf("%s%.1f", r ? "," : "", last[r]);

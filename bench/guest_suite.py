@@ -53,6 +53,16 @@ QUICK = {"runs": 2, "fanout_n": (1, 10, 100), "fanout_rounds": 2,
          "memory_n": (0, 100, 1000), "idle_seconds": 5}
 
 
+def suite_parser(doc: str, items, quick_help: str) -> argparse.ArgumentParser:
+    """The options bench/run.py shares with this suite and passes on to it,
+    --quick and --only ITEM; each adds its own after them."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    p.add_argument("--only", action="append", choices=items,
+                   help="run only this item (repeatable)")
+    return p
+
+
 def say(text: str) -> None:
     print(f"bench: {text}", flush=True)
 
@@ -250,11 +260,7 @@ def idle(cfg: dict, pid: int) -> tuple[dict, object]:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true",
-                   help="small N, short runs (development)")
-    p.add_argument("--only", action="append", choices=ITEMS,
-                   help="run only this item (repeatable)")
+    p = suite_parser(__doc__, ITEMS, "small N, short runs (development)")
     p.add_argument("--no-profile", action="store_true",
                    help="skip the py-spy pass where a goal is missed")
     args = p.parse_args()

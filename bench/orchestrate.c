@@ -42,13 +42,9 @@ static void child(volatile int *fd_slot, const char *dev, int trigger_efd,
 {
 	uint32_t gen;
 	uint64_t v;
-	int fd = trigger_efd, r;
+	int fd, r;
 
-	if (dev) {
-		fd = open(dev, O_RDWR | O_CLOEXEC);
-		if (fd < 0)
-			die("open device");
-	}
+	fd = dev ? open_device(dev) : trigger_efd;
 	*fd_slot = fd;
 	for (r = 0; r < rounds; r++) {
 		if (!dev) {
@@ -101,16 +97,13 @@ static void orchestrate_pipe(int trigger_efd, int done_pipe, int n)
 int main(int argc, char **argv)
 {
 	struct waiters_opts o;
-	const char *dev;
-	int reference, rounds, n, i, r, ctl = -1;
+	int rounds, n, i, r, ctl;
 	int trigger_efd, release_efd, pipefd[2];
 	volatile int *fds;
 	double *done, t0;
 	pid_t *pids;
 
 	parse_waiters_opts(argc, argv, &o);
-	dev = o.dev;
-	reference = o.reference;
 	rounds = o.rounds;
 	n = o.n;
 
@@ -129,30 +122,24 @@ int main(int argc, char **argv)
 	release_efd = semaphore_eventfd();
 	if (pipe2(pipefd, O_CLOEXEC))
 		die("pipe2");
-	if (!reference) {
-		ctl = open(dev, O_RDWR | O_CLOEXEC);
-		if (ctl < 0)
-			die("open device");
-	}
+	ctl = o.reference ? -1 : open_device(o.dev);
 
 	for (i = 0; i < n; i++) {
-		pids[i] = fork();
-		if (pids[i] < 0)
-			die("fork");
+		pids[i] = fork_or_die();
 		if (!pids[i])
-			child(&fds[i], reference ? NULL : dev, trigger_efd,
+			child(&fds[i], o.reference ? NULL : o.dev, trigger_efd,
 			      release_efd, pipefd[1], rounds);
 	}
 
 	for (r = 0; r < rounds; r++) {
 		waiters_ready(pids, fds, n, ctl);
 		t0 = now_us();
-		if (reference)
+		if (o.reference)
 			orchestrate_pipe(trigger_efd, pipefd[0], n);
 		else
 			orchestrate_device(ctl);
 		done[r] = now_us() - t0;
-		if (reference) {
+		if (o.reference) {
 			uint64_t v = n;
 
 			if (write(release_efd, &v, sizeof(v)) != sizeof(v))
@@ -163,7 +150,7 @@ int main(int argc, char **argv)
 	reap_children(pids, n);
 
 	printf("orchestrate mode=%s dev=%s n=%d rounds=%d all_done_us=",
-	       reference ? "pipe" : "device", reference ? "-" : dev, n,
+	       o.reference ? "pipe" : "device", o.reference ? "-" : o.dev, n,
 	       rounds);
 	for (r = 0; r < rounds; r++)
 		printf("%s%.1f", r ? "," : "", done[r]);

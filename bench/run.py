@@ -17,7 +17,6 @@ one run come from uninterrupted guests): do not wrap this command in flock
 yourself, it would wait for itself.
 """
 
-import argparse
 import fcntl
 import json
 import os
@@ -69,11 +68,8 @@ def run_guest_items(args, items: list[str]) -> dict:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true",
-                   help="small N, 3 restores (development)")
-    p.add_argument("--only", action="append", choices=ITEMS,
-                   help="run only this item (repeatable)")
+    p = guest_suite.suite_parser(__doc__, ITEMS,
+                                 "small N, 3 restores (development)")
     p.add_argument("--kernel", default="6.12", choices=("6.12", "6.1"))
     p.add_argument("--restores", type=int, help="restores for item 4 "
                    "(default 20, --quick 3)")

@@ -67,8 +67,6 @@ static void die(const char *what)
 	exit(1);
 }
 
-
-
 /* Because of a VM generation change, rebuild the world. */
 static void reseed_app_env(const char *why)
 {
@@ -104,6 +102,7 @@ static int open_vmgenid(void)
 	watch(fd);
 	return fd;
 }
+
 /*
  * The client rule: the daemon went away (err), a change may have happened.
  * Reseed at once, then reopen (closing the old descriptor also drops it
@@ -115,9 +114,7 @@ static int device_lost(int fd, int err)
 {
 	char why[48];
 
-	printf("device: %s\n", ename(err));
-	snprintf(why, sizeof(why), "device error %s", ename(err));
-	reseed_app_env(why);
+	reseed_app_env(report_device_error(err, why, sizeof(why)));
 	close(fd);
 	fd = open_vmgenid();
 	printf("reopen: ok\n");
@@ -203,25 +200,12 @@ static int open_signalfd(void)
 int main(int argc, char **argv)
 {
 	struct epoll_event events[MAX_EPOLL_EVENTS_PER_RUN];
-	int vmgenfd, opt;
+	int vmgenfd;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
-	while ((opt = getopt(argc, argv, "n:")) != -1) {
-		switch (opt) {
-		case 'n':
-			if (!parse_count(optarg, &max_changes))
-				break;
-			/* fall through */
-		default:
-			fprintf(stderr, "usage: async_epoll [-n COUNT]\n");
-			return EXIT_USAGE;
-		}
-	}
-	if (optind != argc) {
-		fprintf(stderr, "usage: async_epoll [-n COUNT]\n");
+	if (parse_count_args(argc, argv, "async_epoll", &max_changes))
 		return EXIT_USAGE;
-	}
 
 	epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (epfd < 0)

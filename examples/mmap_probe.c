@@ -68,8 +68,6 @@ typedef struct {
 	unsigned long changes;			/* acknowledged so far */
 } app_data_t;
 
-
-
 static volatile unsigned int *get_vmgenid_mapping(app_data_t *app)
 {
 	return app->genid_map;
@@ -100,6 +98,7 @@ static int open_vmgenid(void)
 {
 	return open_vmgenid_flags(0);
 }
+
 /*
  * The client rule: the daemon went away (err), a change may have happened.
  * Rebuild at once, then reopen.  No second rebuild after the reopen (the
@@ -112,9 +111,7 @@ static void device_lost(app_data_t *app, int err)
 {
 	char why[48];
 
-	printf("device: %s\n", ename(err));
-	snprintf(why, sizeof(why), "device error %s", ename(err));
-	rebuild_caches(app, why);
+	rebuild_caches(app, report_device_error(err, why, sizeof(why)));
 	close(app->fd);
 	app->fd = open_vmgenid();
 	if (app->fd < 0) {
@@ -187,25 +184,11 @@ int main(int argc, char **argv)
 	unsigned long max_changes = 0;
 	app_data_t app;
 	void *map;
-	int opt;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
-	while ((opt = getopt(argc, argv, "n:")) != -1) {
-		switch (opt) {
-		case 'n':
-			if (!parse_count(optarg, &max_changes))
-				break;
-			/* fall through */
-		default:
-			fprintf(stderr, "usage: mmap_probe [-n COUNT]\n");
-			return EXIT_USAGE;
-		}
-	}
-	if (optind != argc) {
-		fprintf(stderr, "usage: mmap_probe [-n COUNT]\n");
+	if (parse_count_args(argc, argv, "mmap_probe", &max_changes))
 		return EXIT_USAGE;
-	}
 
 	memset(&app, 0, sizeof(app));
 	app.fd = open(VMGENID_DEV, O_RDWR | O_CLOEXEC);

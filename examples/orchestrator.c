@@ -59,11 +59,8 @@
 
 #include "client.h"
 
-
 static unsigned long wait_timeout_ms = 5000;
 static int paused;
-
-
 
 static void pause_service(const char *why)
 {
@@ -90,14 +87,13 @@ static int open_vmgenid(void)
 	}
 	return fd;
 }
+
 /* The client rule: the daemon went away (err). */
 static int device_lost(int fd, int err)
 {
 	char why[48];
 
-	printf("device: %s\n", ename(err));
-	snprintf(why, sizeof(why), "device error %s", ename(err));
-	pause_service(why);
+	pause_service(report_device_error(err, why, sizeof(why)));
 	close(fd);
 	fd = open_vmgenid();
 	printf("reopen: ok\n");

@@ -66,7 +66,6 @@ static void atomic_set(int *v, int i)
 	__atomic_store_n(v, i, __ATOMIC_RELEASE);
 }
 
-
 /* Because of a VM generation change, rebuild the world. */
 static void reseed_app_env(const char *why)
 {
@@ -95,6 +94,7 @@ static int open_vmgenid(void)
 {
 	return open_vmgenid_flags(0);
 }
+
 /*
  * The client rule: the daemon went away (err), a change may have happened.
  * Reseed at once, then reopen.  The new descriptor starts up to date: a
@@ -106,9 +106,7 @@ static int device_lost(int fd, int err)
 {
 	char why[48];
 
-	printf("device: %s\n", ename(err));
-	snprintf(why, sizeof(why), "device error %s", ename(err));
-	reseed_app_env(why);
+	reseed_app_env(report_device_error(err, why, sizeof(why)));
 	close(fd);
 	fd = open_vmgenid();
 	if (fd < 0) {
@@ -196,25 +194,12 @@ int main(int argc, char **argv)
 {
 	static int thread_active = 1;
 	pthread_t thread;
-	int opt, err;
+	int err;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
-	while ((opt = getopt(argc, argv, "n:")) != -1) {
-		switch (opt) {
-		case 'n':
-			if (!parse_count(optarg, &max_changes))
-				break;
-			/* fall through */
-		default:
-			fprintf(stderr, "usage: watchdog [-n COUNT]\n");
-			return EXIT_USAGE;
-		}
-	}
-	if (optind != argc) {
-		fprintf(stderr, "usage: watchdog [-n COUNT]\n");
+	if (parse_count_args(argc, argv, "watchdog", &max_changes))
 		return EXIT_USAGE;
-	}
 
 	err = pthread_create(&thread, NULL, watchdog_thread, &thread_active);
 	if (err) {
