@@ -5,7 +5,7 @@ against the kernel's own signal of it; and the daemon's idle CPU.
     .venv/bin/python bench/restore_latency.py [-n 20] [--kernel 6.12]
         [--poll-interval-ms 100] [--console FILE]
 
-Boots a guest (block root) running tests/restore/scenarios/bench.py: the
+Boots a guest (block root) running tests/restore/scenarios/latency.py: the
 daemon (--source auto), a process woken from read() on /dev/vmgenid that
 prints "BENCH VMGENID <n>" (then acks and reads again), and the
 reference, a process blocked on /dev/kmsg that prints "BENCH KMSG" on the
@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.harness.vm import GuestError, GuestVM  # noqa: E402
 
-SCENARIO = [".venv/bin/python", "tests/restore/scenarios/bench.py", "run"]
+SCENARIO = [".venv/bin/python", "tests/restore/scenarios/latency.py", "run"]
 BOOT_TIMEOUT = 900
 STEP_TIMEOUT = 300
 

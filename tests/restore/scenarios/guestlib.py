@@ -1,5 +1,5 @@
 """Guest-side helpers of the restore scenarios (device.py, demo.py,
-bench.py): the daemon from this checkout with its log relayed to the
+latency.py): the daemon from this checkout with its log relayed to the
 console, helper processes relayed with a prefix, and waits that make sure
 a watcher is really blocked before the host saves the VM.
 

@@ -1,12 +1,12 @@
 """The guest side of bench/restore_latency.py.
 
-    bench.py run N POLL_MS    the daemon (--source auto, info log) and the
+    latency.py run N POLL_MS  the daemon (--source auto, info log) and the
                               two waiters below; "READY" once both block;
                               after the N-th bump, the daemon's idle CPU
                               over IDLE_SECONDS: "BENCH IDLECPU ..."
-    bench.py vmgenid          read() /dev/vmgenid, print "BENCH VMGENID
+    latency.py vmgenid        read() /dev/vmgenid, print "BENCH VMGENID
                               <counter> t=<s>", ack, read again...
-    bench.py kmsg             block on /dev/kmsg, print "BENCH KMSG t=<s>
+    latency.py kmsg           block on /dev/kmsg, print "BENCH KMSG t=<s>
                               printk=<s>" on each kernel "crng reseeded due
                               to virtual machine fork" record (the
                               reference)
