@@ -57,6 +57,7 @@ class Daemon:
         if missed_why:
             self.bump(missed_why)
         self._stop = False
+        self._status_figures: Optional[tuple] = None
         self._next_guid_poll: Optional[float] = None
 
     def _hooks(self, counter: int) -> tuple[Optional[HookRunner],
@@ -95,6 +96,17 @@ class Daemon:
     def _mark_status(self) -> None:
         if self.status is not None:
             self.status.mark_dirty()
+
+    def _requests_answered(self) -> None:
+        """An open, close or ack changes a figure the status shows; a read
+        or a query changes none, and a stream of them writes no status.
+        (The listed outdated watchers only change with these figures:
+        between bumps their set can only shrink.)"""
+        figures = (self.state.counter, self.state.watcher_count(),
+                   self.state.outdated_count())
+        if figures != self._status_figures:
+            self._status_figures = figures
+            self._mark_status()
 
     # -- generation changes ----------------------------------------------
 
@@ -239,8 +251,7 @@ class Daemon:
                         log.error("the kernel ended the CUSE connection")
                         return 1
                     else:
-                        # Any request may open, close or ack: coalesced.
-                        self._mark_status()
+                        self._requests_answered()
                     if self.transport.fatal is not None:
                         return 1
                     self.transport.answer_interrupts()
