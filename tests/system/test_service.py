@@ -49,7 +49,7 @@ def counter(output: str, tag: str) -> int:
     return int(value.split()[0])
 
 
-def test_the_package_serves_vmgenid_under_systemd_across_restore_restart_and_stop(  # noqa: E501
+def test_the_package_serves_vmgenid_under_systemd_across_restore_upgrade_restart_and_stop(  # noqa: E501
         tmp_path):
     deb = built_deb()
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
@@ -119,6 +119,14 @@ def test_the_package_serves_vmgenid_under_systemd_across_restore_restart_and_sto
     bumps = [line for line in journal if "generation 1 -> 2" in line]
     assert len(bumps) == 1 and f"GUID {first} -> {second}" in bumps[0], \
         journal
+
+    # dpkg -i again (an upgrade): the same process goes on serving (the
+    # unit says no restart after upgrade), and nothing bumped.
+    assert lines(out, "REINSTALL-DPKG") == ["0"]
+    reinstalled = shown(out, "reinstalled")
+    assert reinstalled["ActiveState"] == "active"
+    assert reinstalled["MainPID"] == installed["MainPID"]
+    assert counter(out, "reinstalled") == counter(out, "restored")
 
     # systemctl restart: a new process, the counter not lower.
     assert lines(out, "RESTART-RC") == ["0"]

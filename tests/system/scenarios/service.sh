@@ -3,7 +3,8 @@
 # from the harness's unit once basic.target is reached: install the
 # package (argument: the .deb, relative to the repo), check the service
 # and /dev/vmgenid, wait for the host to save and restore the guest with
-# a new GUID, then restart and stop the service.  Every finding is a
+# a new GUID, then install it again (an upgrade), restart and stop the
+# service.  Every finding is a
 # marker line for the host to judge; this script judges nothing.
 deb=$1
 unit=cuse-vmgenid
@@ -112,6 +113,14 @@ for i in $(seq 100); do
 	sleep 0.1
 done
 echo "STATUS $status"
+
+# An upgrade (the same package installed again): the daemon keeps running,
+# with the code it imported, until an explicit restart (README), and the
+# counter does not move.
+dpkg -i "$deb" > /dev/null
+echo "REINSTALL-DPKG $?"
+show reinstalled
+echo "COUNTER reinstalled $(counter)"
 
 before=$(counter)
 systemctl restart $unit
