@@ -137,7 +137,9 @@ def report(r: dict) -> None:
                   percentile(r["guest_kmsg_ms"], 50))
     print(f"bench: in the guest, from the kernel's printk: /dev/vmgenid "
           f"p50 {g50v:.1f} ms, /dev/kmsg p50 {g50k:.1f} ms (the daemon's "
-          f"share: {g50v - g50k:.1f} ms)")
+          f"share: {g50v - g50k:.1f} ms; rough: the printk stamp is "
+          "local_clock, the readers' CLOCK_MONOTONIC, and the two can "
+          "disagree after a restore)")
     b = r["bumps"]
     print(f"bench: of {b['total']} bumps, {b['poll']} came from the GUID poll "
           f"thread, {b['kmsg']} from the kernel log hint, {b['other']} from "
