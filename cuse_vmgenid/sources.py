@@ -11,6 +11,7 @@ import logging
 from typing import NamedTuple, Optional
 
 from .guid import GuidSource, GuidUnavailable, KmsgReader, discover
+from .guid.memory import guid_string
 from .guidpoll import GuidPoller
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class GuidWatcher:
                  poll_interval_ms: int, rng_fd: int = -1):
         self._guid = guid
         self._kmsg = kmsg
+        self._last_read: Optional[bytes] = None
         self.name = guid.name
         self.poll_interval: Optional[float] = None
         try:
@@ -72,18 +74,19 @@ class GuidWatcher:
 
     def changed(self, known_guid: Optional[str]) -> tuple[bool, Optional[str]]:
         try:
-            now = self._guid.read()
+            self._last_read = self._guid.read_bytes()
         except OSError as e:
             # Unreadable: a missed change would be a security bug.
+            self._last_read = None
             log.error("cannot read the GUID: %s", e)
             return True, None
+        now = guid_string(self._last_read)
         return now != known_guid, now
 
     def guid_bytes(self) -> Optional[bytes]:
-        try:
-            return self._guid.read_bytes()
-        except OSError:
-            return None
+        """The bytes behind changed()'s last answer: the RNG is reseeded
+        with the GUID that made the bump, read once after a restore."""
+        return self._last_read
 
     def rng_reseeded_with(self, guid: bytes) -> bool:
         """Whether the poll thread already reseeded the RNG with guid."""
