@@ -22,13 +22,15 @@ def _pkg_config(*args: str) -> list[str]:
 
 ffibuilder = FFI()
 ffibuilder.cdef(_read("fuse.h") + _read("callbacks.h") + _read("page.h")
-               + _read("signalfd.h") + _read("guidpoll.h")
-               + _read("statefile.h"))
+               + _read("signalfd.h") + _read("statefile.h")
+               + _read("armedbump.h") + _read("guidpoll.h"))
 ffibuilder.set_source(
     "cuse_vmgenid._cuse",
     "#define FUSE_USE_VERSION 31\n"
     "#include <errno.h>\n"
     "#include <fcntl.h>\n"
+    "#include <limits.h>\n"
+    "#include <poll.h>\n"
     "#include <stdio.h>\n"
     "#include <pthread.h>\n"
     "#include <stdint.h>\n"
@@ -42,8 +44,9 @@ ffibuilder.set_source(
     "#include <sys/signalfd.h>\n"
     "#include <linux/random.h>\n"
     "#include <fuse_lowlevel.h>\n"
-    "#include <cuse_lowlevel.h>\n" + _read("page.c") + _read("guidpoll.c")
-    + _read("statefile.c"),
+    "#include <cuse_lowlevel.h>\n" + _read("page.c") + _read("statefile.c")
+    # armedbump.h defines types as well: plain C, so it serves both.
+    + _read("armedbump.h") + _read("armedbump.c") + _read("guidpoll.c"),
     extra_compile_args=_pkg_config("--cflags"),
     extra_link_args=_pkg_config("--libs"),
 )

@@ -47,7 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="node mode, octal (default: 0666)")
     p.add_argument("--source", choices=SOURCE_CHOICES, default="auto",
                    help="where GUID changes come from (default: auto)")
-    p.add_argument("--poll-interval-ms", type=int, default=100,
+    p.add_argument("--poll-interval-ms", type=int, default=200,
                    help="how often a C thread compares the GUID in memory "
                         "(default: %(default)s)")
     p.add_argument("--max-watchers-per-uid", type=int, default=1024,

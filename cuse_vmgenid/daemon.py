@@ -10,12 +10,14 @@ import time
 from typing import Optional
 
 from . import privilege, procinfo, sdnotify, statefile
+from .armedbump import ArmedBump
+from .guid.memory import guid_string
 from .hintsignal import HintSignal
 from .hooks import HookRunner, list_hooks
 from .page import Page
 from .session import CuseSession
-from .sources import open_source
-from .state import Changes, GenerationState, encode_counter
+from .sources import KERNEL_LOG_HINT, open_source
+from .state import COUNTER_MAX, Changes, GenerationState, encode_counter
 from .status import StatusFile
 from .transport import Caller, CuseTransport
 
@@ -40,14 +42,18 @@ class Daemon:
             except OSError as e:
                 log.error("no page link: %s", e)
         self.boot_id = statefile.current_boot_id()
-        self.state_file = statefile.StateFile(options.state)
+        self.state_file = statefile.StateFile(options.state, self.boot_id)
         self.guid: Optional[str] = None
+        self._guid_raw: Optional[bytes] = None   # self.guid's bytes
         counter, missed_why = self._resume()
         self.state = GenerationState(counter, options.max_watchers_per_uid)
+        self.armed = (ArmedBump(self.state_file, self.page)
+                      if self.source.fires_bumps else None)
         self.transport = CuseTransport(
             self.state, bump=self.bump, notify=self.notify,
             authorize=lambda caller: privilege.authorize_change(caller.pid),
-            on_ready=self._ready)
+            on_ready=self._ready, armed=self.armed,
+            on_fired=self._reconcile)
         self._persist()
         self.page.store(counter)
         self.last_change: Optional[dict] = None
@@ -56,6 +62,8 @@ class Daemon:
         self.hooks, self.hooks_watcher = self._hooks(counter)
         if missed_why:
             self.bump(missed_why)
+        self._arm()
+        self.source.fire(self.armed)
         self._stop = False
         self._status_figures: Optional[tuple] = None
         self._next_guid_poll: Optional[float] = None
@@ -114,6 +122,7 @@ class Daemon:
         """The starting counter, and why to bump once (None: no bump)."""
         saved = self.state_file.load()
         changed, self.guid = self.source.changed(saved.guid if saved else None)
+        self._guid_raw = self.source.guid_bytes()
         same_boot = saved is not None and saved.boot_id == self.boot_id
         if same_boot:
             counter = max(saved.counter, self.page.load())
@@ -133,7 +142,14 @@ class Daemon:
 
     def bump(self, why: str, minimum: Optional[int] = None) -> Changes:
         """State file, then page, then wake readers: SPEC.md's order."""
-        changes = self.state.bump(minimum)
+        self._take_fired()      # a bump the poll thread made comes first
+        try:
+            return self._publish(self.state.bump(minimum), why)
+        finally:
+            self._arm()
+
+    def _publish(self, changes: Changes, why: str) -> Changes:
+        """The bump the state machine just made, published."""
         self._persist()
         self.page.store(self.state.counter)
         self.transport.apply(changes)
@@ -150,21 +166,78 @@ class Daemon:
         self._mark_status()   # written by the loop, after this returns
         return changes
 
+    # -- the armed bump (armedbump.py) -----------------------------------
+
+    def _arm(self) -> None:
+        """Let the poll thread publish the next bump on a GUID other than
+        ours.  Not without a GUID (unreadable: the daemon decides) nor at
+        the counter's end (the daemon's bump reports EOVERFLOW)."""
+        if (self.armed is None or self._guid_raw is None
+                or self.state.counter >= COUNTER_MAX):
+            return
+        self.armed.arm(self.state.counter + 1, self._guid_raw)
+        try:
+            # Its commit then only writes the new GUID over this one.
+            self.state_file.stage(self.state.counter + 1, self.guid)
+        except OSError as e:
+            log.error("cannot stage %s: %s", self.state_file.path, e)
+
+    def _take_fired(self) -> bool:
+        """Disarm; if the poll thread fired the armed bump, make the same
+        bump in the state machine: it published the counter in the state
+        file, the page and its replies to the armed reads; the rest (the
+        other waiters, pollers, hooks, status) is done here.  True if it
+        had fired."""
+        fired = self.armed.take() if self.armed is not None else None
+        if fired is None:
+            return False
+        old_guid = self.guid
+        self.guid, self._guid_raw = guid_string(fired.guid), fired.guid
+        if fired.state_error:
+            log.error("the GUID poll thread could not write %s: %s",
+                      self.state_file.path, os.strerror(fired.state_error))
+        changes = self.state.bump()
+        if self.state.counter != fired.counter:
+            log.error("the GUID poll thread published %d, the state "
+                      "machine bumped to %d", fired.counter,
+                      self.state.counter)
+        seen_on = (KERNEL_LOG_HINT if fired.kernel_log
+                   else "GUID poll thread")
+        self._publish(changes, f"GUID {old_guid} -> {self.guid} (seen on "
+                      f"{seen_on}; published by the thread: %.1f ms to "
+                      "start, state file at %.1f, %d reads answered at "
+                      "%.1f)" % (fired.timings[0], fired.timings[1],
+                                 fired.replies, fired.timings[2]))
+        return True
+
+    def _reconcile(self) -> None:
+        """Before a request, when the poll thread fired the armed bump."""
+        self._take_fired()
+        self._arm()
+
     def notify(self, why: str, kernel_reseeded: bool = False) -> bool:
         """A hint: bump iff the hardware generation changed."""
-        changed, guid = self.source.changed(self.guid)
-        if not changed:
-            log.debug("hint (%s): GUID unchanged", why)
-            return False
-        old_guid, self.guid = self.guid, guid
-        if guid is None:
-            self.bump(f"hint: {why}")
+        # Disarmed from here to the bump: the thread must not bump for the
+        # change this look finds (one change, one bump).
+        self._take_fired()
+        try:
+            changed, guid = self.source.changed(self.guid)
+            if not changed:
+                log.debug("hint (%s): GUID unchanged", why)
+                return False
+            old_guid, self.guid = self.guid, guid
+            self._guid_raw = self.source.guid_bytes()
+            if guid is None:
+                self._publish(self.state.bump(), f"hint: {why}")
+                return True
+            # Before anyone wakes: two clones of one snapshot share the
+            # RNG's state, and a woken reader's first draw must differ.
+            self._reseed_rng(kernel_reseeded)
+            self._publish(self.state.bump(),
+                          f"GUID {old_guid} -> {guid} (seen on {why})")
             return True
-        # Before anyone wakes: two clones of one snapshot share the RNG's
-        # state, and a woken reader's first draw must already differ.
-        self._reseed_rng(kernel_reseeded)
-        self.bump(f"GUID {old_guid} -> {guid} (seen on {why})")
-        return True
+        finally:
+            self._arm()
 
     def _reseed_rng(self, kernel_reseeded: bool) -> None:
         """Mix the new GUID into the kernel RNG (the seed's
@@ -185,10 +258,8 @@ class Daemon:
             log.warning("cannot reseed the kernel RNG: %s", e)
 
     def _persist(self) -> None:
-        saved = statefile.SavedState(self.boot_id, self.state.counter,
-                                     self.guid)
         try:
-            self.state_file.save(saved)
+            self.state_file.save(self.state.counter, self.guid)
         except OSError as e:
             # The bump goes on: a missed wake-up is worse than a stale file.
             log.error("cannot write %s: %s", self.state_file.path, e)
@@ -271,10 +342,15 @@ class Daemon:
             log.info("stopping at generation %d", self.state.counter)
             return 0
         finally:
+            # The thread lets go of the armed bump; one it fired is applied.
+            self.source.fire(None)
+            self._take_fired()
             if self.hooks is not None:
                 self.hooks.stop()
             self.transport.abort_pending()
             session.close()
+            if self.armed is not None:
+                self.armed.close()
             self.state_file.close()
             hint_signal.close()
             self.source.close()

@@ -1,6 +1,7 @@
 """The GUID poll: a C thread (decl/guidpoll.c) compares the GUID in memory
-every interval and makes an eventfd readable when it changed, then mixes
-the new GUID into the kernel RNG and reseeds it.
+every interval, and whenever the kernel logs; when it changed, the thread
+reseeds the kernel RNG with it, fires the armed bump (decl/armedbump.c) and
+makes an eventfd readable.
 
 Polling in Python would wake the interpreter on every tick; the thread
 costs a 16-byte compare, so the interval can be short enough to see a
@@ -14,16 +15,18 @@ from ._cuse import ffi, lib
 
 
 class GuidPoller:
-    def __init__(self, guid: memoryview, interval_ms: int, rng_fd: int = -1):
+    def __init__(self, guid: memoryview, interval_ms: int, rng_fd: int = -1,
+                 kmsg_fd: int = -1):
         """rng_fd: /dev/urandom open for writing, or -1 to leave the RNG to
-        the daemon."""
+        the daemon; kmsg_fd: /dev/kmsg, non-blocking, positioned where news
+        starts (the thread reads it), or -1 for the timer alone."""
         if interval_ms <= 0:
             raise ValueError(f"poll interval {interval_ms} ms")
         self._guid = guid
         self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._poll = lib.vmgenid_guid_poll_start(ffi.from_buffer(guid),
                                                  interval_ms, self._fd,
-                                                 rng_fd)
+                                                 rng_fd, kmsg_fd)
         if self._poll == ffi.NULL:
             err = ffi.errno
             os.close(self._fd)
@@ -41,6 +44,18 @@ class GuidPoller:
             return os.eventfd_read(self._fd) > 0
         except BlockingIOError:
             return False
+
+    def take_kernel_log(self) -> bool:
+        """True if the kernel logged its VM fork line since the last call
+        (the thread reads /dev/kmsg; a change may or may not come with it:
+        the thread may have seen the new GUID first)."""
+        return lib.vmgenid_guid_poll_take_vmfork(self._poll) > 0
+
+    def fire(self, armed) -> None:
+        """From now on a change fires @armed (an ArmedBump; None: no
+        longer, and no fire is under way when this returns)."""
+        lib.vmgenid_guid_poll_fire(
+            self._poll, ffi.NULL if armed is None else armed.c_handle)
 
     def reseeded(self, guid: bytes) -> bool:
         """Whether the thread reseeded the kernel RNG with this GUID (waits

@@ -63,6 +63,11 @@ class Page:
         os.symlink(self.path, tmp)
         os.rename(tmp, path)
 
+    @property
+    def c_pointer(self):
+        """The mapping, for the armed bump, which stores to it in C."""
+        return self._ptr
+
     def load(self) -> int:
         return lib.vmgenid_page_load(self._ptr)
 

@@ -17,6 +17,7 @@ from .guidpoll import GuidPoller
 log = logging.getLogger(__name__)
 
 SOURCE_CHOICES = ("auto", "fwcfg", "acpi", "none")
+KERNEL_LOG_HINT = "kernel log: crng reseeded due to virtual machine fork"
 
 
 class Hint(NamedTuple):
@@ -41,6 +42,14 @@ class NoSource:
     def rng_reseeded_with(self, guid: bytes) -> bool:
         return False
 
+    @property
+    def fires_bumps(self) -> bool:
+        """Whether a thread of this source can fire an armed bump."""
+        return False
+
+    def fire(self, armed) -> None:
+        pass
+
     def hint_fds(self) -> list[int]:
         return []
 
@@ -52,9 +61,10 @@ class NoSource:
 
 
 class GuidWatcher:
-    """The hypervisor's GUID in guest memory, with the kernel log and the
-    GUID poll thread as hints; the daemon's own periodic look only when
-    that thread could not start."""
+    """The hypervisor's GUID in guest memory, watched by the GUID poll
+    thread (which reads the kernel log too, and fires the armed bump); the
+    daemon's own kernel log reader and periodic look only when that thread
+    could not start."""
 
     def __init__(self, guid: GuidSource, kmsg: Optional[KmsgReader],
                  poll_interval_ms: int, rng_fd: int = -1):
@@ -65,7 +75,8 @@ class GuidWatcher:
         self.poll_interval: Optional[float] = None
         try:
             self._poller: Optional[GuidPoller] = GuidPoller(
-                guid.view(), poll_interval_ms, rng_fd)
+                guid.view(), poll_interval_ms, rng_fd,
+                kmsg.fileno() if kmsg else -1)
         except OSError as e:
             self._poller = None
             self.poll_interval = poll_interval_ms / 1000.0
@@ -92,16 +103,31 @@ class GuidWatcher:
         """Whether the poll thread already reseeded the RNG with guid."""
         return self._poller is not None and self._poller.reseeded(guid)
 
+    @property
+    def fires_bumps(self) -> bool:
+        return self._poller is not None
+
+    def fire(self, armed) -> None:
+        """Let the poll thread fire @armed (None: no longer)."""
+        if self._poller is not None:
+            self._poller.fire(armed)
+
     def hint_fds(self) -> list[int]:
-        return [hint.fileno() for hint in (self._poller, self._kmsg) if hint]
+        if self._poller:
+            return [self._poller.fileno()]  # it reads the kernel log too
+        return [self._kmsg.fileno()] if self._kmsg else []
 
     def take_hint(self, fd: int) -> Optional[Hint]:
         """Why to look at the GUID now, or None for kernel log chatter."""
         if self._poller and fd == self._poller.fileno():
-            return Hint("GUID poll") if self._poller.take() else None
+            if not self._poller.take():
+                return None
+            if self._poller.take_kernel_log():
+                return Hint(KERNEL_LOG_HINT + " (read by the GUID poll "
+                            "thread)", kernel_reseeded=True)
+            return Hint("GUID poll thread")
         if self._kmsg and self._kmsg.drain():
-            return Hint("kernel log: crng reseeded due to virtual machine "
-                        "fork", kernel_reseeded=True)
+            return Hint(KERNEL_LOG_HINT, kernel_reseeded=True)
         return None
 
     def close(self) -> None:

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-from ._cuse import lib
+from ._cuse import ffi, lib
 
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
 
@@ -40,53 +40,64 @@ def load(path: str) -> Optional[SavedState]:
 
 
 class StateFile:
-    """The state file at @path, written on every bump.
+    """The state file at @path for boot @boot_id, written on every bump.
 
     A bump right after a restore runs where every code path touched for the
     first time costs (under emulation, milliseconds each), and the state
     file comes before the wake-ups: so the folder is opened once, the next
     temporary file (@path.new, empty) is made ready by prepare() after each
-    bump's wake-ups, and save() is one call into C (decl/statefile.c).
+    bump's wake-ups, and save() is one call into C (decl/statefile.c),
+    which the armed bump shares (decl/armedbump.c).
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, boot_id: str):
         self.path = path
+        self.boot_id = boot_id
         folder, name = os.path.split(path)
         folder = folder or "."
-        self._name = name.encode()
-        self._tmp_name = f"{name}.new".encode()
         os.makedirs(folder, mode=0o755, exist_ok=True)
         self._dir_fd = os.open(folder,
                                os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        self._tmp_fd = -1
+        self._sf = lib.vmgenid_state_open(self._dir_fd, name.encode(),
+                                          f"{name}.new".encode(),
+                                          boot_id.encode())
+        if self._sf == ffi.NULL:
+            err = ffi.errno
+            os.close(self._dir_fd)
+            raise OSError(err, f"{path}: {os.strerror(err)}")
         self.prepare()
 
     def load(self) -> Optional[SavedState]:
         return load(self.path)
 
+    @property
+    def c_handle(self):
+        """The C state file, which the armed bump commits to too."""
+        return self._sf
+
     def prepare(self) -> None:
         """Make the next save's temporary file, if not done yet."""
-        if self._tmp_fd < 0:
-            self._tmp_fd = _check(lib.vmgenid_state_prepare(
-                self._dir_fd, self._tmp_name), self.path)
+        _check(lib.vmgenid_state_prepare(self._sf), self.path)
 
-    def save(self, state: SavedState) -> None:
-        # JSON with no escaping needed: a boot id and a GUID are hex digits
-        # and dashes.
-        guid = b"null" if state.guid is None else b'"%s"' % state.guid.encode()
-        data = b'{"boot_id": "%s", "counter": %d, "guid": %s}\n' % (
-            state.boot_id.encode(), state.counter, guid)
-        self.prepare()
-        fd, self._tmp_fd = self._tmp_fd, -1     # commit closes it
-        _check(lib.vmgenid_state_commit(fd, self._dir_fd, self._tmp_name,
-                                        self._name, data, len(data)),
-               self.path)
+    def stage(self, counter: int, guid: Optional[str]) -> None:
+        """Write (counter, guid) into the next commit's file now: a commit
+        of it, or of it with another GUID, then only overwrites what
+        differs."""
+        _check(lib.vmgenid_state_stage(
+            self._sf, counter,
+            ffi.NULL if guid is None else guid.encode()), self.path)
+
+    def save(self, counter: int, guid: Optional[str]) -> bool:
+        """Commit (counter, guid) for this boot; False if the file held
+        exactly that already (the armed bump committed it)."""
+        return _check(lib.vmgenid_state_save(
+            self._sf, counter,
+            ffi.NULL if guid is None else guid.encode()), self.path) == 1
 
     def close(self) -> None:
-        if self._tmp_fd >= 0:
-            os.close(self._tmp_fd)
-            os.unlink(self._tmp_name, dir_fd=self._dir_fd)
-            self._tmp_fd = -1
+        """After the armed bump is gone."""
+        lib.vmgenid_state_close(self._sf)
+        self._sf = ffi.NULL
         os.close(self._dir_fd)
 
 

@@ -14,6 +14,12 @@ WAIT_WATCHERS) are kept by token and answered later, when the state machine
 hands back their Completion.  The interrupt callback may run under the
 request's lock (libfuse calls it at once if the interrupt came first), so it
 only queues the token; the loop answers it after process_buf returns.
+
+A blocked read is also registered with the armed bump (armedbump.py), which
+the GUID poll thread may fire: then the thread answers it, and the
+daemon's later reply is skipped.  Before each request the daemon applies
+a fired bump to the state machine (`on_fired`), so no request is ever
+answered from a generation older than one a reader has seen.
 """
 
 import errno
@@ -27,6 +33,7 @@ from typing import Callable, Optional
 
 from . import ioctls, procinfo
 from ._cuse import ffi, lib
+from .armedbump import ArmedBump
 from .errors import DeviceError
 from .state import Changes, GenerationState
 
@@ -55,6 +62,7 @@ class Caller:
 class Pending:
     req: object
     kind: str            # "read" or "ioctl"
+    armed_read: object = None    # its registration with the armed bump
 
 
 class CuseTransport:
@@ -64,12 +72,19 @@ class CuseTransport:
                  bump: Callable[[str, Optional[int]], Changes],
                  notify: Callable[[str], bool],
                  authorize: Callable[[Caller], None],
-                 on_ready: Callable[[], None]):
+                 on_ready: Callable[[], None],
+                 armed: Optional[ArmedBump] = None,
+                 on_fired: Optional[Callable[[], None]] = None):
         self.state = state
         self._bump = bump            # (why, minimum) -> applied Changes
         self._notify = notify        # (why) -> bumped?
         self._authorize = authorize  # raises DeviceError(EACCES)
         self._on_ready = on_ready
+        self.armed = armed
+        # Asked before every request: the cheap check, then the daemon's
+        # reconciliation if the poll thread fired the armed bump.
+        self.fired = armed.fired if armed is not None else None
+        self.on_fired = on_fired
         self._pending: dict[int, Pending] = {}
         self._next_token = 1
         self._interrupted: list[int] = []
@@ -93,7 +108,9 @@ class CuseTransport:
         nonblock = bool(fi.flags & os.O_NONBLOCK)
         data = self.state.read(fi.fh, size, nonblock, token)
         if data is None:
-            self._pending[token] = Pending(req, "read")
+            armed_read = (self.armed.add_read(req)
+                          if self.armed is not None else None)
+            self._pending[token] = Pending(req, "read", armed_read)
             return
         lib.fuse_reply_buf(req, data, len(data))
 
@@ -187,7 +204,16 @@ class CuseTransport:
         for ph in changes.release:
             lib.fuse_pollhandle_destroy(ph)
 
+    def _taken_from_armed(self, pending: Pending) -> bool:
+        """False if the armed bump answered this read already (with the
+        generation the state machine bumped to since, or just before the
+        EINTR that is now moot)."""
+        return (pending.armed_read is None
+                or self.armed.take_read(pending.armed_read))
+
     def _reply_later(self, pending: Pending, result, error: int) -> None:
+        if not self._taken_from_armed(pending):
+            return
         req = pending.req
         if error:
             lib.fuse_reply_err(req, error)
@@ -199,7 +225,8 @@ class CuseTransport:
     def abort_pending(self) -> None:
         """At exit: nothing may stay unanswered."""
         for pending in self._pending.values():
-            lib.fuse_reply_err(pending.req, errno.ECONNABORTED)
+            if self._taken_from_armed(pending):
+                lib.fuse_reply_err(pending.req, errno.ECONNABORTED)
         self._pending.clear()
 
 
@@ -209,8 +236,11 @@ current: Optional[CuseTransport] = None
 
 def _answer(op, req, *args) -> None:
     """Run one file operation; every failure becomes exactly one reply."""
+    transport = current
     try:
-        op(current, req, *args)
+        if transport.fired is not None and transport.fired():
+            transport.on_fired()
+        op(transport, req, *args)
     except DeviceError as e:
         log.debug("%s: %r", op.__name__, e)
         lib.fuse_reply_err(req, e.errno)

@@ -1,20 +1,28 @@
 /*
  * The GUID poller: a thread that compares the hypervisor's GUID with its
- * last value every interval and adds 1 to an eventfd when it differs.
+ * last value every interval, and at once when the kernel logs something
+ * (the kernel's driver logs "crng reseeded due to virtual machine fork" on
+ * every change), and adds 1 to an eventfd when it differs.
  *
  * The hypervisor writes the new GUID before the guest resumes; the kernel's
  * own notice (ACPI notify, then the crng line in its log) comes tens of ms
  * later under emulation.  A 16-byte compare in C costs next to nothing, so
- * it can run often; the thread never touches Python, and the daemon reads
- * the GUID again itself before deciding anything.
+ * it can run often; the thread never touches Python.
  *
- * Once the daemon is woken, the thread also mixes the new GUID into the
- * kernel RNG and reseeds it (the seed's add_device_randomness), in
- * parallel with the daemon's own work.  The daemon must not wake anyone
- * before that is done: vmgenid_guid_poll_reseeded() waits for it, and says
- * whether it was done for the GUID the daemon read.
+ * On a change the thread first mixes the new GUID into the kernel RNG and
+ * reseeds it (the seed's add_device_randomness; the kernel's driver did so
+ * already if its crng line woke us), so that no reader woken after it
+ * draws from the old RNG state.  Then it fires the bump the daemon armed
+ * (decl/armedbump.c): state file, page, replies to the waiting reads.
+ * Then it wakes the daemon, which reconciles.  vmgenid_guid_poll_reseeded()
+ * tells the daemon whether the RNG was reseeded for the GUID it read.
+ *
+ * The kernel's VM fork line wakes the daemon too, changed GUID or not: it
+ * is the kernel log hint of SPEC.md, read here rather than in Python so
+ * that the thread, not the interpreter, is the first to act on it.
  */
-#define VMGENID_GUID_SIZE 16
+#define VMGENID_KMSG_RECORD_MAX 8192
+#define VMGENID_VMFORK_LINE "crng reseeded due to virtual machine fork"
 
 struct vmgenid_guid_poll {
 	pthread_t thread;
@@ -23,9 +31,12 @@ struct vmgenid_guid_poll {
 	unsigned char last[VMGENID_GUID_SIZE];	/* the thread's own */
 	int event_fd;
 	int rng_fd;			/* /dev/urandom, or -1 */
-	pthread_mutex_t lock;		/* held while reseeding */
+	int kmsg_fd;			/* /dev/kmsg, or -1: the timer only */
+	pthread_mutex_t lock;		/* held while reseeding and firing */
 	unsigned char reseeded[VMGENID_GUID_SIZE];
 	int has_reseeded;
+	struct vmgenid_armed_bump *armed;	/* NULL: wake the daemon only */
+	unsigned int vmfork_lines;	/* since the daemon last asked */
 };
 
 static void guid_copy(unsigned char *dst, const volatile unsigned char *guid)
@@ -44,40 +55,139 @@ static int guid_reseed_rng(int rng_fd, const unsigned char *guid)
 	return ioctl(rng_fd, RNDRESEEDCRNG);
 }
 
-static void guid_changed(struct vmgenid_guid_poll *poll,
-			 const unsigned char *now)
+/*
+ * A /dev/kmsg record, "prio,seq,usec,flags;text\n" and dictionary lines:
+ * the kernel's VM fork line?  Only facility 0 counts (userspace writes to
+ * /dev/kmsg get LOG_USER whatever they ask, so they cannot fake one).
+ */
+static int kmsg_is_vmfork(char *record, ssize_t len)
+{
+	char *text, *end;
+
+	record[len] = '\0';
+	if (strtol(record, NULL, 10) >> 3 != 0)
+		return 0;
+	text = strchr(record, ';');
+	if (!text)
+		return 0;
+	end = strchr(text, '\n');
+	if (end)
+		*end = '\0';
+	return strstr(text, VMGENID_VMFORK_LINE) != NULL;
+}
+
+/*
+ * Read every record there is: 1 if the VM fork line was among them, 0 if
+ * not, -1 if /dev/kmsg failed (the thread then goes on with its timer).
+ */
+static int kmsg_drain(int fd)
+{
+	char record[VMGENID_KMSG_RECORD_MAX + 1];
+	int vmfork = 0;
+
+	for (;;) {
+		ssize_t n = read(fd, record, VMGENID_KMSG_RECORD_MAX);
+
+		if (n > 0) {
+			vmfork |= kmsg_is_vmfork(record, n);
+			continue;
+		}
+		if (n < 0 && errno == EAGAIN)
+			return vmfork;
+		/* Overwritten before we read them: on from the oldest left. */
+		if (n < 0 && (errno == EPIPE || errno == EINTR))
+			continue;
+		return -1;
+	}
+}
+
+static void guid_poll_wake(struct vmgenid_guid_poll *poll)
 {
 	uint64_t one = 1;
+
+	(void)!write(poll->event_fd, &one, sizeof(one));
+}
+
+static void guid_changed(struct vmgenid_guid_poll *poll,
+			 const unsigned char *now, int kernel_reseeded,
+			 const struct timespec *woke)
+{
 	int state;
 
-	/* Not ended halfway with the lock held. */
+	/* Not ended halfway with the lock held or a bump half fired. */
 	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &state);
 	pthread_mutex_lock(&poll->lock);
-	/* The daemon first: it reads the GUID while we reseed. */
-	(void)!write(poll->event_fd, &one, sizeof(one));
-	if (poll->rng_fd >= 0 && guid_reseed_rng(poll->rng_fd, now) == 0) {
+	if (kernel_reseeded || (poll->rng_fd >= 0 &&
+				guid_reseed_rng(poll->rng_fd, now) == 0)) {
 		memcpy(poll->reseeded, now, VMGENID_GUID_SIZE);
 		poll->has_reseeded = 1;
 	}
+	if (poll->armed)
+		vmgenid_armed_bump_fire(poll->armed, now, kernel_reseeded,
+					woke);
 	pthread_mutex_unlock(&poll->lock);
+	guid_poll_wake(poll);
 	pthread_setcancelstate(state, NULL);
+}
+
+/* Until the interval passes or the kernel logs; 1 on its VM fork line. */
+static int guid_poll_wait(struct vmgenid_guid_poll *poll)
+{
+	struct pollfd kmsg = { .fd = poll->kmsg_fd, .events = POLLIN };
+	int vmfork;
+
+	/* Both are cancellation points: vmgenid_guid_poll_stop() ends us. */
+	if (poll->kmsg_fd < 0) {
+		clock_nanosleep(CLOCK_MONOTONIC, 0, &poll->interval, NULL);
+		return 0;
+	}
+	if (ppoll(&kmsg, 1, &poll->interval, NULL) <= 0)
+		return 0;
+	vmfork = kmsg_drain(poll->kmsg_fd);
+	if (vmfork < 0) {
+		poll->kmsg_fd = -1;
+		return 0;
+	}
+	return vmfork;
 }
 
 static void *guid_poll_run(void *arg)
 {
 	struct vmgenid_guid_poll *poll = arg;
 	unsigned char now[VMGENID_GUID_SIZE];
+	struct timespec woke;
+	int vmfork;
 
 	for (;;) {
-		/* A cancellation point: vmgenid_guid_poll_stop() ends us here. */
-		clock_nanosleep(CLOCK_MONOTONIC, 0, &poll->interval, NULL);
+		vmfork = guid_poll_wait(poll);
+		clock_gettime(CLOCK_MONOTONIC, &woke);
+		if (vmfork)
+			__atomic_add_fetch(&poll->vmfork_lines, 1,
+					   __ATOMIC_RELEASE);
 		guid_copy(now, poll->guid);
 		if (memcmp(now, poll->last, VMGENID_GUID_SIZE)) {
 			memcpy(poll->last, now, VMGENID_GUID_SIZE);
-			guid_changed(poll, now);
+			guid_changed(poll, now, vmfork, &woke);
+		} else if (vmfork) {
+			guid_poll_wake(poll);
 		}
 	}
 	return NULL;
+}
+
+/* From now on a change fires @armed (NULL: no longer). */
+void vmgenid_guid_poll_fire(struct vmgenid_guid_poll *poll,
+			    struct vmgenid_armed_bump *armed)
+{
+	pthread_mutex_lock(&poll->lock);
+	poll->armed = armed;
+	pthread_mutex_unlock(&poll->lock);
+}
+
+/* How many VM fork lines the kernel logged since the last call. */
+unsigned int vmgenid_guid_poll_take_vmfork(struct vmgenid_guid_poll *poll)
+{
+	return __atomic_exchange_n(&poll->vmfork_lines, 0, __ATOMIC_ACQUIRE);
 }
 
 int vmgenid_guid_poll_reseeded(struct vmgenid_guid_poll *poll,
@@ -94,7 +204,8 @@ int vmgenid_guid_poll_reseeded(struct vmgenid_guid_poll *poll,
 
 struct vmgenid_guid_poll *vmgenid_guid_poll_start(const void *guid,
 						   unsigned int interval_ms,
-						   int event_fd, int rng_fd)
+						   int event_fd, int rng_fd,
+						   int kmsg_fd)
 {
 	struct vmgenid_guid_poll *poll;
 	sigset_t all, old;
@@ -111,6 +222,7 @@ struct vmgenid_guid_poll *vmgenid_guid_poll_start(const void *guid,
 	poll->interval.tv_nsec = (long)(interval_ms % 1000) * 1000000L;
 	poll->event_fd = event_fd;
 	poll->rng_fd = rng_fd;
+	poll->kmsg_fd = kmsg_fd;
 	pthread_mutex_init(&poll->lock, NULL);
 	/* Signals are the main thread's (Python runs its handlers there). */
 	sigfillset(&all);

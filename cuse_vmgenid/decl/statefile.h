@@ -1,5 +1,14 @@
-/* The state file's atomic replace (decl/statefile.c). */
+/* The state file, shared by the daemon and the armed bump
+ * (decl/statefile.c). */
 
-int vmgenid_state_prepare(int dir_fd, const char *tmp_name);
-int vmgenid_state_commit(int fd, int dir_fd, const char *tmp_name,
-			 const char *name, const void *data, size_t len);
+struct vmgenid_state_file;
+struct vmgenid_state_file *vmgenid_state_open(int dir_fd, const char *name,
+					      const char *tmp_name,
+					      const char *boot_id);
+void vmgenid_guid_format(const unsigned char *raw, char *out);
+int vmgenid_state_prepare(struct vmgenid_state_file *sf);
+int vmgenid_state_save(struct vmgenid_state_file *sf, uint32_t counter,
+		       const char *guid);
+int vmgenid_state_stage(struct vmgenid_state_file *sf, uint32_t counter,
+			const char *guid);
+void vmgenid_state_close(struct vmgenid_state_file *sf);

@@ -116,3 +116,67 @@ def test_the_thread_reseeds_the_kernel_rng_with_the_guid_it_saw(page):
         poller.close()
         os.close(urandom)
     page.close()
+
+
+def kmsg_pipe() -> tuple[int, int]:
+    """A pipe stands in for /dev/kmsg: one write, one record."""
+    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    return r, w
+
+
+VMFORK = b"random: crng reseeded due to virtual machine fork"
+
+
+def test_the_kernels_vm_fork_line_wakes_the_daemon_and_is_a_reseed(page):
+    """The thread reads the kernel log: the kernel's line (facility 0)
+    wakes the daemon at once, with or without a new GUID; a userspace
+    record saying the same (facility 1) does not; and the GUID the kernel
+    reseeded with is not written to the RNG again."""
+    page[GUID_AT:GUID_AT + 16] = b"A" * 16
+    kmsg_r, kmsg_w = kmsg_pipe()
+    rng_r, rng_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    # An interval no test waits for: only the log wakes the thread.
+    poller = GuidPoller(memoryview(page)[GUID_AT:GUID_AT + 16], 3_600_000,
+                        rng_fd=rng_w, kmsg_fd=kmsg_r)
+    try:
+        os.write(kmsg_w, b"14,1,100,-;" + VMFORK + b"\n")
+        assert not readable(poller, QUIET_POLLS * INTERVAL_MS)
+        os.write(kmsg_w, b"6,2,200,-;" + VMFORK + b"\n SUBSYSTEM=x\n")
+        assert readable(poller, 10_000)
+        assert poller.take() is True
+        assert poller.take_kernel_log() is True
+        assert poller.take_kernel_log() is False    # taken once
+
+        page[GUID_AT:GUID_AT + 16] = b"B" * 16
+        os.write(kmsg_w, b"6,3,300,-;" + VMFORK + b"\n")
+        assert readable(poller, 10_000)
+        assert poller.take() is True
+        assert poller.take_kernel_log() is True
+        assert poller.reseeded(b"B" * 16) is True
+        with pytest.raises(BlockingIOError):
+            os.read(rng_r, 64)
+    finally:
+        poller.close()
+        for fd in (kmsg_r, kmsg_w, rng_r, rng_w):
+            os.close(fd)
+    page.close()
+
+
+def test_a_failing_kernel_log_leaves_the_timer(page):
+    """The log's end (here the pipe's writer gone) is not a busy loop:
+    the thread goes on with its interval."""
+    page[GUID_AT:GUID_AT + 16] = b"A" * 16
+    kmsg_r, kmsg_w = kmsg_pipe()
+    os.close(kmsg_w)
+    poller = GuidPoller(memoryview(page)[GUID_AT:GUID_AT + 16], INTERVAL_MS,
+                        kmsg_fd=kmsg_r)
+    try:
+        assert not readable(poller, QUIET_POLLS * INTERVAL_MS)
+        page[GUID_AT:GUID_AT + 16] = b"B" * 16
+        assert readable(poller, 10_000)
+        assert poller.take() is True
+        assert poller.take_kernel_log() is False
+    finally:
+        poller.close()
+        os.close(kmsg_r)
+    page.close()

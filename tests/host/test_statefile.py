@@ -11,11 +11,11 @@ from cuse_vmgenid.statefile import SavedState, StateFile, load
 
 def test_save_then_load_round_trips(tmp_path):
     path = tmp_path / "sub" / "state"      # the folder is made once
-    state_file = StateFile(str(path))
+    state_file = StateFile(str(path), "boot-1")
     try:
-        state_file.save(SavedState("boot-1", 7, "1234-guid"))
+        assert state_file.save(7, "1234-guid") is True
         assert state_file.load() == SavedState("boot-1", 7, "1234-guid")
-        state_file.save(SavedState("boot-1", 8, None))
+        assert state_file.save(8, None) is True
         assert load(str(path)) == SavedState("boot-1", 8, None)
     finally:
         state_file.close()
@@ -31,3 +31,55 @@ def test_a_missing_file_is_none_and_a_bad_one_is_an_error(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="unreadable state file"):
         load(str(bad))
+
+
+def test_saving_what_the_file_holds_already_writes_nothing(tmp_path):
+    path = tmp_path / "state"
+    state_file = StateFile(str(path), "boot-1")
+    try:
+        assert state_file.save(7, "1234-guid") is True
+        inode = os.stat(path).st_ino
+        assert state_file.save(7, "1234-guid") is False
+        assert os.stat(path).st_ino == inode        # not replaced
+        # Any difference is written, a lower counter too (the daemon's
+        # counter is the truth; the file only has to be at least it).
+        assert state_file.save(6, "1234-guid") is True
+        assert state_file.load() == SavedState("boot-1", 6, "1234-guid")
+    finally:
+        state_file.close()
+
+
+@pytest.mark.parametrize("staged", [
+    (5, "00000000-0000-0000-0000-000000000000"),   # only the GUID differs
+    (5, None),                                      # shorter than the save
+    (123456789, "ffffffff-ffff-ffff-ffff-ffffffffffff"),   # longer
+    (5, "11111111-2222-3333-4444-555555555555"),   # exactly the save
+])
+def test_a_staged_commit_holds_what_was_saved(tmp_path, staged):
+    """What the next commit's file held before (staged by the daemon as
+    it arms a bump) never shows through: a save overwrites what differs,
+    and cuts what is too long."""
+    path = tmp_path / "state"
+    state_file = StateFile(str(path), "boot-1")
+    try:
+        state_file.save(4, "00000000-0000-0000-0000-000000000000")
+        state_file.stage(*staged)
+        assert state_file.save(5, "11111111-2222-3333-4444-555555555555")
+        assert path.read_bytes() == (
+            b'{"boot_id": "boot-1", "counter": 5, "guid": '
+            b'"11111111-2222-3333-4444-555555555555"}\n')
+        # Staged and committed again, with a GUID of none.
+        state_file.stage(6, "11111111-2222-3333-4444-555555555555")
+        assert state_file.save(6, None)
+        assert load(str(path)) == SavedState("boot-1", 6, None)
+    finally:
+        state_file.close()
+
+
+def test_a_guid_longer_than_a_guid_is_refused(tmp_path):
+    state_file = StateFile(str(tmp_path / "state"), "boot-1")
+    try:
+        with pytest.raises(OSError):
+            state_file.save(1, "x" * 37)
+    finally:
+        state_file.close()
