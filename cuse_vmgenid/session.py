@@ -66,6 +66,7 @@ class CuseSession:
             lib.fuse_session_destroy(self._se)
             raise SessionError("fuse_session_mount failed")
         self.fd = lib.fuse_session_fd(self._se)
+        self._transport = cuse_transport
         # Non-blocking: the loop answers every queued request, then does
         # its housekeeping once per batch, not once per request.
         os.set_blocking(self.fd, False)
@@ -75,6 +76,7 @@ class CuseSession:
         """Answer the queued requests, up to MAX_BATCH (so a storm cannot
         starve signals and the GUID source); False once the kernel ended
         us."""
+        fired = self._transport.fired_flag
         for _ in range(MAX_BATCH):
             if lib.fuse_session_exited(self._se):
                 return False
@@ -87,6 +89,12 @@ class CuseSession:
                 raise SessionError(f"reading {CUSE_DEVICE}: "
                                    f"{os.strerror(-res)}")
             if res > 0:
+                # A request its sender sent after seeing a generation the
+                # GUID poll thread published: the daemon applies it first.
+                if fired is not None and fired[0]:
+                    self._transport.reconcile()
+                    if self._transport.fatal is not None:
+                        return True     # the loop sees fatal and stops
                 lib.fuse_session_process_buf(self._se, self._buf)
         return not lib.fuse_session_exited(self._se)
 

@@ -17,8 +17,8 @@ only queues the token; the loop answers it after process_buf returns.
 
 A blocked read is also registered with the armed bump (armedbump.py), which
 the GUID poll thread may fire: then the thread answers it, and the
-daemon's later reply is skipped.  Before each request the daemon applies
-a fired bump to the state machine (`on_fired`), so no request is ever
+daemon's later reply is skipped.  Before each request the session applies
+a fired bump to the state machine (`reconcile`), so no request is ever
 answered from a generation older than one a reader has seen.
 """
 
@@ -81,10 +81,10 @@ class CuseTransport:
         self._authorize = authorize  # raises DeviceError(EACCES)
         self._on_ready = on_ready
         self.armed = armed
-        # Asked before every request: the cheap check, then the daemon's
-        # reconciliation if the poll thread fired the armed bump.
-        self.fired = armed.fired if armed is not None else None
-        self.on_fired = on_fired
+        # Loaded before every request (session.py); if set, the daemon
+        # applies the bump the poll thread fired before anything else.
+        self.fired_flag = armed.fired_flag if armed is not None else None
+        self._on_fired = on_fired
         self._pending: dict[int, Pending] = {}
         self._next_token = 1
         self._interrupted: list[int] = []
@@ -183,6 +183,16 @@ class CuseTransport:
         """Runs under the request's lock: queue only, never reply here."""
         self._interrupted.append(token)
 
+    def reconcile(self) -> None:
+        """The poll thread fired the armed bump: the daemon applies it
+        before the next request.  If that fails the state machine no
+        longer says what readers saw: the loop stops (fatal)."""
+        try:
+            self._on_fired()
+        except Exception as e:
+            log.exception("applying the bump the GUID poll thread fired")
+            self.fatal = e
+
     def answer_interrupts(self) -> None:
         while self._interrupted:
             token = self._interrupted.pop(0)
@@ -236,11 +246,8 @@ current: Optional[CuseTransport] = None
 
 def _answer(op, req, *args) -> None:
     """Run one file operation; every failure becomes exactly one reply."""
-    transport = current
     try:
-        if transport.fired is not None and transport.fired():
-            transport.on_fired()
-        op(transport, req, *args)
+        op(current, req, *args)
     except DeviceError as e:
         log.debug("%s: %r", op.__name__, e)
         lib.fuse_reply_err(req, e.errno)

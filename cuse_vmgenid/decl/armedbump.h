@@ -24,6 +24,7 @@ vmgenid_armed_bump_new(struct vmgenid_state_file *state, void *page,
 void vmgenid_armed_bump_arm(struct vmgenid_armed_bump *ab, uint32_t counter,
 			    const void *guid);
 int vmgenid_armed_bump_fired(struct vmgenid_armed_bump *ab);
+const int *vmgenid_armed_bump_fired_flag(struct vmgenid_armed_bump *ab);
 int vmgenid_armed_bump_take(struct vmgenid_armed_bump *ab,
 			    struct vmgenid_fired_bump *out);
 int vmgenid_armed_bump_fire(struct vmgenid_armed_bump *ab, const void *guid,
