@@ -203,11 +203,11 @@ class Daemon:
                       self.state.counter)
         seen_on = (KERNEL_LOG_HINT if fired.kernel_log
                    else "GUID poll thread")
+        start_ms, state_ms, replied_ms = fired.timings
         self._publish(changes, f"GUID {old_guid} -> {self.guid} (seen on "
-                      f"{seen_on}; published by the thread: %.1f ms to "
-                      "start, state file at %.1f, %d reads answered at "
-                      "%.1f)" % (fired.timings[0], fired.timings[1],
-                                 fired.replies, fired.timings[2]))
+                      f"{seen_on}; published by the thread: {start_ms:.1f} "
+                      f"ms to start, state file at {state_ms:.1f}, "
+                      f"{fired.replies} reads answered at {replied_ms:.1f})")
         return True
 
     def _reconcile(self) -> None:
