@@ -3,9 +3,12 @@ every interval, and whenever the kernel logs; when it changed, the thread
 reseeds the kernel RNG with it, fires the armed bump (decl/armedbump.c) and
 makes an eventfd readable.
 
-Polling in Python would wake the interpreter on every tick; the thread
-costs a 16-byte compare, so the interval can be short enough to see a
-restore before the kernel's own notice (see decl/guidpoll.c).
+In C, and not in the interpreter: the kernel log line wakes the thread as
+it wakes any reader of /dev/kmsg, and what must come before the wake-ups
+(reseed, state file, page, replies) then runs without waiting for Python,
+whose first steps after a restore are slow under emulation.  The poll
+itself is the fallback, for a kernel that logs nothing: a 16-byte compare
+every interval (see decl/guidpoll.c).
 """
 
 import atexit

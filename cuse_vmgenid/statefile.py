@@ -45,9 +45,9 @@ class StateFile:
     A bump right after a restore runs where every code path touched for the
     first time costs (under emulation, milliseconds each), and the state
     file comes before the wake-ups: so the folder is opened once, the next
-    temporary file (@path.new, empty) is made ready by prepare() after each
-    bump's wake-ups, and save() is one call into C (decl/statefile.c),
-    which the armed bump shares (decl/armedbump.c).
+    temporary file (@path.new) is made ready by prepare() after each bump's
+    wake-ups and filled ahead by stage(), and save() is one call into C
+    (decl/statefile.c), which the armed bump shares (decl/armedbump.c).
     """
 
     def __init__(self, path: str, boot_id: str):
