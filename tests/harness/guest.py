@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 
 from .cache import CACHE_DIR, REPO_ROOT, write_atomically
-from .console import Console
+from .console import BOOT_ATTEMPTS, Console
 from .images import prepare
 from .qemu import qemu_command, run_qemu
 
@@ -55,10 +55,20 @@ def run_in_guest(kernel: str, command: str, *, timeout: float = 1800,
     write_atomically(script, guest_script(command, env or {}).encode())
     qemu = qemu_command(image, f"vmgenid.script={script}", mem_mb=mem_mb,
                         guid=guid or str(uuid.uuid4()))
-    console = Console()
-    started = time.monotonic()
+    earlier = []        # the consoles of boots that panicked
     try:
-        status = run_qemu(qemu, console, timeout)
+        for attempt in range(1, BOOT_ATTEMPTS + 1):
+            console = Console()
+            started = time.monotonic()
+            status = run_qemu(qemu, console, timeout)
+            if not (console.panicked_while_booting
+                    and attempt < BOOT_ATTEMPTS):
+                break
+            print(f"\nharness: WARNING: the guest kernel panicked while "
+                  f"booting, before the command started (kernel "
+                  f"{image.release}): booting again (attempt {attempt + 1} "
+                  f"of {BOOT_ATTEMPTS})", file=sys.stderr, flush=True)
+            earlier.append("".join(console.output))
     finally:
         script.unlink()
 
@@ -79,4 +89,5 @@ def run_in_guest(kernel: str, command: str, *, timeout: float = 1800,
         print(f"harness: {image.release}: command started {boot:.1f} s "
               f"after QEMU, exited {returncode} after "
               f"{time.monotonic() - started:.1f} s", file=sys.stderr)
-    return GuestResult(returncode, "".join(console.output), boot, failure)
+    return GuestResult(returncode, "".join(earlier + console.output), boot,
+                       failure)

@@ -27,6 +27,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .cache import HarnessError
-from .console import Console
+from .console import BOOT_ATTEMPTS, Console
 from .guest import guest_script
 from .images import GuestImage, prepare
 from .qemu import GRACE_SECONDS, qemu_command
@@ -92,6 +93,9 @@ class GuestVM:
         # it was read from QEMU), for arrived_at().
         self.arrivals: list[tuple[int, float]] = []
         self._counted = 0       # console.output items summed in arrivals
+        # Boots left to try again after a panic before the command started
+        # (console.BOOT_ATTEMPTS); a restored VM has booted already.
+        self._boots_left = 0
         if _config is not None:
             return              # from_snapshot() restores it
         if not isinstance(command, str):
@@ -99,6 +103,7 @@ class GuestVM:
         self.config = VMConfig(prepare(kernel), prepare_root(),
                                guest_script(command, env or {}), mem_mb,
                                systemd)
+        self._boots_left = BOOT_ATTEMPTS - 1
         self._start(guid or str(uuid.uuid4()))
 
     @classmethod
@@ -206,10 +211,38 @@ class GuestVM:
 
     # -- the API -----------------------------------------------------------
 
+    def _boot_again(self) -> bool:
+        """After a panic: if it came while booting (console.BOOT_ATTEMPTS
+        says why) and a boot is left, boot again with the same options and
+        GUID, and True."""
+        with self.cond:
+            if not (self.console.panicked_while_booting
+                    and self._boots_left > 0):
+                return False
+            self._boots_left -= 1
+        print("\nharness: WARNING: the guest kernel panicked while booting, "
+              "before the command started (kernel "
+              f"{self.config.image.release}): booting again",
+              file=sys.stderr, flush=True)
+        self._stop_qemu(GRACE_SECONDS)
+        with self.cond:
+            self.console.panicked = False
+            self.cursor = len("".join(self.console.output))
+        self._start(self.guid)
+        return True
+
     def wait_for(self, pattern: str, timeout: float) -> re.Match:
         """The first match of @pattern (re.MULTILINE) in the complete
         console lines after the previous match; GuestError if the guest
         panics, its command exits, QEMU exits, or @timeout passes first."""
+        while True:
+            try:
+                return self._wait_for(pattern, timeout)
+            except GuestError:
+                if not self._boot_again():
+                    raise
+
+    def _wait_for(self, pattern: str, timeout: float) -> re.Match:
         regex = re.compile(pattern, re.MULTILINE)
         deadline = time.monotonic() + timeout
         with self.cond:
@@ -235,6 +268,14 @@ class GuestVM:
     def wait_exit(self, timeout: float) -> int:
         """The guest command's exit code, once the guest powered off;
         GuestError if it panics, or QEMU exits without it, or timeout."""
+        while True:
+            try:
+                return self._wait_exit(timeout)
+            except GuestError:
+                if not self._boot_again():
+                    raise
+
+    def _wait_exit(self, timeout: float) -> int:
         deadline = time.monotonic() + timeout
         with self.cond:
             while (self.console.exit_code is None and
