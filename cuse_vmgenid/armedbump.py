@@ -49,14 +49,11 @@ class ArmedBump:
         """Fire with counter on any GUID other than guid."""
         lib.vmgenid_armed_bump_arm(self._ab, counter, guid)
 
-    def fired(self) -> bool:
-        """Whether it fired since the last take (no lock)."""
-        return bool(lib.vmgenid_armed_bump_fired(self._ab))
-
     @property
     def fired_flag(self):
-        """The same as an int cdata to load (flag[0]) before every request:
-        cheaper than a call, on the daemon's hottest path."""
+        """Whether it fired since the last take, as an int cdata to load
+        (flag[0], no lock) before every request: cheaper than a call, on
+        the daemon's hottest path."""
         return lib.vmgenid_armed_bump_fired_flag(self._ab)
 
     def take(self) -> Optional[FiredBump]:

@@ -70,16 +70,12 @@ void vmgenid_armed_bump_arm(struct vmgenid_armed_bump *ab, uint32_t counter,
 	pthread_mutex_unlock(&ab->lock);
 }
 
-int vmgenid_armed_bump_fired(struct vmgenid_armed_bump *ab)
-{
-	return __atomic_load_n(&ab->fired, __ATOMIC_ACQUIRE);
-}
-
 /*
- * The flag itself, for the daemon to load before every request without a
- * call: an aligned int, stored (release) before the value is published;
- * a request sent after its sender saw the value is read from /dev/cuse
- * after that, and the system calls in between order the two.
+ * Whether it fired since the last take: the flag itself, for the daemon
+ * to load before every request without a call.  An aligned int, stored
+ * (release) before the value is published; a request sent after its
+ * sender saw the value is read from /dev/cuse after that, and the system
+ * calls in between order the two.
  */
 const int *vmgenid_armed_bump_fired_flag(struct vmgenid_armed_bump *ab)
 {

@@ -23,7 +23,6 @@ vmgenid_armed_bump_new(struct vmgenid_state_file *state, void *page,
 		       vmgenid_reply_buf_fn reply);
 void vmgenid_armed_bump_arm(struct vmgenid_armed_bump *ab, uint32_t counter,
 			    const void *guid);
-int vmgenid_armed_bump_fired(struct vmgenid_armed_bump *ab);
 const int *vmgenid_armed_bump_fired_flag(struct vmgenid_armed_bump *ab);
 int vmgenid_armed_bump_take(struct vmgenid_armed_bump *ab,
 			    struct vmgenid_fired_bump *out);

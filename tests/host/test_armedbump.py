@@ -79,7 +79,7 @@ def test_firing_publishes_the_armed_counter_once(tmp_path):
         s.armed.arm(5, A)
         reads = [s.armed.add_read(req(n)) for n in (0x10, 0x20, 0x30)]
         assert not fire(s.armed, A)             # the GUID it knows
-        assert s.replies.sent == [] and not s.armed.fired()
+        assert s.replies.sent == [] and not s.armed.fired_flag[0]
         assert fire(s.armed, B, kernel_log=True)
         value = struct.pack("=I", 5)
         assert s.replies.sent == [(0x10, value), (0x20, value),
@@ -88,10 +88,10 @@ def test_firing_publishes_the_armed_counter_once(tmp_path):
         assert (saved.boot_id, saved.counter, saved.guid) == (
             "boot-1", 5, guid_string(B))
         assert s.page.load() == 5
-        assert s.armed.fired()
+        assert s.armed.fired_flag[0]
         fired = s.armed.take()
         assert fired[:5] == (5, B, 0, 3, True)
-        assert s.armed.take() is None and not s.armed.fired()
+        assert s.armed.take() is None and not s.armed.fired_flag[0]
         # The thread answered them all: the daemon must not again.
         assert [s.armed.take_read(r) for r in reads] == [False] * 3
         # Disarmed by firing: nothing more until the daemon arms again.
