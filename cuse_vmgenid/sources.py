@@ -11,13 +11,15 @@ import logging
 from typing import NamedTuple, Optional
 
 from .guid import GuidSource, GuidUnavailable, KmsgReader, discover
+from .guid.kmsg import MARKER
 from .guid.memory import guid_string
 from .guidpoll import GuidPoller
 
 log = logging.getLogger(__name__)
 
 SOURCE_CHOICES = ("auto", "fwcfg", "acpi", "none")
-KERNEL_LOG_HINT = "kernel log: crng reseeded due to virtual machine fork"
+# The kernel's own words: one copy, in guid/kmsg.py.
+KERNEL_LOG_HINT = f"kernel log: {MARKER.decode()}"
 
 
 class Hint(NamedTuple):
