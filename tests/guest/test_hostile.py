@@ -1,0 +1,218 @@
+"""Hostile users and careless admins (issue 12): no request, no /proc text,
+no damaged or planted file ends the daemon or is followed.
+
+Each test acts as the one who would cause the harm: `nobody` for requests
+and process names, root (a careless admin) for the files in /run.
+"""
+
+import os
+import stat
+import subprocess
+import sys
+
+from .daemon_process import DaemonProcess
+from .device import (NODE, force, native, open_device, page_counter,
+                     read_counter, run_native)
+from .processes import (HANG, NOBODY, SYS_IOCTL, Child, start_waiter,
+                        wait_blocked)
+
+U32_MAX = 0xFFFFFFFF
+
+
+def daemon_alive(daemon) -> None:
+    assert daemon.proc.poll() is None, daemon.log()
+    assert run_native("vmgenid-ioctl", "outdated").returncode == 0, \
+        daemon.log()
+
+
+# -- finding 1: WAIT_WATCHERS takes every u32 --------------------------------
+
+def test_wait_watchers_any_u32_timeout_as_nobody(daemon):
+    """0xffffffff ("forever"), 2^31 and more: the call waits, and an ack
+    of the last outdated watcher answers it 0; the daemon lives."""
+    outdated_fd = open_device()
+    try:
+        assert force(outdated_fd) == 0   # outdated_fd is outdated now
+        for timeout in (U32_MAX, 1 << 31, (1 << 31) - 1, 1 << 32,
+                        (1 << 64) - 1):
+            waiter = Child([*NOBODY, native("vmgenid-ioctl"), "wait",
+                            timeout])
+            with waiter:
+                wait_blocked(waiter, SYS_IOCTL)
+                daemon_alive(daemon)
+                counter = read_counter(outdated_fd)
+                os.write(outdated_fd, counter.to_bytes(4, sys.byteorder))
+                assert waiter.line() == \
+                    "ioctl=VMGENID_WAIT_WATCHERS ret=0 errno=0", timeout
+                force(outdated_fd)       # outdated again for the next one
+    finally:
+        os.close(outdated_fd)
+    daemon_alive(daemon)
+
+
+# -- finding 2: a process name that is not UTF-8 -----------------------------
+
+HOLD_WITH_NAME = """
+import ctypes, os, sys
+ctypes.CDLL(None).prctl(15, ctypes.c_char_p(bytes.fromhex(sys.argv[1])),
+                        0, 0, 0)
+fd = os.open("/dev/vmgenid", os.O_RDWR)
+if sys.argv[2] == "force":
+    import fcntl
+    from cuse_vmgenid import ioctls
+    print("force", fcntl.ioctl(fd, ioctls.FORCE_GEN_UPDATE), flush=True)
+else:
+    print("open", flush=True)
+    sys.stdin.read()
+"""
+
+# Not UTF-8 at all, and a Cyrillic name the kernel cuts at 15 bytes,
+# in the middle of a character.
+BAD_NAMES = (b"\xff\xfe-vmgenid", "обновлятель".encode())
+
+
+def test_watcher_with_bad_comm_then_change_as_nobody(daemon):
+    holders = []
+    try:
+        for name in BAD_NAMES:
+            holder = Child([*NOBODY, "python3", "-c", HOLD_WITH_NAME,
+                            name.hex(), "hold"], stdin=True)
+            holders.append(holder)
+            assert holder.line() == "open"
+        before = page_counter(daemon)
+        run_native("vmgenid-ioctl", "force")
+        run_native("vmgenid-ioctl", "force")    # the status is written between
+        assert page_counter(daemon) == before + 2
+        daemon_alive(daemon)
+    finally:
+        for holder in holders:
+            holder.kill()
+    assert "codec" not in daemon.log()
+
+
+def test_force_from_root_tool_with_bad_comm(daemon):
+    for name in BAD_NAMES:
+        before = page_counter(daemon)
+        out = subprocess.run([sys.executable, "-c", HOLD_WITH_NAME,
+                              name.hex(), "force"], capture_output=True,
+                             text=True, timeout=HANG, cwd=REPO_PATH)
+        assert out.stdout == "force 0\n", (out.stderr, daemon.log())
+        assert page_counter(daemon) == before + 1
+    daemon_alive(daemon)
+    assert "\\xff\\xfe-vmgenid" in daemon.log()
+
+
+REPO_PATH = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+
+
+# -- finding 5: a truncated page ---------------------------------------------
+
+def test_truncated_page_is_repaired_at_the_next_bump(daemon):
+    """A careless admin truncates the page while a client maps it: the next
+    bump restores its size in place and the client sees the counter."""
+    inode = os.stat(daemon.page).st_ino
+    client = Child([native("vmgenid-map"), "-r", "-d", daemon.page, "-i"],
+                   stdin=True)
+    with client:
+        assert client.line() == "map ok value=0"
+        os.truncate(daemon.page, 0)
+        run_native("vmgenid-ioctl", "force")
+        daemon_alive(daemon)
+        st = os.stat(daemon.page)
+        assert (st.st_ino, st.st_size) == (inode, 4096)
+        assert page_counter(daemon) == 1
+        assert client.ask("v") == "value=1"
+        os.truncate(daemon.page, 2)      # the counter's upper half is gone
+        run_native("vmgenid-ioctl", "force")
+        assert client.ask("v") == "value=2"
+        assert os.stat(daemon.page).st_size == 4096
+    assert "ERROR" in daemon.log() and "shorter than" in daemon.log()
+    daemon_alive(daemon)
+
+
+def test_short_or_missing_page_at_start_is_repaired(daemon_factory):
+    d = daemon_factory()
+    for _ in range(3):
+        run_native("vmgenid-ioctl", "force")
+    assert d.stop() == 0 and d.wait_node_gone()
+    inode = os.stat(d.page).st_ino
+    os.truncate(d.page, 1)
+    d.start()
+    st = os.stat(d.page)
+    assert (st.st_ino, st.st_size) == (inode, 4096)
+    assert page_counter(d) >= 3          # never lower than the state file
+    assert d.stop() == 0 and d.wait_node_gone()
+    os.unlink(d.page)
+    d.start()
+    assert page_counter(d) >= 3
+    daemon_alive(d)
+
+
+# -- finding 9: symlinks planted in the daemon's folder ----------------------
+
+def test_planted_symlinks_are_not_followed(daemon_factory, tmp_path):
+    victims = {}
+    for name in ("page", "page.new", "state.new"):
+        victim = tmp_path / f"victim-{name}"
+        victim.write_bytes(b"precious " * 600)
+        os.symlink(victim, tmp_path / name)
+        victims[victim] = victim.read_bytes()
+    link = tmp_path / "sysgenid"
+    (tmp_path / "sysgenid.new").write_bytes(b"someone else's file")
+    d = daemon_factory("--page-link", str(link))
+    run_native("vmgenid-ioctl", "force")
+    run_native("vmgenid-ioctl", "force")
+    for victim, content in victims.items():
+        assert victim.read_bytes() == content, victim
+    assert not os.path.islink(d.page) and os.stat(d.page).st_size == 4096
+    assert page_counter(d) == 2
+    assert (tmp_path / "sysgenid.new").read_bytes() == b"someone else's file"
+    assert os.readlink(link) == d.page
+    daemon_alive(d)
+
+
+def test_world_writable_folder_is_refused(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    os.chmod(folder, 0o777)
+    d = DaemonProcess(str(folder))
+    out = subprocess.run(d.args, capture_output=True, text=True,
+                         timeout=HANG, cwd=REPO_PATH)
+    assert out.returncode == 1
+    fatal = [line for line in out.stderr.splitlines() if "fatal:" in line]
+    assert len(fatal) == 1 and str(folder) in fatal[0], out.stderr
+    assert "Traceback" not in out.stderr
+    assert not os.path.exists(NODE)
+
+
+# -- finding 8: corrupt state files ------------------------------------------
+
+def test_corrupt_state_file_gives_one_fatal_line(tmp_path):
+    from cuse_vmgenid.statefile import current_boot_id
+    boot = current_boot_id()
+    d = DaemonProcess(str(tmp_path))
+    with open(d.state, "w") as f:
+        f.write('{"boot_id": "%s", "counter": 1e400, "guid": null}' % boot)
+    out = subprocess.run(d.args, capture_output=True, text=True,
+                         timeout=HANG, cwd=REPO_PATH)
+    assert out.returncode == 1
+    fatal = [line for line in out.stderr.splitlines() if "fatal:" in line]
+    assert len(fatal) == 1 and d.state in fatal[0], out.stderr
+    assert "Traceback" not in out.stderr
+    assert not os.path.exists(NODE)
+
+
+# -- finding 10: a second daemon on the same node ----------------------------
+
+def test_second_daemon_names_the_served_node(daemon, tmp_path):
+    second = DaemonProcess(str(tmp_path / "second"))
+    os.makedirs(second.workdir, mode=0o700)
+    out = subprocess.run(second.args, capture_output=True, text=True,
+                         timeout=HANG, cwd=REPO_PATH)
+    assert out.returncode == 1
+    errors = [line for line in out.stderr.splitlines() if "ERROR" in line]
+    assert any(NODE in line and "already" in line for line in errors), \
+        out.stderr
+    daemon_alive(daemon)
+    assert stat.S_ISCHR(os.stat(NODE).st_mode)
