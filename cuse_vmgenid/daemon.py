@@ -416,14 +416,23 @@ class Daemon:
         return report
 
     def _timeout_ms(self) -> int:
-        deadlines = [d for d in (self.state.next_deadline(),
-                                 self._next_guid_poll,
-                                 self.hooks and self.hooks.deadline(),
-                                 self.status and self.status.due())
-                     if d is not None]
-        if not deadlines:
-            return -1
-        return max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
+        return poll_timeout_ms(
+            (self.state.next_deadline(), self._next_guid_poll,
+             self.hooks and self.hooks.deadline(),
+             self.status and self.status.due()), time.monotonic())
+
+
+# poll(2) takes an int of ms: a later deadline (a WAIT_WATCHERS timeout
+# may be 49 days) wakes the loop early, and it looks again.
+MAX_POLL_MS = 0x7FFFFFFF
+
+
+def poll_timeout_ms(deadlines, now: float) -> int:
+    """poll()'s timeout for the nearest of deadlines (None: none), or -1."""
+    deadlines = [d for d in deadlines if d is not None]
+    if not deadlines:
+        return -1
+    return max(0, min(MAX_POLL_MS, int((min(deadlines) - now) * 1000) + 1))
 
 
 def _open_urandom() -> Optional[int]:

@@ -1,4 +1,10 @@
-"""ioctl numbers of /dev/vmgenid (native/include/linux/vmgenid.h)."""
+"""ioctl numbers of /dev/vmgenid (native/include/linux/vmgenid.h), and
+their arguments as the contract reads them."""
+
+import errno
+import struct
+
+from .errors import DeviceError
 
 _IOC_NRSHIFT = 0
 _IOC_TYPESHIFT = 8
@@ -18,3 +24,19 @@ WAIT_WATCHERS = _ioc(0, VMGENID_IOCTL, 2, 0)
 FORCE_GEN_UPDATE = _ioc(0, VMGENID_IOCTL, 3, 0)
 NOTIFY = _ioc(0, VMGENID_IOCTL, 4, 0)
 FORCE_GEN_UPDATE_MIN = _ioc(_IOC_WRITE, VMGENID_IOCTL, 5, 4)
+
+U32_MAX = 0xFFFFFFFF
+
+
+def wait_timeout_ms(arg: int) -> int:
+    """WAIT_WATCHERS's timeout from the ioctl's argument (an unsigned long):
+    every u32 is valid, 0 = none (SPEC.md); a wider value cannot mean a
+    short wait, so it is the longest."""
+    return min(arg, U32_MAX)
+
+
+def force_min_value(data: bytes) -> int:
+    """FORCE_GEN_UPDATE_MIN's __u32, which the kernel copies in."""
+    if len(data) != 4:
+        raise DeviceError(errno.EINVAL, f"{len(data)} bytes in")
+    return struct.unpack("=I", data)[0]

@@ -9,6 +9,7 @@ import errno
 import os
 
 from .errors import DeviceError
+from .procinfo import read_text
 
 CAP_SYS_ADMIN = 21
 CAP_CHECKPOINT_RESTORE = 40
@@ -16,10 +17,10 @@ CHANGE_CAPS = (1 << CAP_SYS_ADMIN) | (1 << CAP_CHECKPOINT_RESTORE)
 
 
 def effective_caps(tid: int) -> int:
-    with open(f"/proc/{tid}/status") as f:
-        for line in f:
-            if line.startswith("CapEff:"):
-                return int(line.split()[1], 16)
+    # Its Name: line is the process name, any bytes (procinfo.py).
+    for line in read_text(f"/proc/{tid}/status").splitlines():
+        if line.startswith("CapEff:"):
+            return int(line.split()[1], 16)
     raise OSError(errno.EINVAL, "no CapEff line")
 
 

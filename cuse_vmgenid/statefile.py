@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ._cuse import ffi, lib
+from .procinfo import read_text
 
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
 
@@ -23,8 +24,7 @@ class SavedState:
 
 
 def current_boot_id() -> str:
-    with open(BOOT_ID) as f:
-        return f.read().strip()
+    return read_text(BOOT_ID).strip()
 
 
 def load(path: str) -> Optional[SavedState]:

@@ -26,7 +26,6 @@ import errno
 import logging
 import os
 import select
-import struct
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -135,16 +134,16 @@ class CuseTransport:
             lib.fuse_reply_ioctl(req, self.state.outdated_count(),
                                  ffi.NULL, 0)
         elif cmd == ioctls.WAIT_WATCHERS:
-            self._wait_watchers(req, fi, int(ffi.cast("uintptr_t", arg)))
+            self._wait_watchers(req, fi, ioctls.wait_timeout_ms(
+                int(ffi.cast("uintptr_t", arg))))
         elif cmd == ioctls.FORCE_GEN_UPDATE:
             caller = self._authorized(req)
             self._bump(f"FORCE_GEN_UPDATE by {caller.describe()}", None)
             lib.fuse_reply_ioctl(req, 0, ffi.NULL, 0)
         elif cmd == ioctls.FORCE_GEN_UPDATE_MIN:
             caller = self._authorized(req)
-            if in_bufsz != 4:
-                raise DeviceError(errno.EINVAL, f"{in_bufsz} bytes in")
-            (minimum,) = struct.unpack("=I", ffi.buffer(in_buf, 4))
+            minimum = ioctls.force_min_value(
+                ffi.buffer(in_buf, in_bufsz)[:] if in_bufsz else b"")
             self._bump(f"FORCE_GEN_UPDATE_MIN {minimum} by "
                        f"{caller.describe()}", minimum)
             lib.fuse_reply_ioctl(req, 0, ffi.NULL, 0)

@@ -26,6 +26,7 @@ import glob
 import os
 from dataclasses import dataclass
 
+from ..procinfo import read_text
 from . import aml
 from .errors import GuidUnavailable, UnsupportedAddrForm
 
@@ -52,8 +53,7 @@ def _ids(modalias: str) -> list[str]:
 
 
 def _read_text(path: str) -> str:
-    with open(path) as f:
-        return f.read().strip()
+    return read_text(path).strip()
 
 
 def find_device(devices_dir: str = DEVICES_DIR) -> tuple[str, str]:

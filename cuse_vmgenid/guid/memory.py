@@ -16,6 +16,7 @@ import errno
 import mmap
 import os
 
+from ..procinfo import read_text
 from .errors import GuidUnavailable
 
 DEV_MEM = "/dev/mem"
@@ -35,8 +36,7 @@ def lockdown_mode(path: str = LOCKDOWN) -> str | None:
     """The kernel lockdown mode in force ("integrity", "confidentiality"),
     "none", or None when it cannot be told (no securityfs)."""
     try:
-        with open(path) as f:
-            text = f.read()
+        text = read_text(path)
     except OSError:
         return None
     for word in text.split():
