@@ -33,6 +33,7 @@ ffibuilder.set_source(
     "#include <poll.h>\n"
     "#include <stdio.h>\n"
     "#include <pthread.h>\n"
+    "#include <setjmp.h>\n"
     "#include <stdint.h>\n"
     "#include <stdlib.h>\n"
     "#include <string.h>\n"
@@ -42,6 +43,7 @@ ffibuilder.set_source(
 
     "#include <sys/ioctl.h>\n"
     "#include <sys/signalfd.h>\n"
+    "#include <sys/stat.h>\n"
     "#include <linux/random.h>\n"
     "#include <fuse_lowlevel.h>\n"
     "#include <cuse_lowlevel.h>\n" + _read("page.c") + _read("statefile.c")

@@ -25,6 +25,7 @@ class FiredBump(NamedTuple):
     # From the thread's wake-up, in ms: firing began, state file written,
     # reads answered.
     timings: tuple[float, float, float]
+    page_result: int    # the page's store: 0, 1 repaired, or -errno
 
 
 class ArmedBump:
@@ -35,7 +36,7 @@ class ArmedBump:
             reply = ffi.addressof(lib, "fuse_reply_buf")
         self._reply = reply     # a test's callback must outlive us
         self._ab = lib.vmgenid_armed_bump_new(state_file.c_handle,
-                                              page.c_pointer, reply)
+                                              page.c_handle, reply)
         if self._ab == ffi.NULL:
             raise MemoryError("armed bump")
         self._fired_out = ffi.new("struct vmgenid_fired_bump *")
@@ -64,7 +65,7 @@ class ArmedBump:
         return FiredBump(out.counter, bytes(ffi.buffer(out.guid, 16)),
                          -out.state_err, out.replies, bool(out.kernel_log),
                          (out.fire_us / 1000, out.committed_us / 1000,
-                          out.replied_us / 1000))
+                          out.replied_us / 1000), out.page_result)
 
     def add_read(self, req):
         """A read now waits: firing answers it.  None if out of memory

@@ -196,6 +196,7 @@ class Daemon:
         if fired.state_error:
             log.error("the GUID poll thread could not write %s: %s",
                       self.state_file.path, os.strerror(fired.state_error))
+        self.page.report_store(fired.counter, fired.page_result)
         changes = self.state.bump()
         if self.state.counter != fired.counter:
             log.error("the GUID poll thread published %d, the state "
@@ -309,15 +310,13 @@ class Daemon:
                     if fd == wake_r:
                         _drain(wake_r)
                     elif fd == hint_signal.fileno():
-                        for pid, uid in hint_signal.senders():
-                            self.notify("SIGUSR1 from "
-                                        + Caller(pid, uid).describe())
+                        self._guarded("SIGUSR1 hint", self._signal_hints,
+                                      hint_signal)
                     elif fd in hint_fds:
-                        hint = self.source.take_hint(fd)
-                        if hint:
-                            self.notify(hint.why, hint.kernel_reseeded)
+                        self._guarded("hint", self._take_hint, fd)
                     elif fd == hook_fd:
-                        self.hooks.exited(time.monotonic())
+                        self._guarded("hook exit", self.hooks.exited,
+                                      time.monotonic())
                     elif not session.process_pending():
                         log.error("the kernel ended the CUSE connection")
                         return 1
@@ -332,13 +331,14 @@ class Daemon:
                     self.transport.expire(now)
                 if self._next_guid_poll is not None \
                         and now >= self._next_guid_poll:
-                    self.notify("periodic check")
                     self._next_guid_poll = self._guid_poll_after(now)
+                    self._guarded("periodic check", self.notify,
+                                  "periodic check")
                 # After every reply and wake-up of this round.
                 if self.hooks is not None:
-                    self.hooks.service(now)
+                    self._guarded("hooks", self.hooks.service, now)
                 if self.status is not None:
-                    self._write_status(now)
+                    self._guarded("status", self._write_status, now)
             log.info("stopping at generation %d", self.state.counter)
             return 0
         finally:
@@ -357,6 +357,25 @@ class Daemon:
             signal.set_wakeup_fd(-1)
             os.close(wake_r)
             os.close(wake_w)
+
+    @staticmethod
+    def _guarded(what: str, work, *args) -> None:
+        """The loop's own work: an exception is logged with its traceback
+        and the loop goes on; only SIGTERM or a fatal condition, named in
+        one line, ends the daemon."""
+        try:
+            work(*args)
+        except Exception:
+            log.exception("%s failed; the daemon goes on", what)
+
+    def _signal_hints(self, hint_signal: HintSignal) -> None:
+        for pid, uid in hint_signal.senders():
+            self.notify("SIGUSR1 from " + Caller(pid, uid).describe())
+
+    def _take_hint(self, fd: int) -> None:
+        hint = self.source.take_hint(fd)
+        if hint:
+            self.notify(hint.why, hint.kernel_reseeded)
 
     def _guid_poll_after(self, now: float) -> Optional[float]:
         interval = self.source.poll_interval

@@ -4,72 +4,131 @@ Programs map it and read the counter without a system call, so the file is
 created once per boot and never unlinked, renamed or truncated afterwards
 (a mapping keeps its file across daemon restarts), and the counter changes
 with one aligned 32-bit atomic store (decl/page.c).
+
+A page someone cut short (a careless `truncate`) is repaired in place,
+never a reason to stop: at start, and at every store (decl/page.c).  A
+name in its place that is not a regular file (a planted symlink) is
+replaced by a new page, never followed.
 """
 
+import errno
+import logging
 import mmap
 import os
+import stat
+import sys
 
+from . import safefiles
 from ._cuse import ffi, lib
+
+log = logging.getLogger(__name__)
 
 PAGE_SIZE = 4096
 PAGE_MODE = 0o444
+COUNTER_SIZE = 4
 
 
 class Page:
     def __init__(self, path: str):
         self.path = path
-        self.created = not os.path.exists(path)
+        safefiles.private_folder(os.path.dirname(path) or ".")
+        fd = self._open_existing(path)
+        self.created = fd is None
         if self.created:
-            self._create(path)
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-        try:
-            if os.fstat(fd).st_size < PAGE_SIZE:
-                raise OSError(f"{path} is shorter than one page")
-            self._map = mmap.mmap(fd, PAGE_SIZE, mmap.MAP_SHARED,
-                                  mmap.PROT_READ | mmap.PROT_WRITE)
-        finally:
-            os.close(fd)
-        self._ptr = ffi.from_buffer(self._map)
+            fd = self._create(path)
+        self._fd = fd
+        size = os.fstat(fd).st_size
+        if size < PAGE_SIZE:
+            log.error("%s is shorter than one page (%d bytes): its size is "
+                      "restored in place; the counter resumes from what is "
+                      "left of it and the state file", path, size)
+            os.ftruncate(fd, PAGE_SIZE)
+        self._map = mmap.mmap(fd, PAGE_SIZE, mmap.MAP_SHARED,
+                              mmap.PROT_READ | mmap.PROT_WRITE)
+        self._page = lib.vmgenid_page_new(fd, ffi.from_buffer(self._map))
+        if self._page == ffi.NULL:
+            raise MemoryError("page")
 
     @staticmethod
-    def _create(path: str) -> None:
-        """Full size before it appears: nobody may map a short file."""
-        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-        tmp = f"{path}.new"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                     PAGE_MODE)
+    def _open_existing(path: str):
+        """The page's read-write descriptor, or None if there is no page
+        (or, logged, something else in its place, which is never
+        followed)."""
         try:
-            os.write(fd, bytes(PAGE_SIZE))
-            os.fchmod(fd, PAGE_MODE)
+            fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK
+                         | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            if e.errno not in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+                raise
+            log.error("%s is not a regular file (%s): a new page replaces "
+                      "it", path, e.strerror)
+            return None
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.set_blocking(fd, True)
+            return fd
+        os.close(fd)
+        log.error("%s is not a regular file: a new page replaces it", path)
+        return None
+
+    @staticmethod
+    def _create(path: str) -> int:
+        """Full size before it appears: nobody may map a short file."""
+        fd, tmp = safefiles.create_exclusive(path, PAGE_MODE)
+        try:
+            os.ftruncate(fd, PAGE_SIZE)
             os.fsync(fd)
-        finally:
+            os.rename(tmp, path)
+        except OSError:
             os.close(fd)
-        os.rename(tmp, path)
+            os.unlink(tmp)
+            raise
+        return fd
 
     def link(self, path: str) -> None:
         """Expose the page at a second path, as a symlink, for libraries
         that map a plain file (AWS-LC reads /dev/sysgenid).  Never a device
         node: an existing but unmappable device makes such a library treat
-        detection as failed and reseed on every call."""
+        detection as failed and reseed on every call.  Only its own
+        symlink is ever replaced; nothing is deleted."""
         if os.path.islink(path):
             if os.readlink(path) == self.path:
                 return
         elif os.path.lexists(path):
             raise FileExistsError(f"{path} exists and is not a symlink: "
                                   "left alone")
-        tmp = f"{path}.new"
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
+        tmp = safefiles.unique_name(path)
         os.symlink(self.path, tmp)
-        os.rename(tmp, path)
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            os.unlink(tmp)
+            raise
 
     @property
-    def c_pointer(self):
-        """The mapping, for the armed bump, which stores to it in C."""
-        return self._ptr
+    def c_handle(self):
+        """The page for the armed bump, which stores to it in C."""
+        return self._page
 
     def load(self) -> int:
-        return lib.vmgenid_page_load(self._ptr)
+        """The counter as the file holds it; bytes missing from a short
+        file count as 0 (read(2), which cannot fault as a mapping can)."""
+        data = os.pread(self._fd, COUNTER_SIZE, 0)
+        return int.from_bytes(data.ljust(COUNTER_SIZE, b"\0"), sys.byteorder)
 
     def store(self, value: int) -> None:
-        lib.vmgenid_page_store(self._ptr, value)
+        """Never fails: the state file and the replies carry the value
+        too, and a missed wake-up is worse than a stale page."""
+        self.report_store(value, lib.vmgenid_page_store(self._page, value))
+
+    def report_store(self, value: int, result: int) -> None:
+        """Log what a store of value found (vmgenid_page_store's result,
+        here or in the GUID poll thread)."""
+        if result > 0:
+            log.error("%s was cut shorter than one page: its size is "
+                      "restored in place and the counter (%d) rewritten",
+                      self.path, value)
+        elif result < 0:
+            log.error("cannot store %d in %s: %s", value, self.path,
+                      os.strerror(-result))

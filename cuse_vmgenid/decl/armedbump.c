@@ -33,7 +33,7 @@ struct vmgenid_armed_read {
 struct vmgenid_armed_bump {
 	pthread_mutex_t lock;
 	struct vmgenid_state_file *state;
-	void *page;
+	struct vmgenid_page *page;
 	vmgenid_reply_buf_fn reply;	/* fuse_reply_buf, or a test's */
 	int armed;
 	uint32_t counter;		/* what firing publishes */
@@ -44,8 +44,8 @@ struct vmgenid_armed_bump {
 };
 
 struct vmgenid_armed_bump *
-vmgenid_armed_bump_new(struct vmgenid_state_file *state, void *page,
-		       vmgenid_reply_buf_fn reply)
+vmgenid_armed_bump_new(struct vmgenid_state_file *state,
+		       struct vmgenid_page *page, vmgenid_reply_buf_fn reply)
 {
 	struct vmgenid_armed_bump *ab = calloc(1, sizeof(*ab));
 
@@ -151,7 +151,7 @@ int vmgenid_armed_bump_fire(struct vmgenid_armed_bump *ab, const void *guid,
 	 * daemon's take waits on the lock until the replies are done.
 	 */
 	__atomic_store_n(&ab->fired, 1, __ATOMIC_RELEASE);
-	vmgenid_page_store(ab->page, value);
+	ab->last.page_result = vmgenid_page_store(ab->page, value);
 	ab->last.replies = 0;
 	while (ab->reads.next != &ab->reads) {
 		read = ab->reads.next;

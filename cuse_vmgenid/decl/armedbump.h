@@ -9,6 +9,7 @@ struct vmgenid_fired_bump {
 	uint32_t counter;		/* published in the page and replies */
 	unsigned char guid[16];		/* the GUID it fired on */
 	int state_err;			/* the state file's commit: 0 or -errno */
+	int page_result;		/* vmgenid_page_store()'s */
 	unsigned int replies;		/* reads it answered */
 	int kernel_log;			/* the kernel's VM fork line woke it */
 	/* From the thread's wake-up, in us: where the time went. */
@@ -19,8 +20,8 @@ typedef int (*vmgenid_reply_buf_fn)(fuse_req_t req, const char *buf,
 				    size_t size);
 
 struct vmgenid_armed_bump *
-vmgenid_armed_bump_new(struct vmgenid_state_file *state, void *page,
-		       vmgenid_reply_buf_fn reply);
+vmgenid_armed_bump_new(struct vmgenid_state_file *state,
+		       struct vmgenid_page *page, vmgenid_reply_buf_fn reply);
 void vmgenid_armed_bump_arm(struct vmgenid_armed_bump *ab, uint32_t counter,
 			    const void *guid);
 const int *vmgenid_armed_bump_fired_flag(struct vmgenid_armed_bump *ab);

@@ -1,0 +1,55 @@
+"""Where the daemon's own files live, and how they are created.
+
+As root, in a folder others can write to, a file name can be a planted
+symlink that makes the daemon overwrite another file.  So the daemon's
+folders must be owned by it (root) and not group- or world-writable, and
+its files are created with O_EXCL and O_NOFOLLOW under unique temporary
+names, then renamed into place: a rename replaces a planted name itself,
+never what it points to.
+"""
+
+import os
+import stat
+import tempfile
+
+
+class UnsafeFolder(ValueError):
+    """A folder the daemon will not keep its files in."""
+
+
+def private_folder(folder: str) -> None:
+    """Make folder (0755) if missing; raise UnsafeFolder unless it is the
+    daemon's own and only it can write there."""
+    os.makedirs(folder, mode=0o755, exist_ok=True)
+    st = os.stat(folder)
+    if st.st_uid != os.geteuid():
+        raise UnsafeFolder(f"{folder} is owned by uid {st.st_uid}, not by "
+                           f"the daemon (uid {os.geteuid()}): give it to "
+                           "root, or choose another folder")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UnsafeFolder(f"{folder} is writable by others (mode "
+                           f"{stat.S_IMODE(st.st_mode):o}): chmod go-w it, "
+                           "or choose another folder")
+
+
+def create_exclusive(path: str, mode: int) -> tuple[int, str]:
+    """A new file beside path under a unique name (O_EXCL, O_NOFOLLOW):
+    its read-write descriptor and its name, for the caller to fill and
+    rename over path."""
+    folder, name = os.path.split(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".new",
+                               dir=folder or ".")
+    try:
+        os.fchmod(fd, mode)
+    except OSError:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    return fd, tmp
+
+
+def unique_name(path: str) -> str:
+    """A name beside path that nothing has (for a symlink: symlink(2)
+    never follows or replaces what is there)."""
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".{name}.{os.urandom(6).hex()}.new")
