@@ -61,6 +61,12 @@ class Daemon:
                        if options.status else None)
         self.hooks, self.hooks_watcher = self._hooks(counter)
         if missed_why:
+            if counter >= COUNTER_MAX:
+                raise ValueError(
+                    f"{options.state}: the counter is at its maximum "
+                    f"({counter}), so the change this restart may have "
+                    "missed cannot be published; reboot (a new boot starts "
+                    "at 0)")
             self.bump(missed_why)
         self._arm()
         self.source.fire(self.armed)

@@ -7,13 +7,20 @@ the old file or the new one, never half of either.
 
 import json
 import os
+import stat
 from dataclasses import dataclass
 from typing import Optional
 
+from . import safefiles
 from ._cuse import ffi, lib
 from .procinfo import read_text
+from .state import COUNTER_MAX
 
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
+# What the daemon writes is under 160 bytes (decl/statefile.c), its GUID
+# 36 characters.
+STATE_MAX = 4096
+GUID_TEXT_MAX = 36
 
 
 @dataclass
@@ -27,16 +34,59 @@ def current_boot_id() -> str:
     return read_text(BOOT_ID).strip()
 
 
+class CorruptStateFile(ValueError):
+    """The daemon will not guess: its one fatal line says what to do."""
+
+    def __init__(self, path: str, what: str):
+        super().__init__(
+            f"unreadable state file {path}: {what}; move it away and start "
+            "again: the daemon then resumes from the page and bumps once "
+            "(clients see a change)")
+
+
 def load(path: str) -> Optional[SavedState]:
+    """The saved state, None if there is none; CorruptStateFile for
+    anything that is not exactly what the daemon writes."""
     try:
-        with open(path) as f:
-            data = json.load(f)
-        return SavedState(str(data["boot_id"]), int(data["counter"]),
-                          data.get("guid"))
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+                     | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"unreadable state file {path}: {e}") from e
+    except OSError as e:
+        raise CorruptStateFile(path, e.strerror) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CorruptStateFile(path, "not a regular file")
+        text = os.read(fd, STATE_MAX + 1)
+    except OSError as e:
+        raise CorruptStateFile(path, e.strerror) from None
+    finally:
+        os.close(fd)
+    if len(text) > STATE_MAX:
+        raise CorruptStateFile(path, f"longer than {STATE_MAX} bytes")
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise CorruptStateFile(path, f"not JSON ({str(e)[:80]})") from None
+    return _saved_state(path, data)
+
+
+def _saved_state(path: str, data) -> SavedState:
+    """The fields, each checked against what the daemon writes."""
+    if not isinstance(data, dict):
+        raise CorruptStateFile(path, "not a JSON object")
+    boot_id, counter = data.get("boot_id"), data.get("counter")
+    guid = data.get("guid")
+    if not isinstance(boot_id, str):
+        raise CorruptStateFile(path, "no boot_id string")
+    if (not isinstance(counter, int) or isinstance(counter, bool)
+            or not 0 <= counter <= COUNTER_MAX):
+        raise CorruptStateFile(path, f"counter {str(counter)[:40]} is not "
+                               f"an integer from 0 to {COUNTER_MAX}")
+    if guid is not None and not (isinstance(guid, str)
+                                 and len(guid) <= GUID_TEXT_MAX):
+        raise CorruptStateFile(path, "guid is neither null nor a GUID")
+    return SavedState(boot_id, counter, guid)
 
 
 class StateFile:
@@ -55,11 +105,13 @@ class StateFile:
         self.boot_id = boot_id
         folder, name = os.path.split(path)
         folder = folder or "."
-        os.makedirs(folder, mode=0o755, exist_ok=True)
+        safefiles.private_folder(folder)
         self._dir_fd = os.open(folder,
                                os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        # This daemon's own temporary name: C creates it O_EXCL.
+        tmp_name = os.path.basename(safefiles.unique_name(path))
         self._sf = lib.vmgenid_state_open(self._dir_fd, name.encode(),
-                                          f"{name}.new".encode(),
+                                          tmp_name.encode(),
                                           boot_id.encode())
         if self._sf == ffi.NULL:
             err = ffi.errno

@@ -11,6 +11,10 @@
  * the bytes that differ (the new GUID), which costs less right after a
  * restore than filling an empty file, and formats with no stdio.
  *
+ * The temporary file has a name unique to this daemon and is created
+ * with O_EXCL and O_NOFOLLOW: whatever is planted in the folder is never
+ * followed or overwritten (a rename replaces the name itself).
+ *
  * Two writers share it under one lock: the daemon, on every bump, and the
  * GUID poll thread, when it fires the bump the daemon armed
  * (decl/armedbump.c).  A save of exactly what the file holds is skipped,
@@ -93,11 +97,11 @@ static int state_prepare_locked(struct vmgenid_state_file *sf)
 	}
 	if (sf->held_fd < 0)	/* ENOENT before the first commit: fine */
 		sf->held_fd = openat(sf->dir_fd, sf->name,
-				     O_RDONLY | O_CLOEXEC);
+				     O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (sf->tmp_fd < 0) {
 		sf->tmp_fd = openat(sf->dir_fd, sf->tmp_name,
-				    O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-				    0600);
+				    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+				    O_CLOEXEC, 0600);
 		if (sf->tmp_fd < 0)
 			return -errno;
 		sf->staged_len = 0;
@@ -206,8 +210,12 @@ static int state_commit_locked(struct vmgenid_state_file *sf,
 	if (!err && renameat(sf->dir_fd, sf->tmp_name, sf->dir_fd, sf->name))
 		err = -errno;
 	if (err) {
-		close(sf->tmp_fd);	/* the next prepare makes it again */
-		sf->tmp_fd = -1;
+		/* Ours, if open: the next prepare makes it again (O_EXCL). */
+		if (sf->tmp_fd >= 0) {
+			unlinkat(sf->dir_fd, sf->tmp_name, 0);
+			close(sf->tmp_fd);
+			sf->tmp_fd = -1;
+		}
 		return err;
 	}
 	/* The temporary file is the state file now. */
