@@ -71,6 +71,7 @@ class Daemon:
         self._arm()
         self.source.fire(self.armed)
         self._stop = False
+        self._serving = False       # init_done ran: the node is ours
         self._status_figures: Optional[tuple] = None
         self._next_guid_poll: Optional[float] = None
 
@@ -283,9 +284,24 @@ class Daemon:
                 time.sleep(0.01)
         else:
             raise RuntimeError(f"{node} did not appear")
+        self._serving = True
         log.info("serving %s (mode %o) at generation %d, page %s",
                  node, self.options.mode, self.state.counter, self.page.path)
         sdnotify.notify(f"READY=1\nSTATUS=generation {self.state.counter}")
+
+    def _connection_ended(self) -> None:
+        """Before init_done, the kernel refused the node: most likely
+        because another daemon serves it (CUSE does not say why)."""
+        node = f"/dev/{self.options.devname}"
+        if self._serving:
+            log.error("the kernel ended the CUSE connection")
+        elif os.path.exists(node):
+            log.error("fatal: %s is already served (by another "
+                      "cuse-vmgenid?): the kernel refused a second one; "
+                      "stop it or choose another --devname", node)
+        else:
+            log.error("fatal: the kernel refused to create %s (see its "
+                      "log)", node)
 
     def _on_signal(self, signum, frame) -> None:
         self._stop = True
@@ -324,7 +340,7 @@ class Daemon:
                         self._guarded("hook exit", self.hooks.exited,
                                       time.monotonic())
                     elif not session.process_pending():
-                        log.error("the kernel ended the CUSE connection")
+                        self._connection_ended()
                         return 1
                     else:
                         self._requests_answered()
