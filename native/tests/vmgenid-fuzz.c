@@ -4,8 +4,8 @@
  * Random operations on DEV (default /dev/vmgenid) for SECONDS: opens with
  * random flags, reads and writes of random sizes at random offsets (pread,
  * pwrite), random ioctl numbers, arguments and sizes, polls, O_NONBLOCK
- * toggles and closes; a SIGALRM (no SA_RESTART) at a random moment of most
- * operations, and always before one that may block.  The same SEED gives
+ * toggles and closes; SIGALRM (no SA_RESTART) at random moments, its
+ * period drawn anew before each operation that may block.  The same SEED gives
  * the same operations (the signals' timing differs from run to run).
  *
  * Checked after every operation: each errno is one SPEC.md lists for that
@@ -97,10 +97,15 @@ static void on_alarm(int sig)
 	(void)sig;
 }
 
-/* A SIGALRM in 0.1 to 20 ms: it may hit the next call anywhere. */
+/*
+ * SIGALRM every 0.1 to 20 ms from now on: it may hit any later call, and
+ * one that fired before a call that blocks cannot leave that call waiting
+ * forever (the next one interrupts it).
+ */
 static void alarm_soon(void)
 {
-	struct itimerval it = { .it_value = { 0, 100 + below(20000) } };
+	struct timeval every = { 0, 100 + below(20000) };
+	struct itimerval it = { .it_value = every, .it_interval = every };
 
 	setitimer(ITIMER_REAL, &it, NULL);
 }
