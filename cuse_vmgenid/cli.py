@@ -72,6 +72,11 @@ def main(argv=None) -> int:
     except (OSError, ValueError, SessionError) as e:
         logging.getLogger("cuse_vmgenid").error("fatal: %s", e)
         return 1
+    except Exception as e:
+        # A bug: named in one line, with the traceback after it.
+        logging.getLogger("cuse_vmgenid").critical(
+            "fatal: unexpected %s: %s", type(e).__name__, e, exc_info=True)
+        return 1
 
 
 if __name__ == "__main__":
