@@ -83,3 +83,27 @@ def test_a_guid_longer_than_a_guid_is_refused(tmp_path):
             state_file.save(1, "x" * 37)
     finally:
         state_file.close()
+
+
+def test_planted_symlinks_are_never_followed(tmp_path):
+    """Issue 12, finding 9: a symlink at state.new (the old fixed
+    temporary name) or at the state file itself is replaced, never
+    written through; the temporary name is unique and made O_EXCL."""
+    victims = []
+    for name in ("state", "state.new"):
+        victim = tmp_path / f"victim-{name}"
+        victim.write_text("precious")
+        os.symlink(victim, tmp_path / name)
+        victims.append(victim)
+    state_file = StateFile(str(tmp_path / "state"), "boot-1")
+    try:
+        state_file.save(3, None)
+        state_file.save(4, None)
+    finally:
+        state_file.close()
+    assert all(v.read_text() == "precious" for v in victims)
+    assert not (tmp_path / "state").is_symlink()
+    assert load(str(tmp_path / "state")) == SavedState("boot-1", 4, None)
+    assert (tmp_path / "state.new").is_symlink()    # not ours: left alone
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "state", "state.new", "victim-state", "victim-state.new"]
