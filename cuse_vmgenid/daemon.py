@@ -31,6 +31,7 @@ MAX_LISTED_WATCHERS = 256
 class Daemon:
     def __init__(self, options):
         self.options = options
+        _check_node_free(options.devname)   # before touching any file
         self._urandom = _open_urandom()
         self.source = open_source(
             options.source, options.poll_interval_ms,
@@ -71,7 +72,6 @@ class Daemon:
         self._arm()
         self.source.fire(self.armed)
         self._stop = False
-        self._serving = False       # init_done ran: the node is ours
         self._status_figures: Optional[tuple] = None
         self._next_guid_poll: Optional[float] = None
 
@@ -284,24 +284,21 @@ class Daemon:
                 time.sleep(0.01)
         else:
             raise RuntimeError(f"{node} did not appear")
-        self._serving = True
         log.info("serving %s (mode %o) at generation %d, page %s",
                  node, self.options.mode, self.state.counter, self.page.path)
         sdnotify.notify(f"READY=1\nSTATUS=generation {self.state.counter}")
 
     def _connection_ended(self) -> None:
-        """Before init_done, the kernel refused the node: most likely
-        because another daemon serves it (CUSE does not say why)."""
+        """Our node goes with our connection: one still there is another
+        daemon's, which won a race to start (the kernel then refuses the
+        second one and CUSE does not say why)."""
         node = f"/dev/{self.options.devname}"
-        if self._serving:
-            log.error("the kernel ended the CUSE connection")
-        elif os.path.exists(node):
+        if os.path.exists(node):
             log.error("fatal: %s is already served (by another "
                       "cuse-vmgenid?): the kernel refused a second one; "
                       "stop it or choose another --devname", node)
         else:
-            log.error("fatal: the kernel refused to create %s (see its "
-                      "log)", node)
+            log.error("the kernel ended the CUSE connection")
 
     def _on_signal(self, signum, frame) -> None:
         self._stop = True
@@ -474,6 +471,24 @@ def poll_timeout_ms(deadlines, now: float) -> int:
     if not deadlines:
         return -1
     return max(0, min(MAX_POLL_MS, int((min(deadlines) - now) * 1000) + 1))
+
+
+# A daemon that just died leaves its node to devtmpfs, which removes it a
+# moment later (asynchronously): a restart waits that long for it to go.
+NODE_GONE_WAIT_S = 2.0
+
+
+def _check_node_free(devname: str) -> None:
+    """A second daemon for a served node would bump the first one's page
+    and state file behind its back before the kernel refuses it."""
+    node = f"/dev/{devname}"
+    deadline = time.monotonic() + NODE_GONE_WAIT_S
+    while os.path.exists(node) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if os.path.exists(node):
+        raise FileExistsError(
+            f"{node} is already served (by another cuse-vmgenid?): stop it "
+            "or choose another --devname")
 
 
 def _open_urandom() -> Optional[int]:

@@ -17,6 +17,9 @@ from .processes import (HANG, NOBODY, SYS_IOCTL, Child, start_waiter,
                         wait_blocked)
 
 U32_MAX = 0xFFFFFFFF
+# nobody cannot run root's interpreter (under /root); the holder needs
+# nothing but the standard library.
+SYSTEM_PYTHON = "/usr/bin/python3"
 
 
 def daemon_alive(daemon) -> None:
@@ -75,7 +78,7 @@ def test_watcher_with_bad_comm_then_change_as_nobody(daemon):
     holders = []
     try:
         for name in BAD_NAMES:
-            holder = Child([*NOBODY, "python3", "-c", HOLD_WITH_NAME,
+            holder = Child([*NOBODY, SYSTEM_PYTHON, "-c", HOLD_WITH_NAME,
                             name.hex(), "hold"], stdin=True)
             holders.append(holder)
             assert holder.line() == "open"
