@@ -87,8 +87,9 @@ class StatusFile:
         self._last_write = now
         started = self._clock()
         try:
-            write_atomically(self.path, _json(self._report()))
+            # The lists first: a status a reader sees is never newer.
             self._watcher_files.write(self._watchers())
+            write_atomically(self.path, _json(self._report()))
         finally:
             spent = self._clock() - started
             self._interval = max(MIN_INTERVAL, spent / MAX_SHARE)
