@@ -199,9 +199,11 @@ def test_with_hidepid_2_a_user_still_sees_only_its_own(daemon_factory,
 # -- the cap and user namespaces ----------------------------------------------
 
 HOLD_IN_NAMESPACE = r"""
-import os, sys
+import ctypes, os, sys
 uids, cap = int(sys.argv[1]), int(sys.argv[2])
-os.unshare(os.CLONE_NEWUSER)
+CLONE_NEWUSER = 0x10000000              # os.unshare: Python 3.12 on
+if ctypes.CDLL(None, use_errno=True).unshare(CLONE_NEWUSER) != 0:
+    sys.exit(f"unshare: {os.strerror(ctypes.get_errno())}")
 print("unshared", flush=True)
 sys.stdin.readline()                    # our uid_map is written
 counts = []
@@ -234,7 +236,7 @@ def test_watchers_from_a_user_namespace_count_against_its_owner(daemon):
     uids, cap = 4, 8
     with Child([*NOBODY, sys.executable, "-c", HOLD_IN_NAMESPACE, uids, cap],
                stdin=True) as holder:
-        assert holder.line() == "unshared"
+        assert holder.line() == "unshared", holder.output()
         ns = os.readlink(f"/proc/{holder.pid}/ns/user")
         assert ns != os.readlink("/proc/self/ns/user")
         with open(f"/proc/{holder.pid}/uid_map", "w") as f:
