@@ -8,6 +8,8 @@ inside a user namespace say nothing about a counter that is global.
 The per-uid cap counts a watcher opened inside a user namespace against
 the uid, in the daemon's namespace, that owns it (the outermost one below
 ours): a user with a range of subordinate uids is one user, not 65536.
+Except a namespace root owns (a container): root is exempt from the cap,
+its containers' users are not, so each counts as the uid it maps to.
 """
 
 import errno
@@ -77,7 +79,7 @@ def counted_uid(tid: int, uid: int) -> int:
         owner = namespace_owner(tid)
     except OSError:
         return uid
-    return uid if owner is None else owner
+    return uid if owner in (None, 0) else owner
 
 
 def authorize_change(tid: int) -> None:

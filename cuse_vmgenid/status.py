@@ -100,11 +100,17 @@ class WatcherFiles:
 
     def __init__(self, folder: str):
         self.folder = folder
-        self._written: dict[int, bytes] = {}
+        # None until the first write, which finds a previous daemon's.
+        self._written: Optional[dict[int, bytes]] = None
 
     def write(self, lists: dict[int, dict]) -> None:
-        os.makedirs(self.folder, mode=WATCHERS_DIR_MODE, exist_ok=True)
-        os.chmod(self.folder, WATCHERS_DIR_MODE)
+        if self._written is None:
+            os.makedirs(self.folder, mode=WATCHERS_DIR_MODE, exist_ok=True)
+            os.chmod(self.folder, WATCHERS_DIR_MODE)
+            self._written = {int(name[:-len(".json")]): b""
+                             for name in os.listdir(self.folder)
+                             if name.endswith(".json")
+                             and name[:-len(".json")].isdigit()}
         for uid in set(self._written) - set(lists):
             try:
                 os.unlink(watcher_file(self.folder, uid))

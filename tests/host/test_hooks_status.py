@@ -329,6 +329,17 @@ def test_outdated_watchers_go_to_their_uids_file_and_away_when_none(
     assert os.listdir(folder) == []
 
 
+def test_a_new_daemon_removes_the_lists_an_old_one_left(tmp_path):
+    me = os.geteuid()
+    path = str(tmp_path / "status.json")
+    old = StatusFile(path, dict, lambda: {me: {"uid": me}},
+                     clock=lambda: 0.0)
+    old.write_if_due(0.0)
+    assert os.listdir(watchers_dir(path)) == [f"{me}.json"]
+    StatusFile(path, dict, dict, clock=lambda: 0.0).write_if_due(0.0)
+    assert os.listdir(watchers_dir(path)) == []
+
+
 def test_a_slow_status_write_pushes_the_next_one_back(tmp_path):
     clock = [100.0]
     cost = [2.0]
