@@ -18,7 +18,7 @@ from .page import Page
 from .session import CuseSession
 from .sources import KERNEL_LOG_HINT, open_source
 from .state import COUNTER_MAX, Changes, GenerationState, encode_counter
-from .status import StatusFile
+from .status import ChangeReason, StatusFile
 from .transport import Caller, CuseTransport
 
 log = logging.getLogger(__name__)
@@ -51,14 +51,18 @@ class Daemon:
         self.armed = (ArmedBump(self.state_file, self.page)
                       if self.source.fires_bumps else None)
         self.transport = CuseTransport(
-            self.state, bump=self.bump, notify=self.notify,
+            self.state,
+            bump=lambda why, minimum: self.bump(why, minimum,
+                                                ChangeReason.FORCED),
+            notify=lambda why: self.notify(why, ChangeReason.NOTIFY),
             authorize=lambda caller: privilege.authorize_change(caller.pid),
             on_ready=self._ready, armed=self.armed,
             on_fired=self._reconcile)
         self._persist()
         self.page.store(counter)
         self.last_change: Optional[dict] = None
-        self.status = (StatusFile(options.status, self._status_report)
+        self.status = (StatusFile(options.status, self._status_report,
+                                  self._watcher_lists)
                        if options.status else None)
         self.hooks, self.hooks_watcher = self._hooks(counter)
         if missed_why:
@@ -68,7 +72,7 @@ class Daemon:
                     f"({counter}), so the change this restart may have "
                     "missed cannot be published; reboot (a new boot starts "
                     "at 0)")
-            self.bump(missed_why)
+            self.bump(missed_why, reason=ChangeReason.RESTART)
         self._arm()
         self.source.fire(self.armed)
         self._stop = False
@@ -147,16 +151,20 @@ class Daemon:
         log.info("new boot: counter starts at 0")
         return 0, None
 
-    def bump(self, why: str, minimum: Optional[int] = None) -> Changes:
+    def bump(self, why: str, minimum: Optional[int] = None,
+             reason: ChangeReason = ChangeReason.FORCED) -> Changes:
         """State file, then page, then wake readers: SPEC.md's order."""
         self._take_fired()      # a bump the poll thread made comes first
         try:
-            return self._publish(self.state.bump(minimum), why)
+            return self._publish(self.state.bump(minimum), why, reason)
         finally:
             self._arm()
 
-    def _publish(self, changes: Changes, why: str) -> Changes:
-        """The bump the state machine just made, published."""
+    def _publish(self, changes: Changes, why: str,
+                 reason: ChangeReason) -> Changes:
+        """The bump the state machine just made, published.  why goes to
+        the log (never a GUID: SPEC.md, Privacy), only its class to the
+        world-readable status."""
         self._persist()
         self.page.store(self.state.counter)
         self.transport.apply(changes)
@@ -167,7 +175,7 @@ class Daemon:
         log.info("generation %d -> %d: %s", changes.bumped_from,
                  self.state.counter, why)  # after the wake-ups: they wait
         self.last_change = {"time": time.time(), "from": changes.bumped_from,
-                            "to": self.state.counter, "reason": why}
+                            "to": self.state.counter, "reason": reason.value}
         if self.hooks is not None:
             self.hooks.changed(self.state.counter)
         self._mark_status()   # written by the loop, after this returns
@@ -198,7 +206,6 @@ class Daemon:
         fired = self.armed.take() if self.armed is not None else None
         if fired is None:
             return False
-        old_guid = self.guid
         self.guid, self._guid_raw = guid_string(fired.guid), fired.guid
         if fired.state_error:
             log.error("the GUID poll thread could not write %s: %s",
@@ -212,10 +219,11 @@ class Daemon:
         seen_on = (KERNEL_LOG_HINT if fired.kernel_log
                    else "GUID poll thread")
         start_ms, state_ms, replied_ms = fired.timings
-        self._publish(changes, f"GUID {old_guid} -> {self.guid} (seen on "
-                      f"{seen_on}; published by the thread: {start_ms:.1f} "
-                      f"ms to start, state file at {state_ms:.1f}, "
-                      f"{fired.replies} reads answered at {replied_ms:.1f})")
+        self._publish(changes, f"GUID changed (seen on {seen_on}; published "
+                      f"by the thread: {start_ms:.1f} ms to start, state "
+                      f"file at {state_ms:.1f}, {fired.replies} reads "
+                      f"answered at {replied_ms:.1f})",
+                      ChangeReason.HARDWARE)
         return True
 
     def _reconcile(self) -> None:
@@ -223,8 +231,10 @@ class Daemon:
         self._take_fired()
         self._arm()
 
-    def notify(self, why: str, kernel_reseeded: bool = False) -> bool:
-        """A hint: bump iff the hardware generation changed."""
+    def notify(self, why: str, reason: ChangeReason = ChangeReason.HINT,
+               kernel_reseeded: bool = False) -> bool:
+        """A hint: bump iff the hardware generation changed (reason: the
+        hint's class, for a bump without a GUID to compare)."""
         # Disarmed from here to the bump: the thread must not bump for the
         # change this look finds (one change, one bump).
         self._take_fired()
@@ -233,16 +243,16 @@ class Daemon:
             if not changed:
                 log.debug("hint (%s): GUID unchanged", why)
                 return False
-            old_guid, self.guid = self.guid, guid
+            self.guid = guid
             self._guid_raw = self.source.guid_bytes()
             if guid is None:
-                self._publish(self.state.bump(), f"hint: {why}")
+                self._publish(self.state.bump(), f"hint: {why}", reason)
                 return True
             # Before anyone wakes: two clones of one snapshot share the
             # RNG's state, and a woken reader's first draw must differ.
             self._reseed_rng(kernel_reseeded)
-            self._publish(self.state.bump(),
-                          f"GUID {old_guid} -> {guid} (seen on {why})")
+            self._publish(self.state.bump(), f"GUID changed (seen on {why})",
+                          ChangeReason.HARDWARE)
             return True
         finally:
             self._arm()
@@ -389,12 +399,13 @@ class Daemon:
 
     def _signal_hints(self, hint_signal: HintSignal) -> None:
         for pid, uid in hint_signal.senders():
-            self.notify("SIGUSR1 from " + Caller(pid, uid).describe())
+            self.notify("SIGUSR1 from " + Caller(pid, uid).describe(),
+                        ChangeReason.SIGNAL)
 
     def _take_hint(self, fd: int) -> None:
         hint = self.source.take_hint(fd)
         if hint:
-            self.notify(hint.why, hint.kernel_reseeded)
+            self.notify(hint.why, ChangeReason.HINT, hint.kernel_reseeded)
 
     def _guid_poll_after(self, now: float) -> Optional[float]:
         interval = self.source.poll_interval
@@ -417,14 +428,8 @@ class Daemon:
             log.error("cannot write %s: %s", self.status.path, e)
 
     def _status_report(self) -> dict:
-        """What `vmgenid status` shows; plain data, no GUID."""
-        # Only the listed watchers are copied and looked up in /proc: with
-        # thousands outdated, a full snapshot stalled the loop for seconds.
-        listed = self.state.outdated_watchers(MAX_LISTED_WATCHERS)
-        outdated = [
-            {"pid": pid, "uid": uid, "comm": procinfo.comm(pid),
-             "acknowledged": acked, "hooks": wid == self.hooks_watcher}
-            for wid, uid, pid, acked in listed]
+        """The world-readable status: counts and classes, no GUID, no
+        other user's process (status.py)."""
         return {
             "daemon_pid": os.getpid(),
             "device": f"/dev/{self.options.devname}",
@@ -432,13 +437,27 @@ class Daemon:
             "counter": self.state.counter,
             "watchers": self.state.watcher_count(),
             "outdated": self.state.outdated_count(),
-            "outdated_watchers": outdated,
             "source": {"name": self.source.name,
                        "guid_available": self.guid is not None},
             "last_change": self.last_change,
             "hooks": self._hooks_report(),
             "written": time.time(),
         }
+
+    def _watcher_lists(self) -> dict[int, dict]:
+        """The outdated watchers, by the uid they count against, each
+        list for that uid's eyes only (status.py)."""
+        # Only the listed watchers are copied and looked up in /proc: with
+        # thousands outdated, a full snapshot stalled the loop for seconds.
+        listed = self.state.outdated_watchers(MAX_LISTED_WATCHERS)
+        lists: dict[int, dict] = {}
+        for wid, uid, pid, acked in listed:
+            lists.setdefault(uid, {"uid": uid,
+                                   "outdated_watchers": []})
+            lists[uid]["outdated_watchers"].append(
+                {"pid": pid, "uid": uid, "comm": procinfo.comm(pid),
+                 "acknowledged": acked, "hooks": wid == self.hooks_watcher})
+        return lists
 
     def _hooks_report(self) -> dict:
         report = {"dir": self.options.hooks_dir,

@@ -13,12 +13,24 @@ VMGENID_WAIT_WATCHERS returns only after the hooks are done too.
 The folder is listed again at each run: hooks can be added or removed
 without a restart.  Names starting with "." or ending with "~", and package
 manager leftovers (".dpkg-", ".ucf-"), are skipped, as are files that are
-not executable.
+not executable.  Hooks run as root, so one runs only if no one but root
+could have put it there or changed it (Trust, SPEC.md "Privacy and
+privilege"); anything else is skipped with a log line saying why.
+
+A hook that outlives its timeout is killed with everything it started,
+also what left its process group or session (setsid, double forks): each
+hook is the child subreaper of its own descendants (PR_SET_CHILD_SUBREAPER,
+kept across exec), so while it lives every one of them stays in its tree;
+kill_tree() stops the hook and that tree, then kills them all.  Not
+covered: what a hook hands to another service (systemd-run, at, a
+daemon's socket), and what it leaves running after it exits in time.
 """
 
+import ctypes
 import logging
 import os
 import signal
+import stat
 import subprocess
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -26,6 +38,71 @@ from typing import Callable, Optional
 log = logging.getLogger(__name__)
 
 SKIPPED_MARKS = (".dpkg-", ".ucf-")
+MAX_SYMLINKS = 40                   # as the kernel's path walk
+PR_SET_CHILD_SUBREAPER = 36         # linux/prctl.h
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+@dataclass(frozen=True)
+class Trust:
+    """Whose files may run as hooks: owned by `owner` and not group- or
+    world-writable, the file (after every symlink) and every directory on
+    the way to it from `top` down.  The daemon's is ROOT; tests on a host
+    without root name their own uid and folder."""
+    owner: int = 0
+    top: str = "/"
+
+    def refusal(self, path: str) -> Optional[str]:
+        """Why path may not run as a hook, or None.  The path is walked as
+        the kernel would, one name at a time, so every directory passed
+        through and every directory holding a symlink is checked (a
+        symlink itself has no permissions: who may replace it is who may
+        write its directory)."""
+        done = "/"
+        reason = self._refusal(done, os.lstat(done))
+        todo = [n for n in os.path.abspath(path).split("/") if n]
+        links = 0
+        while todo and reason is None:
+            name = todo.pop(0)
+            if name in (".", ".."):
+                done = os.path.dirname(done) if name == ".." else done
+                continue
+            here = os.path.join(done, name)
+            st = os.lstat(here)
+            if stat.S_ISLNK(st.st_mode):
+                links += 1
+                if links > MAX_SYMLINKS:
+                    return f"more than {MAX_SYMLINKS} symlinks"
+                target = os.readlink(here)
+                if target.startswith("/"):
+                    done = "/"
+                todo = [n for n in target.split("/") if n] + todo
+                continue
+            if todo and not stat.S_ISDIR(st.st_mode):
+                return f"{here} is not a directory"
+            reason = self._refusal(here, st)
+            done = here
+        if reason is None and not stat.S_ISREG(os.stat(path).st_mode):
+            return "not a regular file"
+        return reason
+
+    def _refusal(self, path: str, st: os.stat_result) -> Optional[str]:
+        if not _within(path, self.top):
+            return None
+        if st.st_uid != self.owner:
+            return f"{path} is owned by uid {st.st_uid}, not {self.owner}"
+        if st.st_mode & stat.S_IWOTH:
+            return f"{path} is world-writable"
+        if st.st_mode & stat.S_IWGRP:
+            return f"{path} is group-writable"
+        return None
+
+
+ROOT = Trust()
+
+
+def _within(path: str, top: str) -> bool:
+    return top == "/" or path == top or path.startswith(top.rstrip("/") + "/")
 
 
 @dataclass
@@ -38,8 +115,9 @@ class HookResult:
         return self.result == "exit 0"
 
 
-def list_hooks(folder: str) -> list[str]:
-    """The executables of folder in name order; [] if it does not exist."""
+def list_hooks(folder: str, trust: Trust = ROOT) -> list[str]:
+    """The executables of folder in name order that trust lets run (the
+    rest logged); [] if it does not exist."""
     try:
         names = sorted(os.listdir(folder))
     except FileNotFoundError:
@@ -53,17 +131,26 @@ def list_hooks(folder: str) -> list[str]:
                 or any(mark in name for mark in SKIPPED_MARKS)):
             continue
         path = os.path.join(folder, name)
-        if os.path.isfile(path) and os.access(path, os.X_OK):
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            continue
+        try:
+            refusal = trust.refusal(path)
+        except OSError as e:
+            refusal = str(e)
+        if refusal is None:
             found.append(path)
+        else:
+            log.warning("hook %s skipped: %s", path, refusal)
     return found
 
 
 class HookRunner:
     def __init__(self, folder: str, timeout: float, env: dict,
                  start_generation: int,
-                 finished: Callable[[int], None]):
+                 finished: Callable[[int], None], trust: Trust = ROOT):
         """finished(generation) runs when a run for generation ended."""
         self.folder = folder
+        self.trust = trust
         self.timeout = timeout
         self._env = env                  # VMGENID_* paths for the hooks
         self._finished = finished
@@ -113,7 +200,7 @@ class HookRunner:
                 self._finished(generation)
             elif self.wanted is not None:
                 self.running_for, self.wanted = self.wanted, None
-                self._queue = list_hooks(self.folder)
+                self._queue = list_hooks(self.folder, self.trust)
                 self.results = []
                 log.info("hooks: %d to run for generation %d",
                          len(self._queue), self.running_for)
@@ -154,12 +241,13 @@ class HookRunner:
                    VMGENID_GENERATION=str(self.running_for),
                    VMGENID_PREVIOUS=str(self.done_for))
         try:
-            # Its own process group, so a timeout kills what it started too;
-            # SIGUSR1 unblocked: the daemon blocks it for its signalfd, and
-            # a blocked mask survives exec.
+            # Its own session and the subreaper of what it starts, so a
+            # timeout finds and kills all of that; SIGUSR1 unblocked: the
+            # daemon blocks it for its signalfd, and a blocked mask
+            # survives exec.
             proc = subprocess.Popen(
                 [path], env=env, stdin=subprocess.DEVNULL, close_fds=True,
-                start_new_session=True, preexec_fn=_unblock_signals)
+                start_new_session=True, preexec_fn=_prepare_hook)
         except OSError as e:
             self.results.append(HookResult(path, f"not started: {e}"))
             log.error("hook %s (generation %d): not started: %s", path,
@@ -178,11 +266,63 @@ class HookRunner:
         self._kill_group()
 
     def _kill_group(self) -> None:
+        kill_tree(self._proc.pid)
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL process pid (a subreaper: its descendants stay in its tree
+    while it lives), its process group and all its descendants.  All are
+    stopped first, top down, until a look at /proc finds no new one: a
+    stopped process can neither fork nor reap, so none escapes and no pid
+    is reused before the kill."""
+    stopped: set[int] = set()
+    new = {pid}
+    while new:
+        for each in new:
+            _signal(each, signal.SIGSTOP)
+        stopped |= new
+        new = _descendants(pid) - stopped
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    for each in stopped:
+        _signal(each, signal.SIGKILL)
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every living descendant of pid, from each process's parent in
+    /proc/PID/stat (read as bytes: a command name may be anything)."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
         try:
-            os.killpg(self._proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+            with open(f"/proc/{name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue            # gone meanwhile
+        if fields[0] != b"Z":
+            children.setdefault(int(fields[1]), []).append(int(name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
 
 
-def _unblock_signals() -> None:
+def _prepare_hook() -> None:
+    """In the hook's process, before exec."""
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    if _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"PR_SET_CHILD_SUBREAPER: {os.strerror(err)}")

@@ -1,12 +1,22 @@
-"""Who may change the generation (SPEC.md, Privilege).
+"""Who may change the generation (SPEC.md, Privilege), and whom a watcher
+counts against.
 
 CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN in the effective set of the calling
 thread, and that thread in the daemon's own user namespace: capabilities
 inside a user namespace say nothing about a counter that is global.
+
+The per-uid cap counts a watcher opened inside a user namespace against
+the uid, in the daemon's namespace, that owns it (the outermost one below
+ours): a user with a range of subordinate uids is one user, not 65536.
+Except a namespace root owns (a container): root is exempt from the cap,
+its containers' users are not, so each counts as the uid it maps to.
 """
 
 import errno
+import fcntl
 import os
+import struct
+from typing import Optional
 
 from .errors import DeviceError
 from .procinfo import read_text
@@ -14,6 +24,9 @@ from .procinfo import read_text
 CAP_SYS_ADMIN = 21
 CAP_CHECKPOINT_RESTORE = 40
 CHANGE_CAPS = (1 << CAP_SYS_ADMIN) | (1 << CAP_CHECKPOINT_RESTORE)
+NS_GET_PARENT = 0xB702          # _IO(0xb7, 0x2), linux/nsfs.h
+NS_GET_OWNER_UID = 0xB704       # _IO(0xb7, 0x4)
+OURS = "/proc/self/ns/user"
 
 
 def effective_caps(tid: int) -> int:
@@ -24,10 +37,50 @@ def effective_caps(tid: int) -> int:
     raise OSError(errno.EINVAL, "no CapEff line")
 
 
+def _user_ns(tid: int) -> str:
+    return f"/proc/{tid}/ns/user"
+
+
+def _same(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
 def same_user_namespace(tid: int) -> bool:
-    theirs = os.stat(f"/proc/{tid}/ns/user")
-    ours = os.stat("/proc/self/ns/user")
-    return (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)
+    return _same(os.stat(_user_ns(tid)), os.stat(OURS))
+
+
+def namespace_owner(tid: int) -> Optional[int]:
+    """None if thread tid is in our user namespace; else the uid (in ours)
+    that owns the outermost namespace below ours it is in.  OSError if
+    /proc cannot tell (the thread is gone) or its namespace is not below
+    ours."""
+    ours = os.stat(OURS)
+    if _same(os.stat(_user_ns(tid)), ours):
+        return None
+    fd = os.open(_user_ns(tid), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        while True:
+            parent = fcntl.ioctl(fd, NS_GET_PARENT)
+            if _same(os.fstat(parent), ours):
+                os.close(parent)
+                (owner,) = struct.unpack(
+                    "=I", fcntl.ioctl(fd, NS_GET_OWNER_UID, bytes(4)))
+                return owner
+            os.close(fd)
+            fd = parent
+    finally:
+        os.close(fd)
+
+
+def counted_uid(tid: int, uid: int) -> int:
+    """The uid a watcher opened by thread tid (whose uid the kernel gave
+    as uid) counts against.  If /proc cannot tell, uid: the opener is
+    gone, and its open with it."""
+    try:
+        owner = namespace_owner(tid)
+    except OSError:
+        return uid
+    return uid if owner in (None, 0) else owner
 
 
 def authorize_change(tid: int) -> None:

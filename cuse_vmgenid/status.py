@@ -1,16 +1,27 @@
-"""The status file: what `vmgenid status` shows, written by the daemon.
+"""The status files: what `vmgenid status` shows, written by the daemon.
 
 Kept off the bump's critical path (state file, page, wake-ups): a
 transition only marks it dirty, and the loop writes it after the
 wake-ups, at most once per MIN_INTERVAL, so a storm of opens costs one
 write, not one per open.  A write that took long (thousands of watchers, a
 slow disk) pushes the next one back, so the status never takes more than
-MAX_SHARE of the loop's time.  Mode 0644 (any user may look; the GUID
-itself is never in it, only whether the source has one), written with
-write + rename so a reader sees the old file or the new one, never half of
-either.
+MAX_SHARE of the loop's time.
+
+Two parts (SPEC.md, "Privacy and privilege around the daemon"):
+
+- the status file, mode 0644: counts, the source, the last change's time
+  and reason class (ChangeReason, never free text: no GUID, no caller),
+  the daemon's pid and the hooks;
+- the outdated watchers (pid, uid, command), one file per uid in a folder
+  next to it (watchers_dir()): `<uid>.json`, owned by that uid, mode 0400,
+  in a folder only root may list (0711).  A user reads its own file by
+  name and nothing else; root reads them all.
+
+Each is written with write + rename, so a reader sees the old file or the
+new one, never half of either.
 """
 
+import enum
 import json
 import os
 import time
@@ -19,13 +30,39 @@ from typing import Callable, Optional
 MIN_INTERVAL = 0.1   # seconds between two writes
 MAX_SHARE = 0.1      # of the loop's time, at most
 STATUS_MODE = 0o644
+WATCHERS_DIR_MODE = 0o711    # searchable, not listable: who has a file
+WATCHER_FILE_MODE = 0o400    # is nobody else's business
+
+
+class ChangeReason(enum.Enum):
+    """The class of a change, all the status says of why (the log says
+    more)."""
+    HARDWARE = "hardware"   # the GUID changed
+    FORCED = "forced"       # VMGENID_FORCE_GEN_UPDATE(_MIN)
+    NOTIFY = "notify"       # VMGENID_NOTIFY, no GUID to compare
+    SIGNAL = "signal"       # SIGUSR1, no GUID to compare
+    HINT = "hint"           # the kernel log or a poll, GUID unreadable
+    RESTART = "restart"     # a change may have been missed while down
+
+
+def watchers_dir(status_path: str) -> str:
+    """The folder of the per-uid watcher lists of a status file."""
+    return os.path.join(os.path.dirname(status_path) or ".", "watchers")
+
+
+def watcher_file(folder: str, uid: int) -> str:
+    return os.path.join(folder, f"{uid}.json")
 
 
 class StatusFile:
     def __init__(self, path: str, report: Callable[[], dict],
+                 watchers: Callable[[], dict[int, dict]] = dict,
                  clock: Callable[[], float] = time.monotonic):
+        """report(): the status; watchers(): {uid: that uid's list}."""
         self.path = path
         self._report = report
+        self._watchers = watchers
+        self._watcher_files = WatcherFiles(watchers_dir(path))
         self._clock = clock
         self._dirty = True
         self._last_write: Optional[float] = None
@@ -50,21 +87,59 @@ class StatusFile:
         self._last_write = now
         started = self._clock()
         try:
-            write_atomically(self.path, json.dumps(self._report(), indent=1)
-                             .encode() + b"\n")
+            # The lists first: a status a reader sees is never newer.
+            self._watcher_files.write(self._watchers())
+            write_atomically(self.path, _json(self._report()))
         finally:
             spent = self._clock() - started
             self._interval = max(MIN_INTERVAL, spent / MAX_SHARE)
 
 
-def write_atomically(path: str, data: bytes) -> None:
+class WatcherFiles:
+    """The per-uid lists: written when they changed, removed when empty."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        # None until the first write, which finds a previous daemon's.
+        self._written: Optional[dict[int, bytes]] = None
+
+    def write(self, lists: dict[int, dict]) -> None:
+        if self._written is None:
+            os.makedirs(self.folder, mode=WATCHERS_DIR_MODE, exist_ok=True)
+            os.chmod(self.folder, WATCHERS_DIR_MODE)
+            self._written = {int(name[:-len(".json")]): b""
+                             for name in os.listdir(self.folder)
+                             if name.endswith(".json")
+                             and name[:-len(".json")].isdigit()}
+        for uid in set(self._written) - set(lists):
+            try:
+                os.unlink(watcher_file(self.folder, uid))
+            except FileNotFoundError:
+                pass
+            del self._written[uid]
+        for uid, content in lists.items():
+            data = _json(content)
+            if self._written.get(uid) != data:
+                write_atomically(watcher_file(self.folder, uid), data,
+                                 WATCHER_FILE_MODE, owner=uid)
+                self._written[uid] = data
+
+
+def _json(content: dict) -> bytes:
+    return json.dumps(content, indent=1).encode() + b"\n"
+
+
+def write_atomically(path: str, data: bytes, mode: int = STATUS_MODE,
+                     owner: int = 0) -> None:
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, mode=0o755, exist_ok=True)
     tmp = f"{path}.new"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                 STATUS_MODE)
+                 mode)
     try:
-        os.fchmod(fd, STATUS_MODE)   # whatever the umask
+        os.fchmod(fd, mode)   # whatever the umask
+        if owner != os.geteuid():
+            os.fchown(fd, owner, -1)
         os.write(fd, data)
     finally:
         os.close(fd)

@@ -15,6 +15,7 @@ import time
 from typing import Optional
 
 from . import client
+from .status import watcher_file, watchers_dir
 
 STATUS = os.environ.get("VMGENID_STATUS", "/run/vmgenid/status.json")
 
@@ -69,6 +70,53 @@ def load_status(path: str) -> dict:
         raise Failure(f"unreadable status file {path}: {e}") from None
 
 
+def load_watchers(status_path: str) -> tuple[list[dict], bool]:
+    """(the outdated watchers the caller may see, whether they are only
+    the caller's): root reads every uid's list; anyone else only its own,
+    and of that only the processes /proc shows it as its own (hidepid)."""
+    folder = watchers_dir(status_path)
+    uid = os.geteuid()
+    if uid == 0:
+        try:
+            names = sorted(os.listdir(folder))
+        except FileNotFoundError:
+            names = []
+        except OSError as e:
+            raise Failure(f"cannot list {folder}: {e}") from None
+        paths = [os.path.join(folder, n) for n in names
+                 if n.endswith(".json")]
+    else:
+        paths = [watcher_file(folder, uid)]
+    watchers = []
+    for path in paths:
+        try:
+            with open(path) as f:
+                listed = json.load(f)
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError) as e:
+            raise Failure(f"unreadable watcher list {path}: {e}") from None
+        watchers += listed["outdated_watchers"]
+    if uid != 0:
+        watchers = [w for w in watchers if _shown_to_me(w)]
+    watchers.sort(key=lambda w: (w["acknowledged"], w["pid"]))
+    return watchers, uid != 0
+
+
+def _shown_to_me(watcher: dict) -> bool:
+    """Whether /proc shows the caller this watcher's process as its own;
+    its command name as /proc gives it now."""
+    try:
+        if os.stat(f"/proc/{watcher['pid']}").st_uid != os.geteuid():
+            return False
+        with open(f"/proc/{watcher['pid']}/comm", "rb") as f:
+            watcher["comm"] = f.read().rstrip(b"\n").decode(
+                errors="backslashreplace")
+    except OSError:
+        return False
+    return True
+
+
 def daemon_running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -84,13 +132,15 @@ def format_status(status: dict) -> str:
              f"device {status['device']}, page {status['page']}",
              f"watchers {status['watchers']}, "
              f"outdated {status['outdated']}"]
+    if status["only_own_watchers"]:
+        lines.append("  (listed: your own outdated watchers only)")
     for w in status["outdated_watchers"]:
         who = "the daemon's hooks" if w["hooks"] else \
             f"pid {w['pid']} ({w['comm'] or 'gone'}) uid {w['uid']}"
         lines.append(f"  outdated: {who}, acknowledged "
                      f"{w['acknowledged']}")
     unlisted = status["outdated"] - len(status["outdated_watchers"])
-    if unlisted > 0:
+    if unlisted > 0 and not status["only_own_watchers"]:
         lines.append(f"  ... and {unlisted} more")
     source = status["source"]
     lines.append(f"source {source['name']} (GUID "
@@ -132,6 +182,8 @@ def format_hooks(hooks: dict) -> str:
 
 def cmd_status(args) -> int:
     status = load_status(args.status_file)
+    status["outdated_watchers"], status["only_own_watchers"] = \
+        load_watchers(args.status_file)
     if args.json:
         print(json.dumps(status, indent=2, sort_keys=True))
     else:

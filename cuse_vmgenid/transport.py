@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from . import ioctls, procinfo
+from . import ioctls, privilege, procinfo
 from ._cuse import ffi, lib
 from .armedbump import ArmedBump
 from .errors import DeviceError
@@ -96,7 +96,9 @@ class CuseTransport:
 
     def open(self, req, fi) -> None:
         caller = Caller.of(req)
-        wid = self.state.open(caller.uid, caller.pid)
+        # The cap counts a user namespace's watchers against its owner.
+        wid = self.state.open(privilege.counted_uid(caller.pid, caller.uid),
+                              caller.pid)
         fi.fh = wid
         # -ENOENT: the caller is gone and release will never come.
         if lib.fuse_reply_open(req, fi) == -errno.ENOENT:

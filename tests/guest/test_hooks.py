@@ -1,13 +1,21 @@
 """hooks.d: executables the daemon runs on each change, one at a time, in
 name order, before its own watcher acknowledges (so VMGENID_WAIT_WATCHERS
 returns only once they are done).  Orderings are proven by files the hooks
-write, never by timing; a hook that must wait for the test reads a FIFO."""
+write, never by timing; a hook that must wait for the test reads a FIFO.
+
+Hooks run as root only from folders root alone can change, up to /: the
+hooks folders here are made under /run (root's, 0755), not in tmp_path
+(under /tmp, world-writable)."""
 
 import errno
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
+
+from pathlib import Path
 
 import pytest
 
@@ -19,9 +27,18 @@ WAIT_DONE = "ioctl=VMGENID_WAIT_WATCHERS ret=0 errno=0"
 
 
 @pytest.fixture
-def hooks_dir(tmp_path):
-    folder = tmp_path / "hooks.d"
-    folder.mkdir()
+def trusted_dir():
+    """A folder root alone may change, all the way up."""
+    folder = tempfile.mkdtemp(prefix="vmgenid-test-", dir="/run")
+    os.chmod(folder, 0o755)
+    yield Path(folder)
+    shutil.rmtree(folder)
+
+
+@pytest.fixture
+def hooks_dir(trusted_dir):
+    folder = trusted_dir / "hooks.d"
+    folder.mkdir(mode=0o755)
     return folder
 
 
@@ -141,7 +158,10 @@ def test_wait_watchers_returns_only_after_a_slow_hook(daemon_factory,
         status = wait_status(d, lambda s: s["hooks"]["running"] == hook,
                              "running the hook")
         # Only the daemon's own watcher is left to acknowledge.
-        [watcher] = status["outdated_watchers"]
+        assert status["outdated"] == 1
+        with open(os.path.join(os.path.dirname(d.status), "watchers",
+                               "0.json")) as f:
+            [watcher] = json.load(f)["outdated_watchers"]
         assert (watcher["pid"], watcher["hooks"], watcher["acknowledged"]) \
             == (d.proc.pid, True, 0)
         assert waiter.silent()
@@ -197,6 +217,78 @@ def test_a_hook_that_hangs_is_killed_at_its_timeout_and_the_ack_happens(
                                ("20-after", "exit 0")]
     assert "10-hangs (generation 1): still running after 2s: killed" \
         in d.log()
+
+
+def alive(pid: int) -> bool:
+    """Running: not gone, not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except FileNotFoundError:
+        return False
+
+
+def test_a_timed_out_hook_dies_with_a_child_that_left_with_setsid(
+        daemon_factory, tmp_path, hooks_dir):
+    """setsid -f: the child is in a session of its own and its parent
+    exits at once (an orphan): neither killpg nor the parent's death reach
+    it; it must die with the hook all the same."""
+    escaped = tmp_path / "escaped"
+    write_hook(hooks_dir, "10-escapes",
+               f"setsid -f sh -c 'echo $$ > {escaped}.new; "
+               f"mv {escaped}.new {escaped}; exec sleep 600'\n"
+               f"until [ -e {escaped} ]; do sleep 0.05; done\n"
+               "exec sleep 600\n")
+    d = start_daemon(daemon_factory, tmp_path, "--hooks-dir", str(hooks_dir),
+                     "--hook-timeout", "2")
+    force_from_elsewhere()
+    assert wait_for_watchers() == WAIT_DONE
+    escaped_pid = int(lines(escaped)[0])
+    status = wait_status(d, lambda s: s["hooks"]["done_for"] == 1, "done")
+    assert results(status) == [("10-escapes", "killed at timeout")]
+    assert not alive(escaped_pid), "the setsid child outlived its hook"
+
+
+def test_hooks_others_could_change_are_skipped_each_with_its_reason(
+        daemon_factory, tmp_path, trusted_dir, hooks_dir):
+    log = tmp_path / "hooks.log"
+    logging_hook(hooks_dir, "10-ok", log)
+    world = logging_hook(hooks_dir, "20-world-writable", log)
+    os.chmod(world, 0o757)
+    theirs = logging_hook(hooks_dir, "30-nobodys", log)
+    os.chown(theirs, 65534, 65534)
+    elsewhere = trusted_dir / "elsewhere"
+    elsewhere.mkdir(mode=0o755)
+    target = logging_hook(elsewhere, "script", log)
+    os.chown(target, 65534, 65534)
+    (hooks_dir / "40-link-to-nobodys").symlink_to(target)
+    d = start_daemon(daemon_factory, tmp_path, "--hooks-dir", str(hooks_dir))
+
+    force_from_elsewhere()
+    assert wait_for_watchers() == WAIT_DONE
+    assert lines(log) == ["10-ok 1 0"]
+    status = wait_status(d, lambda s: s["hooks"]["done_for"] == 1, "done")
+    assert results(status) == [("10-ok", "exit 0")]
+    for line in (f"hook {world} skipped: {world} is world-writable",
+                 f"hook {theirs} skipped: {theirs} is owned by uid 65534, "
+                 "not 0",
+                 f"hook {hooks_dir}/40-link-to-nobodys skipped: {target} is "
+                 "owned by uid 65534, not 0"):
+        assert line in d.log(), d.log()
+
+
+def test_hooks_in_a_group_writable_folder_are_skipped(daemon_factory,
+                                                      tmp_path, hooks_dir):
+    log = tmp_path / "hooks.log"
+    hook = logging_hook(hooks_dir, "10-a", log)
+    os.chmod(hooks_dir, 0o775)
+    d = start_daemon(daemon_factory, tmp_path, "--hooks-dir", str(hooks_dir))
+    force_from_elsewhere()
+    status = wait_status(d, lambda s: s["counter"] == 1, "at 1")
+    assert status["hooks"]["enabled"] is False      # nothing it would run
+    assert outdated_now() == 0
+    assert lines(log) == []
+    assert f"hook {hook} skipped: {hooks_dir} is group-writable" in d.log()
 
 
 def test_a_failing_hook_is_logged_and_the_ack_happens(daemon_factory,

@@ -1,19 +1,32 @@
 """The hook runner's schedule and the status file's coalescing, on the host
 (real child processes, no device): one hook at a time, a change during a
 run gives one more run for the newest, a hook past its timeout is killed;
-the status file is written at most once per interval."""
+the status file is written at most once per interval.
+
+Hooks run only if their owner and modes can be trusted (hooks.Trust):
+the daemon trusts root up to /; here, where tmp_path is under a
+world-writable /tmp and the tests may not run as root, the same check
+trusts our own uid from tmp_path down."""
 
 import json
 import os
 import select
 import stat
+import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from cuse_vmgenid.hooks import HookRunner, list_hooks
-from cuse_vmgenid.status import MAX_SHARE, MIN_INTERVAL, StatusFile
+from cuse_vmgenid.hooks import HookRunner, Trust, list_hooks
+from cuse_vmgenid.status import (MAX_SHARE, MIN_INTERVAL, StatusFile,
+                                 watcher_file, watchers_dir)
 
 HANG = 30
+
+
+def ours(tmp_path) -> Trust:
+    return Trust(owner=os.geteuid(), top=str(tmp_path))
 
 
 def write_hook(folder, name, body, mode=0o755):
@@ -53,7 +66,8 @@ def make_loop(tmp_path):
             loop.finished.append(generation)
 
         runner = HookRunner(str(tmp_path / "hooks.d"), timeout,
-                            {"VMGENID_STATUS": "/nowhere"}, start, finished)
+                            {"VMGENID_STATUS": "/nowhere"}, start, finished,
+                            trust=ours(tmp_path))
         loop = Loop(runner)
         return loop
     (tmp_path / "hooks.d").mkdir()
@@ -69,9 +83,89 @@ def test_list_hooks_in_name_order_skipping_hidden_backups_and_plain_files(
         write_hook(folder, name, "true\n")
     write_hook(folder, "15-plain", "true\n", mode=0o644)
     (folder / "17-dir").mkdir()
-    assert [os.path.basename(p) for p in list_hooks(str(folder))] == \
+    assert [os.path.basename(p)
+            for p in list_hooks(str(folder), ours(tmp_path))] == \
         ["10-a", "20-b"]
-    assert list_hooks(str(tmp_path / "absent")) == []
+    assert list_hooks(str(tmp_path / "absent"), ours(tmp_path)) == []
+
+
+# -- whose hooks run ---------------------------------------------------------
+
+def test_hooks_others_could_change_are_skipped_with_the_reason(tmp_path,
+                                                               caplog):
+    folder = tmp_path / "hooks.d"
+    folder.mkdir()
+    write_hook(folder, "10-ok", "true\n")
+    write_hook(folder, "20-world-writable", "true\n", mode=0o757)
+    write_hook(folder, "30-group-writable", "true\n", mode=0o775)
+    shared = tmp_path / "shared"            # a folder others may write
+    shared.mkdir()
+    shared.chmod(0o777)
+    write_hook(shared, "script", "true\n")
+    (folder / "40-link-into-shared").symlink_to(shared / "script")
+    (tmp_path / "shared-link").symlink_to(shared)  # a link to a folder
+    (folder / "50-through-a-link").symlink_to(tmp_path / "shared-link"
+                                              / "script")
+    (folder / "60-link-to-ok").symlink_to(folder / "10-ok")
+    assert [os.path.basename(p)
+            for p in list_hooks(str(folder), ours(tmp_path))] == \
+        ["10-ok", "60-link-to-ok"]
+    skipped = sorted(r.getMessage() for r in caplog.records)
+    assert skipped == [
+        f"hook {folder}/20-world-writable skipped: "
+        f"{folder}/20-world-writable is world-writable",
+        f"hook {folder}/30-group-writable skipped: "
+        f"{folder}/30-group-writable is group-writable",
+        f"hook {folder}/40-link-into-shared skipped: {shared} is "
+        "world-writable",
+        f"hook {folder}/50-through-a-link skipped: {shared} is "
+        "world-writable"]
+
+
+def test_a_hook_in_a_group_writable_folder_or_of_another_owner_is_skipped(
+        tmp_path, caplog):
+    folder = tmp_path / "hooks.d"
+    folder.mkdir()
+    write_hook(folder, "10-a", "true\n")
+    someone_else = Trust(owner=os.geteuid() + 1, top=str(tmp_path))
+    assert list_hooks(str(folder), someone_else) == []
+    assert caplog.records[-1].getMessage() == (
+        f"hook {folder}/10-a skipped: {tmp_path} is owned by uid "
+        f"{os.geteuid()}, not {os.geteuid() + 1}")
+    folder.chmod(0o775)
+    assert list_hooks(str(folder), ours(tmp_path)) == []
+    assert caplog.records[-1].getMessage() == (
+        f"hook {folder}/10-a skipped: {folder} is group-writable")
+
+
+def test_the_daemons_trust_refuses_a_world_writable_folder_above(tmp_path):
+    # /tmp, above tmp_path, is world-writable (sticky or not: refused).
+    folder = tmp_path / "hooks.d"
+    folder.mkdir()
+    hook = write_hook(folder, "10-a", "true\n")
+    if not os.stat("/tmp").st_mode & stat.S_IWOTH:
+        pytest.skip("/tmp is not world-writable here")
+    assert Trust().refusal(hook) is not None
+
+
+@settings(max_examples=60, deadline=None)
+@given(modes=st.lists(st.integers(0, 0o777), min_size=3, max_size=3))
+def test_refused_exactly_when_a_folder_or_the_file_is_writable_by_others(
+        tmp_path_factory, modes):
+    """Any modes of two nested folders and the hook: refused iff one of
+    them has a group or world write bit (the owner's bits never matter)."""
+    top = tmp_path_factory.mktemp("trust")
+    outer, inner = top / "a", top / "a" / "b"
+    inner.mkdir(parents=True)
+    hook = inner / "hook"
+    hook.write_text("#!/bin/sh\n")
+    for path, mode in zip((outer, inner, hook), modes):
+        path.chmod(mode | (0o700 if path != hook else 0))
+    refusal = Trust(owner=os.geteuid(), top=str(top)).refusal(str(hook))
+    assert (refusal is None) == (not any(m & 0o022 for m in modes)), \
+        (refusal, [oct(m) for m in modes])
+    for path in (outer, inner):
+        path.chmod(0o700)
 
 
 def test_a_run_executes_each_hook_in_turn_with_the_generations(tmp_path,
@@ -132,6 +226,46 @@ def test_a_hook_past_its_timeout_is_killed_and_the_run_goes_on(tmp_path,
     assert loop.finished == [1]
 
 
+def alive(pid: int) -> bool:
+    """Running: not gone and not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except FileNotFoundError:
+        return False
+
+
+def test_a_timed_out_hook_dies_with_what_escaped_its_group(tmp_path,
+                                                          make_loop):
+    """setsid -f: a child in a new session, its parent gone at once (so it
+    is orphaned); both it and the hook die at the timeout."""
+    escaped, started = tmp_path / "escaped", tmp_path / "started"
+    write_hook(tmp_path / "hooks.d", "10-escapes",
+               f"setsid -f sh -c 'echo $$ > {escaped}.new; "
+               f"mv {escaped}.new {escaped}; exec sleep 600'\n"
+               f"until [ -e {escaped} ]; do sleep 0.05; done\n"
+               f"echo $$ > {started}\nexec sleep 600\n")
+    loop = make_loop(timeout=5)
+    loop.runner.changed(1)
+    loop.runner.service(loop.now)
+    deadline = time.monotonic() + HANG
+    while not started.exists():
+        assert time.monotonic() < deadline, "the hook never started"
+        time.sleep(0.05)
+    escaped_pid = int(escaped.read_text())
+    with open(f"/proc/{escaped_pid}/stat", "rb") as f:
+        session = int(f.read().rsplit(b")", 1)[1].split()[3])
+    assert session == escaped_pid           # it left the hook's session
+    assert alive(escaped_pid)
+    loop.now = 5
+    loop.runner.service(loop.now)
+    loop.run_out()
+    assert [r.result for r in loop.runner.results] == ["killed at timeout"]
+    while alive(escaped_pid):
+        assert time.monotonic() < deadline, "the escaped child survived"
+        time.sleep(0.05)
+
+
 def test_a_hook_that_cannot_start_is_recorded_and_skipped(tmp_path,
                                                           make_loop):
     bad = tmp_path / "hooks.d" / "10-no-interpreter"
@@ -170,6 +304,40 @@ def test_the_status_file_is_written_at_most_once_per_interval(tmp_path):
     assert reports == [0, 1]
     assert json.loads(path.read_text()) == {"n": 1}
     assert not os.path.exists(f"{path}.new")
+
+
+def test_outdated_watchers_go_to_their_uids_file_and_away_when_none(
+        tmp_path):
+    me = os.geteuid()
+    path = tmp_path / "run" / "status.json"
+    lists = {me: {"uid": me, "outdated_watchers": [{"pid": 1}]}}
+    status = StatusFile(str(path), lambda: {"counter": 1},
+                        lambda: lists, clock=lambda: 0.0)
+    status.write_if_due(0.0)
+    folder = watchers_dir(str(path))
+    assert folder == str(tmp_path / "run" / "watchers")
+    assert stat.S_IMODE(os.stat(folder).st_mode) == 0o711
+    mine = watcher_file(folder, me)
+    assert stat.S_IMODE(os.stat(mine).st_mode) == 0o400
+    assert os.stat(mine).st_uid == me
+    with open(mine) as f:
+        assert json.load(f) == lists[me]
+    assert json.loads(path.read_text()) == {"counter": 1}
+    lists.clear()
+    status.mark_dirty()
+    status.write_if_due(1.0)
+    assert os.listdir(folder) == []
+
+
+def test_a_new_daemon_removes_the_lists_an_old_one_left(tmp_path):
+    me = os.geteuid()
+    path = str(tmp_path / "status.json")
+    old = StatusFile(path, dict, lambda: {me: {"uid": me}},
+                     clock=lambda: 0.0)
+    old.write_if_due(0.0)
+    assert os.listdir(watchers_dir(path)) == [f"{me}.json"]
+    StatusFile(path, dict, dict, clock=lambda: 0.0).write_if_due(0.0)
+    assert os.listdir(watchers_dir(path)) == []
 
 
 def test_a_slow_status_write_pushes_the_next_one_back(tmp_path):

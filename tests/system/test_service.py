@@ -9,7 +9,6 @@ Run on the host (one guest under emulation, saved and restored once):
     .venv/bin/python -m pytest -v -s tests/system
 """
 
-import re
 import time
 import uuid
 
@@ -112,13 +111,14 @@ def test_the_package_serves_vmgenid_under_systemd_across_restore_upgrade_restart
     assert counter(out, "restored") == 2
     # The packaged `vmgenid status`, from the service's status file.
     [status] = lines(out, "STATUS")
-    assert re.fullmatch(rf"2 fwcfg GUID {first} -> {second} \(seen on .*\)",
-                        status), status
+    assert status == "2 fwcfg hardware", status
     assert lines(out, "RESTORE-READER") == [
         "open", "read ret=4 value=2 errno=0", "exit 0"]
     bumps = [line for line in journal if "generation 1 -> 2" in line]
-    assert len(bumps) == 1 and f"GUID {first} -> {second}" in bumps[0], \
+    assert len(bumps) == 1 and "GUID changed (seen on " in bumps[0], \
         journal
+    # The GUID in no log line (SPEC.md, Privacy).
+    assert not any(g in line for line in journal for g in (first, second))
 
     # dpkg -i again (an upgrade): the same process goes on serving (the
     # unit says no restart after upgrade), and nothing bumped.

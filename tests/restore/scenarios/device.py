@@ -11,9 +11,11 @@ in memory).  The host asserts; the guest exits 0 once it ran through,
 2 if something it waited for never came (the console says what).
 """
 
+import json
 import os
 import select
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -110,6 +112,32 @@ def ping_until(daemon: Daemon, stop: threading.Event) -> None:
         daemon.proc.send_signal(signal.SIGUSR1)
 
 
+STATUS = "/run/vmgenid/status.json"
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def show_as_nobody(counter: int) -> None:
+    """What nobody reads once the status shows @counter: the status file
+    and `vmgenid status` (plain and --json), as "NOBODY <line>"."""
+    for _ in range(600):
+        try:
+            with open(STATUS) as f:
+                if json.load(f)["counter"] == counter:
+                    break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.1)
+    tool = [sys.executable, "-m", "cuse_vmgenid.tool", "status"]
+    for argv in (["cat", STATUS], tool, tool + ["--json"]):
+        done = subprocess.run(NOBODY + argv, capture_output=True, text=True,
+                              cwd=os.path.dirname(os.path.dirname(
+                                  os.path.dirname(os.path.abspath(
+                                      __file__)))))
+        for line in (done.stdout + done.stderr).splitlines():
+            say("NOBODY", line)
+        say("NOBODY_EXIT", done.returncode)
+
+
 def main_scenario() -> int:
     """(a): the host restores with the SAME GUID (nothing may happen),
     then with a new one (one bump: every kind of client wakes)."""
@@ -149,6 +177,7 @@ def main_scenario() -> int:
     wait_hints_after_bump(daemon, bump_at)
     say("GUID", guid_source().read())
     say("COUNTER", page_counter())
+    show_as_nobody(page_counter())
     daemon.terminate()
     say("DONE")
     return 0
