@@ -48,8 +48,8 @@ def lockdown_mode(path: str = LOCKDOWN) -> str | None:
 def _refusal(action: str, err: OSError, address: int, dev_mem: str) -> str:
     mode = lockdown_mode()
     if mode not in (None, "none"):
-        return (f"kernel lockdown ({mode}) forbids /dev/mem: {action} "
-                f"{dev_mem} failed with {errno.errorcode.get(err.errno)}")
+        return (f"lockdown: {mode} (the kernel closes /dev/mem: {action} "
+                f"{dev_mem} failed with {errno.errorcode.get(err.errno)})")
     if err.errno == errno.EACCES:
         return f"{action} {dev_mem}: permission denied (needs root)"
     if err.errno == errno.EPERM:
