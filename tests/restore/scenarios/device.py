@@ -317,11 +317,40 @@ def looked_after(daemon: Daemon) -> None:
     daemon.wait_line(r"hint \(SIGUSR1\b.*\): GUID unchanged", after=mark)
 
 
+def mount_securityfs() -> None:
+    """As systemd does: the daemon reads the lockdown mode there."""
+    if not os.path.exists("/sys/kernel/security/lockdown"):
+        subprocess.run(["mount", "-t", "securityfs", "securityfs",
+                        "/sys/kernel/security"], check=True)
+
+
+def watch(daemon: Daemon) -> None:
+    """Every 20 s, where the daemon's threads are (a hang says where)."""
+    def loop() -> None:
+        while daemon.proc.poll() is None:
+            time.sleep(20)
+            for tid in os.listdir(f"/proc/{daemon.proc.pid}/task"):
+                try:
+                    with open(f"/proc/{daemon.proc.pid}/task/{tid}/stat"
+                              ) as f:
+                        stat = f.read().rsplit(")", 1)[1].split()
+                    with open(f"/proc/{daemon.proc.pid}/task/{tid}/"
+                              "syscall") as f:
+                        syscall = f.read().split()[0]
+                except OSError:
+                    continue
+                say("WATCH tid=%s state=%s utime=%s syscall=%s"
+                    % (tid, stat[0], stat[11], syscall))
+    threading.Thread(target=loop, daemon=True).start()
+
+
 def lockdown_scenario() -> int:
     """(d) under lockdown=integrity: the host restores with the SAME GUID
     (the kernel compares and logs nothing: no bump), then with a new one
     (its one VM fork record: one bump; the reader and a poller wake)."""
+    mount_securityfs()
     daemon = Daemon.start()
+    watch(daemon)
     say("VMFORK_RECORDS", len(kernel_vmfork_records()))
     reader = start_reader()
     woke: dict = {}
@@ -339,6 +368,7 @@ def lockdown_scenario() -> int:
             say("POLLER value=%d" % read_counter(fd))
         finally:
             os.close(fd)
+            say("POLLER closed")
 
     poll_thread = threading.Thread(target=poll_once)
     poll_thread.start()
@@ -363,11 +393,11 @@ def lockdown_scenario() -> int:
             return 2
         time.sleep(0.2)
     time.sleep(2)
-    say("SAME_DONE counter=%d records=%d" % (page_counter(),
-                                             len(kernel_vmfork_records())))
+    records = kernel_vmfork_records()   # before the host may save again
+    say("SAME_DONE counter=%d records=%d" % (page_counter(), len(records)))
 
     # The host restores with a new GUID: the kernel logs its record.
-    if not wait_vmfork_record(kernel_vmfork_records(), deadline):
+    if not wait_vmfork_record(records, deadline):
         return 2
     try:
         reader.wait(timeout=120)
@@ -384,6 +414,7 @@ def lockdown_restart_scenario() -> int:
     """(e) under lockdown=integrity: a same-boot restart (no change: no
     bump); then the host restores with a new GUID while the daemon is
     down: started again, it bumps once."""
+    mount_securityfs()
     daemon = Daemon.start()
     daemon.terminate()
     daemon = Daemon.start()
