@@ -46,7 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--mode", type=_mode, default=0o666,
                    help="node mode, octal (default: 0666)")
     p.add_argument("--source", choices=SOURCE_CHOICES, default="auto",
-                   help="where GUID changes come from (default: auto)")
+                   help="where changes come from: auto takes the first "
+                        "tier that works, best first (default: auto)")
     p.add_argument("--poll-interval-ms", type=int, default=200,
                    help="how often a C thread compares the GUID in memory "
                         "(default: %(default)s)")

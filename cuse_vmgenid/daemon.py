@@ -16,7 +16,8 @@ from .hintsignal import HintSignal
 from .hooks import HookRunner, list_hooks
 from .page import Page
 from .session import CuseSession
-from .sources import KERNEL_LOG_HINT, open_source
+from .hint import KERNEL_LOG_HINT
+from .sources import open_source
 from .state import COUNTER_MAX, Changes, GenerationState, encode_counter
 from .status import ChangeReason, StatusFile
 from .transport import Caller, CuseTransport
@@ -132,16 +133,19 @@ class Daemon:
     def _resume(self) -> tuple[int, Optional[str]]:
         """The starting counter, and why to bump once (None: no bump)."""
         saved = self.state_file.load()
-        changed, self.guid = self.source.changed(saved.guid if saved else None)
-        self._guid_raw = self.source.guid_bytes()
         same_boot = saved is not None and saved.boot_id == self.boot_id
+        changed, self.guid = self.source.changed_since(
+            saved if same_boot else None)
+        self._guid_raw = self.source.guid_bytes()
         if same_boot:
             counter = max(saved.counter, self.page.load())
             log.info("same boot: resuming at %d (state %d, page %d)",
                      counter, saved.counter, self.page.load())
             if changed:
+                note = self.source.change_note
                 return counter, ("restart: a change may have been missed "
-                                 f"(source {self.source.name})")
+                                 f"(source {self.source.name}"
+                                 f"{': ' + note if note else ''})")
             return counter, None
         if not self.page.created:
             counter = self.page.load()
@@ -246,7 +250,9 @@ class Daemon:
             self.guid = guid
             self._guid_raw = self.source.guid_bytes()
             if guid is None:
-                self._publish(self.state.bump(), f"hint: {why}", reason)
+                note = self.source.change_note   # the kernel-log tier's
+                self._publish(self.state.bump(), f"{note} (seen on {why})"
+                              if note else f"hint: {why}", reason)
                 return True
             # Before anyone wakes: two clones of one snapshot share the
             # RNG's state, and a woken reader's first draw must differ.
@@ -277,7 +283,8 @@ class Daemon:
 
     def _persist(self) -> None:
         try:
-            self.state_file.save(self.state.counter, self.guid)
+            self.state_file.save(self.state.counter, self.guid,
+                                 self.source.kmsg_seq)
         except OSError as e:
             # The bump goes on: a missed wake-up is worse than a stale file.
             log.error("cannot write %s: %s", self.state_file.path, e)
@@ -369,6 +376,7 @@ class Daemon:
                 if self.status is not None:
                     self._guarded("status", self._write_status, now)
             log.info("stopping at generation %d", self.state.counter)
+            self._persist()     # the kernel-log tier: the records read
             return 0
         finally:
             # The thread lets go of the armed bump; one it fired is applied.
@@ -438,7 +446,8 @@ class Daemon:
             "watchers": self.state.watcher_count(),
             "outdated": self.state.outdated_count(),
             "source": {"name": self.source.name,
-                       "guid_available": self.guid is not None},
+                       "guid_available": self.guid is not None,
+                       "unseen": self.source.unseen},
             "last_change": self.last_change,
             "hooks": self._hooks_report(),
             "written": time.time(),

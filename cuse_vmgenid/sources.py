@@ -1,41 +1,51 @@
-"""Where changes of generation come from (SPEC.md, "Where changes come from").
+"""Where changes of generation come from (SPEC.md, "Where changes come
+from"): a ladder of tiers, best first; `--source auto` takes the first
+that works.
 
 A source answers one question, "did the hardware generation change since
 this GUID?", and says which fds hint that it is worth asking now.  The
 daemon asks on every hint and every poll interval and bumps once per new
-GUID, however many hints arrive.  Without a GUID (`--source none`) every
-hint is taken as a change.
+GUID, however many hints arrive.  The kernel-log tier (kernellog.py) has
+no GUID: each kernel VM fork record is one change.  Without any tier
+(`none`) every hint is taken as a change, and hardware changes are not
+seen at all: the log, the status file and `vmgenid status` say so.
 """
 
 import logging
-from typing import NamedTuple, Optional
+from typing import Callable, Optional
 
+from . import kernellog
 from .guid import GuidSource, GuidUnavailable, KmsgReader, discover
-from .guid.kmsg import MARKER
 from .guid.memory import guid_string
 from .guidpoll import GuidPoller
+from .hint import KERNEL_LOG_HINT, Hint
 
 log = logging.getLogger(__name__)
 
-SOURCE_CHOICES = ("auto", "fwcfg", "acpi", "none")
-# The kernel's own words: one copy, in guid/kmsg.py.
-KERNEL_LOG_HINT = f"kernel log: {MARKER.decode()}"
-
-
-class Hint(NamedTuple):
-    why: str
-    # The kernel's own driver already mixed the GUID into its RNG and
-    # reseeded it (its log line says so): the daemon need not again.
-    kernel_reseeded: bool = False
+# The tiers, best first.  VMClock's tier (SPEC.md's (b)) goes between the
+# GUID in memory and the kernel log.
+TIERS = ("fwcfg", "acpi", "kernel-log")
+SOURCE_CHOICES = ("auto", *TIERS, "none")
+UNSEEN = "HARDWARE CHANGES WILL NOT BE SEEN (snapshot restores, clones)"
 
 
 class NoSource:
-    """No GUID: every hint and every restart is taken as a change."""
+    """No tier: every hint and every restart is taken as a change."""
     name = "none"
     poll_interval: Optional[float] = None
+    kmsg_seq: Optional[int] = None
+    change_note: Optional[str] = None
+
+    def __init__(self, why: str):
+        # What the log, the status file and `vmgenid status` say.
+        self.unseen = f"{UNSEEN}: {why}"
 
     def changed(self, known_guid: Optional[str]) -> tuple[bool, Optional[str]]:
         """(did the hardware generation change?, the GUID now)."""
+        return True, None
+
+    def changed_since(self, saved) -> tuple[bool, Optional[str]]:
+        """At start: did a change happen while the daemon was down?"""
         return True, None
 
     def guid_bytes(self) -> Optional[bytes]:
@@ -67,6 +77,9 @@ class GuidWatcher:
     thread (which reads the kernel log too, and fires the armed bump); the
     daemon's own kernel log reader and periodic look only when that thread
     could not start."""
+    kmsg_seq: Optional[int] = None
+    change_note: Optional[str] = None
+    unseen: Optional[str] = None
 
     def __init__(self, guid: GuidSource, kmsg: Optional[KmsgReader],
                  poll_interval_ms: int, rng_fd: int = -1):
@@ -95,6 +108,9 @@ class GuidWatcher:
             return True, None
         now = guid_string(self._last_read)
         return now != known_guid, now
+
+    def changed_since(self, saved) -> tuple[bool, Optional[str]]:
+        return self.changed(saved.guid if saved else None)
 
     def guid_bytes(self) -> Optional[bytes]:
         """The bytes behind changed()'s last answer: the RNG is reseeded
@@ -141,22 +157,52 @@ class GuidWatcher:
         self._guid.close()
 
 
+def _guid_tier(name: str) -> Callable[[int, int], GuidWatcher]:
+    def open_tier(poll_interval_ms: int, rng_fd: int) -> GuidWatcher:
+        guid = discover(name)
+        try:
+            kmsg = KmsgReader()
+        except OSError as e:
+            kmsg = None
+            log.warning("no kernel log hint (%s): relying on the %d ms "
+                        "poll", e, poll_interval_ms)
+        log.info("GUID source: %s", guid.describe())
+        return GuidWatcher(guid, kmsg, poll_interval_ms, rng_fd)
+    return open_tier
+
+
+def _kernel_log_tier(poll_interval_ms: int, rng_fd: int):
+    source = kernellog.open_tier()
+    log.info("source: %s", source.describe())
+    return source
+
+
+TIER_OPENERS = {"fwcfg": _guid_tier("fwcfg"), "acpi": _guid_tier("acpi"),
+                "kernel-log": _kernel_log_tier}
+
+
 def open_source(choice: str, poll_interval_ms: int, rng_fd: int = -1):
-    """The source asked for; `none` with the reason logged if it fails.
-    rng_fd: /dev/urandom, for the poll thread to reseed the RNG with."""
+    """The first tier that works of those @choice allows (auto: all, best
+    first), with one log line per tier skipped and why; `none` (loudly)
+    if none works.  rng_fd: /dev/urandom, for the poll thread to reseed
+    the RNG with."""
     if choice == "none":
-        return NoSource()
-    try:
-        guid = discover(choice)
-    except GuidUnavailable as e:
-        log.warning("no GUID source (%s): %s; serving with --source none "
-                    "(every hint and every restart bumps)", choice, e)
-        return NoSource()
-    try:
-        kmsg = KmsgReader()
-    except OSError as e:
-        kmsg = None
-        log.warning("no kernel log hint (%s): relying on the %d ms poll",
-                    e, poll_interval_ms)
-    log.info("GUID source: %s", guid.describe())
-    return GuidWatcher(guid, kmsg, poll_interval_ms, rng_fd)
+        source = NoSource("--source none was asked for")
+        log.warning("source tier none: %s", source.unseen)
+        return source
+    skipped = []
+    for name in TIERS:
+        if choice not in ("auto", name):
+            continue
+        try:
+            source = TIER_OPENERS[name](poll_interval_ms, rng_fd)
+        except (GuidUnavailable, kernellog.TierUnavailable) as e:
+            log.warning("source tier %s skipped: %s", name, e)
+            skipped.append(f"{name}: {e}")
+            continue
+        log.info("source tier %s (--source %s)", name, choice)
+        return source
+    source = NoSource("; ".join(skipped))
+    log.error("source tier none (--source %s): %s; every hint and every "
+              "restart bumps", choice, source.unseen)
+    return source

@@ -28,6 +28,9 @@ class SavedState:
     boot_id: str
     counter: int
     guid: Optional[str] = None
+    # The kernel-log tier: the sequence number of the last /dev/kmsg record
+    # it applied (files written before it, or by another tier, have none).
+    kmsg_seq: Optional[int] = None
 
 
 def current_boot_id() -> str:
@@ -86,7 +89,13 @@ def _saved_state(path: str, data) -> SavedState:
     if guid is not None and not (isinstance(guid, str)
                                  and len(guid) <= GUID_TEXT_MAX):
         raise CorruptStateFile(path, "guid is neither null nor a GUID")
-    return SavedState(boot_id, counter, guid)
+    kmsg_seq = data.get("kmsg_seq")
+    if kmsg_seq is not None and (not isinstance(kmsg_seq, int)
+                                 or isinstance(kmsg_seq, bool)
+                                 or kmsg_seq < 0):
+        raise CorruptStateFile(path, f"kmsg_seq {str(kmsg_seq)[:40]} is "
+                               "neither null nor a record number")
+    return SavedState(boot_id, counter, guid, kmsg_seq)
 
 
 class StateFile:
@@ -134,17 +143,19 @@ class StateFile:
     def stage(self, counter: int, guid: Optional[str]) -> None:
         """Write (counter, guid) into the next commit's file now: a commit
         of it, or of it with another GUID, then only overwrites what
-        differs."""
+        differs.  (Only the GUID tier's armed bump stages: no kmsg_seq.)"""
         _check(lib.vmgenid_state_stage(
             self._sf, counter,
-            ffi.NULL if guid is None else guid.encode()), self.path)
+            ffi.NULL if guid is None else guid.encode(), -1), self.path)
 
-    def save(self, counter: int, guid: Optional[str]) -> bool:
-        """Commit (counter, guid) for this boot; False if the file held
-        exactly that already (the armed bump committed it)."""
+    def save(self, counter: int, guid: Optional[str],
+             kmsg_seq: Optional[int] = None) -> bool:
+        """Commit (counter, guid, kmsg_seq) for this boot; False if the
+        file held exactly that already (the armed bump committed it)."""
         return _check(lib.vmgenid_state_save(
             self._sf, counter,
-            ffi.NULL if guid is None else guid.encode()), self.path) == 1
+            ffi.NULL if guid is None else guid.encode(),
+            -1 if kmsg_seq is None else kmsg_seq), self.path) == 1
 
     def close(self) -> None:
         """After the armed bump is gone."""

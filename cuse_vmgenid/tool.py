@@ -27,6 +27,8 @@ EXIT_DENIED = 4         # bump: EACCES
 EXIT_CHANGED_AGAIN = 5  # ack GENERATION: the counter moved on; wait again
 EXIT_REOPEN = 6         # --fd: its daemon went away; a change may have
                         # happened: reopen the descriptor
+EXIT_UNSEEN = 7         # status: the daemon has no source tier, hardware
+                        # changes will not be seen
 
 EPILOG = f"""\
 exit codes:
@@ -39,6 +41,8 @@ exit codes:
   {EXIT_CHANGED_AGAIN}  ack GENERATION: the generation changed again; wait again
   {EXIT_REOPEN}  --fd N: the daemon behind descriptor N went away; treat it as
      a change and reopen the descriptor (exec N<>/dev/vmgenid)
+  {EXIT_UNSEEN}  status: the daemon serves with no source tier (--source none):
+     hardware changes (snapshot restores, clones) will not be seen
 
 A shell script keeps its own watcher open across calls:
   exec 3<>/dev/vmgenid                  # read-write: ack writes to it
@@ -128,7 +132,9 @@ def daemon_running(pid: int) -> bool:
 
 
 def format_status(status: dict) -> str:
-    lines = [f"generation {status['counter']}",
+    unseen = status["source"].get("unseen")
+    lines = [f"WARNING: {unseen}"] if unseen else []
+    lines += [f"generation {status['counter']}",
              f"device {status['device']}, page {status['page']}",
              f"watchers {status['watchers']}, "
              f"outdated {status['outdated']}"]
@@ -188,7 +194,7 @@ def cmd_status(args) -> int:
         print(json.dumps(status, indent=2, sort_keys=True))
     else:
         print(format_status(status))
-    return EXIT_OK
+    return EXIT_UNSEEN if status["source"].get("unseen") else EXIT_OK
 
 
 # -- the device -----------------------------------------------------------

@@ -139,7 +139,8 @@ int vmgenid_armed_bump_fire(struct vmgenid_armed_bump *ab, const void *guid,
 	ab->last.fire_us = armed_us_since(woke);
 	value = ab->counter;
 	vmgenid_guid_format(guid, text);
-	ret = vmgenid_state_save(ab->state, value, text);
+	/* The GUID tier: no kernel log position to keep (-1). */
+	ret = vmgenid_state_save(ab->state, value, text, -1);
 	ab->last.state_err = ret < 0 ? ret : 0;
 	ab->last.committed_us = armed_us_since(woke);
 	ab->last.counter = value;

@@ -20,7 +20,7 @@
  * (decl/armedbump.c).  A save of exactly what the file holds is skipped,
  * so the daemon's own save of a bump the thread committed writes nothing.
  */
-#define VMGENID_STATE_MAX 160		/* the JSON, with room to spare */
+#define VMGENID_STATE_MAX 192		/* the JSON, with room to spare */
 #define VMGENID_BOOT_ID_MAX 40		/* 36 characters and a NUL */
 #define VMGENID_GUID_SIZE 16
 #define VMGENID_GUID_TEXT 36		/* as vmgenid_guid_format() spells it */
@@ -116,9 +116,9 @@ static char *put_text(char *p, const char *text)
 	return p;
 }
 
-static char *put_u32(char *p, uint32_t value)
+static char *put_u64(char *p, uint64_t value)
 {
-	char digits[10];
+	char digits[20];
 	int n = 0;
 
 	do {
@@ -130,9 +130,13 @@ static char *put_u32(char *p, uint32_t value)
 	return p;
 }
 
-/* The JSON for (@counter, @guid or NULL) in @out; its length or -errno. */
+/*
+ * The JSON for (@counter, @guid or NULL, @kmsg_seq: the sequence number of
+ * the last kernel log record the kernel-log tier applied, or -1 for none)
+ * in @out; its length or -errno.
+ */
 static int state_format(const struct vmgenid_state_file *sf, uint32_t counter,
-			const char *guid, char *out)
+			const char *guid, int64_t kmsg_seq, char *out)
 {
 	char *p = out;
 
@@ -141,7 +145,7 @@ static int state_format(const struct vmgenid_state_file *sf, uint32_t counter,
 	p = put_text(p, "{\"boot_id\": \"");
 	p = put_text(p, sf->boot_id);
 	p = put_text(p, "\", \"counter\": ");
-	p = put_u32(p, counter);
+	p = put_u64(p, counter);
 	p = put_text(p, ", \"guid\": ");
 	if (guid) {
 		*p++ = '"';
@@ -149,6 +153,10 @@ static int state_format(const struct vmgenid_state_file *sf, uint32_t counter,
 		*p++ = '"';
 	} else {
 		p = put_text(p, "null");
+	}
+	if (kmsg_seq >= 0) {
+		p = put_text(p, ", \"kmsg_seq\": ");
+		p = put_u64(p, kmsg_seq);
 	}
 	p = put_text(p, "}\n");
 	return p - out;
@@ -231,12 +239,12 @@ static int state_commit_locked(struct vmgenid_state_file *sf,
  * -errno.
  */
 static int state_save_locked(struct vmgenid_state_file *sf, uint32_t counter,
-			     const char *guid)
+			     const char *guid, int64_t kmsg_seq)
 {
 	char data[VMGENID_STATE_MAX];
 	int len, err;
 
-	len = state_format(sf, counter, guid, data);
+	len = state_format(sf, counter, guid, kmsg_seq, data);
 	if (len < 0)
 		return len;
 	if (len == sf->last_len && !memcmp(data, sf->last, len))
@@ -260,25 +268,25 @@ int vmgenid_state_prepare(struct vmgenid_state_file *sf)
 }
 
 int vmgenid_state_save(struct vmgenid_state_file *sf, uint32_t counter,
-		       const char *guid)
+		       const char *guid, int64_t kmsg_seq)
 {
 	int ret;
 
 	pthread_mutex_lock(&sf->lock);
-	ret = state_save_locked(sf, counter, guid);
+	ret = state_save_locked(sf, counter, guid, kmsg_seq);
 	pthread_mutex_unlock(&sf->lock);
 	return ret;
 }
 
 /* Make the next commit of (@counter, @guid) cheap; 0 or -errno. */
 int vmgenid_state_stage(struct vmgenid_state_file *sf, uint32_t counter,
-			const char *guid)
+			const char *guid, int64_t kmsg_seq)
 {
 	char data[VMGENID_STATE_MAX];
 	int len;
 
 	pthread_mutex_lock(&sf->lock);
-	len = state_format(sf, counter, guid, data);
+	len = state_format(sf, counter, guid, kmsg_seq, data);
 	if (len >= 0)
 		len = state_stage_locked(sf, data, len);
 	pthread_mutex_unlock(&sf->lock);

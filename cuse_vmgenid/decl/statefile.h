@@ -8,7 +8,7 @@ struct vmgenid_state_file *vmgenid_state_open(int dir_fd, const char *name,
 void vmgenid_guid_format(const unsigned char *raw, char *out);
 int vmgenid_state_prepare(struct vmgenid_state_file *sf);
 int vmgenid_state_save(struct vmgenid_state_file *sf, uint32_t counter,
-		       const char *guid);
+		       const char *guid, int64_t kmsg_seq);
 int vmgenid_state_stage(struct vmgenid_state_file *sf, uint32_t counter,
-			const char *guid);
+			const char *guid, int64_t kmsg_seq);
 void vmgenid_state_close(struct vmgenid_state_file *sf);

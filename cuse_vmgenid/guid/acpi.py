@@ -18,6 +18,23 @@ the AML of the DSDT and SSDTs, in exactly one of two forms:
           Return(Local0)
       }
 
+- Hyper-V and Azure (microsoft/mu_msvm's DSDT, Device \\_SB.GENC, _HID
+  MSFT1002): two 32-bit fields of a SystemMemory OperationRegion, whose
+  address the firmware patches into the table at boot, stored into a
+  method-local package:
+
+      OperationRegion(BIOS, SystemMemory, <patched>, 0xff)
+      Field(BIOS, ByteAcc, NoLock, Preserve) {..., GCAL,32, GCAH,32, ...}
+      Method(ADDR, 0) {
+          Name(LPKG, Package(){0, 0})
+          Store(GCAL, Index(LPKG, 0))
+          Store(GCAH, Index(LPKG, 1))
+          Return(LPKG)
+      }
+
+  The fields are read from the region in /dev/mem, as the AML
+  interpreter would.
+
 Anything else raises UnsupportedAddrForm: a wrong address would make the
 watcher read some other memory forever, so it is never guessed.
 """
@@ -26,13 +43,17 @@ import glob
 import os
 from dataclasses import dataclass
 
+from typing import Callable
+
 from ..procinfo import read_text
 from . import aml
 from .errors import GuidUnavailable, UnsupportedAddrForm
+from .memory import read_physical
 
 DEVICES_DIR = "/sys/bus/acpi/devices"
 TABLES_DIR = "/sys/firmware/acpi/tables"
-HIDS = frozenset({"QEMUVGID", "VMGENCTR"})
+HIDS = frozenset({"QEMUVGID", "VMGENCTR", "MSFT1002"})
+SYSTEM_MEMORY = 0x00    # an OperationRegion's RegionSpace
 CID = "VM_GEN_COUNTER"
 ADDR = "ADDR"
 
@@ -40,7 +61,7 @@ ADDR = "ADDR"
 @dataclass
 class AcpiAddress:
     address: int      # physical address of the 16-byte GUID
-    form: str         # "qemu" or "firecracker"
+    form: str         # "qemu", "firecracker" or "hyper-v"
     device: str       # its ACPI path, \_SB_.VGEN
     detail: str       # how the address was read, for the log
 
@@ -112,9 +133,12 @@ def read_tables(tables_dir: str = TABLES_DIR) -> list[aml.Table]:
     return tables
 
 
-def resolve_addr(tables: list[aml.Table], device_path: str) -> AcpiAddress:
+def resolve_addr(tables: list[aml.Table], device_path: str,
+                 read_memory: Callable[[int, int], bytes] = read_physical
+                 ) -> AcpiAddress:
     """The GUID address @device_path's ADDR gives, or the exact reason
-    why not (GuidUnavailable, UnsupportedAddrForm)."""
+    why not (GuidUnavailable, UnsupportedAddrForm).  @read_memory(address,
+    size): physical memory, for the fields of an OperationRegion."""
     device = aml.parse_path(device_path)
     ns = aml.read_namespace(tables)
     decls = ns.lookup(device + (ADDR,))
@@ -132,7 +156,15 @@ def resolve_addr(tables: list[aml.Table], device_path: str) -> AcpiAddress:
     if decl.kind == "name":
         return _firecracker_form(decl, device_path)
     if decl.kind == "method":
-        return _qemu_form(ns, decl, device_path)
+        try:
+            return _qemu_form(ns, decl, device_path)
+        except UnsupportedAddrForm as not_qemu:
+            try:
+                return _field_form(ns, decl, device_path, read_memory)
+            except UnsupportedAddrForm as not_fields:
+                raise UnsupportedAddrForm(
+                    f"ADDR form not read: {not_qemu}; nor Hyper-V's: "
+                    f"{not_fields}") from None
     raise UnsupportedAddrForm(f"{where} ({decl.where()}) is a {decl.kind}, "
                               "neither a Name nor a Method")
 
@@ -176,9 +208,7 @@ def _qemu_form(ns: aml.Namespace, decl: aml.Decl,
     mask = table.int_mask
     c = aml.Cursor(table.data, decl.start, decl.end)
     try:
-        flags = c.byte()
-        if flags & 0x07:
-            raise aml.AmlError(c.pos - 1, f"takes {flags & 7} arguments")
+        _expect_no_arguments(c)
         # Store(Package(2){}, LocalN)
         c.expect(aml.STORE_OP, "Store")
         c.expect(aml.PACKAGE_OP, "Package")
@@ -225,6 +255,113 @@ def _qemu_form(ns: aml.Namespace, decl: aml.Decl,
     return AcpiAddress(high << 32 | low, "qemu", device_path,
                        f"Method(ADDR) in {table.name}: {vgia_ref} "
                        f"{vgia:#x} + {offset:#x}, high {high:#x}")
+
+
+def _field_form(ns: aml.Namespace, decl: aml.Decl, device_path: str,
+                read_memory: Callable[[int, int], bytes]) -> AcpiAddress:
+    """Hyper-V's Method(ADDR): Name(P, Package(2){...}), then
+    Store(<field>, Index(P, n)) for n 0 and 1 (either order), then
+    Return(P); each field read through its SystemMemory region."""
+    table = decl.table
+    mask = table.int_mask
+    c = aml.Cursor(table.data, decl.start, decl.end)
+    try:
+        _expect_no_arguments(c)
+        c.expect(aml.NAME_OP, "Name")
+        holder = c.name_string()
+        c.expect(aml.PACKAGE_OP, "Package")
+        end = c.pkg_length()
+        c.expect(2, "NumElements 2")
+        c.pos = end     # its initial elements are all overwritten below
+        sources = {}
+        for _ in range(2):
+            c.expect(aml.STORE_OP, "Store")
+            at = c.pos
+            ref = c.name_string()
+            c.expect(aml.INDEX_OP, "Index")
+            if c.name_string() != holder:
+                raise aml.AmlError(c.pos, f"Index of another object than "
+                                   f"{holder}")
+            index = c.integer(mask)
+            c.expect(aml.NULL_NAME, "Index's target: none")
+            if index not in (0, 1) or index in sources:
+                raise aml.AmlError(at, f"stores element {index} (elements "
+                                   "0 and 1, once each)")
+            sources[index] = ref
+        c.expect(aml.RETURN_OP, "Return")
+        if c.name_string() != holder or not c.at_end():
+            raise aml.AmlError(c.pos, f"does not end Return({holder})")
+    except aml.AmlError as err:
+        raise UnsupportedAddrForm(
+            f"Method({device_path}.ADDR) at {decl.where()} is not "
+            f"Store(<field>, Index(<package>, 0 and 1)): {err}") from None
+    scope = decl.path
+    low, low_how = _field_value(ns, scope, sources[0], device_path,
+                                read_memory)
+    high, high_how = _field_value(ns, scope, sources[1], device_path,
+                                  read_memory)
+    address = high << 32 | low
+    if address == 0:
+        raise GuidUnavailable(f"{device_path}.ADDR gives 0 ({low_how}, "
+                              f"{high_how}): no GUID address")
+    return AcpiAddress(address, "hyper-v", device_path,
+                       f"Method(ADDR) in {table.name}: {low_how}, "
+                       f"{high_how}")
+
+
+def _field_value(ns, scope, ref, device_path, read_memory
+                 ) -> tuple[int, str]:
+    """A 32-bit field unit @ref (from the method's @scope) read from its
+    SystemMemory OperationRegion, and how it was read."""
+    field = _one(ns, scope, ref, "field", device_path)
+    unit = field.value
+    region_decl = _one(ns, unit.scope, unit.region, "region", device_path)
+    region = region_decl.value
+    where = f"{aml.path_str(field.path)} ({field.where()})"
+    if region.space != SYSTEM_MEMORY:
+        raise UnsupportedAddrForm(f"{where}: its region is in address "
+                                  f"space {region.space:#x}, not "
+                                  "SystemMemory")
+    if unit.bits != 32 or unit.bit_offset % 8:
+        raise UnsupportedAddrForm(f"{where}: {unit.bits} bits at bit "
+                                  f"{unit.bit_offset}, not a 32-bit field "
+                                  "on a byte")
+    offset = unit.bit_offset // 8
+    if offset + 4 > region.length:
+        raise UnsupportedAddrForm(f"{where}: bytes {offset}-{offset + 3} "
+                                  f"outside its {region.length}-byte region")
+    if region.offset == 0:
+        raise GuidUnavailable(f"{aml.path_str(region_decl.path)} is at 0: "
+                              "the firmware did not patch its address in")
+    address = region.offset + offset
+    value = int.from_bytes(read_memory(address, 4), "little")
+    return value, (f"{aml.path_str(field.path)} = {value:#x} (at "
+                   f"{address:#x} in {aml.path_str(region_decl.path)})")
+
+
+def _one(ns, scope, ref, kind, device_path) -> aml.Decl:
+    """The one declaration of @kind that @ref names from @scope."""
+    for path in aml.search_paths(scope, ref):
+        decls = ns.lookup(path)
+        if not decls:
+            continue
+        if len(decls) > 1 or decls[0].kind != kind:
+            raise UnsupportedAddrForm(
+                f"{aml.path_str(path)} (used by {device_path}.ADDR) is "
+                f"{'declared twice' if len(decls) > 1 else decls[0].kind}"
+                f", not one {kind}")
+        return decls[0]
+    unread = f"; AML not read: {' | '.join(ns.problems)}" \
+        if ns.problems else ""
+    raise GuidUnavailable(f"{ref} (used by {device_path}.ADDR) is not "
+                          f"declared{unread}")
+
+
+def _expect_no_arguments(c: aml.Cursor) -> None:
+    """A method's MethodFlags: ADDR takes no arguments."""
+    flags = c.byte()
+    if flags & 0x07:
+        raise aml.AmlError(c.pos - 1, f"takes {flags & 7} arguments")
 
 
 def _expect_index(c: aml.Cursor, local: int, index: int, mask: int) -> None:

@@ -68,7 +68,7 @@ BANK_FIELD_OP = 0x87
 DATA_REGION_OP = 0x88
 # Objects stepped over whole by their PkgLength: nothing of ours is inside.
 SKIPPED_OPS = {IF_OP: "If", ELSE_OP: "Else", WHILE_OP: "While"}
-SKIPPED_EXT_OPS = {FIELD_OP: "Field", PROCESSOR_OP: "Processor",
+SKIPPED_EXT_OPS = {PROCESSOR_OP: "Processor",
                    POWER_RES_OP: "PowerResource",
                    THERMAL_ZONE_OP: "ThermalZone",
                    INDEX_FIELD_OP: "IndexField", BANK_FIELD_OP: "BankField"}
@@ -165,24 +165,31 @@ class Cursor:
             raise AmlError(at, f"expected {what} ({value:#04x}), "
                            f"found {found:#04x}")
 
-    def pkg_length(self) -> int:
-        """A PkgLength (20.2.4); returns where the package ends (the length
-        counts from the PkgLength's own first byte).  Lead byte: bits 7-6 =
-        how many bytes follow (0-3); with none, bits 5-0 are the length;
-        otherwise bits 5-4 must be 0, bits 3-0 are the low nibble and each
-        following byte adds 8 more bits above it."""
+    def pkg_value(self) -> int:
+        """A number in PkgLength's encoding (20.2.4; a field's width in
+        bits is one too).  Lead byte: bits 7-6 = how many bytes follow
+        (0-3); with none, bits 5-0 are the value; otherwise bits 5-4 must
+        be 0, bits 3-0 are the low nibble and each following byte adds 8
+        more bits above it."""
         start = self.pos
         lead = self.byte()
         follow = lead >> 6
         if follow == 0:
-            length = lead & 0x3F
-        else:
-            if lead & 0x30:
-                raise AmlError(start, f"PkgLength lead byte {lead:#04x} has "
-                               "reserved bits 5-4 set")
-            length = lead & 0x0F
-            for i, b in enumerate(self.take(follow)):
-                length |= b << (4 + 8 * i)
+            return lead & 0x3F
+        if lead & 0x30:
+            raise AmlError(start, f"PkgLength lead byte {lead:#04x} has "
+                           "reserved bits 5-4 set")
+        value = lead & 0x0F
+        for i, b in enumerate(self.take(follow)):
+            value |= b << (4 + 8 * i)
+        return value
+
+    def pkg_length(self) -> int:
+        """A PkgLength; returns where the package ends (the length counts
+        from the PkgLength's own first byte)."""
+        start = self.pos
+        length = self.pkg_value()
+        follow = self.pos - start - 1
         end = start + length
         if length < 1 + follow or end > self.end:
             raise AmlError(start, f"PkgLength {length} runs outside its "
@@ -293,16 +300,35 @@ def load_table(name: str, data: bytes) -> Table:
     return Table(name, bytes(data[:length]), signature, data[8])
 
 
+@dataclass(frozen=True)
+class Region:
+    """An OperationRegion with constant offset and length."""
+    space: int
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True)
+class FieldUnit:
+    """A named field of a Field: @bits wide at bit @bit_offset of the
+    region @region names from @scope."""
+    scope: tuple[str, ...]
+    region: NameRef
+    bit_offset: int
+    bits: int
+
+
 @dataclass
 class Decl:
     """A named object: kind 'name' (start:end = its value), 'method'
-    (start:end = MethodFlags and body) or 'device' (start:end = its term
-    list)."""
+    (start:end = MethodFlags and body), 'device' (start:end = its term
+    list), 'region' or 'field' (@value says what)."""
     kind: str
     path: tuple[str, ...]
     table: Table
     start: int
     end: int
+    value: Region | FieldUnit | None = None
 
     def where(self) -> str:
         return f"{self.table.name} offset {self.start:#x}"
@@ -319,9 +345,44 @@ class Namespace:
     def lookup(self, path: tuple[str, ...]) -> list[Decl]:
         return self.decls.get(path, [])
 
-    def _declare(self, kind, path, table, start, end) -> None:
+    def _declare(self, kind, path, table, start, end, value=None) -> None:
         self.decls.setdefault(path, []).append(
-            Decl(kind, path, table, start, end))
+            Decl(kind, path, table, start, end, value))
+
+    def _field(self, table: Table, c: Cursor, at: int, scope) -> None:
+        """Field(Region, Flags) {Name, bits, ...}: each named field is
+        declared with its bit offset; a field element this reader does not
+        know ends the list (recorded: the fields after it are missing)."""
+        end = c.pkg_length()
+        region = c.name_string()
+        c.byte()  # FieldFlags: access type, lock, update rule
+        f = Cursor(table.data, c.pos, end)
+        c.pos = end
+        try:
+            self._field_list(table, f, at, scope, region)
+        except AmlError as err:
+            self.problems.append(f"{table.name} Field({region}): {err}; "
+                                 "the rest of this Field was not read")
+
+    def _field_list(self, table, f: Cursor, at: int, scope, region) -> None:
+        bit = 0
+        while not f.at_end():
+            lead = f.peek()
+            if lead == 0x00:        # ReservedField: skip bits
+                f.pos += 1
+                bit += f.pkg_value()
+            elif lead == 0x01:      # AccessField: AccessType, AccessAttrib
+                f.take(3)
+            elif lead in LEAD_NAME_CHARS:
+                start = f.pos
+                path = resolve(scope, NameRef(False, 0, (f.name_seg(),)), at)
+                bits = f.pkg_value()
+                self._declare("field", path, table, start, f.pos,
+                              FieldUnit(scope, region, bit, bits))
+                bit += bits
+            else:
+                raise AmlError(f.pos, f"field element {lead:#04x} not read "
+                               "here")
 
     def _term_list(self, table: Table, pos: int, end: int,
                    scope: tuple[str, ...]) -> None:
@@ -374,11 +435,16 @@ class Namespace:
                 c.take(1)  # SyncFlags
             elif ext == EVENT_OP:
                 c.name_string()
+            elif ext == FIELD_OP:
+                self._field(table, c, at, scope)
             elif ext == OP_REGION_OP:
-                c.name_string()
-                c.take(1)  # RegionSpace
-                c.integer(table.int_mask)  # RegionOffset (constants only)
-                c.integer(table.int_mask)  # RegionLen
+                path = resolve(scope, c.name_string(), at)
+                start = c.pos
+                space = c.byte()
+                offset = c.integer(table.int_mask)  # constants only
+                length = c.integer(table.int_mask)
+                self._declare("region", path, table, start, c.pos,
+                              Region(space, offset, length))
             elif ext == DATA_REGION_OP:
                 c.name_string()
                 for _ in range(3):  # Signature, OEM ID, OEM Table ID

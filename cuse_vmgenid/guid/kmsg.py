@@ -3,7 +3,9 @@ has random.c log "crng reseeded due to virtual machine fork" (6.1, 6.12).
 
 KmsgReader reads /dev/kmsg without blocking, from the end of the log at
 open (older records are history, not news); the daemon polls fileno() for
-POLLIN and calls drain(), until it says False.  It is a hint: the caller then reads the GUID.
+POLLIN and calls drain(), until it says False.  It is a hint: the caller
+then reads the GUID.  Without a GUID, the kernel-log tier (kernellog.py)
+reads it from the start and counts the records themselves.
 Only kernel records count (facility 0): userspace writes to /dev/kmsg get
 facility LOG_USER whatever they ask, so they cannot fake one.
 """
@@ -15,54 +17,74 @@ MARKER = b"crng reseeded due to virtual machine fork"
 RECORD_MAX = 8192  # a record is at most ~1 KiB of text plus its dictionary
 
 
-def is_vmfork_record(record: bytes) -> bool:
-    """True for a kernel record (/dev/kmsg format "prio,seq,usec,flags;text"
-    then optional " KEY=value" lines) whose text holds MARKER."""
+def parse_record(record: bytes) -> tuple[int, bool] | None:
+    """(sequence number, is it the kernel's VM fork record?) of a record
+    in /dev/kmsg's format "prio,seq,usec,flags;text" then optional
+    " KEY=value" lines; None if it is not in that format."""
     header, sep, rest = record.partition(b";")
     if not sep:
-        return False
+        return None
+    fields = header.split(b",", 3)
+    if len(fields) < 3:
+        return None
     try:
-        prio = int(header.split(b",", 1)[0])
+        prio, seq = int(fields[0]), int(fields[1])
     except ValueError:
-        return False
-    if prio >> 3 != 0:  # facility: the kernel's own is 0
-        return False
-    return MARKER in rest.split(b"\n", 1)[0]
+        return None
+    if seq < 0:
+        return None
+    # Facility: the kernel's own is 0; userspace writes get LOG_USER.
+    return seq, prio >> 3 == 0 and MARKER in rest.split(b"\n", 1)[0]
+
+
+def is_vmfork_record(record: bytes) -> bool:
+    """True for a kernel record whose text holds MARKER."""
+    parsed = parse_record(record)
+    return parsed is not None and parsed[1]
 
 
 class KmsgReader:
-    def __init__(self, path: str = DEV_KMSG):
+    def __init__(self, path: str = DEV_KMSG, from_start: bool = False):
+        """@from_start: from the oldest record the ring still holds (the
+        kernel-log tier counts what it missed), else from the end."""
         self._fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        try:
-            os.lseek(self._fd, 0, os.SEEK_END)
-        except OSError:
-            os.close(self._fd)
-            raise
+        if not from_start:
+            try:
+                os.lseek(self._fd, 0, os.SEEK_END)
+            except OSError:
+                os.close(self._fd)
+                raise
         self.records = 0   # records read (for tests and the log)
         self.overruns = 0  # EPIPE: records overwritten before we read them
 
     def fileno(self) -> int:
         return self._fd
 
-    def drain(self) -> bool:
-        """Read pending records up to the kernel's VM fork message; True
-        if it came.  Records after it stay for the next call (the fd stays
-        readable): the bump it starts should not wait for them."""
+    def read_record(self) -> bytes | None:
+        """The next record, or None when there is none now.  After EPIPE
+        (the ring overwrote records not read yet) the next record is the
+        oldest one left: its sequence number shows the gap."""
         while True:
             try:
                 record = os.read(self._fd, RECORD_MAX)
             except BlockingIOError:
-                return False
+                return None
             except BrokenPipeError:
-                # The ring overwrote records we had not read: the next read
-                # goes on from the oldest one left.
                 self.overruns += 1
                 continue
             if not record:
-                return False
+                return None
             self.records += 1
+            return record
+
+    def drain(self) -> bool:
+        """Read pending records up to the kernel's VM fork message; True
+        if it came.  Records after it stay for the next call (the fd stays
+        readable): the bump it starts should not wait for them."""
+        while (record := self.read_record()) is not None:
             if is_vmfork_record(record):
                 return True
+        return False
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -48,8 +48,8 @@ def lockdown_mode(path: str = LOCKDOWN) -> str | None:
 def _refusal(action: str, err: OSError, address: int, dev_mem: str) -> str:
     mode = lockdown_mode()
     if mode not in (None, "none"):
-        return (f"kernel lockdown ({mode}) forbids /dev/mem: {action} "
-                f"{dev_mem} failed with {errno.errorcode.get(err.errno)}")
+        return (f"lockdown: {mode} (the kernel closes /dev/mem: {action} "
+                f"{dev_mem} failed with {errno.errorcode.get(err.errno)})")
     if err.errno == errno.EACCES:
         return f"{action} {dev_mem}: permission denied (needs root)"
     if err.errno == errno.EPERM:
@@ -60,15 +60,16 @@ def _refusal(action: str, err: OSError, address: int, dev_mem: str) -> str:
             f"{errno.errorcode.get(err.errno, err.errno)} ({err.strerror})")
 
 
-class GuidMapping:
-    """The GUID at physical @address, mapped read-only from @dev_mem."""
+class PhysicalMapping:
+    """@size bytes at physical @address, mapped read-only from @dev_mem."""
 
-    def __init__(self, address: int, dev_mem: str = DEV_MEM):
+    def __init__(self, address: int, size: int, dev_mem: str = DEV_MEM):
         self.address = address
+        self.size = size
         page = mmap.PAGESIZE
         self.base = address & ~(page - 1)
         self._offset = address - self.base
-        length = -(-(self._offset + GUID_SIZE) // page) * page
+        length = -(-(self._offset + size) // page) * page
         try:
             fd = os.open(dev_mem, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -87,16 +88,33 @@ class GuidMapping:
             os.close(fd)
 
     def read_bytes(self) -> bytes:
-        """The 16 bytes as they are in memory (one copy, no system call)."""
-        return self._map[self._offset:self._offset + GUID_SIZE]
+        """The bytes as they are in memory (one copy, no system call)."""
+        return self._map[self._offset:self._offset + self.size]
 
     def view(self) -> memoryview:
-        """The 16 bytes, live (release it before close())."""
-        return memoryview(self._map)[self._offset:self._offset + GUID_SIZE]
+        """The bytes, live (release it before close())."""
+        return memoryview(self._map)[self._offset:self._offset + self.size]
+
+    def close(self) -> None:
+        self._map.close()
+
+
+def read_physical(address: int, size: int, dev_mem: str = DEV_MEM) -> bytes:
+    """@size bytes at physical @address, once (an ACPI OperationRegion's
+    fields); GuidUnavailable says why not."""
+    mapping = PhysicalMapping(address, size, dev_mem)
+    try:
+        return mapping.read_bytes()
+    finally:
+        mapping.close()
+
+
+class GuidMapping(PhysicalMapping):
+    """The GUID at physical @address, mapped read-only from @dev_mem."""
+
+    def __init__(self, address: int, dev_mem: str = DEV_MEM):
+        super().__init__(address, GUID_SIZE, dev_mem)
 
     def read(self) -> str:
         """The GUID, spelled as QEMU's -device vmgenid,guid= spelled it."""
         return guid_string(self.read_bytes())
-
-    def close(self) -> None:
-        self._map.close()

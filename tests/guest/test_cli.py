@@ -39,8 +39,10 @@ def test_status_json_and_human_output_match_the_device(served):
         wait_status(served, lambda s: s["counter"] == 1
                     and s["outdated"] == 1, "at generation 1, 1 outdated")
 
+        # --source none: hardware changes are not seen, and status says
+        # so with its own exit code.
         done = vmgenid(served, "status", "--json")
-        assert done.returncode == 0, done.stderr
+        assert done.returncode == tool.EXIT_UNSEEN, done.stderr
         status = json.loads(done.stdout)
         # The file, and the watchers from root's view of the lists.
         assert status.pop("only_own_watchers") is False
@@ -51,7 +53,10 @@ def test_status_json_and_human_output_match_the_device(served):
         assert listed == [
             {"pid": holder.pid, "uid": 0, "comm": "sleep",
              "acknowledged": 0, "hooks": False}]
-        assert status["source"] == {"name": "none", "guid_available": False}
+        assert status["source"] == {
+            "name": "none", "guid_available": False,
+            "unseen": "HARDWARE CHANGES WILL NOT BE SEEN (snapshot restores, "
+                      "clones): --source none was asked for"}
         assert status["last_change"]["from"] == 0
         assert status["last_change"]["to"] == 1
         assert status["last_change"]["reason"] == "forced"
@@ -60,9 +65,10 @@ def test_status_json_and_human_output_match_the_device(served):
         assert os.stat(served.status).st_mode & 0o777 == 0o644
 
         human = vmgenid(served, "status")
-        assert human.returncode == 0, human.stderr
+        assert human.returncode == tool.EXIT_UNSEEN, human.stderr
         lines = human.stdout.splitlines()
-        assert lines[0] == "generation 1"
+        assert lines[0] == ("WARNING: " + status["source"]["unseen"])
+        assert lines[1] == "generation 1"
         assert "watchers 1, outdated 1" in lines
         assert (f"  outdated: pid {holder.pid} (sleep) uid 0, "
                 "acknowledged 0") in lines

@@ -114,3 +114,28 @@ def test_kmsg_reader_starts_at_the_end_and_ignores_user_records():
         assert reader.drain() is False
         assert reader.records > before
         assert reader.drain() is False
+
+
+def test_kernel_log_tier_finds_the_bound_driver_and_counts_no_user_line():
+    """The kernel-log tier on the real /dev/kmsg: the kernel's vmgenid
+    driver bound (ACPI on 6.1, platform from 6.10), the boot log history
+    at a new boot, and the kernel's words written by a process (root: only
+    it may write /dev/kmsg, and still as LOG_USER) are no change."""
+    from cuse_vmgenid import kernellog
+    [device] = kernellog.bound_devices()
+    assert device.split("/")[0] in ("acpi", "platform")
+    source = kernellog.open_tier()
+    try:
+        assert source.changed_since(None) == (False, None)
+        history = source.kmsg_seq
+        assert history is not None
+        with open("/dev/kmsg", "w") as k:
+            k.write("cuse-vmgenid test: crng reseeded due to virtual "
+                    "machine fork\n")
+        poller = select.poll()
+        poller.register(source.hint_fds()[0], select.POLLIN)
+        assert poller.poll(30_000), "no POLLIN after a /dev/kmsg write"
+        assert source.changed(None) == (False, None)
+        assert source.kmsg_seq > history    # read, and not a change
+    finally:
+        source.close()

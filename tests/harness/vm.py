@@ -61,6 +61,7 @@ class VMConfig:
     script: str             # the shell script init.sh runs (fw_cfg)
     mem_mb: int
     systemd: bool           # systemd is init and runs the script
+    kernel_args: str = ""   # more for the guest's command line
 
 
 @dataclass(frozen=True)
@@ -75,11 +76,12 @@ class GuestVM:
     def __init__(self, kernel: str, command: list[str] | str, *,
                  guid: str | None = None, env: dict[str, str] | None = None,
                  mem_mb: int = 1024, systemd: bool = False, out=None,
-                 _config: VMConfig = None):
+                 kernel_args: str = "", _config: VMConfig = None):
         """Boot a @kernel ("6.1", "6.12") guest that runs @command (argv
         list or shell code) as root in the repo; returns at once.  With
         @systemd, systemd is the guest's init and runs @command from a
-        unit once basic.target is reached (init.sh)."""
+        unit once basic.target is reached (init.sh).  @kernel_args: more
+        for the kernel's command line (e.g. "lockdown=integrity")."""
         self.console = Console(out)
         self.cond = threading.Condition()
         self.cursor = 0         # wait_for() searches vm.output from here
@@ -102,7 +104,7 @@ class GuestVM:
             command = shlex.join(command)
         self.config = VMConfig(prepare(kernel), prepare_root(),
                                guest_script(command, env or {}), mem_mb,
-                               systemd)
+                               systemd, kernel_args)
         self._boots_left = BOOT_ATTEMPTS - 1
         self._start(guid or str(uuid.uuid4()))
 
@@ -128,7 +130,7 @@ class GuestVM:
         script = self.rundir / "script.sh"
         script.write_text(self.config.script)
         qmp_path = self.rundir / "qmp.sock"
-        command = qemu_command(self.config.image, "",
+        command = qemu_command(self.config.image, self.config.kernel_args,
                                mem_mb=self.config.mem_mb, guid=guid,
                                block_root=self.config.root, script=script,
                                systemd=self.config.systemd)

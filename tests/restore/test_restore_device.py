@@ -220,3 +220,89 @@ def test_a_restart_before_a_save_and_a_restore_while_the_daemon_is_down_each_giv
     assert lines(out, "PAGE") == ["2"]
     assert lines(out, "COUNTER") == ["2"]
     assert lines(out, "NOTIFY") == ["ioctl=VMGENID_NOTIFY ret=0 errno=0"]
+
+
+# -- under kernel lockdown (what Secure Boot turns on) ----------------------
+# /dev/mem is closed, so there is no GUID to read: the kernel-log tier
+# serves, one bump per kernel record "crng reseeded due to virtual machine
+# fork".  Before the ladder the daemon fell to --source none and a watcher
+# slept through the restore (issue 11).
+
+LOCKDOWN = "lockdown=integrity"
+KERNEL_LOG_BUMP = re.compile(r"^kernel log record (\d+): crng reseeded due "
+                             r"to virtual machine fork")
+
+
+def save_and_restore(vm: GuestVM, path, guid: str) -> None:
+    """A real restore: save to @path, restore with @guid, drop the file."""
+    snapshot = vm.save(path)
+    vm.restore(snapshot, guid=guid)
+    snapshot.path.unlink()
+
+
+def assert_kernel_log_tier(out: str) -> None:
+    daemon = "\n".join(lines(out, "DAEMON"))
+    assert re.search(r"source tier fwcfg skipped: lockdown: integrity "
+                     r"\(the kernel closes /dev/mem", daemon), daemon
+    assert "source tier kernel-log (--source auto)" in daemon
+    assert "source tier none" not in daemon
+
+
+@pytest.mark.parametrize("kernel", ["6.12", "6.1"])
+def test_under_lockdown_a_new_guid_bumps_once_from_the_kernel_log_and_wakes_reader_and_poller_but_the_same_guid_does_not(  # noqa: E501
+        kernel, tmp_path):
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    with GuestVM(kernel, SCENARIO + ["lockdown"], guid=first,
+                 kernel_args=LOCKDOWN) as vm:
+        vm.wait_for(r"^READY counter=0$", timeout=BOOT)
+        save_and_restore(vm, tmp_path / "same.snapshot", first)
+        vm.wait_for(r"^SAME_DONE ", timeout=STEP)
+        save_and_restore(vm, tmp_path / "new.snapshot", second)
+        vm.wait_for(r"^DONE$", timeout=STEP)
+        assert vm.wait_exit(timeout=STEP) == 0
+    out = vm.output
+    assert_clean(out)
+    assert_kernel_log_tier(out)
+
+    # The same GUID: the kernel logged nothing, nothing changed.
+    records = [int(n) for n in lines(out, "VMFORK_RECORDS")]
+    assert lines(out, "SAME_DONE") == [f"counter=0 records={records[0]}"]
+    # The new one: one kernel record, one bump, from that record.
+    assert records[1] == records[0] + 1, records
+    [(old, new, why)] = generations(out)
+    assert (old, new) == (0, 1)
+    assert KERNEL_LOG_BUMP.match(why), why
+    assert lines(out, "COUNTER") == ["1"]
+    assert lines(out, "READER") == ["open", "read ret=4 value=1 errno=0",
+                                    "ack ret=4 errno=0"]
+    assert lines(out, "POLLER") == ["woke revents=POLLIN", "value=1",
+                                    "closed"]
+    assert lines(out, "STATUS") == [
+        "source=kernel-log guid_available=False unseen=None"] * 2
+
+
+@pytest.mark.parametrize("kernel", ["6.12", "6.1"])
+def test_under_lockdown_a_restore_while_the_daemon_is_down_gives_one_bump_at_start_and_a_restart_without_one_none(  # noqa: E501
+        kernel, tmp_path):
+    with GuestVM(kernel, SCENARIO + ["lockdown-restart"],
+                 guid=str(uuid.uuid4()), kernel_args=LOCKDOWN) as vm:
+        vm.wait_for(r"^SAVE counter=0$", timeout=BOOT)
+        save_and_restore(vm, tmp_path / "down.snapshot", str(uuid.uuid4()))
+        vm.wait_for(r"^DONE$", timeout=STEP)
+        assert vm.wait_exit(timeout=STEP) == 0
+    out = vm.output
+    assert_clean(out)
+    assert_kernel_log_tier(out)
+    assert lines(out, "DAEMON_EXIT") == ["0", "0", "0"]
+    assert lines(out, "RESTARTED") == ["counter=0"]
+
+    [(old, new, why)] = generations(out)
+    assert (old, new) == (0, 1)
+    assert re.fullmatch(r"restart: a change may have been missed \(source "
+                        r"kernel-log: kernel log record \d+: crng reseeded "
+                        r"due to virtual machine fork, after record \d+\)",
+                        why), why
+    assert lines(out, "PAGE") == ["1"]
+    assert lines(out, "COUNTER") == ["1"]
+    assert lines(out, "STATUS") == [
+        "source=kernel-log guid_available=False unseen=None"]

@@ -1,7 +1,8 @@
 """The guest side of tests/restore/test_restore_device.py: the daemon
 (--source auto) and its clients across real restores driven by the host.
 
-    .venv/bin/python tests/restore/scenarios/device.py main|clones|restart
+    .venv/bin/python tests/restore/scenarios/device.py \
+        main|clones|restart|lockdown|lockdown-restart
 
 Each mode prints markers (one line each, parsed by the host) and relays
 the daemon's log as "DAEMON <line>"; it says when the host may save
@@ -268,8 +269,198 @@ def restart_scenario() -> int:
     return 0
 
 
+# -- under kernel lockdown: no /dev/mem, so no GUID; the kernel-log tier ---
+
+STATUS = "/run/vmgenid/status.json"
+SCI_COUNT = "/sys/firmware/acpi/interrupts/sci"
+
+
+def sci_count() -> int:
+    """ACPI interrupts so far: QEMU's vmgenid notify (_GPE._E05) is one."""
+    with open(SCI_COUNT) as f:
+        return int(f.read().split()[0])
+
+
+def kernel_vmfork_records() -> list[int]:
+    """The sequence numbers of the kernel's VM fork records in the ring."""
+    from cuse_vmgenid.guid.kmsg import KmsgReader, parse_record
+    with KmsgReader(from_start=True) as reader:
+        parsed = []
+        while (record := reader.read_record()) is not None:
+            parsed.append(parse_record(record))
+    return [p[0] for p in parsed if p and p[1]]
+
+
+def status_when(counter: int, timeout: float = 120) -> dict:
+    """The status file once it shows @counter."""
+    import json
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(STATUS) as f:
+                status = json.load(f)
+            if status["counter"] == counter:
+                return status
+        except (OSError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no status with counter {counter}")
+        time.sleep(0.1)
+
+
+def say_status(counter: int) -> None:
+    status = status_when(counter)
+    say("STATUS source=%s guid_available=%s unseen=%s" % (
+        status["source"]["name"], status["source"]["guid_available"],
+        status["source"].get("unseen")))
+
+
+def wait_vmfork_record(before: list[int], deadline: float) -> bool:
+    """Until the kernel logs a VM fork record not in @before (the host
+    restored with a new GUID); False if none came by @deadline."""
+    while kernel_vmfork_records() == before:
+        if time.monotonic() > deadline:
+            say("MISSING no VM fork record after the restore")
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def finish_under_lockdown(daemon: Daemon) -> int:
+    """After the one bump: the status, no more bumps once the daemon read
+    every record, the counts for the host."""
+    say_status(1)
+    looked_after(daemon)
+    say("VMFORK_RECORDS", len(kernel_vmfork_records()))
+    say("COUNTER", page_counter())
+    daemon.terminate()
+    say("DONE")
+    return 0
+
+
+def looked_after(daemon: Daemon) -> None:
+    """SIGUSR1: the daemon reads every record the kernel logged so far."""
+    mark = daemon.mark
+    daemon.proc.send_signal(signal.SIGUSR1)
+    daemon.wait_line(r"hint \(SIGUSR1\b.*\): GUID unchanged", after=mark)
+
+
+def mount_securityfs() -> None:
+    """As systemd does: the daemon reads the lockdown mode there."""
+    if not os.path.exists("/sys/kernel/security/lockdown"):
+        subprocess.run(["mount", "-t", "securityfs", "securityfs",
+                        "/sys/kernel/security"], check=True)
+
+
+def watch(daemon: Daemon) -> None:
+    """Every 20 s, where the daemon's threads are (a hang says where)."""
+    def loop() -> None:
+        while daemon.proc.poll() is None:
+            time.sleep(20)
+            for tid in os.listdir(f"/proc/{daemon.proc.pid}/task"):
+                try:
+                    with open(f"/proc/{daemon.proc.pid}/task/{tid}/stat"
+                              ) as f:
+                        stat = f.read().rsplit(")", 1)[1].split()
+                    with open(f"/proc/{daemon.proc.pid}/task/{tid}/"
+                              "syscall") as f:
+                        syscall = f.read().split()[0]
+                except OSError:
+                    continue
+                say("WATCH tid=%s state=%s utime=%s syscall=%s"
+                    % (tid, stat[0], stat[11], syscall))
+    threading.Thread(target=loop, daemon=True).start()
+
+
+def lockdown_scenario() -> int:
+    """(d) under lockdown=integrity: the host restores with the SAME GUID
+    (the kernel compares and logs nothing: no bump), then with a new one
+    (its one VM fork record: one bump; the reader and a poller wake)."""
+    mount_securityfs()
+    daemon = Daemon.start()
+    watch(daemon)
+    say("VMFORK_RECORDS", len(kernel_vmfork_records()))
+    reader = start_reader()
+    woke: dict = {}
+
+    def poll_once() -> None:
+        fd = open_device()
+        try:
+            woke["poll_tid"] = threading.get_native_id()
+            p = select.poll()
+            p.register(fd, select.POLLIN)
+            events = p.poll()
+            say("POLLER woke revents=%s" % (
+                "POLLIN" if events and events[0][1] == select.POLLIN
+                else events))
+            say("POLLER value=%d" % read_counter(fd))
+        finally:
+            os.close(fd)
+            say("POLLER closed")
+
+    poll_thread = threading.Thread(target=poll_once)
+    poll_thread.start()
+    for _ in range(200):
+        if "poll_tid" in woke:
+            break
+        time.sleep(0.05)
+    if not blocked_in(os.getpid(), (SYSCALL_POLL, SYSCALL_PPOLL),
+                      woke.get("poll_tid")):
+        say("MISSING a blocked poller")
+        return 2
+    say_status(0)
+    sci = sci_count()
+    say("READY counter=%d" % page_counter())
+
+    # The host restores with the same GUID: QEMU notifies, the kernel's
+    # driver compares (its work runs after the interrupt) and logs nothing.
+    deadline = time.monotonic() + 3600
+    while sci_count() == sci:
+        if time.monotonic() > deadline:
+            say("MISSING no ACPI notify after the same-GUID restore")
+            return 2
+        time.sleep(0.2)
+    time.sleep(2)
+    records = kernel_vmfork_records()   # before the host may save again
+    say("SAME_DONE counter=%d records=%d" % (page_counter(), len(records)))
+
+    # The host restores with a new GUID: the kernel logs its record.
+    if not wait_vmfork_record(records, deadline):
+        return 2
+    try:
+        reader.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        say("MISSING the blocked reader slept through the restore (the "
+            "kernel logged its VM fork record)")
+        return 2
+    poll_thread.join(180)
+    daemon.wait_line(r"generation \d+ -> \d+", timeout=60)
+    return finish_under_lockdown(daemon)
+
+
+def lockdown_restart_scenario() -> int:
+    """(e) under lockdown=integrity: a same-boot restart (no change: no
+    bump); then the host restores with a new GUID while the daemon is
+    down: started again, it bumps once."""
+    mount_securityfs()
+    daemon = Daemon.start()
+    daemon.terminate()
+    daemon = Daemon.start()
+    say("RESTARTED counter=%d" % page_counter())
+    daemon.terminate()
+    before = kernel_vmfork_records()
+    say("SAVE counter=%d" % page_counter())
+
+    if not wait_vmfork_record(before, time.monotonic() + 3600):
+        return 2
+    daemon = Daemon.start()
+    say("PAGE", page_counter())
+    return finish_under_lockdown(daemon)
+
+
 SCENARIOS = {"main": main_scenario, "clones": clones_scenario,
-             "restart": restart_scenario}
+             "restart": restart_scenario, "lockdown": lockdown_scenario,
+             "lockdown-restart": lockdown_restart_scenario}
 
 if __name__ == "__main__":
     try:

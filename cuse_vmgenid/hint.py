@@ -1,0 +1,15 @@
+"""A hint: why a source says to look for a change now."""
+
+from typing import NamedTuple
+
+from .guid.kmsg import MARKER
+
+# The kernel's own words: one copy, in guid/kmsg.py.
+KERNEL_LOG_HINT = f"kernel log: {MARKER.decode()}"
+
+
+class Hint(NamedTuple):
+    why: str
+    # The kernel's own driver already mixed the GUID into its RNG and
+    # reseeded it (its log line says so): the daemon need not again.
+    kernel_reseeded: bool = False

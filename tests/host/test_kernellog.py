@@ -1,0 +1,216 @@
+"""The kernel-log tier (kernellog.py): one bump per kernel VM fork record,
+never for a line a process wrote, and the restart rule (the state file's
+kmsg_seq).  The fake /dev/kmsg is a FIFO in packet mode: each write is one
+record, each read returns one, as /dev/kmsg does."""
+
+import fcntl
+import os
+
+import pytest
+from hypothesis import given, strategies as st
+
+from cuse_vmgenid import kernellog
+from cuse_vmgenid.guid.kmsg import MARKER, KmsgReader, parse_record
+from cuse_vmgenid.kernellog import KernelLogSource, RecordCounter
+from cuse_vmgenid.statefile import SavedState, StateFile, load
+
+KERNEL, USER = 0, 1     # facilities: the kernel's, LOG_USER
+
+
+def record(seq: int, text: bytes = b"eth0: link up",
+           facility: int = KERNEL, level: int = 5) -> bytes:
+    return (b"%d,%d,%d,-;" % (facility << 3 | level, seq, seq * 1000)
+            + text + b"\n")
+
+
+def vmfork(seq: int, facility: int = KERNEL) -> bytes:
+    return record(seq, b"random: " + MARKER, facility)
+
+
+def test_parse_record():
+    assert parse_record(vmfork(7)) == (7, True)
+    assert parse_record(vmfork(7, USER)) == (7, False)
+    assert parse_record(record(8)) == (8, False)
+    # The marker in a dictionary line, not the text: not the kernel's.
+    assert parse_record(b"6,9,0,-;other\n SUBSYSTEM=" + MARKER) == (9, False)
+    for bad in (b"", b"no header", b"6;x\n", b"x,1,0,-;x\n", b"6,-1,0,-;x"):
+        assert parse_record(bad) is None
+
+
+# -- counting (pure) ----------------------------------------------------------
+
+KINDS = st.sampled_from(["chatter", "vmfork", "user-vmfork"])
+
+
+def build(kinds, first: int) -> list[bytes]:
+    make = {"chatter": record, "vmfork": vmfork,
+            "user-vmfork": lambda s: vmfork(s, USER)}
+    return [make[k](first + i) for i, k in enumerate(kinds)]
+
+
+@given(kinds=st.lists(KINDS, max_size=30), first=st.integers(0, 1000))
+def test_live_one_bump_per_kernel_vmfork_record(kinds, first):
+    counter = RecordCounter(first - 1)
+    reasons = counter.missed(build(kinds, first))
+    assert len(reasons) == kinds.count("vmfork")
+    assert all(r.startswith("kernel log record ") for r in reasons)
+    # Read again (a restart in the same place): nothing new.
+    assert counter.missed(build(kinds, first)) == []
+
+
+@given(kinds=st.lists(KINDS, min_size=1, max_size=30),
+       first=st.integers(0, 1000), saved_back=st.integers(-5, 40),
+       lost=st.integers(0, 30))
+def test_restart_rule(kinds, first, saved_back, lost):
+    """The ring holds records first.. (it lost those before); the state
+    file says @saved was applied.  A bump iff a kernel VM fork record
+    after @saved, or a record after @saved was lost."""
+    records = build(kinds, first)
+    saved = first - 1 - lost + saved_back
+    last = first + len(kinds) - 1
+    newer_vmfork = any(k == "vmfork" and first + i > saved
+                       for i, k in enumerate(kinds))
+    gap = first > saved + 1 and last > saved
+    counter = RecordCounter(saved)
+    missed = counter.missed(records)
+    assert bool(missed) == (newer_vmfork or gap)
+    assert counter.applied == max(saved, last)
+
+
+@given(kinds=st.lists(KINDS, max_size=30), first=st.integers(0, 1000))
+def test_a_new_boot_counts_from_the_first_record(kinds, first):
+    counter = RecordCounter(None)
+    counter.missed(build(kinds, first))     # history
+    assert counter.applied == (first + len(kinds) - 1 if kinds else None)
+
+
+def test_a_gap_while_live_is_one_conservative_bump():
+    counter = RecordCounter(10)
+    assert counter.feed(record(11)) is None
+    why = counter.feed(record(15))          # 12-14 overwritten
+    assert why and "lost records 12-14" in why
+    # A VM fork record right after a gap: one bump, for the record.
+    assert counter.feed(vmfork(20)).startswith("kernel log record 20")
+
+
+# -- the source, on a fake /dev/kmsg -----------------------------------------
+
+@pytest.fixture
+def kmsg(tmp_path):
+    """(path of the fake /dev/kmsg, write one record)."""
+    path = str(tmp_path / "kmsg")
+    os.mkfifo(path)
+    holder = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # writer may open
+    writer = os.open(path, os.O_WRONLY)
+    fcntl.fcntl(writer, fcntl.F_SETFL, os.O_DIRECT)      # one record a read
+    yield path, lambda data: os.write(writer, data)
+    os.close(writer)
+    os.close(holder)
+
+
+def source(path: str) -> KernelLogSource:
+    return KernelLogSource(KmsgReader(path, from_start=True),
+                           ["platform/QEMUVGID:00"])
+
+
+def same_boot(seq):
+    return SavedState("boot", 3, None, seq)
+
+
+def test_a_new_boot_bumps_for_nothing_in_the_ring(kmsg):
+    path, write = kmsg
+    for r in (record(1), vmfork(2), record(3)):
+        write(r)
+    s = source(path)
+    assert s.changed_since(None) == (False, None)
+    assert s.kmsg_seq == 3
+    assert s.changed(None) == (False, None)
+    write(vmfork(4))
+    assert s.changed(None) == (True, None)
+    assert s.change_note.startswith("kernel log record 4: ")
+    assert s.kmsg_seq == 4
+
+
+def test_restart_bumps_once_for_records_after_the_saved_one(kmsg):
+    path, write = kmsg
+    for r in (record(1), vmfork(2), record(3), vmfork(4), vmfork(5)):
+        write(r)
+    s = source(path)
+    assert s.changed_since(same_boot(3)) == (True, None)
+    assert s.change_note == ("kernel log record 4: " + MARKER.decode()
+                             + " and 1 more, after record 3")
+    assert s.kmsg_seq == 5
+    assert s.changed(None) == (False, None)
+
+
+def test_restart_with_nothing_new_does_not_bump(kmsg):
+    path, write = kmsg
+    for r in (record(1), vmfork(2), record(3), vmfork(4, USER)):
+        write(r)
+    assert source(path).changed_since(same_boot(2)) == (False, None)
+
+
+def test_restart_after_lost_records_bumps_once(kmsg):
+    path, write = kmsg
+    for r in (record(10), record(11)):     # the ring lost 1-9
+        write(r)
+    s = source(path)
+    assert s.changed_since(same_boot(5)) == (True, None)
+    assert "lost records 6-9" in s.change_note
+
+
+def test_restart_without_a_saved_position_bumps_once(kmsg):
+    path, write = kmsg
+    write(record(1))
+    s = source(path)
+    assert s.changed_since(same_boot(None)) == (True, None)
+    assert "no kernel log position saved" in s.change_note
+    assert s.kmsg_seq == 1
+
+
+def test_live_each_record_is_one_change(kmsg):
+    path, write = kmsg
+    s = source(path)
+    s.changed_since(None)
+    for r in (vmfork(1), record(2), vmfork(3, USER), vmfork(4)):
+        write(r)
+    assert [s.changed(None)[0] for _ in range(3)] == [True, True, False]
+    assert s.kmsg_seq == 4
+
+
+# -- the state file keeps the position ----------------------------------------
+
+def test_state_file_keeps_kmsg_seq_and_loads_old_files(tmp_path):
+    path = str(tmp_path / "state")
+    sf = StateFile(path, "boot")
+    try:
+        sf.save(3, None, 2 ** 40)
+        assert load(path) == SavedState("boot", 3, None, 2 ** 40)
+        sf.save(4, "12345678-9abc-def0-1122-334455667788")
+        assert load(path).kmsg_seq is None
+    finally:
+        sf.close()
+    with open(path, "w") as f:      # written before the kernel-log tier
+        f.write('{"boot_id": "b", "counter": 9, "guid": null}\n')
+    assert load(path) == SavedState("b", 9, None, None)
+
+
+# -- finding the kernel's driver ----------------------------------------------
+
+def test_bound_devices(tmp_path):
+    drivers = tmp_path / "bus"
+    for bus in ("acpi", "platform"):
+        d = drivers / bus / "drivers" / "vmgenid"
+        d.mkdir(parents=True)
+        for name in ("bind", "unbind", "uevent"):
+            (d / name).write_text("")
+        os.symlink("/sys/module/vmgenid", d / "module")
+    pattern = str(drivers / "*" / "drivers" / "vmgenid")
+    assert kernellog.bound_devices(pattern) == []
+    with pytest.raises(kernellog.TierUnavailable, match="bound to no"):
+        kernellog.open_tier(pattern)
+    os.symlink("../../../../devices/QEMUVGID:00",
+               drivers / "platform" / "drivers" / "vmgenid" / "QEMUVGID:00")
+    assert kernellog.bound_devices(pattern) == ["platform/QEMUVGID:00"]
+    with pytest.raises(kernellog.TierUnavailable, match="cannot read"):
+        kernellog.open_tier(pattern, str(tmp_path / "no-kmsg"))

@@ -1,0 +1,69 @@
+"""The ladder (sources.open_source): the first tier that works, one log
+line per tier skipped and why, and `none` said loudly when none works."""
+
+import logging
+
+import pytest
+
+from cuse_vmgenid import kernellog, sources
+from cuse_vmgenid.guid import GuidUnavailable
+
+
+def opener(result):
+    def open_tier(poll_interval_ms, rng_fd):
+        if isinstance(result, Exception):
+            raise result
+        return result
+    return open_tier
+
+
+@pytest.fixture
+def tiers(monkeypatch):
+    def install(**results):
+        monkeypatch.setattr(sources, "TIER_OPENERS", {
+            name.replace("_", "-"): opener(result)
+            for name, result in results.items()})
+    return install
+
+
+def test_auto_takes_the_first_tier_that_works(tiers, caplog):
+    caplog.set_level(logging.INFO)
+    tiers(fwcfg=GuidUnavailable("lockdown: integrity (...)"),
+          acpi=GuidUnavailable("ADDR form not read: ..."),
+          kernel_log="the kernel-log source")
+    assert sources.open_source("auto", 200) == "the kernel-log source"
+    assert [r.getMessage() for r in caplog.records] == [
+        "source tier fwcfg skipped: lockdown: integrity (...)",
+        "source tier acpi skipped: ADDR form not read: ...",
+        "source tier kernel-log (--source auto)"]
+
+
+def test_a_tier_asked_for_is_the_only_one_tried(tiers):
+    tiers(fwcfg="fw_cfg's", acpi="acpi's",
+          kernel_log=kernellog.TierUnavailable("bound to no device"))
+    assert sources.open_source("acpi", 200) == "acpi's"
+    source = sources.open_source("kernel-log", 200)
+    assert isinstance(source, sources.NoSource)
+    assert source.unseen == (f"{sources.UNSEEN}: kernel-log: bound to no "
+                             "device")
+
+
+def test_none_when_no_tier_works_says_so_at_error_level(tiers, caplog):
+    tiers(fwcfg=GuidUnavailable("no qemu_fw_cfg"),
+          acpi=GuidUnavailable("no /dev/mem"),
+          kernel_log=kernellog.TierUnavailable("bound to no device"))
+    source = sources.open_source("auto", 200)
+    assert source.name == "none"
+    assert source.unseen == (
+        "HARDWARE CHANGES WILL NOT BE SEEN (snapshot restores, clones): "
+        "fwcfg: no qemu_fw_cfg; acpi: no /dev/mem; kernel-log: bound to "
+        "no device")
+    [error] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert source.unseen in error.getMessage()
+    assert source.changed(None) == (True, None)      # every hint bumps
+
+
+def test_every_tier_is_a_choice():
+    assert sources.SOURCE_CHOICES == ("auto", "fwcfg", "acpi", "kernel-log",
+                                      "none")
+    assert set(sources.TIER_OPENERS) == set(sources.TIERS)
