@@ -42,13 +42,15 @@ def mirror_uri() -> str:
 
 class Suite:
     """One Debian suite ("bullseye", "sid"), main, for this machine's
-    architecture."""
+    architecture; None: the machine's own apt configuration, as it is."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str | None):
         self.name = name
-        self.dir = APT_DIR / name
+        self.dir = APT_DIR / (name or "system")
 
     def options(self) -> list[str]:
+        if self.name is None:
+            return AS_ROOT
         return ["-o", f"Dir::Etc::sourcelist={self.dir / 'sources.list'}",
                 "-o", "Dir::Etc::sourceparts=-",
                 "-o", f"Dir::State::lists={self.dir / 'lists'}/",
@@ -56,7 +58,9 @@ class Suite:
 
     def update(self, max_age: float = UPDATE_EVERY) -> None:
         """apt-get update for this suite unless done in the last
-        @max_age seconds."""
+        @max_age seconds (the machine's own: never, tools/bootstrap did)."""
+        if self.name is None:
+            return
         with locked(self.dir):
             stamp = self.dir / "updated"
             if stamp.is_file() and time.time() - stamp.stat().st_mtime \
@@ -108,7 +112,7 @@ class Suite:
             if cached.is_file():
                 return cached
             run_apt(["apt-get", "download", *self.options(), package],
-                    f"downloading {package} ({self.name})", cwd=tmp)
+                    f"downloading {package} ({self.name or 'apt'})", cwd=tmp)
             deb, = Path(tmp).glob("*.deb")
             return Path(shutil.move(deb, cached))
 
