@@ -26,10 +26,10 @@ UPDATE_EVERY = 24 * 3600    # seconds: sid moves daily
 AS_ROOT = ["-o", "APT::Sandbox::User=root"]
 
 
-def mirror_uri() -> str:
-    """The Debian mirror the machine's own sources use (a .sources
+def mirror_uri(sources: list[Path] = SOURCES) -> str:
+    """The Debian mirror the machine's own @sources use (a .sources
     "URIs:" or a one-line "deb" entry whose path ends in /debian)."""
-    for path in SOURCES:
+    for path in sources:
         try:
             text = path.read_text()
         except OSError:
