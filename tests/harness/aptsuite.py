@@ -3,6 +3,7 @@ configuration in the cache: its own sources list, package lists and
 cache per suite, so the machine's apt sources and state stay untouched.
 """
 
+import contextlib
 import fcntl
 import re
 import shutil
@@ -46,6 +47,7 @@ class Suite:
 
     def __init__(self, name: str | None):
         self.name = name
+        self.label = name or "the machine's apt sources"
         self.dir = APT_DIR / (name or "system")
 
     def options(self) -> list[str]:
@@ -92,18 +94,20 @@ class Suite:
         self.update()
         try:
             return self.fetch(package)
-        except subprocess.CalledProcessError:
+        except (HarnessError, subprocess.CalledProcessError):
             # Lists up to a day old: the mirror may have dropped that
             # version since.
             self.update(max_age=0)
             return self.fetch(package)
 
     def fetch(self, package: str) -> Path:
-        uris = subprocess.run(
+        found = subprocess.run(
             ["apt-get", "download", "--print-uris", *self.options(), package],
-            check=True, capture_output=True, text=True).stdout.split()
-        if len(uris) < 2:
-            raise HarnessError(f"{self.name} has no package {package}")
+            capture_output=True, text=True)
+        uris = found.stdout.split()
+        if found.returncode or len(uris) < 2:
+            raise HarnessError(f"{self.label} has no package {package}: "
+                               f"{found.stderr.strip()}")
         cached = DEB_DIR / uris[1]
         if cached.is_file():
             return cached
@@ -112,26 +116,19 @@ class Suite:
             if cached.is_file():
                 return cached
             run_apt(["apt-get", "download", *self.options(), package],
-                    f"downloading {package} ({self.name or 'apt'})", cwd=tmp)
+                    f"downloading {package} ({self.label})", cwd=tmp)
             deb, = Path(tmp).glob("*.deb")
             return Path(shutil.move(deb, cached))
 
 
-class locked:
-    """An exclusive lock on @directory: guests started in parallel share
-    the cache."""
-
-    def __init__(self, directory: Path):
-        directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / ".lock"
-
-    def __enter__(self):
-        self.file = open(self.path, "w")
-        fcntl.flock(self.file, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc):
-        self.file.close()
+@contextlib.contextmanager
+def locked(directory: Path):
+    """An exclusive lock on @directory: harness runs in parallel (guests,
+    worktrees) share the cache."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def run_apt(command: list[str], what: str, cwd=None) -> None:
