@@ -1,4 +1,4 @@
-"""python -m tests.harness prepare|run: see --help."""
+"""python -m tests.harness prepare|run|header: see --help."""
 
 import argparse
 import shlex
@@ -7,6 +7,7 @@ import sys
 
 from .cache import HarnessError
 from .guest import GUEST_FAILED, run_in_guest
+from .headers import sid_header
 from .images import prepare
 from .kernels import FLAVOURS
 
@@ -34,6 +35,11 @@ def parse_args(argv):
     run.add_argument("--mem", type=int, default=3072, metavar="MB")
     run.add_argument("--guid", help="the VM Generation ID (default: random)")
     run.add_argument("command", nargs=argparse.REMAINDER)
+    header = actions.add_parser("header", help="print the path of a header "
+                                "from sid's linux-libc-dev (e.g. "
+                                "vmclock-abi.h = linux/vmclock-abi.h), "
+                                "fetched into the cache")
+    header.add_argument("name")
     args = parser.parse_args(argv)
     if args.action == "run":
         if args.command[:1] == ["--"]:
@@ -50,6 +56,9 @@ def main(argv=None) -> int:
             for flavour in FLAVOURS if args.kernel == "all" else [args.kernel]:
                 image = prepare(flavour)
                 print(f"{flavour}: {image.vmlinuz} {image.initramfs}")
+            return 0
+        if args.action == "header":
+            print(sid_header(args.name))
             return 0
         return run_in_guest(args.kernel, shlex.join(args.command),
                             timeout=args.timeout, env=dict(args.env),

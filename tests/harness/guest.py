@@ -45,7 +45,7 @@ def fail_loudly(message: str) -> None:
 def run_in_guest(kernel: str, command: str, *, timeout: float = 1800,
                  env: dict[str, str] | None = None, mem_mb: int = 3072,
                  guid: str | None = None) -> GuestResult:
-    """Boot a @kernel ("6.1", "6.12") guest, run the shell @command there
+    """Boot a @kernel (kernels.FLAVOURS) guest, run the shell @command there
     as root in the repo, stream the console to stdout."""
     image = prepare(kernel)
     # The host root is the guest's root: the guest reads this very file.

@@ -19,7 +19,8 @@ class GuestImage:
 
 
 def prepare(flavour: str) -> GuestImage:
-    """The image of @flavour ("6.1", "6.12"), built if missing or stale."""
+    """The image of @flavour (kernels.FLAVOURS), built if missing or
+    stale."""
     release = kernel_release(flavour)
     imagedir = CACHE_DIR / release
     image = GuestImage(release, imagedir / "vmlinuz", imagedir /
@@ -31,10 +32,9 @@ def prepare(flavour: str) -> GuestImage:
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     unpacked = Path(tempfile.mkdtemp(dir=CACHE_DIR, prefix=".unpack-"))
     try:
-        unpack_kernel(release, unpacked)
-        vmlinuz = unpacked / "boot" / f"vmlinuz-{release}"
-        write_atomically(image.vmlinuz, vmlinuz.read_bytes())
-        modules = modules_to_load(unpacked / "lib" / "modules" / release)
+        kernel = unpack_kernel(flavour, release, unpacked)
+        write_atomically(image.vmlinuz, kernel.vmlinuz.read_bytes())
+        modules = modules_to_load(kernel.moddir)
         write_atomically(image.initramfs, build_initramfs(release, modules))
     finally:
         shutil.rmtree(unpacked)

@@ -1,23 +1,37 @@
 """Debian kernel packages: pick a release, download and unpack it.
 
 The packages are only ever unpacked into the cache, never installed.
+Suites other than the machine's own come through aptsuite.py.
 """
 
 import os
 import re
-import shutil
 import subprocess
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
-from .cache import CACHE_DIR, HarnessError
+from .aptsuite import Suite
+from .cache import HarnessError
 
-# Flavour (CLI name) -> the kernel releases that flavour accepts.
+
+@dataclass(frozen=True)
+class Flavour:
+    suite: str | None       # None: the machine's own sources (bookworm)
+    release: str            # regex of the kernel releases it accepts
+    # The kernel's own vmgenid driver (5.18 and later): it reseeds its RNG
+    # and logs "crng reseeded due to virtual machine fork" on a change.
+    vmgenid_driver: bool = True
+
+
+# Flavour (CLI name) -> where its kernels come from.  "newest" is sid's
+# newest at run time, so that CI follows sid.
 FLAVOURS = {
-    "6.1": r"6\.1\.0-[0-9]+-amd64",
-    "6.12": r"6\.12\.[0-9]+\+deb12-amd64",
+    "5.10": Flavour("bullseye", r"5\.10\.0-[0-9]+-amd64",
+                    vmgenid_driver=False),
+    "6.1": Flavour(None, r"6\.1\.0-[0-9]+-amd64"),
+    "6.12": Flavour(None, r"6\.12\.[0-9]+\+deb12-amd64"),
+    "newest": Flavour("sid", r"[0-9]+\.[0-9]+[.0-9]*(\+deb[0-9]+)?-amd64"),
 }
-DEB_DIR = CACHE_DIR / "debs"
 
 
 def version_key(release: str) -> list[int]:
@@ -28,48 +42,58 @@ def override_variable(flavour: str) -> str:
     return "VMGENID_KERNEL_" + flavour.replace(".", "_")
 
 
+def flavour_of(name: str) -> Flavour:
+    if name not in FLAVOURS:
+        raise HarnessError(f"unknown kernel flavour {name!r}; "
+                           f"choose from {', '.join(FLAVOURS)}")
+    return FLAVOURS[name]
+
+
 def kernel_release(flavour: str) -> str:
     """The newest release apt knows for @flavour, or the override."""
-    if flavour not in FLAVOURS:
-        raise HarnessError(f"unknown kernel flavour {flavour!r}; "
-                           f"choose from {', '.join(FLAVOURS)}")
-    pattern = FLAVOURS[flavour]
+    pattern = flavour_of(flavour).release
     override = os.environ.get(override_variable(flavour))
     if override:
         if not re.fullmatch(pattern, override):
             raise HarnessError(f"{override_variable(flavour)}={override} "
                                f"is not a {flavour} release")
         return override
-    out = subprocess.run(
-        ["apt-cache", "search", "--names-only", f"^linux-image-{pattern}$"],
-        check=True, capture_output=True, text=True).stdout
-    releases = [line.split()[0].removeprefix("linux-image-")
-                for line in out.splitlines()]
+    # Newer Debian kernels come as linux-binary-* (+ linux-modules-*);
+    # linux-image-* is then a metapackage, if still there.
+    names = Suite(flavour_of(flavour).suite).package_names(
+        f"linux-(image|binary)-{pattern}")
+    releases = {re.sub(r"^linux-(image|binary)-", "", name)
+                for name in names}
     if not releases:
         raise HarnessError(f"apt knows no linux-image for {flavour}: "
                            "run apt-get update")
     return max(releases, key=version_key)
 
 
-def kernel_deb(release: str) -> Path:
-    """The .deb of @release, downloaded into the cache once."""
-    package = f"linux-image-{release}"
-    found = sorted(DEB_DIR.glob(f"{package}_*.deb"))
-    if found:
-        return found[-1]
-    DEB_DIR.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=DEB_DIR) as tmp:
-        print(f"harness: downloading {package}", flush=True)
-        # _apt cannot write into root's cache: download as root.
-        subprocess.run(["apt-get", "download", "-q",
-                        "-o", "APT::Sandbox::User=root", package],
-                       cwd=tmp, check=True, stdout=subprocess.DEVNULL)
-        deb, = Path(tmp).glob("*.deb")
-        return Path(shutil.move(deb, DEB_DIR / deb.name))
+@dataclass(frozen=True)
+class UnpackedKernel:
+    vmlinuz: Path
+    moddir: Path            # lib/modules/<release>
 
 
-def unpack_kernel(release: str, dest: Path) -> None:
-    """Unpack the kernel package of @release into the empty dir @dest."""
-    subprocess.run(["dpkg-deb", "-x", kernel_deb(release), dest], check=True)
-    if not (dest / "boot" / f"vmlinuz-{release}").is_file():
-        raise HarnessError(f"linux-image-{release} has no vmlinuz")
+def unpack_kernel(flavour: str, release: str, dest: Path) -> UnpackedKernel:
+    """Unpack the kernel @release of @flavour into the empty dir @dest:
+    one linux-image package, or the split linux-binary, linux-modules
+    and linux-base (modules.builtin) with everything under
+    /usr/lib/modules/<release>."""
+    suite = Suite(flavour_of(flavour).suite)
+    if suite.package_names(re.escape(f"linux-binary-{release}")):
+        packages = [f"linux-{part}-{release}"
+                    for part in ["binary", "modules", "base"]]
+    else:
+        packages = [f"linux-image-{release}"]
+    for package in packages:
+        subprocess.run(["dpkg-deb", "-x", suite.download(package), dest],
+                       check=True)
+    for vmlinuz, moddir in [
+            (f"boot/vmlinuz-{release}", f"lib/modules/{release}"),
+            (f"usr/lib/modules/{release}/vmlinuz",
+             f"usr/lib/modules/{release}")]:
+        if (dest / vmlinuz).is_file():
+            return UnpackedKernel(dest / vmlinuz, dest / moddir)
+    raise HarnessError(f"{', '.join(packages)}: no vmlinuz")

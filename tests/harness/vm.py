@@ -77,7 +77,7 @@ class GuestVM:
                  guid: str | None = None, env: dict[str, str] | None = None,
                  mem_mb: int = 1024, systemd: bool = False, out=None,
                  kernel_args: str = "", _config: VMConfig = None):
-        """Boot a @kernel ("6.1", "6.12") guest that runs @command (argv
+        """Boot a @kernel (kernels.FLAVOURS) guest that runs @command (argv
         list or shell code) as root in the repo; returns at once.  With
         @systemd, systemd is the guest's init and runs @command from a
         unit once basic.target is reached (init.sh).  @kernel_args: more
