@@ -18,7 +18,7 @@ from .page import Page
 from .session import CuseSession
 from .sources import KERNEL_LOG_HINT, open_source
 from .state import COUNTER_MAX, Changes, GenerationState, encode_counter
-from .status import StatusFile
+from .status import STATUS_SCHEMA, StatusFile
 from .transport import Caller, CuseTransport
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ class Daemon:
         self.last_change: Optional[dict] = None
         self.status = (StatusFile(options.status, self._status_report)
                        if options.status else None)
+        self._started = procinfo.start_time(os.getpid())
         self.hooks, self.hooks_watcher = self._hooks(counter)
         if missed_why:
             self.bump(missed_why)
@@ -388,7 +389,11 @@ class Daemon:
              "acknowledged": acked, "hooks": wid == self.hooks_watcher}
             for wid, uid, pid, acked in listed]
         return {
+            "schema": STATUS_SCHEMA,
             "daemon_pid": os.getpid(),
+            # With the pid: tells the daemon from a later process that got
+            # the same pid (a stale file).
+            "daemon_start": self._started,
             "device": f"/dev/{self.options.devname}",
             "page": self.page.path,
             "counter": self.state.counter,

@@ -16,6 +16,9 @@ import os
 import time
 from typing import Callable, Optional
 
+# What the file's "schema" says; `vmgenid` refuses any other (a daemon of
+# another version, still running after an upgrade, wrote it).
+STATUS_SCHEMA = 1
 MIN_INTERVAL = 0.1   # seconds between two writes
 MAX_SHARE = 0.1      # of the loop's time, at most
 STATUS_MODE = 0o644
