@@ -57,8 +57,10 @@ class Daemon:
         self._persist()
         self.page.store(counter)
         self.last_change: Optional[dict] = None
-        self.status = (StatusFile(options.status, self._status_report)
-                       if options.status else None)
+        # Without --status the report still goes to systemd (STATUS=).
+        self.status = StatusFile(options.status, self._status_report,
+                                 published=self._tell_systemd_status)
+        self._systemd_status: Optional[str] = None   # the last STATUS= sent
         self._started = procinfo.start_time(os.getpid())
         self.hooks, self.hooks_watcher = self._hooks(counter)
         if missed_why:
@@ -66,14 +68,15 @@ class Daemon:
         self._arm()
         self.source.fire(self.armed)
         self._stop = False
+        self._reload = False    # SIGHUP: list hooks.d again, once idle
         self._status_figures: Optional[tuple] = None
         self._next_guid_poll: Optional[float] = None
 
     def _hooks(self, counter: int) -> tuple[Optional[HookRunner],
                                             Optional[int]]:
         """The hook runner and the daemon's own watcher, only when the
-        hooks folder holds executables at start (else WAIT_WATCHERS means
-        what it always meant)."""
+        hooks folder holds executables at start or reload (else
+        WAIT_WATCHERS means what it always meant)."""
         hooks = list_hooks(self.options.hooks_dir)
         if not hooks:
             log.info("no hooks in %s", self.options.hooks_dir)
@@ -101,6 +104,21 @@ class Daemon:
                                                 encode_counter(generation)))
         # Else a newer change is queued: its run acks it.
         self._mark_status()
+
+    def _reload_hooks(self) -> None:
+        """SIGHUP (systemctl reload), with the runner idle: hooks.d listed
+        again; the runner starts if it now holds executables, and stops,
+        its watcher closed, if it holds none."""
+        _notify_systemd("RELOADING=1")
+        if self.hooks is None:
+            self.hooks, self.hooks_watcher = self._hooks(self.state.counter)
+        elif not list_hooks(self.options.hooks_dir):
+            log.info("no hooks in %s any more", self.options.hooks_dir)
+            self.hooks.stop()
+            self.transport.apply(self.state.release(self.hooks_watcher))
+            self.hooks = self.hooks_watcher = None
+        self._mark_status()
+        _notify_systemd("READY=1")
 
     def _mark_status(self) -> None:
         if self.status is not None:
@@ -279,16 +297,38 @@ class Daemon:
             raise RuntimeError(f"{node} did not appear")
         log.info("serving %s (mode %o) at generation %d, page %s",
                  node, self.options.mode, self.state.counter, self.page.path)
-        sdnotify.notify(f"READY=1\nSTATUS=generation {self.state.counter}")
+        self._systemd_status = self._status_line()
+        _notify_systemd(f"READY=1\nSTATUS={self._systemd_status}")
+
+    def _status_line(self) -> str:
+        """systemd's STATUS=: the figures `systemctl status` shows."""
+        return (f"generation {self.state.counter}, "
+                f"{self.state.watcher_count()} watchers, "
+                f"{self.state.outdated_count()} outdated, "
+                f"source {self.source.name}")
+
+    def _tell_systemd_status(self, report: dict) -> None:
+        """With each status report (rate-limited with the file), if the
+        line changed."""
+        if self._systemd_status is None:
+            return      # not serving yet: READY=1 carries the first
+        line = self._status_line()
+        if line != self._systemd_status:
+            self._systemd_status = line
+            _notify_systemd(f"STATUS={line}")
 
     def _on_signal(self, signum, frame) -> None:
         self._stop = True
+
+    def _on_reload(self, signum, frame) -> None:
+        self._reload = True
 
     def serve(self) -> int:
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_reload)
         hint_signal = HintSignal()
 
         session = CuseSession(self.options.devname, self.transport,
@@ -338,11 +378,17 @@ class Daemon:
                 # After every reply and wake-up of this round.
                 if self.hooks is not None:
                     self.hooks.service(now)
+                if self._reload and (self.hooks is None
+                                     or (self.hooks.running_for is None
+                                         and self.hooks.wanted is None)):
+                    self._reload = False
+                    self._reload_hooks()
                 if self.status is not None:
                     self._write_status(now)
             log.info("stopping at generation %d", self.state.counter)
             return 0
         finally:
+            _notify_systemd("STOPPING=1")
             # The thread lets go of the armed bump; one it fired is applied.
             self.source.fire(None)
             self._take_fired()
@@ -429,6 +475,16 @@ class Daemon:
         if not deadlines:
             return -1
         return max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
+
+
+def _notify_systemd(message: str) -> None:
+    """sd_notify, if systemd started us; a lost datagram costs a status
+    line, never the daemon."""
+    try:
+        sdnotify.notify(message)
+    except OSError as e:
+        log.warning("cannot notify systemd (%s): %s",
+                    message.split("=", 1)[0], e)
 
 
 def _open_urandom() -> Optional[int]:
