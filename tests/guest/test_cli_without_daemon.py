@@ -13,6 +13,7 @@ from cuse_vmgenid import client, tool
 
 from .daemon_process import DaemonProcess
 from .device import NODE, force_from_elsewhere
+from .processes import Child
 from .tool_run import start_daemon, start_vmgenid, vmgenid, wait_status
 
 NO_DEVICE = "vmgenid: no /dev/vmgenid (is cuse-vmgenid running?)\n"
@@ -108,9 +109,9 @@ def test_status_of_a_daemon_that_exited_is_stale_and_exits_3(
 def test_status_whose_pid_now_names_another_process_is_stale(
         daemon_factory, tmp_path):
     gone = stopped_daemon(daemon_factory, tmp_path)
-    with start_vmgenid(gone, "watch", "--exec", "true") as other:
+    with Child(["/bin/sh", "-c", "echo started && exec sleep 600"]) as other:
         # A live process with the daemon's pid, as after pid reuse.
-        assert other.line() == "vmgenid: waiting for /dev/vmgenid"
+        assert other.line() == "started"
         rewrite_status(gone, lambda s: s.update(daemon_pid=other.pid))
         done = vmgenid(gone, "status")
         assert done.returncode == tool.EXIT_NOT_RUNNING, done.stderr

@@ -91,7 +91,7 @@ echo "SECURITY $(systemd-analyze security --no-pager $unit | tail -n 1)"
 # needrestart's view of its conf.d file (needrestart itself is not
 # installed here): cuse-vmgenid.service is overridden to "no restart".
 echo "NEEDRESTART $(perl -e 'our %nrconf;
-	do "/etc/needrestart/conf.d/cuse-vmgenid.conf" or die "$@";
+	do "/etc/needrestart/conf.d/cuse-vmgenid.conf"; die $@ if $@;
 	while (my ($re, $restart) = each %{$nrconf{override_rc}}) {
 		print "$restart" if "cuse-vmgenid.service" =~ $re }' 2>&1)"
 dpkg-query -W -f='${Conffiles}\n' cuse-vmgenid | awk 'NF { print $1 }' |
