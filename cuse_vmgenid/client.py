@@ -20,6 +20,10 @@ may have happened.  `wait()` then reopens the device (retrying until the
 node is back) and reports the counter of the new watcher as a change, with
 `reopened` set.  A client made from an inherited descriptor (`fd=`) cannot
 reopen what its parent opened: it raises DeviceGone instead.
+
+`open(timeout=)` waits at most that long for a missing node (no daemon),
+then raises NoDevice; so does `wait(timeout)` if the daemon went away and
+is not back in time.
 """
 
 import asyncio

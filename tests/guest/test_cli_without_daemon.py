@@ -13,7 +13,7 @@ from cuse_vmgenid import client, tool
 
 from .daemon_process import DaemonProcess
 from .device import NODE, force_from_elsewhere
-from .processes import Child
+from .processes import SYS_POLLS, Child, wait_blocked
 from .tool_run import start_daemon, start_vmgenid, vmgenid, wait_status
 
 NO_DEVICE = "vmgenid: no /dev/vmgenid (is cuse-vmgenid running?)\n"
@@ -74,6 +74,19 @@ def test_watch_says_once_that_it_waits_then_serves_when_the_daemon_starts(
         # Only one waiting line, however many times it retried.
         assert watch.line() == "change 1"
         assert watch.silent()
+
+
+def test_wait_whose_daemon_goes_away_ends_within_its_timeout_with_exit_1(
+        daemon_factory, tmp_path):
+    served = start_daemon(daemon_factory, tmp_path)
+    # 20 s: far above a SIGTERM's exit here; the daemon does not come back.
+    with start_vmgenid(served, "wait", "--timeout", "20") as waiter:
+        wait_blocked(waiter, SYS_POLLS)
+        assert served.stop() == 0
+        assert waiter.wait() == tool.EXIT_ERROR
+        assert waiter.output() == (
+            "vmgenid: no /dev/vmgenid (is cuse-vmgenid running?): it went "
+            "away while waiting, a change may have happened\n")
 
 
 def test_client_open_with_a_timeout_raises_no_device(absent):
