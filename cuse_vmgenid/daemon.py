@@ -121,8 +121,7 @@ class Daemon:
         _notify_systemd("READY=1")
 
     def _mark_status(self) -> None:
-        if self.status is not None:
-            self.status.mark_dirty()
+        self.status.mark_dirty()
 
     def _requests_answered(self) -> None:
         """An open, close or ack changes a figure the status shows; a read
@@ -383,8 +382,7 @@ class Daemon:
                                          and self.hooks.wanted is None)):
                     self._reload = False
                     self._reload_hooks()
-                if self.status is not None:
-                    self._write_status(now)
+                self._write_status(now)
             log.info("stopping at generation %d", self.state.counter)
             return 0
         finally:
@@ -470,7 +468,7 @@ class Daemon:
         deadlines = [d for d in (self.state.next_deadline(),
                                  self._next_guid_poll,
                                  self.hooks and self.hooks.deadline(),
-                                 self.status and self.status.due())
+                                 self.status.due())
                      if d is not None]
         if not deadlines:
             return -1
