@@ -4,7 +4,10 @@ import argparse
 import logging
 import sys
 
+from .journal import PriorityFormatter, is_journal
 from .sources import SOURCE_CHOICES
+
+LOG_FORMAT = "cuse-vmgenid: %(levelname)s %(message)s"
 
 
 def _mode(text: str) -> int:
@@ -63,9 +66,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     options = parse_args(argv)
-    logging.basicConfig(
-        level=options.log_level.upper(), stream=sys.stderr,
-        format="cuse-vmgenid: %(levelname)s %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(PriorityFormatter(LOG_FORMAT)
+                         if is_journal(sys.stderr)
+                         else logging.Formatter(LOG_FORMAT))
+    logging.basicConfig(level=options.log_level.upper(), handlers=[handler])
     from .daemon import Daemon  # after logging: it logs while starting
     from .session import SessionError
     try:

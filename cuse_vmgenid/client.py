@@ -20,6 +20,10 @@ may have happened.  `wait()` then reopens the device (retrying until the
 node is back) and reports the counter of the new watcher as a change, with
 `reopened` set.  A client made from an inherited descriptor (`fd=`) cannot
 reopen what its parent opened: it raises DeviceGone instead.
+
+`open(timeout=)` waits at most that long for a missing node (no daemon),
+then raises NoDevice; so does `wait(timeout)` if the daemon went away and
+is not back in time.
 """
 
 import asyncio
@@ -54,25 +58,39 @@ class DeviceGone(OSError):
     reopen the device where the descriptor came from."""
 
 
+class NoDevice(OSError):
+    """The node is away (no daemon serves it), and did not come back
+    within the timeout (or at once, without waiting)."""
+
+    def __init__(self, err: int, device: str):
+        super().__init__(err, f"no {device} (is cuse-vmgenid running?)")
+        self.device = device
+
+
 def open(device: str = DEVICE, page: str = PAGE, *,
-         wait_for_node: bool = True) -> "Watcher":
-    """A new watcher (up to date), waiting for the node if it is away."""
-    return Watcher(device, page, wait_for_node=wait_for_node)
+         wait_for_node: bool = True,
+         timeout: Optional[float] = None) -> "Watcher":
+    """A new watcher (up to date), waiting for the node if it is away (at
+    most `timeout` seconds, then NoDevice)."""
+    return Watcher(device, page, wait_for_node=wait_for_node,
+                   timeout=timeout)
 
 
 class Watcher:
     def __init__(self, device: str = DEVICE, page: str = PAGE, *,
-                 fd: Optional[int] = None, wait_for_node: bool = True):
+                 fd: Optional[int] = None, wait_for_node: bool = True,
+                 timeout: Optional[float] = None):
         """Open `device` (waiting for the node while the daemon restarts,
-        unless not wait_for_node), or adopt the inherited descriptor `fd`
-        (it is neither closed nor reopened by this object)."""
+        at most `timeout` seconds, unless not wait_for_node; NoDevice if
+        it is not back), or adopt the inherited descriptor `fd` (it is
+        neither closed nor reopened by this object)."""
         self.device = device
         self._page_path = page
         self._page: Optional[mmap.mmap] = None
         self.inherited = fd is not None
         if fd is None:
-            fd = (_open_device(device) if wait_for_node
-                  else os.open(device, os.O_RDWR | os.O_CLOEXEC))
+            fd = _open_device(device, _deadline(
+                timeout if wait_for_node else 0))
         self._fd = fd
         # What wait() returned and ack() acknowledges (None: nothing owed).
         self.pending: Optional[int] = None
@@ -106,13 +124,19 @@ class Watcher:
         0 = just look) and return the new counter, not acknowledged.
         Returns at once while a change is still unacknowledged.  None on
         timeout.  After a daemon restart: the new watcher's counter (from
-        the page; None if there is no page) with `reopened` set."""
+        the page; None if there is no page) with `reopened` set; NoDevice
+        if the node is not back within the timeout (a change may have
+        happened: the next wait() reopens and reports it)."""
         self.reopened = False
+        deadline = _deadline(timeout)
         try:
+            if self._fd < 0:
+                raise _DaemonGone(errno.ENOENT, "no device")
             return self._take_change(timeout)
         except _DaemonGone as gone:
-            self._gone(gone)
-            self._fd = _open_device(self.device)
+            if self._fd >= 0:
+                self._gone(gone)
+            self._fd = _open_device(self.device, deadline)
             return self._reopened()
 
     def ack(self, generation: Optional[int] = None) -> bool:
@@ -276,13 +300,24 @@ class _DaemonGone(OSError):
     """The device failed with an errno that means the daemon went away."""
 
 
-def _open_device(device: str) -> int:
-    """The device, waiting while the node is away (the daemon restarts)."""
+def _deadline(timeout: Optional[float]) -> Optional[float]:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _open_device(device: str, deadline: Optional[float] = None) -> int:
+    """The device, waiting while the node is away (the daemon restarts),
+    until the deadline (monotonic; None: forever), then NoDevice."""
     while True:
-        fd = _try_open(device)
-        if fd is not None:
-            return fd
-        time.sleep(REOPEN_DELAY)
+        try:
+            return os.open(device, os.O_RDWR | os.O_CLOEXEC)
+        except OSError as e:
+            if e.errno not in NODE_AWAY:
+                raise
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise NoDevice(e.errno, device) from None
+        time.sleep(REOPEN_DELAY if left is None
+                   else min(REOPEN_DELAY, left))
 
 
 async def _open_device_async(device: str) -> int:

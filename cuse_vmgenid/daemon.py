@@ -19,7 +19,7 @@ from .session import CuseSession
 from .hint import KERNEL_LOG_HINT
 from .sources import open_source
 from .state import COUNTER_MAX, Changes, GenerationState, encode_counter
-from .status import ChangeReason, StatusFile
+from .status import STATUS_SCHEMA, ChangeReason, StatusFile
 from .transport import Caller, CuseTransport
 
 log = logging.getLogger(__name__)
@@ -62,9 +62,12 @@ class Daemon:
         self._persist()
         self.page.store(counter)
         self.last_change: Optional[dict] = None
-        self.status = (StatusFile(options.status, self._status_report,
-                                  self._watcher_lists)
-                       if options.status else None)
+        # Without --status the report still goes to systemd (STATUS=).
+        self.status = StatusFile(options.status, self._status_report,
+                                 self._watcher_lists,
+                                 published=self._tell_systemd_status)
+        self._systemd_status: Optional[str] = None   # the last STATUS= sent
+        self._started = procinfo.start_time(os.getpid())
         self.hooks, self.hooks_watcher = self._hooks(counter)
         if missed_why:
             if counter >= COUNTER_MAX:
@@ -77,14 +80,15 @@ class Daemon:
         self._arm()
         self.source.fire(self.armed)
         self._stop = False
+        self._reload = False    # SIGHUP: list hooks.d again, once idle
         self._status_figures: Optional[tuple] = None
         self._next_guid_poll: Optional[float] = None
 
     def _hooks(self, counter: int) -> tuple[Optional[HookRunner],
                                             Optional[int]]:
         """The hook runner and the daemon's own watcher, only when the
-        hooks folder holds executables at start (else WAIT_WATCHERS means
-        what it always meant)."""
+        hooks folder holds executables at start or reload (else
+        WAIT_WATCHERS means what it always meant)."""
         hooks = list_hooks(self.options.hooks_dir)
         if not hooks:
             log.info("no hooks in %s", self.options.hooks_dir)
@@ -113,9 +117,23 @@ class Daemon:
         # Else a newer change is queued: its run acks it.
         self._mark_status()
 
+    def _reload_hooks(self) -> None:
+        """SIGHUP (systemctl reload), with the runner idle: hooks.d listed
+        again; the runner starts if it now holds executables, and stops,
+        its watcher closed, if it holds none."""
+        _notify_systemd("RELOADING=1")
+        if self.hooks is None:
+            self.hooks, self.hooks_watcher = self._hooks(self.state.counter)
+        elif not list_hooks(self.options.hooks_dir):
+            log.info("no hooks in %s any more", self.options.hooks_dir)
+            self.hooks.stop()
+            self.transport.apply(self.state.release(self.hooks_watcher))
+            self.hooks = self.hooks_watcher = None
+        self._mark_status()
+        _notify_systemd("READY=1")
+
     def _mark_status(self) -> None:
-        if self.status is not None:
-            self.status.mark_dirty()
+        self.status.mark_dirty()
 
     def _requests_answered(self) -> None:
         """An open, close or ack changes a figure the status shows; a read
@@ -303,7 +321,25 @@ class Daemon:
             raise RuntimeError(f"{node} did not appear")
         log.info("serving %s (mode %o) at generation %d, page %s",
                  node, self.options.mode, self.state.counter, self.page.path)
-        sdnotify.notify(f"READY=1\nSTATUS=generation {self.state.counter}")
+        self._systemd_status = self._status_line()
+        _notify_systemd(f"READY=1\nSTATUS={self._systemd_status}")
+
+    def _status_line(self) -> str:
+        """systemd's STATUS=: the figures `systemctl status` shows."""
+        return (f"generation {self.state.counter}, "
+                f"{self.state.watcher_count()} watchers, "
+                f"{self.state.outdated_count()} outdated, "
+                f"source {self.source.name}")
+
+    def _tell_systemd_status(self, report: dict) -> None:
+        """With each status report (rate-limited with the file), if the
+        line changed."""
+        if self._systemd_status is None:
+            return      # not serving yet: READY=1 carries the first
+        line = self._status_line()
+        if line != self._systemd_status:
+            self._systemd_status = line
+            _notify_systemd(f"STATUS={line}")
 
     def _connection_ended(self) -> None:
         """Our node goes with our connection: one still there is another
@@ -320,11 +356,15 @@ class Daemon:
     def _on_signal(self, signum, frame) -> None:
         self._stop = True
 
+    def _on_reload(self, signum, frame) -> None:
+        self._reload = True
+
     def serve(self) -> int:
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_reload)
         hint_signal = HintSignal()
 
         session = CuseSession(self.options.devname, self.transport,
@@ -373,12 +413,17 @@ class Daemon:
                 # After every reply and wake-up of this round.
                 if self.hooks is not None:
                     self._guarded("hooks", self.hooks.service, now)
-                if self.status is not None:
-                    self._guarded("status", self._write_status, now)
+                if self._reload and (self.hooks is None
+                                     or (self.hooks.running_for is None
+                                         and self.hooks.wanted is None)):
+                    self._reload = False
+                    self._guarded("reload", self._reload_hooks)
+                self._guarded("status", self._write_status, now)
             log.info("stopping at generation %d", self.state.counter)
             self._persist()     # the kernel-log tier: the records read
             return 0
         finally:
+            _notify_systemd("STOPPING=1")
             # The thread lets go of the armed bump; one it fired is applied.
             self.source.fire(None)
             self._take_fired()
@@ -439,7 +484,11 @@ class Daemon:
         """The world-readable status: counts and classes, no GUID, no
         other user's process (status.py)."""
         return {
+            "schema": STATUS_SCHEMA,
             "daemon_pid": os.getpid(),
+            # With the pid: tells the daemon from a later process that got
+            # the same pid (a stale file).
+            "daemon_start": self._started,
             "device": f"/dev/{self.options.devname}",
             "page": self.page.path,
             "counter": self.state.counter,
@@ -485,7 +534,7 @@ class Daemon:
         return poll_timeout_ms(
             (self.state.next_deadline(), self._next_guid_poll,
              self.hooks and self.hooks.deadline(),
-             self.status and self.status.due()), time.monotonic())
+             self.status.due()), time.monotonic())
 
 
 # poll(2) takes an int of ms: a later deadline (a WAIT_WATCHERS timeout
@@ -517,6 +566,16 @@ def _check_node_free(devname: str) -> None:
         raise FileExistsError(
             f"{node} is already served (by another cuse-vmgenid?): stop it "
             "or choose another --devname")
+
+
+def _notify_systemd(message: str) -> None:
+    """sd_notify, if systemd started us; a lost datagram costs a status
+    line, never the daemon."""
+    try:
+        sdnotify.notify(message)
+    except OSError as e:
+        log.warning("cannot notify systemd (%s): %s",
+                    message.split("=", 1)[0], e)
 
 
 def _open_urandom() -> Optional[int]:

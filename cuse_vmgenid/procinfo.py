@@ -21,3 +21,20 @@ def comm(pid: int) -> Optional[str]:
         return read_text(f"/proc/{pid}/comm").rstrip("\n")
     except OSError:
         return None
+
+
+def start_time(pid: int) -> Optional[int]:
+    """When it started (clock ticks after boot: /proc/<pid>/stat's field
+    22), which tells a process from a later one given the same pid; None
+    if unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # Fields 3 on follow the comm's last ")" (a comm may hold any byte).
+    fields = stat[stat.rfind(b")") + 2:].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None

@@ -1,5 +1,9 @@
 """The status files: what `vmgenid status` shows, written by the daemon.
 
+The same report, at the same moments, goes to systemd as the unit's
+STATUS= line (`published`), so `systemctl status` follows the figures
+without a datagram per request.
+
 Kept off the bump's critical path (state file, page, wake-ups): a
 transition only marks it dirty, and the loop writes it after the
 wake-ups, at most once per MIN_INTERVAL, so a storm of opens costs one
@@ -27,6 +31,9 @@ import os
 import time
 from typing import Callable, Optional
 
+# What the file's "schema" says; `vmgenid` refuses any other (a daemon of
+# another version, still running after an upgrade, wrote it).
+STATUS_SCHEMA = 1
 MIN_INTERVAL = 0.1   # seconds between two writes
 MAX_SHARE = 0.1      # of the loop's time, at most
 STATUS_MODE = 0o644
@@ -57,12 +64,17 @@ def watcher_file(folder: str, uid: int) -> str:
 class StatusFile:
     def __init__(self, path: str, report: Callable[[], dict],
                  watchers: Callable[[], dict[int, dict]] = dict,
-                 clock: Callable[[], float] = time.monotonic):
-        """report(): the status; watchers(): {uid: that uid's list}."""
+                 clock: Callable[[], float] = time.monotonic,
+                 published: Callable[[dict], None] = lambda report: None):
+        """report(): the status; watchers(): {uid: that uid's list};
+        published(report): told each report written.  path '': no files,
+        the report only goes to published()."""
         self.path = path
         self._report = report
         self._watchers = watchers
-        self._watcher_files = WatcherFiles(watchers_dir(path))
+        self._published = published
+        self._watcher_files = (WatcherFiles(watchers_dir(path)) if path
+                               else None)
         self._clock = clock
         self._dirty = True
         self._last_write: Optional[float] = None
@@ -87,9 +99,12 @@ class StatusFile:
         self._last_write = now
         started = self._clock()
         try:
-            # The lists first: a status a reader sees is never newer.
-            self._watcher_files.write(self._watchers())
-            write_atomically(self.path, _json(self._report()))
+            report = self._report()
+            self._published(report)
+            if self.path:
+                # The lists first: a status a reader sees is never newer.
+                self._watcher_files.write(self._watchers())
+                write_atomically(self.path, _json(report))
         finally:
             spent = self._clock() - started
             self._interval = max(MIN_INTERVAL, spent / MAX_SHARE)

@@ -14,8 +14,8 @@ import sys
 import time
 from typing import Optional
 
-from . import client
-from .status import watcher_file, watchers_dir
+from . import client, procinfo
+from .status import STATUS_SCHEMA, watcher_file, watchers_dir
 
 STATUS = os.environ.get("VMGENID_STATUS", "/run/vmgenid/status.json")
 
@@ -23,6 +23,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1          # the device or the status file failed
 EXIT_USAGE = 2          # argparse's own
 EXIT_TIMEOUT = 3        # wait --timeout: no change in time
+EXIT_NOT_RUNNING = 3    # status: the daemon is not running (as LSB's)
 EXIT_DENIED = 4         # bump: EACCES
 EXIT_CHANGED_AGAIN = 5  # ack GENERATION: the counter moved on; wait again
 EXIT_REOPEN = 6         # --fd: its daemon went away; a change may have
@@ -33,9 +34,11 @@ EXIT_UNSEEN = 7         # status: the daemon has no source tier, hardware
 EPILOG = f"""\
 exit codes:
   {EXIT_OK}  done
-  {EXIT_ERROR}  error (message on stderr): no device, no status file, ...
+  {EXIT_ERROR}  error (message on stderr): no device, a status file of
+     another version, ...
   {EXIT_USAGE}  usage error
-  {EXIT_TIMEOUT}  wait --timeout: no change within the timeout
+  {EXIT_TIMEOUT}  wait --timeout: no change (or no device) within the timeout;
+     status: the daemon is not running (no status file, or a stale one)
   {EXIT_DENIED}  bump: permission denied (needs CAP_CHECKPOINT_RESTORE or
      CAP_SYS_ADMIN in the daemon's user namespace)
   {EXIT_CHANGED_AGAIN}  ack GENERATION: the generation changed again; wait again
@@ -61,17 +64,29 @@ class Failure(Exception):
         self.code = code
 
 
+class NoDeviceFailure(Failure):
+    """No node: no daemon serves the device (not within the timeout)."""
+
+
 # -- status -------------------------------------------------------------
 
 def load_status(path: str) -> dict:
     try:
         with open(path) as f:
-            return json.load(f)
+            status = json.load(f)
     except FileNotFoundError:
-        raise Failure(f"no status file {path}: is cuse-vmgenid running "
-                      "(with --status)?") from None
+        raise Failure(f"no status file {path}: cuse-vmgenid is not running "
+                      "(or runs without --status)", EXIT_NOT_RUNNING) \
+            from None
     except (OSError, ValueError) as e:
         raise Failure(f"unreadable status file {path}: {e}") from None
+    schema = status.get("schema") if isinstance(status, dict) else None
+    if schema != STATUS_SCHEMA:
+        raise Failure(f"status file {path} has schema {schema}, this vmgenid "
+                      f"reads schema {STATUS_SCHEMA}: the running daemon is "
+                      "another version (after an upgrade: systemctl restart "
+                      "cuse-vmgenid when convenient)")
+    return status
 
 
 def load_watchers(status_path: str) -> tuple[list[dict], bool]:
@@ -121,9 +136,15 @@ def _shown_to_me(watcher: dict) -> bool:
     return True
 
 
-def daemon_running(pid: int) -> bool:
+def daemon_running(status: dict) -> bool:
+    """Whether the process that wrote status still runs: its pid is
+    alive and started when the daemon did (not a reused pid)."""
+    pid = status["daemon_pid"]
+    started = procinfo.start_time(pid)
+    if started is not None:
+        return started == status["daemon_start"]
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)     # no /proc/<pid>/stat to read: alive at least
     except ProcessLookupError:
         return False
     except PermissionError:
@@ -161,7 +182,7 @@ def format_status(status: dict) -> str:
         lines.append("last change: none since the daemon started")
     pid = status["daemon_pid"]
     lines.append(f"daemon pid {pid} "
-                 f"({'running' if daemon_running(pid) else 'NOT running'})")
+                 f"({'running' if daemon_running(status) else 'NOT running'})")
     lines.append(format_hooks(status["hooks"]))
     return "\n".join(lines)
 
@@ -169,7 +190,7 @@ def format_status(status: dict) -> str:
 def format_hooks(hooks: dict) -> str:
     if not hooks["enabled"]:
         return (f"hooks: none (no executable in {hooks['dir']} when the "
-                "daemon started)")
+                "daemon started or last reloaded)")
     if hooks["running"]:
         state = f"running {hooks['running']} for generation " \
                 f"{hooks['running_for']}"
@@ -188,23 +209,38 @@ def format_hooks(hooks: dict) -> str:
 
 def cmd_status(args) -> int:
     status = load_status(args.status_file)
-    status["outdated_watchers"], status["only_own_watchers"] = \
-        load_watchers(args.status_file)
-    if args.json:
-        print(json.dumps(status, indent=2, sort_keys=True))
-    else:
-        print(format_status(status))
+    try:
+        running = daemon_running(status)
+        status["outdated_watchers"], status["only_own_watchers"] = \
+            load_watchers(args.status_file)
+        text = json.dumps(status, indent=2, sort_keys=True) if args.json \
+            else format_status(status)
+    except (KeyError, TypeError) as e:
+        raise Failure(f"status file {args.status_file}: bad or missing "
+                      f"field {e}") from None
+    print(text)
+    if not running:
+        print(f"vmgenid: stale status file {args.status_file}: daemon pid "
+              f"{status['daemon_pid']} is not running", file=sys.stderr)
+        return EXIT_NOT_RUNNING
     return EXIT_UNSEEN if status["source"].get("unseen") else EXIT_OK
 
 
 # -- the device -----------------------------------------------------------
 
-def open_watcher(args, wait_for_node: bool) -> client.Watcher:
+def open_watcher(args, wait_for_node: bool,
+                 timeout: Optional[float] = None) -> client.Watcher:
+    """The device (or --fd), waiting for the node if wait_for_node, at
+    most timeout seconds (then exit 3); without waiting, no node is exit
+    1."""
     if getattr(args, "fd", None) is not None:
         return inherited_watcher(args)
     try:
         return client.Watcher(args.device, args.page,
-                              wait_for_node=wait_for_node)
+                              wait_for_node=wait_for_node, timeout=timeout)
+    except client.NoDevice as e:
+        raise NoDeviceFailure(e.strerror, EXIT_ERROR if timeout is None
+                              else EXIT_TIMEOUT) from None
     except OSError as e:
         raise Failure(f"cannot open {args.device}: {e.strerror}"
                       + (" (is cuse-vmgenid running?)"
@@ -234,8 +270,20 @@ def print_generation(generation: Optional[int]) -> None:
 
 
 def cmd_wait(args) -> int:
-    with open_watcher(args, wait_for_node=True) as watcher:
-        generation = watcher.wait(args.timeout)
+    deadline = None if args.timeout is None \
+        else time.monotonic() + args.timeout
+    # Without a timeout a missing node is an error at once: waiting for a
+    # daemon that may never come is what --timeout is for.
+    with open_watcher(args, wait_for_node=args.timeout is not None,
+                      timeout=args.timeout) as watcher:
+        try:
+            generation = watcher.wait(
+                None if deadline is None
+                else max(0.0, deadline - time.monotonic()))
+        except client.NoDevice as e:
+            # The daemon went away under the watcher and is not back.
+            raise Failure(f"{e.strerror}: it went away while waiting, a "
+                          "change may have happened") from None
         if generation is None and not watcher.reopened:
             print(f"vmgenid: no change within {args.timeout:g}s",
                   file=sys.stderr)
@@ -267,7 +315,14 @@ def cmd_ack(args) -> int:
 
 
 def cmd_watch(args) -> int:
-    with open_watcher(args, wait_for_node=True) as watcher:
+    try:
+        watcher = open_watcher(args, wait_for_node=False)
+    except NoDeviceFailure:
+        # Said once; the watcher then retries until the daemon serves.
+        print(f"vmgenid: waiting for {args.device}", file=sys.stderr,
+              flush=True)
+        watcher = open_watcher(args, wait_for_node=True)
+    with watcher:
         for generation in watcher.changes():   # acks after the command
             env = dict(os.environ,
                        VMGENID_GENERATION="" if generation is None

@@ -76,9 +76,9 @@ def test_status_json_and_human_output_match_the_device(served):
         assert f"daemon pid {served.proc.pid} (running)" in lines
 
 
-def test_status_without_a_status_file_exits_1(served, tmp_path):
+def test_status_without_a_status_file_exits_3(served, tmp_path):
     done = vmgenid(served, "status", "--status-file", tmp_path / "absent")
-    assert done.returncode == tool.EXIT_ERROR
+    assert done.returncode == tool.EXIT_NOT_RUNNING
     assert "no status file" in done.stderr
 
 

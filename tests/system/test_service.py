@@ -1,8 +1,11 @@
 """The Debian package on a guest that boots systemd, driven from the host:
 dpkg -i of build/deb/cuse-vmgenid_*.deb (made by tools/build-deb), the
 service under its own unit and hardening, /dev/vmgenid served, a real
-save and restore with a new VM Generation ID, restart and stop.  The
-guest side is tests/system/scenarios/service.sh; it prints markers.
+save and restore with a new VM Generation ID, an upgrade, a reload with a
+new hook, options from /etc/default at a restart, and stop; with them
+systemd's manners: STATUS= as the figures change, the node's device unit,
+journal priorities, needrestart's exclusion.  The guest side is
+tests/system/scenarios/service.sh; it prints markers.
 
 Run on the host (one guest under emulation, saved and restored once):
     tools/build-deb
@@ -32,6 +35,13 @@ def built_deb() -> str:
     return str(debs[-1].relative_to(REPO_ROOT))
 
 
+# The package the upgrade installs over built_deb(): the same one until
+# builds carry their own versions (then a build with a higher version;
+# the scenario takes it as its second argument).
+def upgrade_deb(deb: str) -> str:
+    return deb
+
+
 def lines(output: str, prefix: str) -> list[str]:
     """The guest's lines starting with @prefix + " ", without it."""
     return [line[len(prefix) + 1:] for line in output.splitlines()
@@ -51,9 +61,10 @@ def counter(output: str, tag: str) -> int:
 def test_the_package_serves_vmgenid_under_systemd_across_restore_upgrade_restart_and_stop(  # noqa: E501
         tmp_path):
     deb = built_deb()
+    newer = upgrade_deb(deb)
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
     started = time.monotonic()
-    with GuestVM("6.12", ["sh", SCENARIO, deb], guid=first,
+    with GuestVM("6.12", ["sh", SCENARIO, deb, newer], guid=first,
                  systemd=True) as vm:
         booted = vm.wait_for(r"^BOOTED (\S+) uptime (\S+)$", timeout=BOOT)
         print(f"\nsystemd reached its target ({booted[1]}) "
@@ -80,10 +91,26 @@ def test_the_package_serves_vmgenid_under_systemd_across_restore_upgrade_restart
     assert installed["Type"] == "notify"
     assert (installed["ActiveState"], installed["SubState"]) == (
         "active", "running")
-    assert installed["StatusText"] == "generation 0"
+    assert installed["StatusText"] == \
+        "generation 0, 0 watchers, 0 outdated, source fwcfg"
+    assert installed["PrivateMounts"] == "yes"
     assert lines(out, "IS-ENABLED") == ["enabled"]
     assert lines(out, "NODE") == ["character special file 666"]
     assert counter(out, "installed") == 0
+    print("systemd-analyze security:", lines(out, "SECURITY"))
+
+    # The udev rule tags the node for systemd: dev-vmgenid.device follows
+    # the daemon, and a client unit ordered after it finds the node.
+    assert lines(out, "DEVICE-UNIT installed") == ["active"]
+    assert lines(out, "CLIENT-AFTER") == ["1"]
+    assert lines(out, "CLIENT-UNIT") == ["0 success"]
+
+    # needrestart (its own conf.d file, evaluated as needrestart does)
+    # never selects the service; /etc/default's file is a conffile.
+    assert lines(out, "NEEDRESTART") == ["0"]
+    assert set(lines(out, "CONFFILE")) >= {
+        "/etc/default/cuse-vmgenid",
+        "/etc/needrestart/conf.d/cuse-vmgenid.conf"}
 
     # The GUID source the service found under its hardening.
     journal = lines(out, "JOURNAL")
@@ -101,6 +128,9 @@ def test_the_package_serves_vmgenid_under_systemd_across_restore_upgrade_restart
     assert lines(out, "FORCED-READER") == [
         "open", "read ret=4 value=1 errno=0", "exit 0"]
     assert counter(out, "forced") == 1
+    # STATUS= follows the figures: the reader's watcher, then the bump.
+    assert lines(out, "STATUS-TEXT reader") == [
+        "generation 0, 1 watchers, 0 outdated, source fwcfg"]
     refused = "ioctl=VMGENID_FORCE_GEN_UPDATE ret=-1 errno=EACCES"
     assert lines(out, "FORCE-NOBODY") == [refused]
     assert lines(out, "FORCE-USERNS") == [refused]
@@ -114,6 +144,8 @@ def test_the_package_serves_vmgenid_under_systemd_across_restore_upgrade_restart
     assert status == "2 fwcfg hardware", status
     assert lines(out, "RESTORE-READER") == [
         "open", "read ret=4 value=2 errno=0", "exit 0"]
+    assert lines(out, "STATUS-TEXT restored") == [
+        "generation 2, 0 watchers, 0 outdated, source fwcfg"]
     bumps = [line for line in journal if "generation 1 -> 2" in line]
     assert len(bumps) == 1 and "GUID changed (seen on " in bumps[0], \
         journal
@@ -123,10 +155,27 @@ def test_the_package_serves_vmgenid_under_systemd_across_restore_upgrade_restart
     # dpkg -i again (an upgrade): the same process goes on serving (the
     # unit says no restart after upgrade), and nothing bumped.
     assert lines(out, "REINSTALL-DPKG") == ["0"]
+    if newer != deb:
+        assert lines(out, "VERSION reinstalled") != \
+            lines(out, "VERSION installed")
     reinstalled = shown(out, "reinstalled")
     assert reinstalled["ActiveState"] == "active"
     assert reinstalled["MainPID"] == installed["MainPID"]
     assert counter(out, "reinstalled") == counter(out, "restored")
+
+    # systemctl reload: hooks.d listed again by the same process, the new
+    # hook ran at the next change; the one the kernel cannot run is an
+    # error, and only errors are at priority err.
+    assert lines(out, "RELOAD-RC") == ["0"]
+    assert lines(out, "BUMPED") == ["3"]
+    reloaded = shown(out, "reloaded")
+    assert (reloaded["ActiveState"], reloaded["MainPID"]) == (
+        "active", installed["MainPID"])
+    assert "hook 50-mark ran for generation 3" in journal, journal
+    errors = lines(out, "JOURNAL-ERR")
+    assert any("60-broken (generation 3): not started" in line
+               for line in errors), errors
+    assert all("ERROR" in line for line in errors), errors
 
     # systemctl restart: a new process, the counter not lower.
     assert lines(out, "RESTART-RC") == ["0"]
@@ -134,8 +183,11 @@ def test_the_package_serves_vmgenid_under_systemd_across_restore_upgrade_restart
     assert restarted["ActiveState"] == "active"
     assert restarted["MainPID"] != installed["MainPID"]
     assert counter(out, "restarted") >= counter(out, "restored")
-    assert restarted["StatusText"] == \
-        f"generation {counter(out, 'restarted')}"
+    assert lines(out, "STATUS-TEXT restarted") == [
+        f"generation {counter(out, 'restarted')}, 0 watchers, 0 outdated, "
+        "source fwcfg"]
+    # CUSE_VMGENID_OPTS from /etc/default/cuse-vmgenid took effect.
+    assert lines(out, "PAGE-LINK") == ["/run/vmgenid/page"]
 
     # systemctl stop: a clean exit, and the node gone with the daemon.
     assert lines(out, "STOP-RC") == ["0"]
@@ -144,4 +196,5 @@ def test_the_package_serves_vmgenid_under_systemd_across_restore_upgrade_restart
         "inactive", "success")
     assert (stopped["ExecMainCode"], stopped["ExecMainStatus"]) == ("1", "0")
     assert lines(out, "NODE-AFTER-STOP") == ["absent"]
+    assert lines(out, "DEVICE-UNIT stopped") == ["inactive"]
     assert not any("Traceback" in line for line in journal), journal

@@ -3,10 +3,12 @@
 # from the harness's unit once basic.target is reached: install the
 # package (argument: the .deb, relative to the repo), check the service
 # and /dev/vmgenid, wait for the host to save and restore the guest with
-# a new GUID, then install it again (an upgrade), restart and stop the
-# service.  Every finding is a
-# marker line for the host to judge; this script judges nothing.
+# a new GUID, then install it again (an upgrade; argument 2, if given, is
+# the newer .deb to upgrade to), reload it with a new hook, restart it with
+# options from /etc/default and stop it.  Every finding is a marker line
+# for the host to judge; this script judges nothing.
 deb=$1
+upgrade_deb=${2:-$1}
 unit=cuse-vmgenid
 tools=native/build
 page=/run/vmgenid/page
@@ -21,8 +23,24 @@ counter() {             # the page's counter (SPEC.md: always the counter)
 
 show() {                # "SHOW <tag> <property>=<value>" lines
 	systemctl show -p ActiveState,SubState,Result,Type,ExecMainCode \
-		-p ExecMainStatus,MainPID,StatusText,NRestarts $unit |
-		tag "SHOW $1"
+		-p ExecMainStatus,MainPID,StatusText,NRestarts,PrivateMounts \
+		$unit | tag "SHOW $1"
+}
+
+device_unit() {         # "DEVICE-UNIT <tag> <state>": the node's unit
+	echo "DEVICE-UNIT $1 $(systemctl show -p ActiveState --value \
+		dev-vmgenid.device)"
+}
+
+# systemd's StatusText once it shows the page's counter and $2 watchers
+# (STATUS= goes out with the rate-limited status file: bounded wait).
+status_text() {
+	for i in $(seq 100); do
+		text=$(systemctl show -p StatusText --value $unit)
+		case "$text" in "generation $(counter), $2 watchers"*) break ;; esac
+		sleep 0.1
+	done
+	echo "STATUS-TEXT $1 $text"
 }
 
 # A reader blocked in read() on /dev/vmgenid, its lines on fd 3; returns
@@ -67,6 +85,33 @@ if [ "$(systemctl is-active $unit)" != active ]; then
 fi
 echo "NODE $(stat -c '%F %a' /dev/vmgenid 2>&1)"
 echo "COUNTER installed $(counter)"
+device_unit installed
+echo "VERSION installed $(dpkg-query -W -f='${Version}' cuse-vmgenid)"
+echo "SECURITY $(systemd-analyze security --no-pager $unit | tail -n 1)"
+# needrestart's view of its conf.d file (needrestart itself is not
+# installed here): cuse-vmgenid.service is overridden to "no restart".
+echo "NEEDRESTART $(perl -e 'our %nrconf;
+	do "/etc/needrestart/conf.d/cuse-vmgenid.conf"; die $@ if $@;
+	while (my ($re, $restart) = each %{$nrconf{override_rc}}) {
+		print "$restart" if "cuse-vmgenid.service" =~ $re }' 2>&1)"
+dpkg-query -W -f='${Conffiles}\n' cuse-vmgenid | awk 'NF { print $1 }' |
+	tag CONFFILE
+
+# A client unit ordered after the node, as README says: it starts once
+# the node is there and finds it.
+cat > /run/systemd/system/vmgenid-client.service <<UNIT
+[Unit]
+Wants=dev-vmgenid.device
+After=dev-vmgenid.device cuse-vmgenid.service
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/test -c /dev/vmgenid
+UNIT
+systemctl daemon-reload
+systemctl start vmgenid-client
+echo "CLIENT-UNIT $? $(systemctl show -p Result --value vmgenid-client)"
+echo "CLIENT-AFTER $(systemctl show -p After --value vmgenid-client |
+	tr ' ' '\n' | grep -c '^dev-vmgenid.device$')"
 
 # The device answers: an ioctl, a non-blocking read of an up-to-date
 # watcher, and a blocked reader woken by a root caller's FORCE_GEN_UPDATE
@@ -74,6 +119,7 @@ echo "COUNTER installed $(counter)"
 $tools/vmgenid-ioctl outdated | tag IOCTL
 $tools/vmgenid-reader -n | tag NONBLOCK
 start_reader FORCED-READER
+status_text reader 1
 forced=$($tools/vmgenid-ioctl force) && woken=wake || woken=
 echo "FORCE $forced"
 finish_reader FORCED-READER $woken
@@ -98,6 +144,7 @@ done
 [ "$(counter)" = "$before" ] && woken= || woken=wake
 finish_reader RESTORE-READER $woken
 echo "COUNTER restored $(counter)"
+status_text restored 0
 
 # The packaged CLI reads the daemon's status file, rewritten at most every
 # 100 ms after a change: until it shows the page's counter (bounded).
@@ -114,20 +161,52 @@ for i in $(seq 100); do
 done
 echo "STATUS $status"
 
-# An upgrade (the same package installed again): the daemon keeps running,
-# with the code it imported, until an explicit restart (README), and the
-# counter does not move.
-dpkg -i "$deb" > /dev/null
+# An upgrade (argument 2, else the same package installed again): the
+# daemon keeps running, with the code it imported, until an explicit
+# restart (README), and the counter does not move.
+dpkg -i "$upgrade_deb" > /dev/null
 echo "REINSTALL-DPKG $?"
+echo "VERSION reinstalled $(dpkg-query -W -f='${Version}' cuse-vmgenid)"
 show reinstalled
 echo "COUNTER reinstalled $(counter)"
 
+# systemctl reload (SIGHUP) lists hooks.d again: a hook added now runs at
+# the next change without a restart; one the kernel cannot execute (no #!
+# line) is an error in the journal, at priority err.
+cat > /etc/vmgenid/hooks.d/50-mark <<'HOOK'
+#!/bin/sh
+echo "hook 50-mark ran for generation $VMGENID_GENERATION"
+HOOK
+printf 'echo no interpreter line\n' > /etc/vmgenid/hooks.d/60-broken
+chmod 755 /etc/vmgenid/hooks.d/50-mark /etc/vmgenid/hooks.d/60-broken
+systemctl reload $unit
+echo "RELOAD-RC $?"
+for i in $(seq 100); do   # the reload is asynchronous (SIGHUP): bounded
+	/usr/bin/vmgenid status --json | grep -q '"enabled": true' && break
+	sleep 0.1
+done
+echo "BUMPED $(/usr/bin/vmgenid bump)"
+for i in $(seq 300); do
+	journalctl -b -u $unit -o cat --no-pager | grep -q 'hook 50-mark ran' &&
+		break
+	sleep 0.1
+done
+show reloaded
+journalctl -b -u $unit -p err -o cat --no-pager | tag JOURNAL-ERR
+rm /etc/vmgenid/hooks.d/50-mark /etc/vmgenid/hooks.d/60-broken
+
+# Options through /etc/default/cuse-vmgenid (a conffile), taken at the
+# restart: a page link.
+sed -i 's|^CUSE_VMGENID_OPTS=.*|CUSE_VMGENID_OPTS="--page-link /run/vmgenid/linked"|' \
+	/etc/default/cuse-vmgenid
 before=$(counter)
 systemctl restart $unit
 echo "RESTART-RC $?"
 echo "IS-ACTIVE $(systemctl is-active $unit)"
 show restarted
 echo "COUNTER restarted $(counter) (before $before)"
+status_text restarted 0
+echo "PAGE-LINK $(readlink /run/vmgenid/linked 2>&1)"
 
 systemctl stop $unit
 echo "STOP-RC $?"
@@ -137,5 +216,6 @@ if [ -e /dev/vmgenid ]; then
 else
 	echo "NODE-AFTER-STOP absent"
 fi
+device_unit stopped
 journal
 echo "DONE"
