@@ -5,6 +5,7 @@ import logging
 import sys
 
 from .sources import SOURCE_CHOICES
+from .version import __version__
 
 
 def _mode(text: str) -> int:
@@ -57,6 +58,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    choices=("debug", "info", "warning", "error"))
     p.add_argument("--fuse-debug", action="store_true",
                    help="libfuse's own request trace (-d)")
+    p.add_argument("--version", action="version",
+                   version=f"%(prog)s {__version__}")
     return p.parse_args(argv)
 
 

@@ -15,6 +15,7 @@ import time
 from typing import Optional
 
 from . import client
+from .version import __version__
 
 STATUS = os.environ.get("VMGENID_STATUS", "/run/vmgenid/status.json")
 
@@ -268,6 +269,8 @@ def parser() -> argparse.ArgumentParser:
         prog="vmgenid", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Look at and use /dev/vmgenid (VM Generation ID).")
+    p.add_argument("--version", action="version",
+                   version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def command(name, func, help_text, parents=(common,)):
