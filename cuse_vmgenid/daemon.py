@@ -141,7 +141,7 @@ class Daemon:
         return 0, None
 
     def bump(self, why: str, minimum: Optional[int] = None) -> Changes:
-        """State file, then page, then wake readers: SPEC.md's order."""
+        """State file, then page, then wake readers (docs/interface.rst)."""
         self._take_fired()      # a bump the poll thread made comes first
         try:
             return self._publish(self.state.bump(minimum), why)

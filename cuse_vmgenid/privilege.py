@@ -1,4 +1,4 @@
-"""Who may change the generation (SPEC.md, Privilege).
+"""Who may change the generation (docs/interface.rst, Privilege).
 
 CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN in the effective set of the calling
 thread, and that thread in the daemon's own user namespace: capabilities

@@ -1,4 +1,4 @@
-"""Where changes of generation come from (SPEC.md, "Where changes come from").
+"""Where changes of generation come from (docs/interface.rst, same title).
 
 A source answers one question, "did the hardware generation change since
 this GUID?", and says which fds hint that it is worth asking now.  The

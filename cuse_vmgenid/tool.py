@@ -1,7 +1,7 @@
 """`vmgenid`: look at and use /dev/vmgenid from a shell.
 
 Every device call goes through cuse_vmgenid.client, which follows the
-client rule (SPEC.md, "Daemon restarts").
+client rule (docs/interface.rst).
 """
 
 import argparse

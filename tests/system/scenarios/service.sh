@@ -15,7 +15,7 @@ tag() {                 # every line of stdin as "$1 <line>"
 	sed "s/^/$1 /"
 }
 
-counter() {             # the page's counter (SPEC.md: always the counter)
+counter() {             # the page's counter (docs/interface.rst, The page)
 	od -An -tu4 -N4 $page 2>/dev/null | tr -d ' '
 }
 
