@@ -1,12 +1,17 @@
 #!/bin/sh
 # The guest side of tests/system/test_service.py, run by systemd (PID 1)
 # from the harness's unit once basic.target is reached: install the
-# package (argument: the .deb, relative to the repo), check the service
-# and /dev/vmgenid, wait for the host to save and restore the guest with
-# a new GUID, then install it again (an upgrade), restart and stop the
+# packages (arguments: cuse-vmgenid's and cuse-vmgenid-dev's .deb,
+# relative to the repo, and the last release's version), the daemon's
+# relabelled as that release; check the layout and build an example
+# against the installed header; check the service and /dev/vmgenid, wait
+# for the host to save and restore the guest with a new GUID, then
+# install the build itself (an upgrade by version), restart and stop the
 # service.  Every finding is a
 # marker line for the host to judge; this script judges nothing.
 deb=$1
+dev=$2
+release=$3
 unit=cuse-vmgenid
 tools=native/build
 page=/run/vmgenid/page
@@ -56,8 +61,15 @@ journal() {             # the service's log since boot, "JOURNAL <line>"
 echo "BOOTED $(systemctl is-system-running --wait) uptime $(cut -d' ' -f1 /proc/uptime)"
 systemctl --failed --plain --no-legend --no-pager | tag FAILED-UNIT
 
-dpkg -i "$deb"
+# The same package as the last release would be: the later install of
+# the build must then be an upgrade by version.
+rm -rf /tmp/release
+dpkg-deb -R "$deb" /tmp/release
+sed -i "s/^Version: .*/Version: $release/" /tmp/release/DEBIAN/control
+dpkg-deb -b /tmp/release /tmp/release.deb > /dev/null
+dpkg -i /tmp/release.deb "$dev"
 echo "DPKG $?"
+echo "VERSION installed $(dpkg-query -W -f='${Version}' cuse-vmgenid)"
 echo "IS-ACTIVE $(systemctl is-active $unit)"
 echo "IS-ENABLED $(systemctl is-enabled $unit)"
 show installed
@@ -67,6 +79,20 @@ if [ "$(systemctl is-active $unit)" != active ]; then
 fi
 echo "NODE $(stat -c '%F %a' /dev/vmgenid 2>&1)"
 echo "COUNTER installed $(counter)"
+
+# The layout: the daemon in /usr/sbin; <linux/vmgenid.h> found through
+# pkg-config, and the -dev package's examples built against it from a
+# copy, as its README says.
+echo "DAEMON-PATH $(command -v cuse-vmgenid)"
+echo "PKG-CONFIG $(pkg-config --cflags vmgenid 2>&1)"
+rm -rf /tmp/examples
+cp -r /usr/share/doc/cuse-vmgenid-dev/examples /tmp/examples
+make -C /tmp/examples BUILD=. > /tmp/examples.log 2>&1
+echo "EXAMPLES-MAKE $?"
+tag EXAMPLES-LOG < /tmp/examples.log
+for prog in watchdog async_epoll mmap_probe orchestrator; do
+	[ -x /tmp/examples/$prog ] && echo "EXAMPLE-BUILT $prog"
+done
 
 # The device answers: an ioctl, a non-blocking read of an up-to-date
 # watcher, and a blocked reader woken by a root caller's FORCE_GEN_UPDATE
@@ -114,11 +140,13 @@ for i in $(seq 100); do
 done
 echo "STATUS $status"
 
-# An upgrade (the same package installed again): the daemon keeps running,
+# An upgrade (the build over the release it follows): the daemon keeps running,
 # with the code it imported, until an explicit restart (README), and the
 # counter does not move.
 dpkg -i "$deb" > /dev/null
 echo "REINSTALL-DPKG $?"
+echo "VERSION upgraded $(dpkg-query -W -f='${Version}' cuse-vmgenid)"
+echo "VERSION reported $(cuse-vmgenid --version)"
 show reinstalled
 echo "COUNTER reinstalled $(counter)"
 
