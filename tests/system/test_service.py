@@ -97,7 +97,8 @@ def test_the_package_serves_vmgenid_under_systemd_across_restore_upgrade_restart
     # The layout: the daemon in /usr/sbin, the header through pkg-config,
     # and every example of the -dev package built against it.
     assert lines(out, "DAEMON-PATH") == ["/usr/sbin/cuse-vmgenid"]
-    assert lines(out, "PKG-CONFIG") == ["-I/usr/include/cuse-vmgenid"]
+    assert [line.strip() for line in lines(out, "PKG-CONFIG")] == [
+        "-I/usr/include/cuse-vmgenid"]      # pkg-config ends with a space
     assert lines(out, "EXAMPLES-MAKE") == ["0"], lines(out, "EXAMPLES-LOG")
     assert lines(out, "EXAMPLE-BUILT") == [
         "watchdog", "async_epoll", "mmap_probe", "orchestrator"]
