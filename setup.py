@@ -1,18 +1,27 @@
+"""The build: metadata in pyproject.toml; here what it cannot say (the
+version from git, the cffi shim, the package data)."""
+
+import importlib.util
+import os
+
 from setuptools import find_packages, setup
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _version() -> str:
+    # By path: importing the package needs what is being built.
+    spec = importlib.util.spec_from_file_location(
+        "cuse_vmgenid_version", os.path.join(HERE, "cuse_vmgenid",
+                                             "version.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_version()
+
+
 setup(
-    name="cuse-vmgenid",
-    version="0.1.0",
-    description="VM Generation ID device (/dev/vmgenid) served from "
-                "userspace through CUSE",
+    version=_version(),
     packages=find_packages(include=["cuse_vmgenid", "cuse_vmgenid.*"]),
     package_data={"cuse_vmgenid": ["decl/*.h", "decl/*.c"]},
-    python_requires=">=3.11",
-    setup_requires=["cffi>=1.15"],
-    install_requires=["cffi>=1.15"],
     cffi_modules=["cuse_vmgenid/_build.py:ffibuilder"],
-    entry_points={
-        "console_scripts": ["cuse-vmgenid = cuse_vmgenid.cli:main",
-                            "vmgenid = cuse_vmgenid.tool:main"],
-    },
 )

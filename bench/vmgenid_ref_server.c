@@ -5,8 +5,8 @@
  * Test-only reference for the benchmarks (roundtrip.c, fanout.c,
  * orchestrate.c): the smallest C CUSE server (libfuse's cuse_lowlevel API,
  * as libfuse's example/cuse.c) that answers the benchmarked requests with
- * the daemon's semantics (SPEC.md), so the daemon's figures can be set
- * against what CUSE itself costs.  Serves /dev/DEVNAME (default
+ * the daemon's semantics (docs/interface.rst), so the daemon's figures can
+ * be set against what CUSE itself costs.  Serves /dev/DEVNAME (default
  * vmgenid-ref), single-threaded, foreground.
  *
  *	open	a watcher, up to date

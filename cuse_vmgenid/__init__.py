@@ -1,3 +1,3 @@
 """cuse-vmgenid: the VM Generation ID device, served from userspace."""
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: F401

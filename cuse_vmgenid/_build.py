@@ -15,8 +15,14 @@ def _read(name: str) -> str:
 
 
 def _pkg_config(*args: str) -> list[str]:
-    out = subprocess.run(["pkg-config", *args, "fuse3"], check=True,
-                         capture_output=True, text=True).stdout
+    try:
+        out = subprocess.run(["pkg-config", *args, "fuse3"], check=True,
+                             capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        # The one missing piece a fresh machine usually has: say which.
+        raise SystemExit("cuse-vmgenid: pkg-config finds no fuse3: install "
+                         "libfuse3-dev and pkg-config (Debian: apt install "
+                         "libfuse3-dev pkg-config gcc python3-dev)") from None
     return shlex.split(out)
 
 

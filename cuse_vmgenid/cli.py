@@ -6,6 +6,7 @@ import sys
 
 from .journal import PriorityFormatter, is_journal
 from .sources import SOURCE_CHOICES
+from .version import __version__
 
 LOG_FORMAT = "cuse-vmgenid: %(levelname)s %(message)s"
 
@@ -61,6 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    choices=("debug", "info", "warning", "error"))
     p.add_argument("--fuse-debug", action="store_true",
                    help="libfuse's own request trace (-d)")
+    p.add_argument("--version", action="version",
+                   version=f"%(prog)s {__version__}")
     return p.parse_args(argv)
 
 

@@ -14,7 +14,7 @@ and returns the new counter without acknowledging it; `ack()` acknowledges
 what `wait()` returned.  `fileno()` is for selectors: readable means "call
 wait(0)"; it can change after a reopen (see below).
 
-Client rule (SPEC.md, "Daemon restarts"): any error other than EINTR,
+The client rule (docs/interface.rst): any error other than EINTR,
 EAGAIN or EINVAL from the device means the daemon went away and a change
 may have happened.  `wait()` then reopens the device (retrying until the
 node is back) and reports the counter of the new watcher as a change, with

@@ -175,7 +175,7 @@ class Daemon:
 
     def bump(self, why: str, minimum: Optional[int] = None,
              reason: ChangeReason = ChangeReason.FORCED) -> Changes:
-        """State file, then page, then wake readers: SPEC.md's order."""
+        """State file, then page, then wake readers: docs/interface.rst's order."""
         self._take_fired()      # a bump the poll thread made comes first
         try:
             return self._publish(self.state.bump(minimum), why, reason)

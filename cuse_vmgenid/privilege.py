@@ -1,5 +1,5 @@
-"""Who may change the generation (SPEC.md, Privilege), and whom a watcher
-counts against.
+"""Who may change the generation (docs/interface.rst, Privilege), and
+whom a watcher counts against.
 
 CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN in the effective set of the calling
 thread, and that thread in the daemon's own user namespace: capabilities

@@ -1,6 +1,5 @@
-"""Where changes of generation come from (SPEC.md, "Where changes come
-from"): a ladder of tiers, best first; `--source auto` takes the first
-that works.
+"""Where changes of generation come from (docs/interface.rst, same title):
+a ladder of tiers, best first; `--source auto` takes the first that works.
 
 A source answers one question, "did the hardware generation change since
 this GUID?", and says which fds hint that it is worth asking now.  The

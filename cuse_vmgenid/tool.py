@@ -1,7 +1,7 @@
 """`vmgenid`: look at and use /dev/vmgenid from a shell.
 
 Every device call goes through cuse_vmgenid.client, which follows the
-client rule (SPEC.md, "Daemon restarts").
+client rule (docs/interface.rst).
 """
 
 import argparse
@@ -16,6 +16,7 @@ from typing import Optional
 
 from . import client, procinfo
 from .status import STATUS_SCHEMA, watcher_file, watchers_dir
+from .version import __version__
 
 STATUS = os.environ.get("VMGENID_STATUS", "/run/vmgenid/status.json")
 
@@ -381,6 +382,8 @@ def parser() -> argparse.ArgumentParser:
         prog="vmgenid", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Look at and use /dev/vmgenid (VM Generation ID).")
+    p.add_argument("--version", action="version",
+                   version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def command(name, func, help_text, parents=(common,)):

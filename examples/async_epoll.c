@@ -24,7 +24,7 @@
  *	reopen: ok			a new descriptor, registered again
  *	exit: <SIGNAL>			SIGINT or SIGTERM arrived
  *
- * Client rule (SPEC.md, "Daemon restarts"): EINTR and EAGAIN mean "try
+ * Client rule (docs/interface.rst): EINTR and EAGAIN mean "try
  * again" (EAGAIN: nothing to read yet), EINVAL means "the counter moved on";
  * any other error (the daemon went away: poll reports EPOLLERR, read()
  * ENOTCONN) means a change may have happened: reseed, then reopen.

@@ -12,7 +12,7 @@ the generation changed, then makes a new one: each clone gets its own.
     ACK <n>              acknowledged (the orchestrator's WAIT_WATCHERS
                          stops waiting for us)
 
-Client rule (SPEC.md, "Daemon restarts"): an error other than EINTR,
+Client rule (docs/interface.rst): an error other than EINTR,
 EAGAIN or EINVAL from the device means "a change may have happened":
 regenerate, then reopen.  Standard library only (any python3).
 """

@@ -31,7 +31,7 @@
  *	reopen: ok			a new descriptor (the mapping stays:
  *					the page outlives daemon restarts)
  *
- * Client rule (SPEC.md, "Daemon restarts"): EINTR and EAGAIN mean "try
+ * Client rule (docs/interface.rst): EINTR and EAGAIN mean "try
  * again", EINVAL means "the counter moved on"; any other error means the
  * daemon went away and a change may have happened: reseed, then reopen.
  *

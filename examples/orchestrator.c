@@ -36,7 +36,7 @@
  * counter moved on (read() returns the newer value, and the service stays
  * paused), else it acknowledges nothing new and the wait starts over.
  *
- * Client rule (SPEC.md, "Daemon restarts"): any other error means the
+ * Client rule (docs/interface.rst): any other error means the
  * daemon went away and a change may have happened.  The components reseed
  * and reopen by that same rule, but their new descriptors start up to
  * date, so there is nothing left to wait for: pause, reopen, resume.

@@ -24,7 +24,7 @@
  *					rule (below) reseeds, then reopens
  *	reopen: ok			a new descriptor (up to date)
  *
- * Client rule (SPEC.md, "Daemon restarts"): EINTR (a signal, even under
+ * Client rule (docs/interface.rst): EINTR (a signal, even under
  * SA_RESTART: the kernel does not restart a CUSE read) and EAGAIN mean
  * "try again", EINVAL means "the counter moved on"; any other error means
  * the daemon went away and a change may have happened: reseed, then

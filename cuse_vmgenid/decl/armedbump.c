@@ -11,7 +11,8 @@
  *  - the daemon arms the bump with the counter its next bump gives (its
  *    counter + 1) and the GUID it knows, and registers each read that
  *    waits (vmgenid_armed_read_add);
- *  - the thread, on a GUID other than the armed one, does SPEC.md's order
+ *  - the thread, on a GUID other than the armed one, does the order of
+ *    docs/interface.rst, "The page",
  *    for exactly that bump: the state file, the page, then the replies to
  *    the registered reads; and it disarms;
  *  - the daemon takes the fired bump (vmgenid_armed_bump_take, which also

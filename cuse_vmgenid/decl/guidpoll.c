@@ -18,8 +18,8 @@
  * tells the daemon whether the RNG was reseeded for the GUID it read.
  *
  * The kernel's VM fork line wakes the daemon too, changed GUID or not: it
- * is the kernel log hint of SPEC.md, read here rather than in Python so
- * that the thread, not the interpreter, is the first to act on it.
+ * is the kernel log hint of docs/interface.rst, read here rather than in
+ * Python so that the thread, not the interpreter, is the first to act on it.
  */
 #define VMGENID_KMSG_RECORD_MAX 8192
 #define VMGENID_VMFORK_LINE "crng reseeded due to virtual machine fork"

@@ -1,4 +1,4 @@
-"""The hardware GUID source (SPEC.md, "Where changes come from", 1 and 2).
+"""The hardware GUID source (docs/interface.rst, "Where changes come from").
 
     source = discover("auto")      # or "fwcfg", "acpi"; GuidUnavailable
     source.read()                  # '12345678-9abc-def0-1122-334455667788'

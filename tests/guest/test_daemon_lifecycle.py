@@ -1,6 +1,6 @@
 """The daemon's life: start (READY=1, node mode), SIGTERM, SIGKILL, restarts
-on the same page and state files, and its log of bumps (SPEC.md, "Daemon
-restarts" and "The daemon")."""
+on the same page and state files, and its log of bumps (docs/interface.rst,
+"The restart rule" and "The daemon")."""
 
 import json
 import os

@@ -1,12 +1,12 @@
 """open, read, write and close of /dev/vmgenid, against the real daemon.
 
-SPEC.md's rows for those file operations, one behaviour per test.  Callers
-that block run in separate processes (the C helpers in native/build, or a
-small Python child); the test waits until such a process is really asleep in
-the system call before it acts.  Its request then sits in the FUSE queue
-ahead of anything the test sends afterwards, so the daemon sees them in that
-order.  Every wait on a child has a generous limit: a daemon that never
-answers fails the test instead of hanging the run.
+The rows of docs/interface.rst for those file operations, one behaviour per
+test.  Callers that block run in separate processes (the C helpers in
+native/build, or a small Python child); the test waits until such a process
+is really asleep in the system call before it acts.  Its request then sits
+in the FUSE queue ahead of anything the test sends afterwards, so the daemon
+sees them in that order.  Every wait on a child has a generous limit: a
+daemon that never answers fails the test instead of hanging the run.
 """
 
 import errno

@@ -1,4 +1,4 @@
-"""The ioctl rows of SPEC.md, against the real daemon through the kernel's CUSE.
+"""The ioctls of docs/interface.rst, against the real daemon through CUSE.
 
 GET_OUTDATED_WATCHERS, WAIT_WATCHERS, FORCE_GEN_UPDATE(_MIN), NOTIFY and
 unknown numbers.  Privilege has its own file (test_privilege.py); every

@@ -1,4 +1,4 @@
-"""mmap of /dev/vmgenid (SPEC.md, the mmap row, and "page").
+"""mmap of /dev/vmgenid (docs/interface.rst, the mmap row, and "The page").
 
 CUSE has no mmap: the kernel answers ENODEV.  With native/build/
 libvmgenid-mmap.so preloaded, mmap() of a /dev/vmgenid descriptor maps the

@@ -1,7 +1,7 @@
 """poll of /dev/vmgenid: select, poll and epoll against the real daemon.
 
-SPEC.md: EPOLLIN|EPOLLRDNORM while the watcher is outdated, else 0 and a
-wake-up on the next change.  The blocked callers are separate processes
+docs/interface.rst: EPOLLIN|EPOLLRDNORM while the watcher is outdated, else
+0 and a wake-up on the next change.  The blocked callers are separate processes
 that wait with no timeout; the test's own limit on reading their answer is
 the rescue (a second bump could not help a daemon that never notifies).
 """

@@ -1,4 +1,4 @@
-"""SPEC.md, Privilege: who may change the generation.
+"""docs/interface.rst, Privilege: who may change the generation.
 
 FORCE_GEN_UPDATE, FORCE_GEN_UPDATE_MIN and NOTIFY need CAP_CHECKPOINT_RESTORE
 or CAP_SYS_ADMIN in the calling thread's effective set, in the daemon's own

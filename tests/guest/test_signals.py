@@ -1,4 +1,5 @@
-"""Signals and a blocked read() / VMGENID_WAIT_WATCHERS (SPEC.md, "Signals").
+"""Signals and a blocked read() / VMGENID_WAIT_WATCHERS (docs/interface.rst,
+"Signals").
 
 The kernel sends FUSE_INTERRUPT when a signal is pending for a process blocked
 in a CUSE request, and refuses restart codes from the server, so the call

@@ -44,12 +44,18 @@ SYSTEM_TREES = ["/bin", "/sbin", "/lib", "/lib64", "/usr/bin", "/usr/sbin",
                 "/usr/lib/modules-load.d", "/usr/lib/udev", "/usr/lib/init",
                 "/usr/lib/dpkg", "/usr/share/dpkg", "/var/lib/dpkg",
                 "/usr/lib/python3/dist-packages", "/usr/share/python3",
-                "/usr/share/perl5", "/usr/share/dbus-1"]
+                "/usr/share/perl5", "/usr/share/dbus-1",
+                # The C compiler and headers: tests/system builds an example
+                # against the installed cuse-vmgenid-dev.
+                "/usr/lib/gcc", "/usr/include"]
 # Names never needed in the guest, wherever they are in those trees.
 SKIP_NAMES = {"test", "tests", "idlelib", "tkinter",
               "turtledemo", "ensurepip", "lib2to3", "dri", "valgrind"}
-SKIP_PREFIXES = ("libLLVM", "config-3.")        # LLVM; Python's static lib
-SKIP_SUFFIXES = (".a",)                          # static libraries
+SKIP_PREFIXES = ("libLLVM", "config-3.",       # LLVM; Python's static lib
+                 "cc1plus", "lto1")             # C++, LTO: only C is built
+SKIP_SUFFIXES = (".a",)                          # static libraries, but
+KEEP_STATIC = {"libc_nonshared.a", "libgcc.a",  # those every C link needs
+               "libpthread.a"}                  # (-pthread: a stub)
 REPO_SKIP = {".cache", ".git", ".pytest_cache"}
 # Unused images are deleted this long after their last use (a restore
 # needs the image its snapshot was saved with).
@@ -90,7 +96,8 @@ def skipped(relpath: str, name: str, is_dir: bool) -> bool:
         return True
     if name.startswith(SKIP_PREFIXES):
         return True
-    return not is_dir and name.endswith(SKIP_SUFFIXES)
+    return (not is_dir and name.endswith(SKIP_SUFFIXES)
+            and name not in KEEP_STATIC)
 
 
 def select(trees: list[str], skip) -> tuple[str, list[str]]:

@@ -104,8 +104,8 @@ def test_firing_publishes_the_armed_counter_once(tmp_path):
 
 
 def test_state_file_then_page_then_replies(tmp_path):
-    """SPEC.md's order: at the first reply, the state file and the page
-    already hold the new counter."""
+    """The order of docs/interface.rst: at the first reply, the state file
+    and the page already hold the new counter."""
     seen = []
     s = Setup(tmp_path, during=lambda: seen.append(
         (load(s.state_path).counter, s.page.load())))

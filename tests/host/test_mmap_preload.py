@@ -1,4 +1,5 @@
-"""libvmgenid-mmap.so on the host, with a stand-in device (SPEC.md, mmap row).
+"""libvmgenid-mmap.so on the host, with a stand-in device (docs/interface.rst,
+"The page").
 
 This host has no CUSE, so the "device" is /dev/null (a character device
 whose own mmap answers ENODEV, like a CUSE node's): VMGENID_DEVICE=/dev/null

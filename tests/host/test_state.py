@@ -1,4 +1,4 @@
-"""The generation state machine, one contract row (SPEC.md) at a time.
+"""The generation state machine, one row of docs/interface.rst at a time.
 
 Plus the two races of the v2 review ("Is this racy?" on close, "Same
 question here" on write): a generation change landing between the

@@ -2,7 +2,8 @@
 
 The model is plain data (a counter, each watcher's acknowledged value, the
 pending calls with their deadlines, the poll handles) and the contract rows
-of SPEC.md written out again, so a mistake has to be made twice to pass.
+of docs/interface.rst written out again, so a mistake has to be made twice
+to pass.
 Every rule checks results, errnos and completions; after every step the
 invariants compare the whole state.  Every token (one blocking-capable
 request) must be answered exactly once: at once, or later by exactly one

@@ -1,8 +1,8 @@
 """/dev/vmgenid across REAL restores, driven from the host: the daemon
 (--source auto: fw_cfg's GUID address, /dev/mem, the kernel log hint, the
 GUID poll thread) turns one new VM Generation ID into exactly one bump, and its
-clients see it (SPEC.md, "Where changes come from" and "Daemon
-restarts").  The guest side is tests/restore/scenarios/device.py; it
+clients see it (docs/interface.rst, "Where changes come from" and "The
+restart rule").  The guest side is tests/restore/scenarios/device.py; it
 prints markers and relays the daemon's log as "DAEMON <line>".
 
 Run on the host (each test boots its own guest under emulation):

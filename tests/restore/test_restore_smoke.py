@@ -1,6 +1,6 @@
 """A real save and restore of a running guest, driven from the host: the
 VM Generation ID changes the way a hypervisor changes it, and the guest
-sees it (SPEC.md, "Where changes come from", 1 and 2).
+sees it (docs/interface.rst, "Where changes come from").
 
 Run on the host (each test boots its own guest under emulation):
     .venv/bin/python -m pytest -v tests/restore

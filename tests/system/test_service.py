@@ -1,10 +1,12 @@
-"""The Debian package on a guest that boots systemd, driven from the host:
-dpkg -i of build/deb/cuse-vmgenid_*.deb (made by tools/build-deb), the
-service under its own unit and hardening, /dev/vmgenid served, a real
-save and restore with a new VM Generation ID, an upgrade, a reload with a
-new hook, options from /etc/default at a restart, and stop; with them
-systemd's manners: STATUS= as the figures change, the node's device unit,
-journal priorities, needrestart's exclusion.  The guest side is
+"""The Debian packages on a guest that boots systemd, driven from the host:
+dpkg -i of build/deb/cuse-vmgenid_*.deb and cuse-vmgenid-dev_*.deb (made
+by tools/build-deb), the daemon's as the last release first, an example
+built against the installed header, the service under its own unit and
+hardening, /dev/vmgenid served, a real save and restore with a new VM
+Generation ID, the upgrade to the build, a reload with a new hook, options
+from /etc/default at a restart, and stop; with them systemd's manners:
+STATUS= as the figures change, the node's device unit, journal
+priorities, needrestart's exclusion.  The guest side is
 tests/system/scenarios/service.sh; it prints markers.
 
 Run on the host (one guest under emulation, saved and restored once):
@@ -17,6 +19,7 @@ import uuid
 
 import pytest
 
+from cuse_vmgenid import version
 from tests.harness.cache import REPO_ROOT
 from tests.harness.vm import GuestVM
 
@@ -26,20 +29,17 @@ BOOT = 900          # hang rescues only: emulation on a shared host is slow
 STEP = 600
 
 
-def built_deb() -> str:
-    """The newest build/deb/cuse-vmgenid_*.deb, relative to the repo."""
-    debs = sorted(DEB_DIR.glob("cuse-vmgenid_*.deb"),
+def built_deb(package: str = "cuse-vmgenid") -> str:
+    """The newest build/deb/@package_*.deb, relative to the repo."""
+    debs = sorted(DEB_DIR.glob(f"{package}_*.deb"),
                   key=lambda deb: deb.stat().st_mtime)
     if not debs:
-        pytest.fail(f"no {DEB_DIR}/cuse-vmgenid_*.deb: run tools/build-deb")
+        pytest.fail(f"no {DEB_DIR}/{package}_*.deb: run tools/build-deb")
     return str(debs[-1].relative_to(REPO_ROOT))
 
 
-# The package the upgrade installs over built_deb(): the same one until
-# builds carry their own versions (then a build with a higher version;
-# the scenario takes it as its second argument).
-def upgrade_deb(deb: str) -> str:
-    return deb
+def deb_version(deb: str) -> str:
+    return deb.rsplit("/", 1)[-1].split("_")[1]
 
 
 def lines(output: str, prefix: str) -> list[str]:
@@ -60,12 +60,11 @@ def counter(output: str, tag: str) -> int:
 
 def test_the_package_serves_vmgenid_under_systemd_across_restore_upgrade_restart_and_stop(  # noqa: E501
         tmp_path):
-    deb = built_deb()
-    newer = upgrade_deb(deb)
+    deb, dev = built_deb(), built_deb("cuse-vmgenid-dev")
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
     started = time.monotonic()
-    with GuestVM("6.12", ["sh", SCENARIO, deb, newer], guid=first,
-                 systemd=True) as vm:
+    with GuestVM("6.12", ["sh", SCENARIO, deb, dev, version.RELEASE],
+                 guid=first, systemd=True) as vm:
         booted = vm.wait_for(r"^BOOTED (\S+) uptime (\S+)$", timeout=BOOT)
         print(f"\nsystemd reached its target ({booted[1]}) "
               f"{vm.arrived_at(booted.end()) - started:.1f} s after QEMU "
@@ -87,6 +86,7 @@ def test_the_package_serves_vmgenid_under_systemd_across_restore_upgrade_restart
     # Installed, enabled, started by the package, READY=1 reached: a
     # Type=notify unit is "active" only after it.
     assert lines(out, "DPKG") == ["0"]
+    assert lines(out, "VERSION installed") == [version.RELEASE]
     installed = shown(out, "installed")
     assert installed["Type"] == "notify"
     assert (installed["ActiveState"], installed["SubState"]) == (
@@ -111,6 +111,15 @@ def test_the_package_serves_vmgenid_under_systemd_across_restore_upgrade_restart
     assert set(lines(out, "CONFFILE")) >= {
         "/etc/default/cuse-vmgenid",
         "/etc/needrestart/conf.d/cuse-vmgenid.conf"}
+
+    # The layout: the daemon in /usr/sbin, the header through pkg-config,
+    # and every example of the -dev package built against it.
+    assert lines(out, "DAEMON-PATH") == ["/usr/sbin/cuse-vmgenid"]
+    assert [line.strip() for line in lines(out, "PKG-CONFIG")] == [
+        "-I/usr/include/cuse-vmgenid"]      # pkg-config ends with a space
+    assert lines(out, "EXAMPLES-MAKE") == ["0"], lines(out, "EXAMPLES-LOG")
+    assert lines(out, "EXAMPLE-BUILT") == [
+        "watchdog", "async_epoll", "mmap_probe", "orchestrator"]
 
     # The GUID source the service found under its hardening.
     journal = lines(out, "JOURNAL")
@@ -152,12 +161,13 @@ def test_the_package_serves_vmgenid_under_systemd_across_restore_upgrade_restart
     # The GUID in no log line (SPEC.md, Privacy).
     assert not any(g in line for line in journal for g in (first, second))
 
-    # dpkg -i again (an upgrade): the same process goes on serving (the
-    # unit says no restart after upgrade), and nothing bumped.
+    # dpkg -i of the build over the release (an upgrade by version): the
+    # same process goes on serving (the unit says no restart after
+    # upgrade), and nothing bumped.
     assert lines(out, "REINSTALL-DPKG") == ["0"]
-    if newer != deb:
-        assert lines(out, "VERSION reinstalled") != \
-            lines(out, "VERSION installed")
+    assert lines(out, "VERSION upgraded") == [deb_version(deb)]
+    assert lines(out, "VERSION reported") == [
+        f"cuse-vmgenid {deb_version(deb)}"]
     reinstalled = shown(out, "reinstalled")
     assert reinstalled["ActiveState"] == "active"
     assert reinstalled["MainPID"] == installed["MainPID"]

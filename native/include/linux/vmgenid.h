@@ -3,7 +3,8 @@
  * VM Generation ID device, /dev/vmgenid (cuse-vmgenid).
  *
  * Userspace ABI of the vmgenid v3 kernel patch, served by a CUSE daemon.
- * The device contract is SPEC.md; differences from v3 are noted below.
+ * The device contract is docs/interface.rst (installed in
+ * /usr/share/doc/cuse-vmgenid-dev/); differences from v3 are noted below.
  *
  * read(fd, &u32, 4) returns the counter once the watcher is outdated
  * (blocks until then, EAGAIN with O_NONBLOCK); write(fd, &u32, 4) with the

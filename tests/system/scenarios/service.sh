@@ -1,14 +1,17 @@
 #!/bin/sh
 # The guest side of tests/system/test_service.py, run by systemd (PID 1)
 # from the harness's unit once basic.target is reached: install the
-# package (argument: the .deb, relative to the repo), check the service
-# and /dev/vmgenid, wait for the host to save and restore the guest with
-# a new GUID, then install it again (an upgrade; argument 2, if given, is
-# the newer .deb to upgrade to), reload it with a new hook, restart it with
-# options from /etc/default and stop it.  Every finding is a marker line
-# for the host to judge; this script judges nothing.
+# packages (arguments: cuse-vmgenid's and cuse-vmgenid-dev's .deb,
+# relative to the repo, and the last release's version), the daemon's
+# relabelled as that release; check the layout and build an example
+# against the installed header; check the service and /dev/vmgenid, wait
+# for the host to save and restore the guest with a new GUID, then
+# install the build itself (an upgrade by version), reload it with a new
+# hook, restart it with options from /etc/default and stop it.  Every finding is a
+# marker line for the host to judge; this script judges nothing.
 deb=$1
-upgrade_deb=${2:-$1}
+dev=$2
+release=$3
 unit=cuse-vmgenid
 tools=native/build
 page=/run/vmgenid/page
@@ -17,7 +20,7 @@ tag() {                 # every line of stdin as "$1 <line>"
 	sed "s/^/$1 /"
 }
 
-counter() {             # the page's counter (SPEC.md: always the counter)
+counter() {             # the page's counter (docs/interface.rst, The page)
 	od -An -tu4 -N4 $page 2>/dev/null | tr -d ' '
 }
 
@@ -74,8 +77,15 @@ journal() {             # the service's log since boot, "JOURNAL <line>"
 echo "BOOTED $(systemctl is-system-running --wait) uptime $(cut -d' ' -f1 /proc/uptime)"
 systemctl --failed --plain --no-legend --no-pager | tag FAILED-UNIT
 
-dpkg -i "$deb"
+# The same package as the last release would be: the later install of
+# the build must then be an upgrade by version.
+rm -rf /tmp/release
+dpkg-deb -R "$deb" /tmp/release
+sed -i "s/^Version: .*/Version: $release/" /tmp/release/DEBIAN/control
+dpkg-deb -b /tmp/release /tmp/release.deb > /dev/null
+dpkg -i /tmp/release.deb "$dev"
 echo "DPKG $?"
+echo "VERSION installed $(dpkg-query -W -f='${Version}' cuse-vmgenid)"
 echo "IS-ACTIVE $(systemctl is-active $unit)"
 echo "IS-ENABLED $(systemctl is-enabled $unit)"
 show installed
@@ -112,6 +122,20 @@ systemctl start vmgenid-client
 echo "CLIENT-UNIT $? $(systemctl show -p Result --value vmgenid-client)"
 echo "CLIENT-AFTER $(systemctl show -p After --value vmgenid-client |
 	tr ' ' '\n' | grep -c '^dev-vmgenid.device$')"
+
+# The layout: the daemon in /usr/sbin; <linux/vmgenid.h> found through
+# pkg-config, and the -dev package's examples built against it from a
+# copy, as its README says.
+echo "DAEMON-PATH $(command -v cuse-vmgenid)"
+echo "PKG-CONFIG $(pkg-config --cflags vmgenid 2>&1)"
+rm -rf /tmp/examples
+cp -r /usr/share/doc/cuse-vmgenid-dev/examples /tmp/examples
+make -C /tmp/examples BUILD=. > /tmp/examples.log 2>&1
+echo "EXAMPLES-MAKE $?"
+tag EXAMPLES-LOG < /tmp/examples.log
+for prog in watchdog async_epoll mmap_probe orchestrator; do
+	[ -x /tmp/examples/$prog ] && echo "EXAMPLE-BUILT $prog"
+done
 
 # The device answers: an ioctl, a non-blocking read of an up-to-date
 # watcher, and a blocked reader woken by a root caller's FORCE_GEN_UPDATE
@@ -161,12 +185,13 @@ for i in $(seq 100); do
 done
 echo "STATUS $status"
 
-# An upgrade (argument 2, else the same package installed again): the
-# daemon keeps running, with the code it imported, until an explicit
-# restart (README), and the counter does not move.
-dpkg -i "$upgrade_deb" > /dev/null
+# An upgrade (the build over the release it follows): the daemon keeps running,
+# with the code it imported, until an explicit restart (README), and the
+# counter does not move.
+dpkg -i "$deb" > /dev/null
 echo "REINSTALL-DPKG $?"
-echo "VERSION reinstalled $(dpkg-query -W -f='${Version}' cuse-vmgenid)"
+echo "VERSION upgraded $(dpkg-query -W -f='${Version}' cuse-vmgenid)"
+echo "VERSION reported $(cuse-vmgenid --version)"
 show reinstalled
 echo "COUNTER reinstalled $(counter)"
 

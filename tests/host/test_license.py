@@ -1,0 +1,78 @@
+# SPDX-License-Identifier: MIT
+"""Every source file says its license: the SPDX line tools/add-spdx adds.
+
+The rules (which files, which comment, which line) live in tools/add-spdx;
+here they are run on this checkout, and on a scratch repository whose
+expected results are written out.
+"""
+
+import os
+import stat
+import subprocess
+
+from tests.harness.cache import REPO_ROOT
+
+ADD_SPDX = str(REPO_ROOT / "tools" / "add-spdx")
+MIT = "SPDX-License-Identifier: MIT"
+
+
+def test_every_tracked_source_file_carries_the_mit_spdx_line():
+    run = subprocess.run([ADD_SPDX, "--check"], capture_output=True,
+                         text=True)
+    assert (run.returncode, run.stdout, run.stderr) == (0, "", ""), \
+        "run tools/add-spdx:\n" + run.stdout + run.stderr
+
+
+def _git(root, *args):
+    subprocess.run(["git", "-C", str(root), *args], check=True,
+                   capture_output=True)
+
+
+def test_add_spdx_puts_the_line_first_or_after_the_shebang_and_replaces_other_licenses(  # noqa: E501
+        tmp_path):
+    files = {
+        "a.c": "int x;\n",
+        "a.h": "/* SPDX-License-Identifier: GPL-2.0+ WITH Linux-syscall-note */\n#define A 1\n",  # noqa: E501
+        "old.c": "// SPDX-License-Identifier: GPL-2.0+\nint y;\n",
+        "m.py": '"""Doc."""\n',
+        "s.sh": "#!/bin/sh\necho hi\n",
+        "tool": "#!/usr/bin/env python3\nprint()\n",
+        "sub/Makefile": "all:\n",
+        "packaging/acpid/rule": "event=x\n",
+        "done.py": f"# {MIT}\nx = 1\n",
+        "empty.py": "",
+        "README.rst": "Title\n=====\n",
+        "data.json": "{}\n",
+    }
+    for name, text in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    (tmp_path / "tool").chmod(0o755)
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", "-A")
+
+    run = subprocess.run([ADD_SPDX, str(tmp_path)], capture_output=True,
+                         text=True, check=True)
+    changed = sorted(line.split(": ", 1)[1]
+                     for line in run.stdout.splitlines())
+    assert changed == ["a.c", "a.h", "m.py", "old.c", "packaging/acpid/rule",
+                       "s.sh", "sub/Makefile", "tool"]
+
+    def text(name):
+        return (tmp_path / name).read_text()
+    assert text("a.c") == f"// {MIT}\nint x;\n"
+    assert text("a.h") == f"/* {MIT} */\n#define A 1\n"
+    assert text("old.c") == f"// {MIT}\nint y;\n"
+    assert text("m.py") == f'# {MIT}\n"""Doc."""\n'
+    assert text("s.sh") == f"#!/bin/sh\n# {MIT}\necho hi\n"
+    assert text("tool") == f"#!/usr/bin/env python3\n# {MIT}\nprint()\n"
+    assert text("sub/Makefile") == f"# {MIT}\nall:\n"
+    assert text("packaging/acpid/rule") == f"# {MIT}\nevent=x\n"
+    for name in ("done.py", "empty.py", "README.rst", "data.json"):
+        assert text(name) == files[name], name
+    assert stat.S_IMODE(os.stat(tmp_path / "tool").st_mode) == 0o755
+
+    again = subprocess.run([ADD_SPDX, "--check", str(tmp_path)],
+                           capture_output=True, text=True)
+    assert (again.returncode, again.stdout) == (0, "")

@@ -1,0 +1,88 @@
+# SPDX-License-Identifier: MIT
+"""The manual pages (docs/*.rst, built by rst2man in the package) name
+every option, choice and subcommand the two commands' parsers accept, so
+an option added to the code without its page fails here."""
+
+import argparse
+from unittest import mock
+
+import pytest
+
+from cuse_vmgenid import cli, tool
+from tests.harness.cache import REPO_ROOT
+
+
+def page(name: str) -> str:
+    return (REPO_ROOT / "docs" / f"{name}.rst").read_text()
+
+
+def daemon_parser() -> argparse.ArgumentParser:
+    """The parser cli.parse_args builds (it parses at once)."""
+    built = []
+
+    class Built(Exception):
+        pass
+
+    def keep(self, args=None, namespace=None):
+        built.append(self)
+        raise Built
+    with mock.patch.object(argparse.ArgumentParser, "parse_args", keep):
+        with pytest.raises(Built):
+            cli.parse_args([])
+    return built[0]
+
+
+def named(parser: argparse.ArgumentParser) -> list[str]:
+    """Every option string and choice of @parser, as the page sets them
+    (bold)."""
+    words = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            continue
+        words += action.option_strings
+        if action.choices:
+            words += [str(choice) for choice in action.choices]
+    return [f"**{word}**" for word in words]
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict:
+    [sub] = [a for a in parser._actions
+             if isinstance(a, argparse._SubParsersAction)]
+    return sub.choices
+
+
+def test_cuse_vmgenid_8_names_every_option_and_choice():
+    text = page("cuse-vmgenid.8")
+    missing = [word for word in named(daemon_parser()) if word not in text]
+    assert missing == []
+
+
+def section(text: str, title: str, underline: str) -> str:
+    head = f"\n{title}\n{underline * len(title)}\n"
+    if head not in text:
+        return ""
+    return text.split(head, 1)[1].split(f"\n{underline * 3}", 1)[0]
+
+
+def test_vmgenid_1_has_a_section_per_subcommand_naming_its_options():
+    text = page("vmgenid.1")
+    parser = tool.parser()
+    # The options every subcommand shares: under OPTIONS, once.
+    common = section(text, "OPTIONS", "=")
+    missing = [word for word in named(parser) if word not in common]
+    for name, sub in subcommands(parser).items():
+        own = section(text, name, "-")
+        if not own:
+            missing.append(f"section {name}")
+        missing += [f"{name} {word}" for word in named(sub)
+                    if word not in own and word not in common]
+    assert missing == []
+
+
+@pytest.mark.parametrize("name", ["cuse-vmgenid.8", "vmgenid.1"])
+def test_each_page_has_the_sections_a_manual_page_needs(name):
+    text = page(name)
+    wanted = ["SYNOPSIS", "DESCRIPTION", "FILES", "EXIT STATUS", "SEE ALSO"]
+    wanted += ["SIGNALS"] if name.endswith(".8") else ["ENVIRONMENT"]
+    assert [s for s in wanted if f"\n{s}\n{'=' * len(s)}\n" not in text] \
+        == []
