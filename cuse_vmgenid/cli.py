@@ -32,6 +32,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--page-link", metavar="PATH",
                    help="also expose the page at PATH, as a symlink (for "
                         "libraries that map a file, e.g. /dev/sysgenid)")
+    p.add_argument("--vmclock-link", metavar="PATH",
+                   help="also keep the counter in a VMClock-ABI page "
+                        "beside --page and expose it at PATH, as a symlink "
+                        "(for libraries that map /dev/vmclock0); a real "
+                        "VMClock device there is left alone")
     p.add_argument("--state", default="/run/vmgenid/state",
                    help="the state file (default: %(default)s)")
     p.add_argument("--status", default="/run/vmgenid/status.json",
@@ -46,7 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--mode", type=_mode, default=0o666,
                    help="node mode, octal (default: 0666)")
     p.add_argument("--source", choices=SOURCE_CHOICES, default="auto",
-                   help="where GUID changes come from (default: auto)")
+                   help="where changes come from: auto takes the first "
+                        "that works (default: auto)")
     p.add_argument("--poll-interval-ms", type=int, default=200,
                    help="how often a C thread compares the GUID in memory "
                         "(default: %(default)s)")

@@ -20,6 +20,7 @@ from .sources import KERNEL_LOG_HINT, open_source
 from .state import COUNTER_MAX, Changes, GenerationState, encode_counter
 from .status import StatusFile
 from .transport import Caller, CuseTransport
+from .vmclock import VmclockPage, page_path as vmclock_page_path
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,9 @@ class Daemon:
         self._guid_raw: Optional[bytes] = None   # self.guid's bytes
         counter, missed_why = self._resume()
         self.state = GenerationState(counter, options.max_watchers_per_uid)
-        self.armed = (ArmedBump(self.state_file, self.page)
+        self.vmclock_page = self._vmclock_page(counter)
+        self.armed = (ArmedBump(self.state_file, self.page,
+                                vmclock_page=self.vmclock_page)
                       if self.source.fires_bumps else None)
         self.transport = CuseTransport(
             self.state, bump=self.bump, notify=self.notify,
@@ -55,7 +58,7 @@ class Daemon:
             on_ready=self._ready, armed=self.armed,
             on_fired=self._reconcile)
         self._persist()
-        self.page.store(counter)
+        self._store_pages(counter)
         self.last_change: Optional[dict] = None
         self.status = (StatusFile(options.status, self._status_report)
                        if options.status else None)
@@ -67,6 +70,17 @@ class Daemon:
         self._stop = False
         self._status_figures: Optional[tuple] = None
         self._next_guid_poll: Optional[float] = None
+
+    def _vmclock_page(self, counter: int) -> Optional[VmclockPage]:
+        """The VMClock-ABI page and its link, with --vmclock-link."""
+        if not self.options.vmclock_link:
+            return None
+        page = VmclockPage(vmclock_page_path(self.options.page), counter)
+        try:
+            page.link(self.options.vmclock_link)
+        except OSError as e:
+            log.error("no VMClock link: %s", e)
+        return page
 
     def _hooks(self, counter: int) -> tuple[Optional[HookRunner],
                                             Optional[int]]:
@@ -121,6 +135,7 @@ class Daemon:
     def _resume(self) -> tuple[int, Optional[str]]:
         """The starting counter, and why to bump once (None: no bump)."""
         saved = self.state_file.load()
+        self.source.resume(saved)
         changed, self.guid = self.source.changed(saved.guid if saved else None)
         self._guid_raw = self.source.guid_bytes()
         same_boot = saved is not None and saved.boot_id == self.boot_id
@@ -141,7 +156,7 @@ class Daemon:
         return 0, None
 
     def bump(self, why: str, minimum: Optional[int] = None) -> Changes:
-        """State file, then page, then wake readers: SPEC.md's order."""
+        """State file, then pages, then wake readers: SPEC.md's order."""
         self._take_fired()      # a bump the poll thread made comes first
         try:
             return self._publish(self.state.bump(minimum), why)
@@ -151,7 +166,7 @@ class Daemon:
     def _publish(self, changes: Changes, why: str) -> Changes:
         """The bump the state machine just made, published."""
         self._persist()
-        self.page.store(self.state.counter)
+        self._store_pages(self.state.counter)
         self.transport.apply(changes)
         try:
             self.state_file.prepare()   # off the next bump's critical path
@@ -165,6 +180,13 @@ class Daemon:
             self.hooks.changed(self.state.counter)
         self._mark_status()   # written by the loop, after this returns
         return changes
+
+    def _store_pages(self, counter: int) -> None:
+        """The counter page, then the VMClock-ABI page (the armed bump
+        does the same in C)."""
+        self.page.store(counter)
+        if self.vmclock_page is not None:
+            self.vmclock_page.store(counter)
 
     # -- the armed bump (armedbump.py) -----------------------------------
 
@@ -259,7 +281,8 @@ class Daemon:
 
     def _persist(self) -> None:
         try:
-            self.state_file.save(self.state.counter, self.guid)
+            self.state_file.save(self.state.counter, self.guid,
+                                 self.source.vmclock_counter)
         except OSError as e:
             # The bump goes on: a missed wake-up is worse than a stale file.
             log.error("cannot write %s: %s", self.state_file.path, e)

@@ -14,10 +14,11 @@ from .guid import GuidSource, GuidUnavailable, KmsgReader, discover
 from .guid.kmsg import MARKER
 from .guid.memory import guid_string
 from .guidpoll import GuidPoller
+from .vmclockdevice import VmclockUnavailable, open_kernel_device
 
 log = logging.getLogger(__name__)
 
-SOURCE_CHOICES = ("auto", "fwcfg", "acpi", "none")
+SOURCE_CHOICES = ("auto", "fwcfg", "acpi", "vmclock", "none")
 # The kernel's own words: one copy, in guid/kmsg.py.
 KERNEL_LOG_HINT = f"kernel log: {MARKER.decode()}"
 
@@ -33,6 +34,10 @@ class NoSource:
     """No GUID: every hint and every restart is taken as a change."""
     name = "none"
     poll_interval: Optional[float] = None
+    vmclock_counter: Optional[int] = None   # VmclockSource's alone
+
+    def resume(self, saved) -> None:
+        """What the state file kept (only the vmclock tier needs it)."""
 
     def changed(self, known_guid: Optional[str]) -> tuple[bool, Optional[str]]:
         """(did the hardware generation change?, the GUID now)."""
@@ -75,6 +80,7 @@ class GuidWatcher:
         self._last_read: Optional[bytes] = None
         self.name = guid.name
         self.poll_interval: Optional[float] = None
+        self.vmclock_counter: Optional[int] = None
         try:
             self._poller: Optional[GuidPoller] = GuidPoller(
                 guid.view(), poll_interval_ms, rng_fd,
@@ -84,6 +90,9 @@ class GuidWatcher:
             self.poll_interval = poll_interval_ms / 1000.0
             log.warning("no GUID poll thread (%s): looking every %d ms "
                         "from the main loop", e, poll_interval_ms)
+
+    def resume(self, saved) -> None:
+        """The GUID to compare comes with changed()."""
 
     def changed(self, known_guid: Optional[str]) -> tuple[bool, Optional[str]]:
         try:
@@ -141,17 +150,112 @@ class GuidWatcher:
         self._guid.close()
 
 
+class VmclockSource(NoSource):
+    """The kernel's own VMClock device (vmclockdevice.py): one change per
+    new vm_generation_counter, read under the seqlock.  Like NoSource it
+    has no GUID (no RNG reseed, no armed bump: the kernel's driver owns
+    the RNG here), but it answers whether the generation changed.
+
+    A new disruption_marker alone (a live migration: the clock moved, the
+    guest's memory did not fork) is not a change of generation, as the ABI
+    says; only vm_generation_counter counts."""
+    name = "vmclock"
+
+    def __init__(self, device, poll_interval_ms: int):
+        self._device = device
+        first = device.read()
+        self.notifies = first.notification_present
+        # Notified: the device's poll() is the wait; else the interval.
+        self.poll_interval: Optional[float] = (
+            None if self.notifies else poll_interval_ms / 1000.0)
+        # The counter the last change (or the start) was made for.
+        self._known: Optional[int] = first.vm_generation_counter
+        self._marker = first.disruption_marker
+        self._unreadable = False
+
+    @property
+    def vmclock_counter(self) -> Optional[int]:
+        """For the state file: what a restart compares with."""
+        return self._known
+
+    def resume(self, saved) -> None:
+        """Compare with the counter the state file kept (None: unknown, so
+        a restart in the same boot bumps once)."""
+        self._known = saved.vmclock_counter if saved is not None else None
+
+    def changed(self, known_guid: Optional[str]) -> tuple[bool, Optional[str]]:
+        """(did vm_generation_counter change since the last change?, None).
+        Unreadable (a count held odd, the magic or the flag gone) is taken
+        as a change once, as an unreadable GUID is; the next good read is
+        compared with the last good one."""
+        try:
+            now = self._device.read()
+            if not now.generation_present:
+                raise VmclockUnavailable(f"{self._device.path}: the "
+                                         "generation counter flag is gone")
+        except VmclockUnavailable as e:
+            if self._unreadable:
+                return False, None
+            self._unreadable = True
+            log.error("cannot read the VMClock generation counter: %s", e)
+            return True, None
+        self._unreadable = False
+        if now.disruption_marker != self._marker:
+            self._marker = now.disruption_marker
+            log.info("VMClock: clock disrupted (disruption_marker changed)")
+        if now.vm_generation_counter == self._known:
+            return False, None
+        log.info("VMClock: vm_generation_counter %s -> %d", self._known,
+                 now.vm_generation_counter)
+        self._known = now.vm_generation_counter
+        return True, None
+
+    def hint_fds(self) -> list[int]:
+        return [self._device.fileno()] if self.notifies else []
+
+    def take_hint(self, fd: int) -> Optional[Hint]:
+        """The device notified an update: read it, so that poll() waits
+        for the next one, and look."""
+        self._device.acknowledge()
+        return Hint("VMClock notification")
+
+    def close(self) -> None:
+        self._device.close()
+
+
+def _open_vmclock(poll_interval_ms: int) -> Optional[VmclockSource]:
+    """The vmclock tier, or None with the reason logged."""
+    try:
+        device = open_kernel_device()
+    except VmclockUnavailable as e:
+        log.warning("no VMClock source: %s", e)
+        return None
+    try:
+        source = VmclockSource(device, poll_interval_ms)
+    except VmclockUnavailable as e:
+        device.close()
+        log.warning("no VMClock source: %s", e)
+        return None
+    log.info("VMClock source: %s, %s", device.path,
+             "notified (poll)" if source.notifies
+             else f"no notifications: looking every {poll_interval_ms} ms")
+    return source
+
+
 def open_source(choice: str, poll_interval_ms: int, rng_fd: int = -1):
     """The source asked for; `none` with the reason logged if it fails.
     rng_fd: /dev/urandom, for the poll thread to reseed the RNG with."""
     if choice == "none":
         return NoSource()
+    if choice == "vmclock":
+        return _open_vmclock(poll_interval_ms) or _no_source(choice)
     try:
         guid = discover(choice)
     except GuidUnavailable as e:
-        log.warning("no GUID source (%s): %s; serving with --source none "
-                    "(every hint and every restart bumps)", choice, e)
-        return NoSource()
+        log.warning("no GUID source (%s): %s", choice, e)
+        vmclock = _open_vmclock(poll_interval_ms) if choice == "auto" \
+            else None
+        return vmclock or _no_source(choice)
     try:
         kmsg = KmsgReader()
     except OSError as e:
@@ -160,3 +264,9 @@ def open_source(choice: str, poll_interval_ms: int, rng_fd: int = -1):
                     e, poll_interval_ms)
     log.info("GUID source: %s", guid.describe())
     return GuidWatcher(guid, kmsg, poll_interval_ms, rng_fd)
+
+
+def _no_source(choice: str) -> NoSource:
+    log.warning("nothing serves --source %s: serving with --source none "
+                "(every hint and every restart bumps)", choice)
+    return NoSource()

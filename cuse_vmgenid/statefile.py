@@ -20,6 +20,8 @@ class SavedState:
     boot_id: str
     counter: int
     guid: Optional[str] = None
+    # The vmclock tier's vm_generation_counter (absent in older files).
+    vmclock_counter: Optional[int] = None
 
 
 def current_boot_id() -> str:
@@ -32,11 +34,19 @@ def load(path: str) -> Optional[SavedState]:
         with open(path) as f:
             data = json.load(f)
         return SavedState(str(data["boot_id"]), int(data["counter"]),
-                          data.get("guid"))
+                          data.get("guid"),
+                          _vmclock_counter(data.get("vmclock_counter")))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ValueError(f"unreadable state file {path}: {e}") from e
+
+
+def _vmclock_counter(value) -> Optional[int]:
+    """A u64, or None (then a restart compares with nothing, and bumps)."""
+    if type(value) is int and 0 <= value < 1 << 64:
+        return value
+    return None
 
 
 class StateFile:
@@ -87,9 +97,12 @@ class StateFile:
             self._sf, counter,
             ffi.NULL if guid is None else guid.encode()), self.path)
 
-    def save(self, counter: int, guid: Optional[str]) -> bool:
-        """Commit (counter, guid) for this boot; False if the file held
-        exactly that already (the armed bump committed it)."""
+    def save(self, counter: int, guid: Optional[str],
+             vmclock_counter: Optional[int] = None) -> bool:
+        """Commit (counter, guid, vmclock_counter) for this boot; False if
+        the file held exactly that already (the armed bump committed it)."""
+        lib.vmgenid_state_set_vmclock(self._sf, vmclock_counter is not None,
+                                      vmclock_counter or 0)
         return _check(lib.vmgenid_state_save(
             self._sf, counter,
             ffi.NULL if guid is None else guid.encode()), self.path) == 1
