@@ -75,7 +75,12 @@ class Daemon:
         """The VMClock-ABI page and its link, with --vmclock-link."""
         if not self.options.vmclock_link:
             return None
-        page = VmclockPage(vmclock_page_path(self.options.page), counter)
+        try:
+            page = VmclockPage(vmclock_page_path(self.options.page), counter)
+        except OSError as e:
+            # The device matters more: it serves without this page.
+            log.error("no VMClock page: %s", e)
+            return None
         try:
             page.link(self.options.vmclock_link)
         except OSError as e:

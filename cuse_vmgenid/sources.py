@@ -165,6 +165,8 @@ class VmclockSource(NoSource):
         self._device = device
         first = device.read()
         self.notifies = first.notification_present
+        if self.notifies:
+            device.acknowledge()    # poll() then waits for what is new
         # Notified: the device's poll() is the wait; else the interval.
         self.poll_interval: Optional[float] = (
             None if self.notifies else poll_interval_ms / 1000.0)
