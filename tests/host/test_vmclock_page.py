@@ -6,9 +6,12 @@ import mmap
 import os
 import stat
 import subprocess
+import tempfile
 import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cuse_vmgenid._cuse import ffi, lib
 from cuse_vmgenid.vmclock import VmclockPage, page_path
@@ -187,3 +190,25 @@ def test_the_spec_reader_bails_out(tmp_path, change, rc, line):
     path = tmp_path / "vmclock0"
     path.write_bytes(page)
     assert run_reader(path) == (rc, line)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(0, 2**32 - 1), max_size=20))
+def test_any_stores_leave_the_last_counter_and_count_each_change(counters):
+    with tempfile.TemporaryDirectory() as folder:
+        page = VmclockPage(os.path.join(folder, "vmclock"), 0)
+        start = contents(page.path)
+        changes, last = 0, 0
+        for n in counters:
+            assert page.store(n) is (n != last)
+            changes += n != last
+            last = n
+        now = contents(page.path)
+    assert abi.get(now, "vm_generation_counter") == last
+    assert abi.get(now, "disruption_marker") == \
+        abi.get(start, "disruption_marker") + changes
+    assert abi.get(now, "seq_count") == \
+        abi.get(start, "seq_count") + 2 * changes
+    # The constant fields never move.
+    assert now[:12] == start[:12]
+    assert abi.get(now, "flags") == abi.FLAG_VM_GEN_COUNTER_PRESENT
