@@ -6,7 +6,7 @@ the daemon never takes its own link for the kernel's VMClock device."""
 import os
 import stat
 
-from .device import bump, run_native
+from .device import bump, page_counter, run_native
 
 
 def reading(path: str) -> dict:
@@ -42,11 +42,17 @@ def test_a_restart_keeps_the_page_and_its_link(daemon_factory, tmp_path):
     before = reading(link)
     assert first.stop() == 0
     assert first.wait_node_gone()
-    daemon_factory("--vmclock-link", link)
+    second = daemon_factory("--vmclock-link", link)
     assert os.stat(page).st_ino == inode
-    assert reading(link) == before      # no change, no update
-    assert bump() == 2
-    assert reading(link)["vm_generation_counter"] == "2"
+    # --source none: a restart is one change (2), published once.
+    assert page_counter(second) == 2
+    after = reading(link)
+    assert after["vm_generation_counter"] == "2"
+    assert int(after["disruption_marker"]) == \
+        int(before["disruption_marker"]) + 1
+    assert int(after["seq_count"]) == int(before["seq_count"]) + 2
+    assert bump() == 3
+    assert reading(link)["vm_generation_counter"] == "3"
 
 
 def test_a_character_device_is_never_shadowed(daemon_factory, tmp_path):
