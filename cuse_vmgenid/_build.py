@@ -29,10 +29,12 @@ def _pkg_config(*args: str) -> list[str]:
 ffibuilder = FFI()
 ffibuilder.cdef(_read("fuse.h") + _read("callbacks.h") + _read("page.h")
                + _read("signalfd.h") + _read("statefile.h")
-               + _read("armedbump.h") + _read("guidpoll.h"))
+               + _read("armedbump.h") + _read("guidpoll.h")
+               + _read("vmclock.h"))
 ffibuilder.set_source(
     "cuse_vmgenid._cuse",
     "#define FUSE_USE_VERSION 31\n"
+    "#include <endian.h>\n"
     "#include <errno.h>\n"
     "#include <fcntl.h>\n"
     "#include <limits.h>\n"
@@ -52,7 +54,11 @@ ffibuilder.set_source(
     "#include <sys/stat.h>\n"
     "#include <linux/random.h>\n"
     "#include <fuse_lowlevel.h>\n"
-    "#include <cuse_lowlevel.h>\n" + _read("page.c") + _read("statefile.c")
+    "#include <cuse_lowlevel.h>\n"
+    # page.h, like vmclock.h, is plain C: its typedef serves both.
+    + _read("page.h") + _read("page.c") + _read("statefile.c")
+    # vmclock.h, like armedbump.h, is plain C: it serves both.
+    + _read("vmclock_abi.h") + _read("vmclock.h") + _read("vmclock.c")
     # armedbump.h defines types as well: plain C, so it serves both.
     + _read("armedbump.h") + _read("armedbump.c") + _read("guidpoll.c"),
     extra_compile_args=_pkg_config("--cflags"),

@@ -29,14 +29,17 @@ class FiredBump(NamedTuple):
 
 
 class ArmedBump:
-    def __init__(self, state_file, page, reply=None):
+    def __init__(self, state_file, page, reply=None, vmclock_page=None):
         """reply: the C function that answers a read (fuse_reply_buf; a
-        test passes its own)."""
+        test passes its own); vmclock_page: the VMClock-ABI page
+        (vmclock.py), stored right after the page, or None."""
         if reply is None:
             reply = ffi.addressof(lib, "fuse_reply_buf")
         self._reply = reply     # a test's callback must outlive us
-        self._ab = lib.vmgenid_armed_bump_new(state_file.c_handle,
-                                              page.c_handle, reply)
+        self._ab = lib.vmgenid_armed_bump_new(
+            state_file.c_handle, page.c_handle,
+            ffi.NULL if vmclock_page is None else vmclock_page.c_handle,
+            reply)
         if self._ab == ffi.NULL:
             raise MemoryError("armed bump")
         self._fired_out = ffi.new("struct vmgenid_fired_bump *")

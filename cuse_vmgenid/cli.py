@@ -36,6 +36,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--page-link", metavar="PATH",
                    help="also expose the page at PATH, as a symlink (for "
                         "libraries that map a file, e.g. /dev/sysgenid)")
+    p.add_argument("--vmclock-link", metavar="PATH",
+                   help="also keep the counter in a VMClock-ABI page "
+                        "beside --page and expose it at PATH, as a symlink "
+                        "(for libraries that map /dev/vmclock0); a real "
+                        "VMClock device there is left alone")
     p.add_argument("--state", default="/run/vmgenid/state",
                    help="the state file (default: %(default)s)")
     p.add_argument("--status", default="/run/vmgenid/status.json",

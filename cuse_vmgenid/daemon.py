@@ -21,6 +21,7 @@ from .sources import open_source
 from .state import COUNTER_MAX, Changes, GenerationState, encode_counter
 from .status import STATUS_SCHEMA, ChangeReason, StatusFile
 from .transport import Caller, CuseTransport
+from .vmclock import VmclockPage, page_path as vmclock_page_path
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,9 @@ class Daemon:
         self._guid_raw: Optional[bytes] = None   # self.guid's bytes
         counter, missed_why = self._resume()
         self.state = GenerationState(counter, options.max_watchers_per_uid)
-        self.armed = (ArmedBump(self.state_file, self.page)
+        self.vmclock_page = self._vmclock_page(counter)
+        self.armed = (ArmedBump(self.state_file, self.page,
+                                vmclock_page=self.vmclock_page)
                       if self.source.fires_bumps else None)
         self.transport = CuseTransport(
             self.state,
@@ -60,7 +63,7 @@ class Daemon:
             on_ready=self._ready, armed=self.armed,
             on_fired=self._reconcile)
         self._persist()
-        self.page.store(counter)
+        self._store_pages(counter)
         self.last_change: Optional[dict] = None
         # Without --status the report still goes to systemd (STATUS=).
         self.status = StatusFile(options.status, self._status_report,
@@ -83,6 +86,22 @@ class Daemon:
         self._reload = False    # SIGHUP: list hooks.d again, once idle
         self._status_figures: Optional[tuple] = None
         self._next_guid_poll: Optional[float] = None
+
+    def _vmclock_page(self, counter: int) -> Optional[VmclockPage]:
+        """The VMClock-ABI page and its link, with --vmclock-link."""
+        if not self.options.vmclock_link:
+            return None
+        try:
+            page = VmclockPage(vmclock_page_path(self.options.page), counter)
+        except OSError as e:
+            # The device matters more: it serves without this page.
+            log.error("no VMClock page: %s", e)
+            return None
+        try:
+            page.link(self.options.vmclock_link)
+        except OSError as e:
+            log.error("no VMClock link: %s", e)
+        return page
 
     def _hooks(self, counter: int) -> tuple[Optional[HookRunner],
                                             Optional[int]]:
@@ -175,7 +194,7 @@ class Daemon:
 
     def bump(self, why: str, minimum: Optional[int] = None,
              reason: ChangeReason = ChangeReason.FORCED) -> Changes:
-        """State file, then page, then wake readers: docs/interface.rst's order."""
+        """State file, then pages, then wake readers (docs/interface.rst)."""
         self._take_fired()      # a bump the poll thread made comes first
         try:
             return self._publish(self.state.bump(minimum), why, reason)
@@ -188,7 +207,7 @@ class Daemon:
         the log (never a GUID: SPEC.md, Privacy), only its class to the
         world-readable status."""
         self._persist()
-        self.page.store(self.state.counter)
+        self._store_pages(self.state.counter)
         self.transport.apply(changes)
         try:
             self.state_file.prepare()   # off the next bump's critical path
@@ -202,6 +221,13 @@ class Daemon:
             self.hooks.changed(self.state.counter)
         self._mark_status()   # written by the loop, after this returns
         return changes
+
+    def _store_pages(self, counter: int) -> None:
+        """The counter page, then the VMClock-ABI page (the armed bump
+        does the same in C)."""
+        self.page.store(counter)
+        if self.vmclock_page is not None:
+            self.vmclock_page.store(counter)
 
     # -- the armed bump (armedbump.py) -----------------------------------
 
@@ -302,7 +328,8 @@ class Daemon:
     def _persist(self) -> None:
         try:
             self.state_file.save(self.state.counter, self.guid,
-                                 self.source.kmsg_seq)
+                                 self.source.kmsg_seq,
+                                 self.source.vmclock_counter)
         except OSError as e:
             # The bump goes on: a missed wake-up is worse than a stale file.
             log.error("cannot write %s: %s", self.state_file.path, e)

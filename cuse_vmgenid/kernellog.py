@@ -94,6 +94,7 @@ class KernelLogSource:
     poll_interval: Optional[float] = None
     fires_bumps = False
     unseen: Optional[str] = None
+    vmclock_counter: Optional[int] = None
 
     def __init__(self, reader: KmsgReader, devices: list[str]):
         self._reader = reader

@@ -45,7 +45,8 @@ class Page:
             os.ftruncate(fd, PAGE_SIZE)
         self._map = mmap.mmap(fd, PAGE_SIZE, mmap.MAP_SHARED,
                               mmap.PROT_READ | mmap.PROT_WRITE)
-        self._page = lib.vmgenid_page_new(fd, ffi.from_buffer(self._map))
+        self._pointer = ffi.from_buffer(self._map)
+        self._page = lib.vmgenid_page_new(fd, self._pointer)
         if self._page == ffi.NULL:
             raise MemoryError("page")
 
@@ -105,6 +106,12 @@ class Page:
         except OSError:
             os.unlink(tmp)
             raise
+
+    @property
+    def c_pointer(self):
+        """The mapping itself, for C that lays out a page of its own kind
+        (vmclock.py) before any reader can map it."""
+        return self._pointer
 
     @property
     def c_handle(self):

@@ -18,12 +18,12 @@ from .guid import GuidSource, GuidUnavailable, KmsgReader, discover
 from .guid.memory import guid_string
 from .guidpoll import GuidPoller
 from .hint import KERNEL_LOG_HINT, Hint
+from .vmclockdevice import VmclockUnavailable, open_kernel_device
 
 log = logging.getLogger(__name__)
 
-# The tiers, best first.  VMClock's tier (SPEC.md's (b)) goes between the
-# GUID in memory and the kernel log.
-TIERS = ("fwcfg", "acpi", "kernel-log")
+# The tiers, best first (docs/interface.rst, "Where changes come from").
+TIERS = ("fwcfg", "acpi", "vmclock", "kernel-log")
 SOURCE_CHOICES = ("auto", *TIERS, "none")
 UNSEEN = "HARDWARE CHANGES WILL NOT BE SEEN (snapshot restores, clones)"
 
@@ -33,6 +33,7 @@ class NoSource:
     name = "none"
     poll_interval: Optional[float] = None
     kmsg_seq: Optional[int] = None
+    vmclock_counter: Optional[int] = None   # VmclockSource's alone
     change_note: Optional[str] = None
 
     def __init__(self, why: str):
@@ -77,6 +78,7 @@ class GuidWatcher:
     daemon's own kernel log reader and periodic look only when that thread
     could not start."""
     kmsg_seq: Optional[int] = None
+    vmclock_counter: Optional[int] = None
     change_note: Optional[str] = None
     unseen: Optional[str] = None
 
@@ -176,8 +178,99 @@ def _kernel_log_tier(poll_interval_ms: int, rng_fd: int):
     return source
 
 
+class VmclockSource(NoSource):
+    """The kernel's own VMClock device (vmclockdevice.py): one change per
+    new vm_generation_counter, read under the seqlock.  Like NoSource it
+    has no GUID (no RNG reseed, no armed bump: the kernel's driver owns
+    the RNG here), but it answers whether the generation changed.
+
+    A new disruption_marker alone (a live migration: the clock moved, the
+    guest's memory did not fork) is not a change of generation, as the ABI
+    says; only vm_generation_counter counts."""
+    name = "vmclock"
+    unseen: Optional[str] = None
+
+    def __init__(self, device, poll_interval_ms: int):
+        self._device = device
+        first = device.read()
+        self.notifies = first.notification_present
+        if self.notifies:
+            device.acknowledge()    # poll() then waits for what is new
+        # Notified: the device's poll() is the wait; else the interval.
+        self.poll_interval: Optional[float] = (
+            None if self.notifies else poll_interval_ms / 1000.0)
+        # The counter the last change (or the start) was made for.
+        self._known: Optional[int] = first.vm_generation_counter
+        self._marker = first.disruption_marker
+        self._unreadable = False
+
+    @property
+    def vmclock_counter(self) -> Optional[int]:
+        """For the state file: what a restart compares with."""
+        return self._known
+
+    def changed_since(self, saved) -> tuple[bool, Optional[str]]:
+        """Compared with the counter the state file kept (None: unknown,
+        so a restart in the same boot bumps once)."""
+        self._known = saved.vmclock_counter if saved is not None else None
+        return self.changed(None)
+
+    def changed(self, known_guid: Optional[str]) -> tuple[bool, Optional[str]]:
+        """(did vm_generation_counter change since the last change?, None).
+        Unreadable (a count held odd, the magic or the flag gone) is taken
+        as a change once, as an unreadable GUID is; the next good read is
+        compared with the last good one."""
+        try:
+            now = self._device.read()
+            if not now.generation_present:
+                raise VmclockUnavailable(f"{self._device.path}: the "
+                                         "generation counter flag is gone")
+        except VmclockUnavailable as e:
+            if self._unreadable:
+                return False, None
+            self._unreadable = True
+            log.error("cannot read the VMClock generation counter: %s", e)
+            return True, None
+        self._unreadable = False
+        if now.disruption_marker != self._marker:
+            self._marker = now.disruption_marker
+            log.info("VMClock: clock disrupted (disruption_marker changed)")
+        if now.vm_generation_counter == self._known:
+            return False, None
+        log.info("VMClock: vm_generation_counter %s -> %d", self._known,
+                 now.vm_generation_counter)
+        self._known = now.vm_generation_counter
+        return True, None
+
+    def hint_fds(self) -> list[int]:
+        return [self._device.fileno()] if self.notifies else []
+
+    def take_hint(self, fd: int) -> Optional[Hint]:
+        """The device notified an update: read it, so that poll() waits
+        for the next one, and look."""
+        self._device.acknowledge()
+        return Hint("VMClock notification")
+
+    def close(self) -> None:
+        self._device.close()
+
+
+def _vmclock_tier(poll_interval_ms: int, rng_fd: int) -> VmclockSource:
+    """VmclockUnavailable says why not."""
+    device = open_kernel_device()
+    try:
+        source = VmclockSource(device, poll_interval_ms)
+    except VmclockUnavailable:
+        device.close()
+        raise
+    log.info("VMClock source: %s, %s", device.path,
+             "notified (poll)" if source.notifies
+             else f"no notifications: looking every {poll_interval_ms} ms")
+    return source
+
+
 TIER_OPENERS = {"fwcfg": _guid_tier("fwcfg"), "acpi": _guid_tier("acpi"),
-                "kernel-log": _kernel_log_tier}
+                "vmclock": _vmclock_tier, "kernel-log": _kernel_log_tier}
 
 
 def open_source(choice: str, poll_interval_ms: int, rng_fd: int = -1):
@@ -195,7 +288,8 @@ def open_source(choice: str, poll_interval_ms: int, rng_fd: int = -1):
             continue
         try:
             source = TIER_OPENERS[name](poll_interval_ms, rng_fd)
-        except (GuidUnavailable, kernellog.TierUnavailable) as e:
+        except (GuidUnavailable, VmclockUnavailable,
+                kernellog.TierUnavailable) as e:
             log.warning("source tier %s skipped: %s", name, e)
             skipped.append(f"{name}: {e}")
             continue

@@ -31,6 +31,8 @@ class SavedState:
     # The kernel-log tier: the sequence number of the last /dev/kmsg record
     # it applied (files written before it, or by another tier, have none).
     kmsg_seq: Optional[int] = None
+    # The vmclock tier's vm_generation_counter (absent in older files).
+    vmclock_counter: Optional[int] = None
 
 
 def current_boot_id() -> str:
@@ -95,7 +97,15 @@ def _saved_state(path: str, data) -> SavedState:
                                  or kmsg_seq < 0):
         raise CorruptStateFile(path, f"kmsg_seq {str(kmsg_seq)[:40]} is "
                                "neither null nor a record number")
-    return SavedState(boot_id, counter, guid, kmsg_seq)
+    return SavedState(boot_id, counter, guid, kmsg_seq,
+                      _vmclock_counter(data.get("vmclock_counter")))
+
+
+def _vmclock_counter(value) -> Optional[int]:
+    """A u64, or None (then a restart compares with nothing, and bumps)."""
+    if type(value) is int and 0 <= value < 1 << 64:
+        return value
+    return None
 
 
 class StateFile:
@@ -149,9 +159,13 @@ class StateFile:
             ffi.NULL if guid is None else guid.encode(), -1), self.path)
 
     def save(self, counter: int, guid: Optional[str],
-             kmsg_seq: Optional[int] = None) -> bool:
-        """Commit (counter, guid, kmsg_seq) for this boot; False if the
-        file held exactly that already (the armed bump committed it)."""
+             kmsg_seq: Optional[int] = None,
+             vmclock_counter: Optional[int] = None) -> bool:
+        """Commit (counter, guid, kmsg_seq, vmclock_counter) for this boot;
+        False if the file held exactly that already (the armed bump
+        committed it)."""
+        lib.vmgenid_state_set_vmclock(self._sf, vmclock_counter is not None,
+                                      vmclock_counter or 0)
         return _check(lib.vmgenid_state_save(
             self._sf, counter,
             ffi.NULL if guid is None else guid.encode(),

@@ -12,8 +12,9 @@
  *    counter + 1) and the GUID it knows, and registers each read that
  *    waits (vmgenid_armed_read_add);
  *  - the thread, on a GUID other than the armed one, does the order of
- *    docs/interface.rst, "The page",
- *    for exactly that bump: the state file, the page, then the replies to
+ *    docs/interface.rst, "The page", for exactly that bump: the state
+ *    file, the page (and the VMClock-ABI page, if the daemon keeps one),
+ *    then the replies to
  *    the registered reads; and it disarms;
  *  - the daemon takes the fired bump (vmgenid_armed_bump_take, which also
  *    disarms: no bump of its own can overlap one of the thread's) before it
@@ -35,6 +36,7 @@ struct vmgenid_armed_bump {
 	pthread_mutex_t lock;
 	struct vmgenid_state_file *state;
 	struct vmgenid_page *page;
+	struct vmgenid_page *vmclock;	/* the VMClock-ABI page, or NULL */
 	vmgenid_reply_buf_fn reply;	/* fuse_reply_buf, or a test's */
 	int armed;
 	uint32_t counter;		/* what firing publishes */
@@ -46,7 +48,8 @@ struct vmgenid_armed_bump {
 
 struct vmgenid_armed_bump *
 vmgenid_armed_bump_new(struct vmgenid_state_file *state,
-		       struct vmgenid_page *page, vmgenid_reply_buf_fn reply)
+		       struct vmgenid_page *page, struct vmgenid_page *vmclock,
+		       vmgenid_reply_buf_fn reply)
 {
 	struct vmgenid_armed_bump *ab = calloc(1, sizeof(*ab));
 
@@ -55,6 +58,7 @@ vmgenid_armed_bump_new(struct vmgenid_state_file *state,
 	pthread_mutex_init(&ab->lock, NULL);
 	ab->state = state;
 	ab->page = page;
+	ab->vmclock = vmclock;
 	ab->reply = reply;
 	ab->reads.prev = &ab->reads;
 	ab->reads.next = &ab->reads;
@@ -154,6 +158,9 @@ int vmgenid_armed_bump_fire(struct vmgenid_armed_bump *ab, const void *guid,
 	 */
 	__atomic_store_n(&ab->fired, 1, __ATOMIC_RELEASE);
 	ab->last.page_result = vmgenid_page_store(ab->page, value);
+	if (ab->vmclock)
+		vmgenid_page_write(ab->vmclock, vmgenid_vmclock_store, value,
+				   NULL);
 	ab->last.replies = 0;
 	while (ab->reads.next != &ab->reads) {
 		read = ab->reads.next;

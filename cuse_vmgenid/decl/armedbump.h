@@ -21,7 +21,8 @@ typedef int (*vmgenid_reply_buf_fn)(fuse_req_t req, const char *buf,
 
 struct vmgenid_armed_bump *
 vmgenid_armed_bump_new(struct vmgenid_state_file *state,
-		       struct vmgenid_page *page, vmgenid_reply_buf_fn reply);
+		       struct vmgenid_page *page, struct vmgenid_page *vmclock,
+		       vmgenid_reply_buf_fn reply);
 void vmgenid_armed_bump_arm(struct vmgenid_armed_bump *ab, uint32_t counter,
 			    const void *guid);
 const int *vmgenid_armed_bump_fired_flag(struct vmgenid_armed_bump *ab);

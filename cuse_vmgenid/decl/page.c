@@ -12,7 +12,8 @@
  * and a truncation racing between that check and the store is caught: the
  * store runs with a SIGBUS handler armed for this thread, which jumps back
  * out; the size is restored and the store done again.  The GUID poll
- * thread stores through here too (decl/armedbump.c).
+ * thread stores through here too (decl/armedbump.c), and the VMClock-ABI
+ * page's writer runs under the same guard (decl/vmclock.c).
  */
 #define VMGENID_PAGE_SIZE 4096
 #define VMGENID_PAGE_TRIES 3
@@ -50,8 +51,13 @@ static void page_sigbus_install(void)
 	sigaction(SIGBUS, &sa, &page_old_sigbus);
 }
 
-/* 0, or -EFAULT if the file was cut under the mapping (SIGBUS). */
-static int page_try_store(uint32_t *word, uint32_t value)
+/*
+ * @write(map, @value) into @page's mapping, its result in @result: 0, or
+ * -EFAULT if the file was cut under the mapping (SIGBUS).
+ */
+static int page_try_write(struct vmgenid_page *page,
+			  vmgenid_page_write_fn write, uint32_t value,
+			  int *result)
 {
 	sigjmp_buf jmp;
 
@@ -61,7 +67,7 @@ static int page_try_store(uint32_t *word, uint32_t value)
 	}
 	page_fault_jmp = &jmp;
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	__atomic_store_n(word, value, __ATOMIC_SEQ_CST);
+	*result = write(page->map, value);
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	page_fault_jmp = NULL;
 	return 0;
@@ -98,24 +104,40 @@ void vmgenid_page_free(struct vmgenid_page *page)
 }
 
 /*
- * Store @value: 0, 1 if the page had been cut short and was repaired (the
- * caller reports it), or -errno if it could not be (the store is lost;
- * the state file and the replies still carry the value).
+ * Run @write(map, @value) on the page, its size checked first: 0, 1 if the
+ * page had been cut short and was repaired (the caller reports it), or
+ * -errno if it could not be (the write is lost; the state file and the
+ * replies still carry the value).  @result, if not NULL: what @write
+ * returned.
  */
-int vmgenid_page_store(struct vmgenid_page *page, uint32_t value)
+int vmgenid_page_write(struct vmgenid_page *page, vmgenid_page_write_fn write,
+		       uint32_t value, int *result)
 {
-	int repaired = page_restore_size(page), i, err;
+	int repaired = page_restore_size(page), i, err, ignored;
 
 	if (repaired < 0)
 		return repaired;
 	for (i = 0; i < VMGENID_PAGE_TRIES; i++) {
-		if (!page_try_store(page->map, value))
+		if (!page_try_write(page, write, value,
+				    result ? result : &ignored))
 			return repaired;
-		/* Cut again between the check and the store. */
+		/* Cut again between the check and the write. */
 		err = page_restore_size(page);
 		if (err < 0)
 			return err;
 		repaired = 1;
 	}
 	return -EFAULT;
+}
+
+static int page_put_counter(void *map, uint32_t value)
+{
+	__atomic_store_n((uint32_t *)map, value, __ATOMIC_SEQ_CST);
+	return 0;
+}
+
+/* The counter page's store: vmgenid_page_write()'s return. */
+int vmgenid_page_store(struct vmgenid_page *page, uint32_t value)
+{
+	return vmgenid_page_write(page, page_put_counter, value, NULL);
 }

@@ -3,4 +3,8 @@
 struct vmgenid_page;
 struct vmgenid_page *vmgenid_page_new(int fd, void *map);
 void vmgenid_page_free(struct vmgenid_page *page);
+/* A write into the page's mapping (the counter's store, VMClock's). */
+typedef int (*vmgenid_page_write_fn)(void *map, uint32_t value);
+int vmgenid_page_write(struct vmgenid_page *page, vmgenid_page_write_fn write,
+		       uint32_t value, int *result);
 int vmgenid_page_store(struct vmgenid_page *page, uint32_t value);

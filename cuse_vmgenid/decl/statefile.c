@@ -20,7 +20,7 @@
  * (decl/armedbump.c).  A save of exactly what the file holds is skipped,
  * so the daemon's own save of a bump the thread committed writes nothing.
  */
-#define VMGENID_STATE_MAX 192		/* the JSON, with room to spare */
+#define VMGENID_STATE_MAX 256		/* the JSON, with room to spare */
 #define VMGENID_BOOT_ID_MAX 40		/* 36 characters and a NUL */
 #define VMGENID_GUID_SIZE 16
 #define VMGENID_GUID_TEXT 36		/* as vmgenid_guid_format() spells it */
@@ -34,6 +34,8 @@ struct vmgenid_state_file {
 	char name[NAME_MAX + 1];
 	char tmp_name[NAME_MAX + 1];
 	char boot_id[VMGENID_BOOT_ID_MAX];
+	int has_vmclock;		/* the vmclock tier's counter, kept too */
+	uint64_t vmclock_counter;
 	char last[VMGENID_STATE_MAX];	/* what the file holds */
 	int last_len;
 	char staged[VMGENID_STATE_MAX];	/* what the temporary file holds */
@@ -158,6 +160,10 @@ static int state_format(const struct vmgenid_state_file *sf, uint32_t counter,
 		p = put_text(p, ", \"kmsg_seq\": ");
 		p = put_u64(p, kmsg_seq);
 	}
+	if (sf->has_vmclock) {
+		p = put_text(p, ", \"vmclock_counter\": ");
+		p = put_u64(p, sf->vmclock_counter);
+	}
 	p = put_text(p, "}\n");
 	return p - out;
 }
@@ -276,6 +282,19 @@ int vmgenid_state_save(struct vmgenid_state_file *sf, uint32_t counter,
 	ret = state_save_locked(sf, counter, guid, kmsg_seq);
 	pthread_mutex_unlock(&sf->lock);
 	return ret;
+}
+
+/*
+ * The vmclock tier's vm_generation_counter (@present 0: none) that every
+ * later commit keeps beside the counter, for a restart to compare.
+ */
+void vmgenid_state_set_vmclock(struct vmgenid_state_file *sf, int present,
+			       uint64_t counter)
+{
+	pthread_mutex_lock(&sf->lock);
+	sf->has_vmclock = present;
+	sf->vmclock_counter = counter;
+	pthread_mutex_unlock(&sf->lock);
 }
 
 /* Make the next commit of (@counter, @guid) cheap; 0 or -errno. */

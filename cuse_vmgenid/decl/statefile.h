@@ -9,6 +9,8 @@ void vmgenid_guid_format(const unsigned char *raw, char *out);
 int vmgenid_state_prepare(struct vmgenid_state_file *sf);
 int vmgenid_state_save(struct vmgenid_state_file *sf, uint32_t counter,
 		       const char *guid, int64_t kmsg_seq);
+void vmgenid_state_set_vmclock(struct vmgenid_state_file *sf, int present,
+			       uint64_t counter);
 int vmgenid_state_stage(struct vmgenid_state_file *sf, uint32_t counter,
 			const char *guid, int64_t kmsg_seq);
 void vmgenid_state_close(struct vmgenid_state_file *sf);

@@ -25,6 +25,7 @@ from cuse_vmgenid.guid.memory import guid_string
 from cuse_vmgenid.guidpoll import GuidPoller
 from cuse_vmgenid.page import Page
 from cuse_vmgenid.statefile import StateFile, load
+from cuse_vmgenid.vmclock import VmclockPage
 
 A, B, C = b"A" * 16, b"B" * 16, b"C" * 16
 
@@ -59,13 +60,15 @@ def fire(armed: ArmedBump, guid: bytes, kernel_log: bool = False) -> bool:
 
 
 class Setup:
-    def __init__(self, tmp_path, during=None):
+    def __init__(self, tmp_path, during=None, vmclock=False):
         self.state_path = str(tmp_path / "state")
         self.state_file = StateFile(self.state_path, "boot-1")
         self.page = Page(str(tmp_path / "page"))
+        self.vmclock = (VmclockPage(str(tmp_path / "vmclock"), 0)
+                        if vmclock else None)
         self.replies = Replies(during)
         self.armed = ArmedBump(self.state_file, self.page,
-                               self.replies.callback)
+                               self.replies.callback, self.vmclock)
 
     def close(self):
         self.armed.close()
@@ -114,6 +117,32 @@ def test_state_file_then_page_then_replies(tmp_path):
         read = s.armed.add_read(req(1))
         assert fire(s.armed, B)
         assert seen == [(1, 1)]
+        assert not s.armed.take_read(read)
+    finally:
+        s.close()
+
+
+def vmclock_counter(page: VmclockPage) -> tuple[int, int]:
+    """(vm_generation_counter, seq_count), read under the seqlock."""
+    out = ffi.new("struct vmgenid_vmclock_reading *")
+    assert lib.vmgenid_vmclock_read(page.c_pointer, out) == 0
+    return out.vm_generation_counter, out.seq_count
+
+
+def test_the_vmclock_page_after_the_page_before_replies(tmp_path):
+    """With --vmclock-link, SPEC.md's order: state file, counter page,
+    VMClock page, then the replies."""
+    seen = []
+    s = Setup(tmp_path, vmclock=True, during=lambda: seen.append(
+        (load(s.state_path).counter, s.page.load(),
+         vmclock_counter(s.vmclock)[0])))
+    try:
+        _, seq_before = vmclock_counter(s.vmclock)
+        s.armed.arm(1, A)
+        read = s.armed.add_read(req(1))
+        assert fire(s.armed, B)
+        assert seen == [(1, 1, 1)]
+        assert vmclock_counter(s.vmclock) == (1, seq_before + 2)
         assert not s.armed.take_read(read)
     finally:
         s.close()

@@ -7,6 +7,7 @@ import pytest
 
 from cuse_vmgenid import kernellog, sources
 from cuse_vmgenid.guid import GuidUnavailable
+from cuse_vmgenid.vmclockdevice import VmclockUnavailable
 
 
 def opener(result):
@@ -30,16 +31,18 @@ def test_auto_takes_the_first_tier_that_works(tiers, caplog):
     caplog.set_level(logging.INFO)
     tiers(fwcfg=GuidUnavailable("lockdown: integrity (...)"),
           acpi=GuidUnavailable("ADDR form not read: ..."),
+          vmclock=VmclockUnavailable("no /dev/vmclock0"),
           kernel_log="the kernel-log source")
     assert sources.open_source("auto", 200) == "the kernel-log source"
     assert [r.getMessage() for r in caplog.records] == [
         "source tier fwcfg skipped: lockdown: integrity (...)",
         "source tier acpi skipped: ADDR form not read: ...",
+        "source tier vmclock skipped: no /dev/vmclock0",
         "source tier kernel-log (--source auto)"]
 
 
 def test_a_tier_asked_for_is_the_only_one_tried(tiers):
-    tiers(fwcfg="fw_cfg's", acpi="acpi's",
+    tiers(fwcfg="fw_cfg's", acpi="acpi's", vmclock="vmclock's",
           kernel_log=kernellog.TierUnavailable("bound to no device"))
     assert sources.open_source("acpi", 200) == "acpi's"
     source = sources.open_source("kernel-log", 200)
@@ -51,19 +54,20 @@ def test_a_tier_asked_for_is_the_only_one_tried(tiers):
 def test_none_when_no_tier_works_says_so_at_error_level(tiers, caplog):
     tiers(fwcfg=GuidUnavailable("no qemu_fw_cfg"),
           acpi=GuidUnavailable("no /dev/mem"),
+          vmclock=VmclockUnavailable("no /dev/vmclock0"),
           kernel_log=kernellog.TierUnavailable("bound to no device"))
     source = sources.open_source("auto", 200)
     assert source.name == "none"
     assert source.unseen == (
         "HARDWARE CHANGES WILL NOT BE SEEN (snapshot restores, clones): "
-        "fwcfg: no qemu_fw_cfg; acpi: no /dev/mem; kernel-log: bound to "
-        "no device")
+        "fwcfg: no qemu_fw_cfg; acpi: no /dev/mem; vmclock: no "
+        "/dev/vmclock0; kernel-log: bound to no device")
     [error] = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert source.unseen in error.getMessage()
     assert source.changed(None) == (True, None)      # every hint bumps
 
 
 def test_every_tier_is_a_choice():
-    assert sources.SOURCE_CHOICES == ("auto", "fwcfg", "acpi", "kernel-log",
-                                      "none")
+    assert sources.SOURCE_CHOICES == ("auto", "fwcfg", "acpi", "vmclock",
+                                      "kernel-log", "none")
     assert set(sources.TIER_OPENERS) == set(sources.TIERS)

@@ -1,0 +1,16 @@
+/* The VMClock-ABI page: the daemon's own, and a real device's
+ * (decl/vmclock.c).  Plain C: it serves cffi's cdef and the C source. */
+
+/* One consistent read of a VMClock page. */
+struct vmgenid_vmclock_reading {
+	uint64_t vm_generation_counter;
+	uint64_t disruption_marker;
+	uint32_t seq_count;		/* even: the one they were read under */
+	int generation_present;		/* VM_GEN_COUNTER_PRESENT */
+	int notification_present;	/* NOTIFICATION_PRESENT */
+};
+
+int vmgenid_vmclock_init(void *page, uint32_t size, uint32_t counter);
+int vmgenid_vmclock_store(void *page, uint32_t counter);
+int vmgenid_vmclock_read(const void *page,
+			 struct vmgenid_vmclock_reading *out);
