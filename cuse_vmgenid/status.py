@@ -31,6 +31,8 @@ import os
 import time
 from typing import Callable, Optional
 
+from . import safefiles
+
 # What the file's "schema" says; `vmgenid` refuses any other (a daemon of
 # another version, still running after an upgrade, wrote it).
 STATUS_SCHEMA = 1
@@ -146,16 +148,19 @@ def _json(content: dict) -> bytes:
 
 def write_atomically(path: str, data: bytes, mode: int = STATUS_MODE,
                      owner: int = 0) -> None:
+    """A new file under a unique name (never a symlink someone planted),
+    then renamed over path."""
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, mode=0o755, exist_ok=True)
-    tmp = f"{path}.new"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                 mode)
+    fd, tmp = safefiles.create_exclusive(path, mode)
     try:
-        os.fchmod(fd, mode)   # whatever the umask
-        if owner != os.geteuid():
-            os.fchown(fd, owner, -1)
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
+        try:
+            if owner != os.geteuid():
+                os.fchown(fd, owner, -1)
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except OSError:
+        os.unlink(tmp)
+        raise
