@@ -13,8 +13,7 @@ import sys
 from .daemon_process import DaemonProcess
 from .device import (NODE, force, native, open_device, page_counter,
                      read_counter, run_native)
-from .processes import (HANG, NOBODY, SYS_IOCTL, Child, start_waiter,
-                        wait_blocked)
+from .processes import HANG, NOBODY, SYS_IOCTL, Child, wait_blocked
 
 U32_MAX = 0xFFFFFFFF
 # nobody cannot run root's interpreter (under /root); the holder needs
