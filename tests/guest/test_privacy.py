@@ -164,7 +164,8 @@ def test_each_user_sees_its_own_outdated_watchers_only(daemon_factory,
 
         # Another user's list cannot be read, nor the folder listed.
         folder = os.path.join(public_dir, "watchers")
-        for argv in (("cat", os.path.join(folder, "0.json")),
+        for argv in (("cat", os.path.join(folder, "all.json")),
+                     ("cat", os.path.join(folder, "0.json")),
                      ("cat", os.path.join(folder, "1001.json")),
                      ("ls", folder)):
             refused = subprocess.run([*NOBODY, *argv], capture_output=True,
