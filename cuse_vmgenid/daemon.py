@@ -529,20 +529,15 @@ class Daemon:
             "written": time.time(),
         }
 
-    def _watcher_lists(self) -> dict[int, dict]:
-        """The outdated watchers, by the uid they count against, each
-        list for that uid's eyes only (status.py)."""
+    def _watcher_lists(self) -> list[dict]:
+        """The outdated watchers, oldest first, each under the uid it
+        counts against; status.py gives each uid its own list."""
         # Only the listed watchers are copied and looked up in /proc: with
         # thousands outdated, a full snapshot stalled the loop for seconds.
         listed = self.state.outdated_watchers(MAX_LISTED_WATCHERS)
-        lists: dict[int, dict] = {}
-        for wid, uid, pid, acked in listed:
-            lists.setdefault(uid, {"uid": uid,
-                                   "outdated_watchers": []})
-            lists[uid]["outdated_watchers"].append(
-                {"pid": pid, "uid": uid, "comm": procinfo.comm(pid),
-                 "acknowledged": acked, "hooks": wid == self.hooks_watcher})
-        return lists
+        return [{"pid": pid, "uid": uid, "comm": procinfo.comm(pid),
+                 "acknowledged": acked, "hooks": wid == self.hooks_watcher}
+                for wid, uid, pid, acked in listed]
 
     def _hooks_report(self) -> dict:
         report = {"dir": self.options.hooks_dir,

@@ -16,10 +16,12 @@ Two parts (SPEC.md, "Privacy and privilege around the daemon"):
 - the status file, mode 0644: counts, the source, the last change's time
   and reason class (ChangeReason, never free text: no GUID, no caller),
   the daemon's pid and the hooks;
-- the outdated watchers (pid, uid, command), one file per uid in a folder
-  next to it (watchers_dir()): `<uid>.json`, owned by that uid, mode 0400,
-  in a folder only root may list (0711).  A user reads its own file by
-  name and nothing else; root reads them all.
+- the outdated watchers (pid, uid, command), in a folder next to it
+  (watchers_dir()) only root may list (0711): all of them in `all.json`
+  (root's, 0600), and each uid's in `<uid>.json`, owned by that uid, mode
+  0400.  A user reads its own file by name and nothing else.  Root reads
+  all.json only: a user may rewrite the file it owns, which then misleads
+  no one but that user.
 
 Each is written with write + rename, so a reader sees the old file or the
 new one, never half of either.
@@ -41,6 +43,7 @@ MAX_SHARE = 0.1      # of the loop's time, at most
 STATUS_MODE = 0o644
 WATCHERS_DIR_MODE = 0o711    # searchable, not listable: who has a file
 WATCHER_FILE_MODE = 0o400    # is nobody else's business
+ROOT_FILE_MODE = 0o600
 
 
 class ChangeReason(enum.Enum):
@@ -59,18 +62,19 @@ def watchers_dir(status_path: str) -> str:
     return os.path.join(os.path.dirname(status_path) or ".", "watchers")
 
 
-def watcher_file(folder: str, uid: int) -> str:
-    return os.path.join(folder, f"{uid}.json")
+def watcher_file(folder: str, uid: Optional[int]) -> str:
+    """uid's list, or (None) the list of all, root's."""
+    return os.path.join(folder, "all.json" if uid is None else f"{uid}.json")
 
 
 class StatusFile:
     def __init__(self, path: str, report: Callable[[], dict],
-                 watchers: Callable[[], dict[int, dict]] = dict,
+                 watchers: Callable[[], list[dict]] = list,
                  clock: Callable[[], float] = time.monotonic,
                  published: Callable[[dict], None] = lambda report: None):
-        """report(): the status; watchers(): {uid: that uid's list};
-        published(report): told each report written.  path '': no files,
-        the report only goes to published()."""
+        """report(): the status; watchers(): the outdated watchers to list
+        (WatcherFiles.write); published(report): told each report written.
+        path '': no files, the report only goes to published()."""
         self.path = path
         self._report = report
         self._watchers = watchers
@@ -120,7 +124,13 @@ class WatcherFiles:
         # None until the first write, which finds a previous daemon's.
         self._written: Optional[dict[int, bytes]] = None
 
-    def write(self, lists: dict[int, dict]) -> None:
+    def write(self, watchers: list[dict]) -> None:
+        """watchers: the listed outdated ones, each with its "uid"."""
+        lists: dict[int, dict] = {}
+        for w in watchers:
+            lists.setdefault(w["uid"], {"uid": w["uid"],
+                                        "outdated_watchers": []})
+            lists[w["uid"]]["outdated_watchers"].append(w)
         if self._written is None:
             os.makedirs(self.folder, mode=WATCHERS_DIR_MODE, exist_ok=True)
             os.chmod(self.folder, WATCHERS_DIR_MODE)
@@ -140,6 +150,9 @@ class WatcherFiles:
                 write_atomically(watcher_file(self.folder, uid), data,
                                  WATCHER_FILE_MODE, owner=uid)
                 self._written[uid] = data
+        write_atomically(watcher_file(self.folder, None),
+                         _json({"outdated_watchers": watchers}),
+                         ROOT_FILE_MODE)
 
 
 def _json(content: dict) -> bytes:

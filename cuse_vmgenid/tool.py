@@ -92,34 +92,19 @@ def load_status(path: str) -> dict:
 
 def load_watchers(status_path: str) -> tuple[list[dict], bool]:
     """(the outdated watchers the caller may see, whether they are only
-    the caller's): root reads every uid's list; anyone else only its own,
-    and of that only the processes /proc shows it as its own (hidepid)."""
-    folder = watchers_dir(status_path)
+    the caller's): root reads the list of all; anyone else its own, and of
+    that only the processes /proc shows it as its own (hidepid)."""
     uid = os.geteuid()
-    if uid == 0:
-        try:
-            names = sorted(os.listdir(folder))
-        except FileNotFoundError:
-            names = []
-        except OSError as e:
-            raise Failure(f"cannot list {folder}: {e}") from None
-        paths = [os.path.join(folder, n) for n in names
-                 if n.endswith(".json")]
-    else:
-        paths = [watcher_file(folder, uid)]
-    watchers = []
-    for path in paths:
-        try:
-            with open(path) as f:
-                listed = json.load(f)
-        except FileNotFoundError:
-            continue
-        except (OSError, ValueError) as e:
-            raise Failure(f"unreadable watcher list {path}: {e}") from None
-        watchers += listed["outdated_watchers"]
-    if uid != 0:
-        watchers = [w for w in watchers if _shown_to_me(w)]
-    watchers.sort(key=lambda w: (w["acknowledged"], w["pid"]))
+    path = watcher_file(watchers_dir(status_path), None if uid == 0 else uid)
+    try:
+        with open(path) as f:
+            watchers = list(json.load(f)["outdated_watchers"])
+        if uid != 0:
+            watchers = [w for w in watchers if _shown_to_me(w)]
+    except FileNotFoundError:
+        watchers = []           # none outdated (or no daemon: the status
+    except (OSError, ValueError, KeyError, TypeError) as e:   # says so)
+        raise Failure(f"unreadable watcher list {path}: {e!r}") from None
     return watchers, uid != 0
 
 

@@ -160,7 +160,7 @@ def test_wait_watchers_returns_only_after_a_slow_hook(daemon_factory,
         # Only the daemon's own watcher is left to acknowledge.
         assert status["outdated"] == 1
         with open(os.path.join(os.path.dirname(d.status), "watchers",
-                               "0.json")) as f:
+                               "all.json")) as f:
             [watcher] = json.load(f)["outdated_watchers"]
         assert (watcher["pid"], watcher["hooks"], watcher["acknowledged"]) \
             == (d.proc.pid, True, 0)

@@ -90,9 +90,20 @@ def write_guid(raw: bytes) -> None:
         os.close(fd)
 
 
+@pytest.fixture
+def guid_put_back():
+    """The GUID QEMU gave, put back after the test (test_guid_source.py
+    compares memory with fw_cfg's copy)."""
+    with discover("fwcfg") as source:
+        original = source.read_bytes()
+    yield
+    write_guid(original)
+
+
 def test_no_guid_in_the_log_the_status_or_vmgenid_status(daemon_factory,
                                                         public_dir,
-                                                        tmp_path):
+                                                        tmp_path,
+                                                        guid_put_back):
     with discover("fwcfg") as source:
         first = source.read()
         d = start(daemon_factory, public_dir, tmp_path, "--source", "auto")
@@ -119,6 +130,7 @@ def test_no_guid_in_the_log_the_status_or_vmgenid_status(daemon_factory,
     with open(d.state) as f:
         assert second in f.read()
     assert os.stat(d.state).st_mode & 0o777 == 0o600
+    assert d.stop() == 0        # before the GUID is put back
 
 
 # -- the status ---------------------------------------------------------------
@@ -164,7 +176,8 @@ def test_each_user_sees_its_own_outdated_watchers_only(daemon_factory,
 
         # Another user's list cannot be read, nor the folder listed.
         folder = os.path.join(public_dir, "watchers")
-        for argv in (("cat", os.path.join(folder, "0.json")),
+        for argv in (("cat", os.path.join(folder, "all.json")),
+                     ("cat", os.path.join(folder, "0.json")),
                      ("cat", os.path.join(folder, "1001.json")),
                      ("ls", folder)):
             refused = subprocess.run([*NOBODY, *argv], capture_output=True,

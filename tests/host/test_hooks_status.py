@@ -310,9 +310,9 @@ def test_outdated_watchers_go_to_their_uids_file_and_away_when_none(
         tmp_path):
     me = os.geteuid()
     path = tmp_path / "run" / "status.json"
-    lists = {me: {"uid": me, "outdated_watchers": [{"pid": 1}]}}
+    watchers = [{"pid": 1, "uid": me}]
     status = StatusFile(str(path), lambda: {"counter": 1},
-                        lambda: lists, clock=lambda: 0.0)
+                        lambda: watchers, clock=lambda: 0.0)
     status.write_if_due(0.0)
     folder = watchers_dir(str(path))
     assert folder == str(tmp_path / "run" / "watchers")
@@ -321,23 +321,30 @@ def test_outdated_watchers_go_to_their_uids_file_and_away_when_none(
     assert stat.S_IMODE(os.stat(mine).st_mode) == 0o400
     assert os.stat(mine).st_uid == me
     with open(mine) as f:
-        assert json.load(f) == lists[me]
+        assert json.load(f) == {"uid": me, "outdated_watchers": watchers}
+    everyone = watcher_file(folder, None)
+    assert stat.S_IMODE(os.stat(everyone).st_mode) == 0o600
+    with open(everyone) as f:
+        assert json.load(f) == {"outdated_watchers": watchers}
     assert json.loads(path.read_text()) == {"counter": 1}
-    lists.clear()
+    watchers.clear()
     status.mark_dirty()
     status.write_if_due(1.0)
-    assert os.listdir(folder) == []
+    assert os.listdir(folder) == ["all.json"]
+    with open(everyone) as f:
+        assert json.load(f) == {"outdated_watchers": []}
 
 
 def test_a_new_daemon_removes_the_lists_an_old_one_left(tmp_path):
     me = os.geteuid()
     path = str(tmp_path / "status.json")
-    old = StatusFile(path, dict, lambda: {me: {"uid": me}},
+    old = StatusFile(path, dict, lambda: [{"pid": 1, "uid": me}],
                      clock=lambda: 0.0)
     old.write_if_due(0.0)
-    assert os.listdir(watchers_dir(path)) == [f"{me}.json"]
-    StatusFile(path, dict, dict, clock=lambda: 0.0).write_if_due(0.0)
-    assert os.listdir(watchers_dir(path)) == []
+    assert sorted(os.listdir(watchers_dir(path))) == [f"{me}.json",
+                                                      "all.json"]
+    StatusFile(path, dict, list, clock=lambda: 0.0).write_if_due(0.0)
+    assert os.listdir(watchers_dir(path)) == ["all.json"]
 
 
 def test_a_slow_status_write_pushes_the_next_one_back(tmp_path):
