@@ -308,8 +308,9 @@ def test_a_hook_can_use_the_device_and_the_status_while_it_runs(
     tool = f"cd {REPO} && {sys.executable} -m cuse_vmgenid.tool"
     hook = write_hook(
         hooks_dir, "10-uses-device",
-        # The status shows this hook running: the loop wrote it meanwhile.
-        f"until {tool} status --json > {seen} &&\n"
+        # The status shows this hook running: the loop wrote it meanwhile
+        # (its exit code says --source none: 7).
+        f"until {tool} status --json > {seen};\n"
         f"      grep -q '\"running\": \"'\"$0\"'\"' {seen}; do\n"
         "    sleep 0.1\ndone\n"
         # An open and a poll of the device, answered while we run.

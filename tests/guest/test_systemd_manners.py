@@ -11,7 +11,8 @@ import pytest
 
 from .device import force_from_elsewhere, open_device
 from .processes import HANG
-from .test_hooks import lines, logging_hook, wait_for_watchers
+from .test_hooks import (hooks_dir, lines, logging_hook,  # noqa: F401
+                         trusted_dir, wait_for_watchers)
 from .tool_run import start_daemon, wait_status
 
 WAIT_DONE = "ioctl=VMGENID_WAIT_WATCHERS ret=0 errno=0"
@@ -91,9 +92,7 @@ def test_status_follows_the_figures_and_stopping_is_said_at_exit(
 
 
 def test_sighup_lists_hooks_again_starting_and_stopping_the_runner(
-        daemon_factory, tmp_path, notify_socket):
-    hooks_dir = tmp_path / "hooks.d"
-    hooks_dir.mkdir()
+        daemon_factory, tmp_path, notify_socket, hooks_dir):
     log = tmp_path / "hooks.log"
     served = start_daemon(daemon_factory, tmp_path,
                           "--hooks-dir", str(hooks_dir))
