@@ -204,7 +204,7 @@ class Daemon:
     def _publish(self, changes: Changes, why: str,
                  reason: ChangeReason) -> Changes:
         """The bump the state machine just made, published.  why goes to
-        the log (never a GUID: SPEC.md, Privacy), only its class to the
+        the log (never a GUID: docs/interface.rst, Privacy), only its class to the
         world-readable status."""
         self._persist()
         self._store_pages(self.state.counter)

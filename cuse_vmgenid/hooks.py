@@ -14,8 +14,8 @@ The folder is listed again at each run: hooks can be added or removed
 without a restart.  Names starting with "." or ending with "~", and package
 manager leftovers (".dpkg-", ".ucf-"), are skipped, as are files that are
 not executable.  Hooks run as root, so one runs only if no one but root
-could have put it there or changed it (Trust, SPEC.md "Privacy and
-privilege"); anything else is skipped with a log line saying why.
+could have put it there or changed it (Trust; docs/interface.rst,
+"Privacy"); anything else is skipped with a log line saying why.
 
 A hook that outlives its timeout is killed with everything it started,
 also what left its process group or session (setsid, double forks): each

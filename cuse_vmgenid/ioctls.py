@@ -30,7 +30,7 @@ U32_MAX = 0xFFFFFFFF
 
 def wait_timeout_ms(arg: int) -> int:
     """WAIT_WATCHERS's timeout from the ioctl's argument (an unsigned long):
-    every u32 is valid, 0 = none (SPEC.md); a wider value cannot mean a
+    every u32 is valid, 0 = none (docs/interface.rst); a wider value cannot mean a
     short wait, so it is the longest."""
     return min(arg, U32_MAX)
 

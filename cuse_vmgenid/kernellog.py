@@ -1,4 +1,4 @@
-"""The kernel-log tier (SPEC.md, "Where changes come from", (c)): no GUID
+"""The kernel-log tier (docs/interface.rst, "Where changes come from", (c)): no GUID
 to read (kernel lockdown closes /dev/mem; an ADDR form not read), but the
 kernel's own vmgenid driver is bound to the device, and on every GUID
 change it has random.c log "crng reseeded due to virtual machine fork",

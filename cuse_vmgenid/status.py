@@ -11,7 +11,7 @@ write, not one per open.  A write that took long (thousands of watchers, a
 slow disk) pushes the next one back, so the status never takes more than
 MAX_SHARE of the loop's time.
 
-Two parts (SPEC.md, "Privacy and privilege around the daemon"):
+Two parts (docs/interface.rst, "Privacy"):
 
 - the status file, mode 0644: counts, the source, the last change's time
   and reason class (ChangeReason, never free text: no GUID, no caller),

@@ -1,4 +1,4 @@
-"""The VMClock-ABI page (SPEC.md, "VMClock-ABI page"): the counter laid
+"""The VMClock-ABI page (docs/interface.rst, "The page"): the counter laid
 out as the kernel's struct vmclock_abi, for libraries that map a VMClock
 device (AWS-LC's newest VM-UBE detection maps /dev/vmclock0 first).
 

@@ -1,4 +1,4 @@
-"""A real VMClock device, read as a source of generation changes (SPEC.md,
+"""A real VMClock device, read as a source of generation changes (docs/interface.rst,
 "Where changes come from", tier b): Linux's ptp_vmclock driver (7.0+)
 serves the hypervisor's struct vmclock_abi at /dev/vmclock0, to mmap and,
 when VMCLOCK_FLAG_NOTIFICATION_PRESENT is set, to poll.

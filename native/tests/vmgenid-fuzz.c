@@ -8,7 +8,7 @@
  * period drawn anew before each operation that may block.  The same SEED gives
  * the same operations (the signals' timing differs from run to run).
  *
- * Checked after every operation: each errno is one SPEC.md lists for that
+ * Checked after every operation: each errno is one docs/interface.rst lists for that
  * operation (or one the kernel itself answers before the daemon, named
  * below); a counter read never falls.  After every batch: the daemon
  * (DAEMON_PID) is alive, DEV is a character device that opens, and the

@@ -1,4 +1,4 @@
-"""SPEC.md, "Privacy and privilege around the daemon", as the users who
+"""docs/interface.rst, "Privacy", as the users who
 would look: the GUID is in no log line and in nothing a user can read; the
 world-readable status names no process; `vmgenid status` shows a user its
 own outdated watchers only (and only those /proc shows it, hidepid=2

@@ -130,7 +130,7 @@ def vmclock_counter(page: VmclockPage) -> tuple[int, int]:
 
 
 def test_the_vmclock_page_after_the_page_before_replies(tmp_path):
-    """With --vmclock-link, SPEC.md's order: state file, counter page,
+    """With --vmclock-link, docs/interface.rst's order: state file, counter page,
     VMClock page, then the replies."""
     seen = []
     s = Setup(tmp_path, vmclock=True, during=lambda: seen.append(

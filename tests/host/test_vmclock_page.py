@@ -1,4 +1,4 @@
-"""The daemon's VMClock-ABI page (SPEC.md, "VMClock-ABI page"): its layout
+"""The daemon's VMClock-ABI page (docs/interface.rst, "The page"): its layout
 against the ABI, the seqlock update, its life as a file, and the link that
 never shadows a real device."""
 

@@ -1,4 +1,4 @@
-"""The vmclock tier (SPEC.md, "Where changes come from", b) against a file
+"""The vmclock tier (docs/interface.rst, "Where changes come from", b) against a file
 laid out as a hypervisor's VMClock device: one change per new
 vm_generation_counter, torn updates, a missing flag, notifications."""
 

@@ -95,7 +95,7 @@ def test_a_new_guid_bumps_once_and_wakes_reader_poller_and_orchestrator_but_the_
     assert (old, new) == (0, 1)
     assert why.startswith("GUID changed (seen on ")
     assert lines(out, "GUID") == [first, second]
-    # The GUID in no log line, and nowhere nobody can read (SPEC.md,
+    # The GUID in no log line, and nowhere nobody can read (docs/interface.rst,
     # Privacy): the status file and `vmgenid status`, after the change.
     assert_no_guid(out, first, second)
     nobody = lines(out, "NOBODY")

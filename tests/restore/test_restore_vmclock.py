@@ -1,7 +1,7 @@
 """--vmclock-link across FORCE bumps, a daemon restart and a REAL restore
 with a new GUID: a reader that follows the VMClock ABI (magic, the
 generation counter flag, the seqlock) sees N+1 each time, with an even
-seq_count (SPEC.md, "VMClock-ABI page").  The guest side is
+seq_count (docs/interface.rst, "The page").  The guest side is
 tests/restore/scenarios/vmclock.py.
 
     .venv/bin/python -m pytest -v tests/restore/test_restore_vmclock.py

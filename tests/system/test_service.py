@@ -158,7 +158,7 @@ def test_the_package_serves_vmgenid_under_systemd_across_restore_upgrade_restart
     bumps = [line for line in journal if "generation 1 -> 2" in line]
     assert len(bumps) == 1 and "GUID changed (seen on " in bumps[0], \
         journal
-    # The GUID in no log line (SPEC.md, Privacy).
+    # The GUID in no log line (docs/interface.rst, Privacy).
     assert not any(g in line for line in journal for g in (first, second))
 
     # dpkg -i of the build over the release (an upgrade by version): the
