@@ -1,8 +1,9 @@
-"""Hyper-V's and Azure's ADDR form, read from the table Microsoft
-publishes for its guest firmware (microsoft/mu_msvm's DSDT, trimmed to the
-GENC device and the BIOS region it reads: fixtures/msvm/GENC.asl, compiled
-by iasl into fixtures/msvm/GENC.aml).  No live Hyper-V here: this is the
-proof that its published table is read, with a file standing in for
+"""Hyper-V's and Azure's ADDR form, in a table of the form Microsoft
+publishes for its guest firmware (microsoft/mu_msvm's DSDT): the GENC
+device and the BIOS region it reads, written for this project from that
+form's facts (fixtures/msvm/GENC.asl; fetched code is never committed),
+compiled by iasl into fixtures/msvm/GENC.aml.  No live Hyper-V here: this
+is the proof that the published form is read, with a file standing in for
 /dev/mem.
 
 The firmware (MsvmPkg/AcpiPlatformDxe/Dsdt.c) finds the bytes of
