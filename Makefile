@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # The two entry points of README.rst.
 PYTHON := .venv/bin/python
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The build: metadata in pyproject.toml; here what it cannot say (the
 version from git, the cffi shim, the package data)."""
 

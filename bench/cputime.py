@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A process's CPU time from /proc, two ways, for the idle-CPU figures.
 
 Tick sampling (utime + stime) charges a whole tick to whatever runs when

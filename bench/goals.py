@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The goals of issue #6, in one place: the guest suite profiles the daemon
 where one is missed, the host report prints them beside the figures."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The in-guest half of the benchmark suite (bench/run.py boots the guest
 and runs this as root in the checkout):
 

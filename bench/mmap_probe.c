@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * mmap_probe [-d DEV] [-n LOADS] [-r READS]
  *

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Profile a running process with py-spy while a workload runs, and boil
 the samples down to the functions that took them."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The benchmark suite's results as one table (plain text and reStructured
 Text), the fan-out plot, and docs/benchmarks.rst's generated part."""
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """How fast a real restore reaches a process blocked on /dev/vmgenid,
 against the kernel's own signal of it; and the daemon's idle CPU.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """The benchmark suite of issue #6, one command (also `make bench`):
 
     .venv/bin/python bench/run.py [--quick] [--only ITEM ...]

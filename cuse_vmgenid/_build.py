@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """cffi builder of cuse_vmgenid._cuse (API mode, against libfuse3)."""
 
 import os

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The armed bump (decl/armedbump.c): the next hardware generation, made
 ready by the daemon, that the GUID poll thread publishes the moment it
 sees a new GUID (state file, page, replies to the waiting reads), without

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`cuse-vmgenid`: run the daemon in the foreground (for systemd)."""
 
 import argparse

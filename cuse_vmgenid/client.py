@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A Python client of /dev/vmgenid that follows the client rule.
 
     from cuse_vmgenid import client

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The daemon: wires the state machine, the CUSE transport, the page, the
 state file and the change sources, and runs the loop on the main thread."""
 

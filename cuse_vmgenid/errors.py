@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The one exception the device logic raises: an errno for the caller."""
 
 import errno

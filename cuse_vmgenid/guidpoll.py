@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The GUID poll: a C thread (decl/guidpoll.c) compares the GUID in memory
 every interval, and whenever the kernel logs; when it changed, the thread
 reseeds the kernel RNG with it, fires the armed bump (decl/armedbump.c) and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A hint: why a source says to look for a change now."""
 
 from typing import NamedTuple

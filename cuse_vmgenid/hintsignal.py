@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """SIGUSR1, the "look at the hardware now" hint, read from a signalfd.
 
 A Python signal handler cannot tell who sent the signal; the signalfd's

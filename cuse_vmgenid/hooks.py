@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """hooks.d: executables the daemon runs on each change of generation.
 
 One hook at a time, in name order, each a child process watched from the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """ioctl numbers of /dev/vmgenid (native/include/linux/vmgenid.h), and
 their arguments as the contract reads them."""
 

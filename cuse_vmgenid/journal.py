@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Log lines with their syslog priority for the journal.
 
 Under systemd the daemon's stderr is a stream to journald, which takes a

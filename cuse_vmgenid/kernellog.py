@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The kernel-log tier (docs/interface.rst, "Where changes come from", (c)): no GUID
 to read (kernel lockdown closes /dev/mem; an ADDR form not read), but the
 kernel's own vmgenid driver is bound to the device, and on every GUID

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The page: a 4096-byte file whose first 4 bytes always hold the counter.
 
 Programs map it and read the counter without a system call, so the file is

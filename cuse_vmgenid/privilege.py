@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Who may change the generation (docs/interface.rst, Privilege), and
 whom a watcher counts against.
 

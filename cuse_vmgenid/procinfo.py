@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Text the kernel hands us (/proc, /sys) and what it says about a process.
 
 The kernel's text need not be UTF-8: any user can name a process with any

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Where the daemon's own files live, and how they are created.
 
 As root, in a folder others can write to, a file name can be a planted

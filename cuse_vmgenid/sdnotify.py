@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET."""
 
 import os

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The libfuse CUSE session, driven by the daemon's own loop.
 
 We open /dev/cuse ourselves (libfuse would open it without O_CLOEXEC, and a

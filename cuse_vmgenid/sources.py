@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Where changes of generation come from (docs/interface.rst, same title):
 a ladder of tiers, best first; `--source auto` takes the first that works.
 

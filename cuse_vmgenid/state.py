@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The generation state machine: counter, watchers, pending requests.
 
 Pure: no I/O and no clock (callers pass ``now``), one lock.  Every public

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The state file: what a restarted daemon needs to never go back.
 
 Mode 0600: it holds the GUID, which the seed keeps from userspace.  Written

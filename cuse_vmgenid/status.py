@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The status files: what `vmgenid status` shows, written by the daemon.
 
 The same report, at the same moments, goes to systemd as the unit's

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`vmgenid`: look at and use /dev/vmgenid from a shell.
 
 Every device call goes through cuse_vmgenid.client, which follows the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The CUSE transport: one function per kernel file operation.
 
 Shaped like libfuse's example/cuse.c.  Each operation asks the state

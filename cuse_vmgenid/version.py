@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The project's version, in one place.
 
 RELEASE is the last release; raise it here (and add its debian/changelog

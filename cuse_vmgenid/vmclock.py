@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The VMClock-ABI page (docs/interface.rst, "The page"): the counter laid
 out as the kernel's struct vmclock_abi, for libraries that map a VMClock
 device (AWS-LC's newest VM-UBE detection maps /dev/vmclock0 first).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A real VMClock device, read as a source of generation changes (docs/interface.rst,
 "Where changes come from", tier b): Linux's ptp_vmclock driver (7.0+)
 serves the hypervisor's struct vmclock_abi at /dev/vmclock0, to mmap and,

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """A program that caches a random secret, and regenerates it whenever the
 VM generation changes: the problem /dev/vmgenid exists for.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """The main job, for real (`make demo`): a VM is saved and restored with a
 new VM Generation ID, and a program blocked on /dev/vmgenid learns it.
 

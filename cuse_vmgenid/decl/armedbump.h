@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The armed bump: the next hardware generation, ready for the GUID poll
  * thread to publish (decl/armedbump.c). */
 

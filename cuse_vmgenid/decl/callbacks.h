@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The kernel's file operations, answered in Python (transport.py). */
 
 extern "Python" {

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The parts of libfuse3's cuse_lowlevel API the transport uses. */
 
 typedef int... uid_t;

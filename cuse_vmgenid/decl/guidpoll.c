@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The GUID poller: a thread that compares the hypervisor's GUID with its
  * last value every interval, and at once when the kernel logs something

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The GUID poller thread (decl/guidpoll.c). */
 
 struct vmgenid_guid_poll;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The page's counter.  Readers map the page and load the counter without
  * any lock: it must change with one aligned 32-bit atomic store through

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The page's counter store, safe against a truncated page (decl/page.c). */
 
 struct vmgenid_page;

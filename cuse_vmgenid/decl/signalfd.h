@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* signalfd(2): SIGUSR1 as a readable fd that says who sent it. */
 
 typedef struct { ...; } sigset_t;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The state file's atomic replace: a temporary file, made ready ahead of
  * time, gets the data, is fsynced and renamed over the old one, and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The state file, shared by the daemon and the armed bump
  * (decl/statefile.c). */
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The VMClock-ABI page (decl/vmclock_abi.h).
  *

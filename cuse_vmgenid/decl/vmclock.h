@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The VMClock-ABI page: the daemon's own, and a real device's
  * (decl/vmclock.c).  Plain C: it serves cffi's cdef and the C source. */
 

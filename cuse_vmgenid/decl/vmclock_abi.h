@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * struct vmclock_abi: the page a VMClock device (Linux's ptp_vmclock,
  * /dev/vmclock0) exposes, written here from the kernel's uapi

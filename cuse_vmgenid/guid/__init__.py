@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The hardware GUID source (docs/interface.rst, "Where changes come from").
 
     source = discover("auto")      # or "fwcfg", "acpi"; GuidUnavailable

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The GUID's address from ACPI: the VM Generation ID device and its ADDR.
 
 The device is found in /sys/bus/acpi/devices by its ids (modalias: _HID

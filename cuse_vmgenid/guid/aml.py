@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A minimal AML reader (ACPI 6.5, chapter 20 "ACPI Machine Language").
 
 Only what finding a VM Generation ID's ADDR object needs: walk the term lists

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The GUID's address from QEMU's fw_cfg: the file etc/vmgenid_addr.
 
 The firmware writes the guest-physical address of the GUID (8 bytes,

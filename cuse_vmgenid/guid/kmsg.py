@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The kernel log hint: the kernel's vmgenid driver, on every GUID change,
 has random.c log "crng reseeded due to virtual machine fork" (6.1, 6.12).
 

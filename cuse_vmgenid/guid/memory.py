@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The 16-byte GUID in guest memory, mapped once from /dev/mem.
 
 The page is mapped with a plain mmap at its page-aligned offset: read() and

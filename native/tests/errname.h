@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Shared by the test helpers: errno -> symbolic name ("EACCES"). */
 #ifndef VMGENID_TESTS_ERRNAME_H
 #define VMGENID_TESTS_ERRNAME_H

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * vmclock-layout: our struct vmclock_abi (cuse_vmgenid/decl/vmclock_abi.h)
  * against the kernel's own <linux/vmclock-abi.h>, whose path the build

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * vmclock-reader [-d PATH]
  *

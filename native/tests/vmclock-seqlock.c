@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * vmclock-seqlock [STORES]
  *

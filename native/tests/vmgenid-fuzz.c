@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * vmgenid-fuzz -s SEED -t SECONDS -P DAEMON_PID [-d DEV] [-f PAGE_FD]
  *

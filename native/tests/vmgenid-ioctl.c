@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * vmgenid-ioctl [-d DEV] CMD [ARG]
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * vmgenid-map [-d DEV] [-l LEN] [-o OFF] [-w] [-p] [-r] [-6] [-M] [-s]
  *	       [-b] [-f] [-i]

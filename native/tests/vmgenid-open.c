@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * vmgenid-open [-d DEV] N
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * vmgenid-reader [-d DEV] [-n] [-a] [-h] [-i] [-s SIZE]
  *

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Guest fixtures: a fresh daemon from this checkout for every test.
 
 Each test gets its own page and state file (so the counter starts at 0, as

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Start and stop the daemon from this checkout, inside the guest."""
 
 import os

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Small clients of /dev/vmgenid for the guest tests.
 
 read(2) goes through ctypes: Python's os.read retries after EINTR (PEP 475),

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Child processes of the guest tests: the C helpers and small Python scripts.
 
 A Child's output (stdout and stderr together; the C helpers print line by

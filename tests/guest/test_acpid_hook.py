@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The acpid hook: the real acpid, fed a synthesized event through its
 -e event file, runs packaging/acpid/vmgenid's action, whose forwarder
 (native/tools/vmgenid-notify) sends VMGENID_NOTIFY to the daemon."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`vmgenid` (cuse_vmgenid/tool.py) against the real daemon: status, wait,
 ack, watch, bump and their exit codes."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`vmgenid` and the Python client with no daemon running: every command
 ends (within its timeout), says why, and exits with its documented code;
 a status file left by a daemon that is gone (or by another version) is

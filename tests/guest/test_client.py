@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """cuse_vmgenid.client against the real daemon: value, wait, ack, fileno
 with selectors, asyncio, and the client rule after a daemon SIGKILL."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The daemon's life: start (READY=1, node mode), SIGTERM, SIGKILL, restarts
 on the same page and state files, and its log of bumps (docs/interface.rst,
 "The restart rule" and "The daemon")."""

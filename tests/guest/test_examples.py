@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The seed's four example workflows (examples/*.c) against the daemon.
 
 Each program (native/build/examples/, built by `make -C native`) prints

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """open, read, write and close of /dev/vmgenid, against the real daemon.
 
 The rows of docs/interface.rst for those file operations, one behaviour per

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The fuzzer (native/tests/vmgenid-fuzz.c) against the real daemon, as
 root and as nobody at once.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The hardware GUID source in the guest: QEMU 7.2 with -device vmgenid.
 
 The harness picks the GUID (`python -m tests.harness run --guid UUID`); pass

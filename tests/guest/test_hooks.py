@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """hooks.d: executables the daemon runs on each change, one at a time, in
 name order, before its own watcher acknowledges (so VMGENID_WAIT_WATCHERS
 returns only once they are done).  Orderings are proven by files the hooks

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Hostile users and careless admins (issue 12): no request, no /proc text,
 no damaged or planted file ends the daemon or is followed.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The ioctls of docs/interface.rst, against the real daemon through CUSE.
 
 GET_OUTDATED_WATCHERS, WAIT_WATCHERS, FORCE_GEN_UPDATE(_MIN), NOTIFY and

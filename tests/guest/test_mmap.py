@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """mmap of /dev/vmgenid (docs/interface.rst, the mmap row, and "The page").
 
 CUSE has no mmap: the kernel answers ENODEV.  With native/build/

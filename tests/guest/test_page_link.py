@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """--page-link: the page at a second path, as a symlink, for libraries that
 map a plain file (AWS-LC stat()s, opens and mmaps /dev/sysgenid)."""
 

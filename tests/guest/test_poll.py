@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """poll of /dev/vmgenid: select, poll and epoll against the real daemon.
 
 docs/interface.rst: EPOLLIN|EPOLLRDNORM while the watcher is outdated, else

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """docs/interface.rst, "Privacy", as the users who
 would look: the GUID is in no log line and in nothing a user can read; the
 world-readable status names no process; `vmgenid status` shows a user its

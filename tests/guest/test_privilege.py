@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """docs/interface.rst, Privilege: who may change the generation.
 
 FORCE_GEN_UPDATE, FORCE_GEN_UPDATE_MIN and NOTIFY need CAP_CHECKPOINT_RESTORE

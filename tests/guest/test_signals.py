@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Signals and a blocked read() / VMGENID_WAIT_WATCHERS (docs/interface.rst,
 "Signals").
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The daemon under systemd's protocols, without systemd: its sd_notify
 datagrams (READY, STATUS= as the figures change, RELOADING/READY around a
 reload, STOPPING at exit) on a socket the test binds as NOTIFY_SOCKET, and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The whole pipeline once: the daemon serves, FORCE bumps, read answers."""
 
 import os

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """--vmclock-link in the guest: the VMClock-ABI page through its symlink,
 read by the ABI's own reader (native/build/vmclock-reader) across bumps
 and a restart; a real device (any character device) is never shadowed;

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The `vmgenid` command line and the daemon options it relies on, for the
 guest tests of the CLI, the Python client and hooks.d.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Run commands inside a QEMU guest with CUSE: the host kernel has none."""
 
 from .guest import GuestResult, run_in_guest

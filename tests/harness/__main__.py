@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """python -m tests.harness prepare|run|header: see --help."""
 
 import argparse

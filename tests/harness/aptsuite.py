@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Debian suites other than the machine's own, through a private apt
 configuration in the cache: its own sources list, package lists and
 cache per suite, so the machine's apt sources and state stay untouched.

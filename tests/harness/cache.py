@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Where the harness keeps downloads and built guest images."""
 
 import os

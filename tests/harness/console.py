@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The guest console: echo it live, capture it, spot the markers."""
 
 import re

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """run_in_guest(): one command in a fresh guest, its exit code back."""
 
 import os

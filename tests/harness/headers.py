@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Kernel UAPI headers newer than this machine's, from sid's
 linux-libc-dev, unpacked into the cache (the host's own headers stay)."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Guest images in the cache: <cache>/<release>/{vmlinuz,initramfs-*}."""
 
 import shutil

@@ -1,4 +1,5 @@
 #!/bin/busybox sh
+# SPDX-License-Identifier: MIT
 # /init of the test guest: overlay a tmpfs on the host root (9p, read-only),
 # run the harness's script (vmgenid.script= on the kernel command line)
 # in it, print its exit code for the harness and power off.

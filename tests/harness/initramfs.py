@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The guest's initramfs: static busybox, our /init and the modules."""
 
 import gzip

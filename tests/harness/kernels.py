@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Debian kernel packages: pick a release, download and unpack it.
 
 The packages are only ever unpacked into the cache, never installed.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Kernel modules the guest needs, read from an unpacked kernel package.
 
 Dependencies come from each module's .modinfo "depends=" (what depmod reads

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Boot a guest image in QEMU and stream its console."""
 
 import codecs

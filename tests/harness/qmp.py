@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A small synchronous QMP client (QEMU's JSON monitor on a unix socket)."""
 
 import json

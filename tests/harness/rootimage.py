@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Read-only block roots for guests that are saved and restored.
 
 9p blocks migration, so a guest that will be saved boots from two lz4

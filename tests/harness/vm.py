@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """GuestVM: a guest that runs in the background and can be saved and
 restored for real, as a hypervisor does (the VM Generation ID changes
 only that way: QEMU refuses to change it on a running VM).

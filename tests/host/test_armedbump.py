@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The armed bump (decl/armedbump.c): what firing publishes, in which
 order, and that every registered read gets exactly one reply, from the
 thread or from the daemon, however the two interleave.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A corrupt state file (issue 12, finding 8): the real daemon, started on
 it, exits 1 with one `fatal:` line naming the file, what is wrong and what
 to do; no traceback.  All of it happens before the daemon opens /dev/cuse,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The GUID source's parsing, on real and hand-built bytes.
 
 fixtures/qemu-7.2-pc/{DSDT,SSDT}: dumped from a guest of this harness (QEMU

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Hyper-V's and Azure's ADDR form, in a table of the form Microsoft
 publishes for its guest firmware (microsoft/mu_msvm's DSDT): the GENC
 device and the BIOS region it reads, written for this project from that

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The GUID poll thread (decl/guidpoll.c) on an anonymous page standing in
 for the hypervisor's: its eventfd becomes readable iff the 16 bytes change.
 """

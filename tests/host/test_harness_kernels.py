@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The harness's choice of guest kernels and of the Debian mirror for
 suites other than the machine's own (tests/harness/kernels.py,
 aptsuite.py): pure parsing, no apt."""

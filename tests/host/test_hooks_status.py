@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The hook runner's schedule and the status file's coalescing, on the host
 (real child processes, no device): one hook at a time, a change during a
 run gives one more run for the newest, a hook past its timeout is killed;

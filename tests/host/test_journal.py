@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """journal.py: the "<N>" syslog priority on each line for journald, only
 when JOURNAL_STREAM names the stream itself."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The kernel-log tier (kernellog.py): one bump per kernel VM fork record,
 never for a line a process wrote, and the restart rule (the state file's
 kmsg_seq).  The fake /dev/kmsg is a FIFO in packet mode: each write is one

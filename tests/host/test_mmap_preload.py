@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """libvmgenid-mmap.so on the host, with a stand-in device (docs/interface.rst,
 "The page").
 

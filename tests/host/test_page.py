@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The page survives a careless admin (issue 12, finding 5): cut short
 under the daemon's mapping, it is repaired in place at the next store (no
 SIGBUS), and at start it is repaired or replaced, never refused."""

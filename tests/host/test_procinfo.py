@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Process names that are not UTF-8 (issue 12, finding 2): any user can
 set one, and the kernel cuts a long name mid-character.  /proc's text is
 shown with backslash escapes, never a reason to fail."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The request handlers' argument decoding over the full integer ranges
 (issue 12): every ioctl argument, read size and write payload a caller can
 send gets a result or the contract's errno, and the loop's poll timeout

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The ladder (sources.open_source): the first tier that works, one log
 line per tier skipped and why, and `none` said loudly when none works."""
 

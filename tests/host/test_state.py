@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The generation state machine, one row of docs/interface.rst at a time.
 
 Plus the two races of the v2 review ("Is this racy?" on close, "Same

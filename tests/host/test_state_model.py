@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """GenerationState driven by hypothesis against an independent model.
 
 The model is plain data (a counter, each watcher's acknowledged value, the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The state file: atomic, private, and readable back."""
 
 import json

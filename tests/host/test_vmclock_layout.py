@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Our struct vmclock_abi against the kernel's <linux/vmclock-abi.h>
 (native/tests/vmclock-layout.c: it does not build if any offset, size or
 constant differs).  Bookworm's headers predate it; the harness fetches

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The daemon's VMClock-ABI page (docs/interface.rst, "The page"): its layout
 against the ABI, the seqlock update, its life as a file, and the link that
 never shadows a real device."""

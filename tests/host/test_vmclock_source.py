@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The vmclock tier (docs/interface.rst, "Where changes come from", b) against a file
 laid out as a hypervisor's VMClock device: one change per new
 vm_generation_counter, torn updates, a missing flag, notifications."""

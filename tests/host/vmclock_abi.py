@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """struct vmclock_abi as the kernel's <linux/vmclock-abi.h> lays it out,
 written independently of cuse_vmgenid/decl/vmclock_abi.h so that the host
 tests check the daemon's C against the ABI, not against itself (the C

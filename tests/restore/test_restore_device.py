@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """/dev/vmgenid across REAL restores, driven from the host: the daemon
 (--source auto: fw_cfg's GUID address, /dev/mem, the kernel log hint, the
 GUID poll thread) turns one new VM Generation ID into exactly one bump, and its

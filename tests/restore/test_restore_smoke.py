@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A real save and restore of a running guest, driven from the host: the
 VM Generation ID changes the way a hypervisor changes it, and the guest
 sees it (docs/interface.rst, "Where changes come from").

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """--vmclock-link across FORCE bumps, a daemon restart and a REAL restore
 with a new GUID: a reader that follows the VMClock ABI (magic, the
 generation counter flag, the seqlock) sees N+1 each time, with an even

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The Debian packages on a guest that boots systemd, driven from the host:
 dpkg -i of build/deb/cuse-vmgenid_*.deb and cuse-vmgenid-dev_*.deb (made
 by tools/build-deb), the daemon's as the last release first, an example

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The guest side of tools/demo.py (`make demo`): the daemon (--source
 auto), a watcher blocked in read() (vmgenid-reader -a), a slower watcher
 in poll() (it acks a second after the orchestrator starts waiting) and an

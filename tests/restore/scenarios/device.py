@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The guest side of tests/restore/test_restore_device.py: the daemon
 (--source auto) and its clients across real restores driven by the host.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Guest-side helpers of the restore scenarios (device.py, demo.py,
 latency.py): the daemon from this checkout with its log relayed to the
 console, helper processes relayed with a prefix, and waits that make sure

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The guest side of bench/restore_latency.py.
 
     latency.py run N POLL_MS  the daemon (--source auto, info log) and the

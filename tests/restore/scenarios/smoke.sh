@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # The guest side of test_restore_smoke.py: print "READY <guid> forks <n>"
 # (n: the kernel's "virtual machine fork" log lines so far), then
 # "GUID <guid>" every 0.5 s, the GUID read from guest memory (fw_cfg's

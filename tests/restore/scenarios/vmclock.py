@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The guest side of tests/restore/test_restore_vmclock.py: the daemon
 (--source auto, --vmclock-link /dev/vmclock0) and the ABI's own reader
 (native/build/vmclock-reader, through the link) across FORCE bumps, a

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # The guest side of tests/system/test_service.py, run by systemd (PID 1)
 # from the harness's unit once basic.target is reached: install the
 # packages (arguments: cuse-vmgenid's and cuse-vmgenid-dev's .deb,
