@@ -286,9 +286,16 @@ def test_log_has_one_line_per_bump_with_old_new_why_and_who(daemon):
 def test_sigusr1_bump_log_names_the_sender(daemon):
     """Who asked for the bump: the signal's sender pid and command name
     (as for the ioctls).  Python's signal module gives no siginfo, so the
-    daemon needs sigwaitinfo() or a signalfd for this."""
-    pid = run_pid("kill", "-USR1", str(daemon.proc.pid))
-    wait_log(daemon, "generation 0 -> 1")
+    daemon needs sigwaitinfo() or a signalfd for this.  The sender (sh's
+    own kill) lives on until the bump is logged: the daemon reads its name
+    from /proc, and a sender gone by then is named "?"."""
+    sender = subprocess.Popen(
+        ["sh", "-c", f"kill -USR1 {daemon.proc.pid} && sleep {HANG}"])
+    try:
+        wait_log(daemon, "generation 0 -> 1")
+    finally:
+        sender.kill()
+        sender.wait()
     (line,) = bumps(daemon)
     assert "SIGUSR1" in line[2]
-    assert f"pid {pid} (kill)" in line[2], line
+    assert f"pid {sender.pid} (sh)" in line[2], line
