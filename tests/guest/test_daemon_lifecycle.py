@@ -290,11 +290,12 @@ def test_sigusr1_bump_log_names_the_sender(daemon):
     own kill) lives on until the bump is logged: the daemon reads its name
     from /proc, and a sender gone by then is named "?"."""
     sender = subprocess.Popen(
-        ["sh", "-c", f"kill -USR1 {daemon.proc.pid} && sleep {HANG}"])
+        ["sh", "-c", f"kill -USR1 {daemon.proc.pid} && sleep {HANG}"],
+        start_new_session=True)
     try:
         wait_log(daemon, "generation 0 -> 1")
     finally:
-        sender.kill()
+        os.killpg(sender.pid, signal.SIGKILL)
         sender.wait()
     (line,) = bumps(daemon)
     assert "SIGUSR1" in line[2]
