@@ -97,7 +97,6 @@ fi
 echo "NODE $(stat -c '%F %a' /dev/vmgenid 2>&1)"
 echo "COUNTER installed $(counter)"
 device_unit installed
-echo "VERSION installed $(dpkg-query -W -f='${Version}' cuse-vmgenid)"
 echo "SECURITY $(systemd-analyze security --no-pager $unit | tail -n 1)"
 # needrestart's view of its conf.d file (needrestart itself is not
 # installed here): cuse-vmgenid.service is overridden to "no restart".
