@@ -126,9 +126,13 @@ def main() -> int:
     bumps = re.findall(r"^DAEMON .* generation (\d+) -> (\d+): (.*)$", out,
                        re.MULTILINE)
     checks = {
+        # The log says the GUID changed, never what it is (interface.rst,
+        # Privacy): only the demo itself, as root, reads it from memory.
         "the daemon bumped exactly once, 0 -> 1, for the new GUID":
             len(bumps) == 1 and bumps[0][:2] == ("0", "1")
-            and f"-> {after}" in bumps[0][2],
+            and bumps[0][2].startswith("GUID changed")
+            and not any(after in line for line in out.splitlines()
+                        if line.startswith("DAEMON ")),
         "the watcher was woken with counter 1":
             "WATCHER read ret=4 value=1 errno=0" in out,
         "the watcher acknowledged it": "WATCHER ack ret=4 errno=0" in out,
