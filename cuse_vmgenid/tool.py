@@ -115,11 +115,12 @@ def _shown_to_me(watcher: dict) -> bool:
     try:
         if os.stat(f"/proc/{watcher['pid']}").st_uid != os.geteuid():
             return False
-        with open(f"/proc/{watcher['pid']}/comm", "rb") as f:
-            watcher["comm"] = f.read().rstrip(b"\n").decode(
-                errors="backslashreplace")
     except OSError:
         return False
+    name = procinfo.comm(watcher["pid"])
+    if name is None:
+        return False
+    watcher["comm"] = name
     return True
 
 
