@@ -23,6 +23,6 @@ def _version() -> str:
 setup(
     version=_version(),
     packages=find_packages(include=["cuse_vmgenid", "cuse_vmgenid.*"]),
-    package_data={"cuse_vmgenid": ["decl/*.h", "decl/*.c"]},
+    package_data={"cuse_vmgenid": ["decl/*.h"]},
     cffi_modules=["cuse_vmgenid/_build.py:ffibuilder"],
 )

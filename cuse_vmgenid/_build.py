@@ -1,18 +1,52 @@
 # SPDX-License-Identifier: MIT
-"""cffi builder of cuse_vmgenid._cuse (API mode, against libfuse3)."""
+"""cffi builder of cuse_vmgenid._cuse (API mode, against libfuse3).
 
+The C is in native/shim/: translation units with their own headers,
+compiled with -Wall -Wextra -Werror beside the module cffi generates.
+cffi's cdef reads those headers themselves, less their preprocessor lines
+(one home for each declaration and constant); decl/*.h hold only what the
+shim does not declare: libfuse's API, the callbacks into Python,
+signalfd."""
+
+import glob
 import os
+import re
 import shlex
 import subprocess
 
 from cffi import FFI
 
-DECL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "decl")
+HERE = os.path.dirname(os.path.abspath(__file__))
+DECL = os.path.join(HERE, "decl")
+TOP = os.path.dirname(HERE)
+# Relative to the top of the tree (setuptools wants relative sources).
+SHIM = os.path.join("native", "shim")
+# cdef order: each file after those whose types it names.
+DECLS = ("fuse.h", "callbacks.h", "signalfd.h")
+SHIM_HEADERS = ("guid.h", "page.h", "statefile.h", "vmclock.h",
+                "publisher.h", "cuse_reply.h", "guidpoll.h")
+WARNINGS = ["-Wall", "-Wextra", "-Werror"]
+# "#define NAME value": cffi takes integer constants as "NAME ...".
+DEFINE = re.compile(r"^#define\s+(\w+)\s+.*$")
 
 
-def _read(name: str) -> str:
-    with open(os.path.join(DECL, name)) as f:
+def _read(path: str) -> str:
+    with open(path) as f:
         return f.read()
+
+
+def shim_cdef(header: str) -> str:
+    """A native/shim header as cdef: its #define constants kept, its other
+    preprocessor lines (guards, includes) dropped."""
+    lines = []
+    for line in _read(os.path.join(TOP, SHIM, header)).splitlines():
+        define = DEFINE.match(line)
+        if define:
+            if not define.group(1).endswith("_H"):
+                lines.append(f"#define {define.group(1)} ...")
+        elif not line.startswith("#"):
+            lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 def _pkg_config(*args: str) -> list[str]:
@@ -27,44 +61,31 @@ def _pkg_config(*args: str) -> list[str]:
     return shlex.split(out)
 
 
+def shim_sources() -> list[str]:
+    """native/shim/*.c, relative to the top of the tree."""
+    return sorted(os.path.relpath(path, TOP) for path in
+                  glob.glob(os.path.join(TOP, SHIM, "*.c")))
+
+
 ffibuilder = FFI()
-ffibuilder.cdef(_read("fuse.h") + _read("callbacks.h") + _read("page.h")
-               + _read("signalfd.h") + _read("statefile.h")
-               + _read("armedbump.h") + _read("guidpoll.h")
-               + _read("vmclock.h"))
+ffibuilder.cdef("".join(_read(os.path.join(DECL, name)) for name in DECLS)
+                + "".join(shim_cdef(header) for header in SHIM_HEADERS))
 ffibuilder.set_source(
     "cuse_vmgenid._cuse",
     "#define FUSE_USE_VERSION 31\n"
-    "#include <endian.h>\n"
-    "#include <errno.h>\n"
-    "#include <fcntl.h>\n"
-    "#include <limits.h>\n"
-    "#include <poll.h>\n"
-    "#include <stdio.h>\n"
-    "#include <pthread.h>\n"
-    "#include <setjmp.h>\n"
-    "#include <stdint.h>\n"
-    "#include <stdlib.h>\n"
-    "#include <string.h>\n"
     "#include <signal.h>\n"
-    "#include <time.h>\n"
-    "#include <unistd.h>\n"
-
-    "#include <sys/ioctl.h>\n"
     "#include <sys/signalfd.h>\n"
-    "#include <sys/stat.h>\n"
-    "#include <linux/random.h>\n"
     "#include <fuse_lowlevel.h>\n"
     "#include <cuse_lowlevel.h>\n"
-    # page.h, like vmclock.h, is plain C: its typedef serves both.
-    + _read("page.h") + _read("page.c") + _read("statefile.c")
-    # vmclock.h, like armedbump.h, is plain C: it serves both.
-    + _read("vmclock_abi.h") + _read("vmclock.h") + _read("vmclock.c")
-    # armedbump.h defines types as well: plain C, so it serves both.
-    + _read("armedbump.h") + _read("armedbump.c") + _read("guidpoll.c"),
-    extra_compile_args=_pkg_config("--cflags"),
-    extra_link_args=_pkg_config("--libs"),
+    + "".join(f'#include "{header}"\n' for header in SHIM_HEADERS),
+    sources=shim_sources(),
+    include_dirs=[os.path.join(TOP, SHIM)],
+    extra_compile_args=_pkg_config("--cflags") + WARNINGS
+    + shlex.split(os.environ.get("VMGENID_SHIM_CFLAGS", "")),
+    extra_link_args=_pkg_config("--libs")
+    + shlex.split(os.environ.get("VMGENID_SHIM_LDFLAGS", "")),
 )
 
 if __name__ == "__main__":
+    os.chdir(TOP)
     ffibuilder.compile(verbose=True)

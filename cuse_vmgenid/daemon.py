@@ -2,7 +2,7 @@
 """The daemon: wires the state machine, the CUSE transport, the page, the
 state file and the change sources, and runs the loop on the main thread."""
 
-import fcntl
+import errno
 import logging
 import os
 import select
@@ -11,22 +11,20 @@ import time
 from typing import Optional
 
 from . import privilege, procinfo, sdnotify, statefile
-from .armedbump import ArmedBump
-from .guid.memory import guid_string
+from .hint import KERNEL_LOG_HINT
 from .hintsignal import HintSignal
 from .hooks import HookRunner, list_hooks
 from .page import Page
+from .publisher import Publication, Publisher
 from .session import CuseSession
-from .hint import KERNEL_LOG_HINT
 from .sources import open_source
-from .state import COUNTER_MAX, Changes, GenerationState, encode_counter
+from .state import COUNTER_MAX, GenerationState, encode_counter
 from .status import STATUS_SCHEMA, ChangeReason, StatusFile
 from .transport import Caller, CuseTransport
 from .vmclock import VmclockPage, page_path as vmclock_page_path
 
 log = logging.getLogger(__name__)
 
-RNDRESEEDCRNG = 0x5207  # _IO('R', 0x07), linux/random.h
 # The status file lists at most this many outdated watchers.
 MAX_LISTED_WATCHERS = 256
 
@@ -36,9 +34,7 @@ class Daemon:
         self.options = options
         _check_node_free(options.devname)   # before touching any file
         self._urandom = _open_urandom()
-        self.source = open_source(
-            options.source, options.poll_interval_ms,
-            -1 if self._urandom is None else self._urandom)
+        self.source = open_source(options.source, options.poll_interval_ms)
         self.page = Page(options.page)
         if options.page_link:
             try:
@@ -47,24 +43,28 @@ class Daemon:
                 log.error("no page link: %s", e)
         self.boot_id = statefile.current_boot_id()
         self.state_file = statefile.StateFile(options.state, self.boot_id)
-        self.guid: Optional[str] = None
-        self._guid_raw: Optional[bytes] = None   # self.guid's bytes
         counter, missed_why = self._resume()
-        self.state = GenerationState(counter, options.max_watchers_per_uid)
         self.vmclock_page = self._vmclock_page(counter)
-        self.armed = (ArmedBump(self.state_file, self.page,
-                                vmclock_page=self.vmclock_page)
-                      if self.source.fires_bumps else None)
+        # Every bump from here on: one path (publisher.py).
+        self.publisher = Publisher(
+            self.state_file, self.page, counter,
+            kmsg_seq=self.source.kmsg_seq, vmclock_page=self.vmclock_page,
+            rng_fd=-1 if self._urandom is None else self._urandom)
+        self.publisher.set_guid(self.source.guid_bytes())
+        self.state = GenerationState(counter, options.max_watchers_per_uid,
+                                     self.publisher.published_counter)
         self.transport = CuseTransport(
             self.state,
             bump=lambda why, minimum: self.bump(why, minimum,
                                                 ChangeReason.FORCED),
             notify=lambda why: self.notify(why, ChangeReason.NOTIFY),
             authorize=lambda caller: privilege.authorize_change(caller.pid),
-            on_ready=self._ready, armed=self.armed,
-            on_fired=self._reconcile)
+            on_ready=self._ready, publisher=self.publisher)
         self._persist()
-        self._store_pages(counter)
+        # The counter resumed from, where readers look (not a bump).
+        self.page.store(counter)
+        if self.vmclock_page is not None:
+            self.vmclock_page.store(counter)
         self.last_change: Optional[dict] = None
         # Without --status the report still goes to systemd (STATUS=).
         self.status = StatusFile(options.status, self._status_report,
@@ -81,8 +81,7 @@ class Daemon:
                     "missed cannot be published; reboot (a new boot starts "
                     "at 0)")
             self.bump(missed_why, reason=ChangeReason.RESTART)
-        self._arm()
-        self.source.fire(self.armed)
+        self.source.publish_to(self.publisher)
         self._stop = False
         self._reload = False    # SIGHUP: list hooks.d again, once idle
         self._status_figures: Optional[tuple] = None
@@ -172,9 +171,7 @@ class Daemon:
         """The starting counter, and why to bump once (None: no bump)."""
         saved = self.state_file.load()
         same_boot = saved is not None and saved.boot_id == self.boot_id
-        changed, self.guid = self.source.changed_since(
-            saved if same_boot else None)
-        self._guid_raw = self.source.guid_bytes()
+        changed, _ = self.source.changed_since(saved if same_boot else None)
         if same_boot:
             counter = max(saved.counter, self.page.load())
             log.info("same boot: resuming at %d (state %d, page %d)",
@@ -194,146 +191,105 @@ class Daemon:
         return 0, None
 
     def bump(self, why: str, minimum: Optional[int] = None,
-             reason: ChangeReason = ChangeReason.FORCED) -> Changes:
-        """State file, then pages, then wake readers (docs/interface.rst)."""
-        self._take_fired()      # a bump the poll thread made comes first
-        try:
-            return self._publish(self.state.bump(minimum), why, reason)
-        finally:
-            self._arm()
+             reason: ChangeReason = ChangeReason.FORCED) -> None:
+        """The daemon's own bump: the state machine chooses the counter,
+        the publisher publishes it (docs/interface.rst's order), unless
+        the GUID poll thread published one since the choice: then it is
+        chosen again from there, so this bump gets a generation of its
+        own."""
+        self._take_publications()   # the thread's, logged as its own
+        kmsg_seq = self.source.kmsg_seq
+        self.state_file.set_vmclock(self.source.vmclock_counter)
+        while True:
+            bumped_from, counter = self.state.plan_bump(minimum)
+            if self.publisher.publish(bumped_from, counter, kmsg_seq):
+                break
+        self._published(why, reason)
 
-    def _publish(self, changes: Changes, why: str,
-                 reason: ChangeReason) -> Changes:
-        """The bump the state machine just made, published.  why goes to
-        the log (never a GUID: docs/interface.rst, Privacy), only its class to the
-        world-readable status."""
-        self._persist()
-        self._store_pages(self.state.counter)
-        self.transport.apply(changes)
-        try:
-            self.state_file.prepare()   # off the next bump's critical path
-        except OSError as e:
-            log.error("cannot prepare %s: %s", self.state_file.path, e)
-        log.info("generation %d -> %d: %s", changes.bumped_from,
-                 self.state.counter, why)  # after the wake-ups: they wait
-        self.last_change = {"time": time.time(), "from": changes.bumped_from,
-                            "to": self.state.counter, "reason": reason.value}
-        if self.hooks is not None:
-            self.hooks.changed(self.state.counter)
-        self._mark_status()   # written by the loop, after this returns
-        return changes
-
-    def _store_pages(self, counter: int) -> None:
-        """The counter page, then the VMClock-ABI page (the armed bump
-        does the same in C)."""
-        self.page.store(counter)
-        if self.vmclock_page is not None:
-            self.vmclock_page.store(counter)
-
-    # -- the armed bump (armedbump.py) -----------------------------------
-
-    def _arm(self) -> None:
-        """Let the poll thread publish the next bump on a GUID other than
-        ours.  Not without a GUID (unreadable: the daemon decides) nor at
-        the counter's end (the daemon's bump reports EOVERFLOW)."""
-        if (self.armed is None or self._guid_raw is None
-                or self.state.counter >= COUNTER_MAX):
+    def _published(self, why: str, reason: ChangeReason,
+                   publication: Optional[Publication] = None) -> None:
+        """After a publication (taken here if not given): what the daemon
+        owes besides the blocked reads (the publisher answered those):
+        pollers and WAIT_WATCHERS callers, the log, the hooks, the status.
+        why goes to the log (never a GUID: docs/interface.rst, Privacy),
+        only its class to the world-readable status."""
+        if publication is None:
+            publication = self.publisher.take()
+        self.transport.apply(self.state.adopt())
+        if publication is None:
             return
-        self.armed.arm(self.state.counter + 1, self._guid_raw)
-        try:
-            # Its commit then only writes the new GUID over this one.
-            self.state_file.stage(self.state.counter + 1, self.guid)
-        except OSError as e:
-            log.error("cannot stage %s: %s", self.state_file.path, e)
+        if publication.hardware and reason is not ChangeReason.HARDWARE:
+            # The thread published one in between: both are in the count.
+            why += (f"; and {publication.hardware} new GUID published by "
+                    "the GUID poll thread")
+        if publication.state_error:
+            log.error("cannot write %s: %s", self.state_file.path,
+                      os.strerror(publication.state_error))
+        self.page.report_store(publication.counter, publication.page_result)
+        log.info("generation %d -> %d: %s (%d reads answered)",
+                 publication.bumped_from, publication.counter, why,
+                 publication.replies)
+        self.last_change = {"time": time.time(),
+                            "from": publication.bumped_from,
+                            "to": publication.counter,
+                            "reason": reason.value}
+        if self.hooks is not None:
+            self.hooks.changed(publication.counter)
+        self._mark_status()   # written by the loop, after this returns
 
-    def _take_fired(self) -> bool:
-        """Disarm; if the poll thread fired the armed bump, make the same
-        bump in the state machine: it published the counter in the state
-        file, the page and its replies to the armed reads; the rest (the
-        other waiters, pollers, hooks, status) is done here.  True if it
-        had fired."""
-        fired = self.armed.take() if self.armed is not None else None
-        if fired is None:
-            return False
-        self.guid, self._guid_raw = guid_string(fired.guid), fired.guid
-        if fired.state_error:
-            log.error("the GUID poll thread could not write %s: %s",
-                      self.state_file.path, os.strerror(fired.state_error))
-        self.page.report_store(fired.counter, fired.page_result)
-        changes = self.state.bump()
-        if self.state.counter != fired.counter:
-            log.error("the GUID poll thread published %d, the state "
-                      "machine bumped to %d", fired.counter,
-                      self.state.counter)
-        seen_on = (KERNEL_LOG_HINT if fired.kernel_log
+    def _take_publications(self) -> None:
+        """The GUID poll thread's publications since the daemon looked."""
+        publication = self.publisher.take()
+        if publication is None:
+            return
+        seen_on = (KERNEL_LOG_HINT if publication.kernel_log
                    else "GUID poll thread")
-        start_ms, state_ms, replied_ms = fired.timings
-        self._publish(changes, f"GUID changed (seen on {seen_on}; published "
-                      f"by the thread: {start_ms:.1f} ms to start, state "
-                      f"file at {state_ms:.1f}, {fired.replies} reads "
-                      f"answered at {replied_ms:.1f})",
-                      ChangeReason.HARDWARE)
-        return True
-
-    def _reconcile(self) -> None:
-        """Before a request, when the poll thread fired the armed bump."""
-        self._take_fired()
-        self._arm()
+        committed_ms, replied_ms = publication.timings
+        self._published(f"GUID changed (seen on {seen_on}; published by "
+                        f"the thread: state file at {committed_ms:.1f} ms, "
+                        f"reads answered at {replied_ms:.1f} ms)",
+                        ChangeReason.HARDWARE, publication)
 
     def notify(self, why: str, reason: ChangeReason = ChangeReason.HINT,
                kernel_reseeded: bool = False) -> bool:
         """A hint: bump iff the hardware generation changed (reason: the
         hint's class, for a bump without a GUID to compare)."""
-        # Disarmed from here to the bump: the thread must not bump for the
-        # change this look finds (one change, one bump).
-        self._take_fired()
-        try:
-            changed, guid = self.source.changed(self.guid)
-            if not changed:
-                log.debug("hint (%s): GUID unchanged", why)
-                return False
-            self.guid = guid
-            self._guid_raw = self.source.guid_bytes()
-            if guid is None:
-                note = self.source.change_note   # the kernel-log tier's
-                self._publish(self.state.bump(), f"{note} (seen on {why})"
-                              if note else f"hint: {why}", reason)
+        self._take_publications()
+        if self.source.has_guid:
+            guid = self.source.read_guid()
+            if guid is not None:
+                # Compared with the last GUID published, whoever read it.
+                published = self.publisher.hardware(guid, kernel_reseeded)
+                if published < 0:
+                    log.error("GUID changed but the counter is at its "
+                              "maximum: %s", os.strerror(-published))
+                if published <= 0:
+                    log.debug("hint (%s): GUID unchanged", why)
+                    return False
+                self._published(f"GUID changed (seen on {why})",
+                                ChangeReason.HARDWARE)
                 return True
-            # Before anyone wakes: two clones of one snapshot share the
-            # RNG's state, and a woken reader's first draw must differ.
-            self._reseed_rng(kernel_reseeded)
-            self._publish(self.state.bump(), f"GUID changed (seen on {why})",
-                          ChangeReason.HARDWARE)
+            # Unreadable: a missed change would be a security bug.
+            self.publisher.set_guid(None)
+            self.bump(f"GUID unreadable (seen on {why})", reason=reason)
             return True
-        finally:
-            self._arm()
-
-    def _reseed_rng(self, kernel_reseeded: bool) -> None:
-        """Mix the new GUID into the kernel RNG (the seed's
-        add_device_randomness) and reseed it now: a write alone only feeds
-        the input pool, which the crng draws from later.  Not twice: the
-        kernel's own driver may have done it (its log line says so), or the
-        poll thread, in parallel with this wake-up."""
-        data = self.source.guid_bytes()
-        if data is None or self._urandom is None:
-            return
-        if kernel_reseeded or self.source.rng_reseeded_with(data):
-            log.debug("RNG already reseeded with this GUID")
-            return
-        try:
-            os.write(self._urandom, data)
-            fcntl.ioctl(self._urandom, RNDRESEEDCRNG)
-        except OSError as e:
-            log.warning("cannot reseed the kernel RNG: %s", e)
+        changed, _ = self.source.changed(None)
+        if not changed:
+            log.debug("hint (%s): no change", why)
+            return False
+        note = self.source.change_note   # the kernel-log tier's
+        self.bump(f"{note} (seen on {why})" if note else f"hint: {why}",
+                  reason=reason)
+        return True
 
     def _persist(self) -> None:
-        try:
-            self.state_file.save(self.state.counter, self.guid,
-                                 self.source.kmsg_seq,
-                                 self.source.vmclock_counter)
-        except OSError as e:
-            # The bump goes on: a missed wake-up is worse than a stale file.
-            log.error("cannot write %s: %s", self.state_file.path, e)
+        """The state file with what is published (not a bump: at start and
+        at the end, for the kernel-log tier's records read)."""
+        self.state_file.set_vmclock(self.source.vmclock_counter)
+        result = self.publisher.save(self.source.kmsg_seq)
+        if result < 0:
+            log.error("cannot write %s: %s", self.state_file.path,
+                      os.strerror(-result))
 
     # -- serving ---------------------------------------------------------
 
@@ -425,6 +381,9 @@ class Daemon:
                         self._connection_ended()
                         return 1
                     else:
+                        # Pollers and waiters, if a request found a bump
+                        # the thread published.
+                        self.transport.apply(self.state.adopt())
                         self._requests_answered()
                     if self.transport.fatal is not None:
                         return 1
@@ -452,15 +411,15 @@ class Daemon:
             return 0
         finally:
             _notify_systemd("STOPPING=1")
-            # The thread lets go of the armed bump; one it fired is applied.
-            self.source.fire(None)
-            self._take_fired()
+            # The thread lets go of the publisher; what it published is
+            # logged.
+            self.source.publish_to(None)
+            self._take_publications()
             if self.hooks is not None:
                 self.hooks.stop()
             self.transport.abort_pending()
             session.close()
-            if self.armed is not None:
-                self.armed.close()
+            self.publisher.close()
             self.state_file.close()
             hint_signal.close()
             self.source.close()
@@ -485,6 +444,7 @@ class Daemon:
 
     def _take_hint(self, fd: int) -> None:
         hint = self.source.take_hint(fd)
+        self._take_publications()
         if hint:
             self.notify(hint.why, ChangeReason.HINT, hint.kernel_reseeded)
 
@@ -523,7 +483,7 @@ class Daemon:
             "watchers": self.state.watcher_count(),
             "outdated": self.state.outdated_count(),
             "source": {"name": self.source.name,
-                       "guid_available": self.guid is not None,
+                       "guid_available": self.publisher.guid() is not None,
                        "unseen": self.source.unseen},
             "last_change": self.last_change,
             "hooks": self._hooks_report(),

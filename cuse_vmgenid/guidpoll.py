@@ -1,15 +1,14 @@
 # SPDX-License-Identifier: MIT
-"""The GUID poll: a C thread (decl/guidpoll.c) compares the GUID in memory
-every interval, and whenever the kernel logs; when it changed, the thread
-reseeds the kernel RNG with it, fires the armed bump (decl/armedbump.c) and
-makes an eventfd readable.
+"""The GUID poll: a C thread (native/shim/guidpoll.c) compares the GUID in
+memory every interval, and whenever the kernel logs; when it changed, the
+thread hands it to the publisher (publisher.py: RNG reseed, state file,
+page, replies to the blocked reads) and makes an eventfd readable.
 
 In C, and not in the interpreter: the kernel log line wakes the thread as
 it wakes any reader of /dev/kmsg, and what must come before the wake-ups
-(reseed, state file, page, replies) then runs without waiting for Python,
-whose first steps after a restore are slow under emulation.  The poll
-itself is the fallback, for a kernel that logs nothing: a 16-byte compare
-every interval (see decl/guidpoll.c).
+then runs without waiting for Python, whose first steps after a restore
+are slow under emulation.  The poll itself is the fallback, for a kernel
+that logs nothing: a 16-byte compare every interval.
 """
 
 import atexit
@@ -19,18 +18,17 @@ from ._cuse import ffi, lib
 
 
 class GuidPoller:
-    def __init__(self, guid: memoryview, interval_ms: int, rng_fd: int = -1,
-                 kmsg_fd: int = -1):
-        """rng_fd: /dev/urandom open for writing, or -1 to leave the RNG to
-        the daemon; kmsg_fd: /dev/kmsg, non-blocking, positioned where news
-        starts (the thread reads it), or -1 for the timer alone."""
+    def __init__(self, guid: memoryview, interval_ms: int, kmsg_fd: int = -1):
+        """kmsg_fd: /dev/kmsg, non-blocking, positioned where news starts
+        (the thread reads it), or -1 for the timer alone.  OSError if the
+        thread cannot start."""
         if interval_ms <= 0:
             raise ValueError(f"poll interval {interval_ms} ms")
         self._guid = guid
         self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._poll = lib.vmgenid_guid_poll_start(ffi.from_buffer(guid),
                                                  interval_ms, self._fd,
-                                                 rng_fd, kmsg_fd)
+                                                 kmsg_fd)
         if self._poll == ffi.NULL:
             err = ffi.errno
             os.close(self._fd)
@@ -43,7 +41,8 @@ class GuidPoller:
         return self._fd
 
     def take(self) -> bool:
-        """True if the thread saw a change since the last call."""
+        """True if the thread saw a change (or the kernel's VM fork line)
+        since the last call."""
         try:
             return os.eventfd_read(self._fd) > 0
         except BlockingIOError:
@@ -55,16 +54,11 @@ class GuidPoller:
         the thread may have seen the new GUID first)."""
         return lib.vmgenid_guid_poll_take_vmfork(self._poll) > 0
 
-    def fire(self, armed) -> None:
-        """From now on a change fires @armed (an ArmedBump; None: no
-        longer, and no fire is under way when this returns)."""
-        lib.vmgenid_guid_poll_fire(
-            self._poll, ffi.NULL if armed is None else armed.c_handle)
-
-    def reseeded(self, guid: bytes) -> bool:
-        """Whether the thread reseeded the kernel RNG with this GUID (waits
-        if it is doing so now)."""
-        return bool(lib.vmgenid_guid_poll_reseeded(self._poll, guid))
+    def publish_to(self, publisher) -> None:
+        """From now on a change is published by publisher (None: no longer,
+        and no publication is under way when this returns)."""
+        lib.vmgenid_guid_poll_publish_to(
+            self._poll, ffi.NULL if publisher is None else publisher.c_handle)
 
     def close(self) -> None:
         if self._poll is not None:

@@ -5,7 +5,7 @@ from typing import NamedTuple
 
 from .guid.kmsg import MARKER
 
-# The kernel's own words: one copy, in guid/kmsg.py.
+# The kernel's own words: one copy, in native/shim/guid.c.
 KERNEL_LOG_HINT = f"kernel log: {MARKER.decode()}"
 
 

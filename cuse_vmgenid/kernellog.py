@@ -6,11 +6,11 @@ change it has random.c log "crng reseeded due to virtual machine fork",
 after its own compare of the old and the new GUID.  So each such kernel
 record is exactly one change: one bump per record.
 
-The daemon's main loop wakes on /dev/kmsg (POLLIN) and bumps from Python,
-in the loop's one place for bumps.  The C GUID poll thread (and its armed
-bump, which publishes before Python wakes) needs a GUID to compare and
-has none here; the kernel has already compared, so all that is left is a
-read of one record, and the bump.
+The daemon's main loop wakes on /dev/kmsg (POLLIN), reads the record and
+bumps through the publisher (publisher.py), like every bump.  The C GUID
+poll thread needs a GUID to compare and has none here; the kernel has
+already compared, so all that is left is a read of one record, and the
+bump.
 
 Restart rule: the state file keeps the sequence number of the last record
 applied.  A restarted daemon reads /dev/kmsg from the oldest record the
@@ -93,7 +93,7 @@ class KernelLogSource:
     """Changes from the kernel's own records; no GUID."""
     name = "kernel-log"
     poll_interval: Optional[float] = None
-    fires_bumps = False
+    has_guid = False
     unseen: Optional[str] = None
     vmclock_counter: Optional[int] = None
 
@@ -146,11 +146,8 @@ class KernelLogSource:
     def guid_bytes(self) -> Optional[bytes]:
         return None
 
-    def rng_reseeded_with(self, guid: bytes) -> bool:
-        return False
-
-    def fire(self, armed) -> None:
-        pass
+    def publish_to(self, publisher) -> None:
+        """No thread here: the daemon publishes each record's bump."""
 
     def hint_fds(self) -> list[int]:
         return [self._reader.fileno()]

@@ -4,10 +4,10 @@
 Programs map it and read the counter without a system call, so the file is
 created once per boot and never unlinked, renamed or truncated afterwards
 (a mapping keeps its file across daemon restarts), and the counter changes
-with one aligned 32-bit atomic store (decl/page.c).
+with one aligned 32-bit atomic store (native/shim/page.c).
 
 A page someone cut short (a careless `truncate`) is repaired in place,
-never a reason to stop: at start, and at every store (decl/page.c).  A
+never a reason to stop: at start, and at every store (native/shim/page.c).  A
 name in its place that is not a regular file (a planted symlink) is
 replaced by a new page, never followed.
 """
@@ -116,7 +116,7 @@ class Page:
 
     @property
     def c_handle(self):
-        """The page for the armed bump, which stores to it in C."""
+        """The page for the publisher, which stores to it in C."""
         return self._page
 
     def load(self) -> int:

@@ -13,9 +13,11 @@ import os
 from . import transport
 from ._cuse import ffi, lib
 
-# Requests answered before the loop looks at its other sources again.
-MAX_BATCH = 256
 CUSE_DEVICE = "/dev/cuse"
+# A bound above any burst of real clients (each has at most a few requests
+# queued): the loop answers everything queued before it polls again, but
+# a flood cannot starve signals, interrupts and the hint sources.
+MAX_BATCH = 16384
 
 
 class SessionError(Exception):
@@ -69,15 +71,13 @@ class CuseSession:
         self.fd = lib.fuse_session_fd(self._se)
         self._transport = cuse_transport
         # Non-blocking: the loop answers every queued request, then does
-        # its housekeeping once per batch, not once per request.
+        # its housekeeping once, not once per request.
         os.set_blocking(self.fd, False)
         self._buf = ffi.new("struct fuse_buf *")
 
     def process_pending(self) -> bool:
-        """Answer the queued requests, up to MAX_BATCH (so a storm cannot
-        starve signals and the GUID source); False once the kernel ended
-        us."""
-        fired = self._transport.fired_flag
+        """Answer every request the kernel has queued (up to MAX_BATCH);
+        False once the kernel ended us."""
         for _ in range(MAX_BATCH):
             if lib.fuse_session_exited(self._se):
                 return False
@@ -90,13 +90,9 @@ class CuseSession:
                 raise SessionError(f"reading {CUSE_DEVICE}: "
                                    f"{os.strerror(-res)}")
             if res > 0:
-                # A request its sender sent after seeing a generation the
-                # GUID poll thread published: the daemon applies it first.
-                if fired is not None and fired[0]:
-                    self._transport.reconcile()
-                    if self._transport.fatal is not None:
-                        return True     # the loop sees fatal and stops
                 lib.fuse_session_process_buf(self._se, self._buf)
+                if self._transport.fatal is not None:
+                    return True     # the loop sees fatal and stops
         return not lib.fuse_session_exited(self._se)
 
     def close(self) -> None:

@@ -2,10 +2,11 @@
 """Where changes of generation come from (docs/interface.rst, same title):
 a ladder of tiers, best first; `--source auto` takes the first that works.
 
-A source answers one question, "did the hardware generation change since
-this GUID?", and says which fds hint that it is worth asking now.  The
-daemon asks on every hint and every poll interval and bumps once per new
-GUID, however many hints arrive.  The kernel-log tier (kernellog.py) has
+A GUID source reads the GUID, and the publisher (publisher.py) compares
+it with the last one published: one bump per new GUID, however many hints
+arrive and whoever reads it first (the daemon, or the source's GUID poll
+thread).  A source without a GUID answers "did the generation change?"
+itself.  Each says which fds hint that it is worth looking now.  The kernel-log tier (kernellog.py) has
 no GUID: each kernel VM fork record is one change.  Without any tier
 (`none`) every hint is taken as a change, and hardware changes are not
 seen at all: the log, the status file and `vmgenid status` say so.
@@ -32,6 +33,7 @@ UNSEEN = "HARDWARE CHANGES WILL NOT BE SEEN (snapshot restores, clones)"
 class NoSource:
     """No tier: every hint and every restart is taken as a change."""
     name = "none"
+    has_guid = False
     poll_interval: Optional[float] = None
     kmsg_seq: Optional[int] = None
     vmclock_counter: Optional[int] = None   # VmclockSource's alone
@@ -52,16 +54,8 @@ class NoSource:
     def guid_bytes(self) -> Optional[bytes]:
         return None
 
-    def rng_reseeded_with(self, guid: bytes) -> bool:
-        return False
-
-    @property
-    def fires_bumps(self) -> bool:
-        """Whether a thread of this source can fire an armed bump."""
-        return False
-
-    def fire(self, armed) -> None:
-        pass
+    def publish_to(self, publisher) -> None:
+        """Only a GUID source has a thread that publishes."""
 
     def hint_fds(self) -> list[int]:
         return []
@@ -75,92 +69,79 @@ class NoSource:
 
 class GuidWatcher:
     """The hypervisor's GUID in guest memory, watched by the GUID poll
-    thread (which reads the kernel log too, and fires the armed bump); the
-    daemon's own kernel log reader and periodic look only when that thread
-    could not start."""
+    thread (which reads the kernel log too, and publishes).  Without that
+    thread there is no GUID tier: the ladder goes on to the next."""
+    has_guid = True
+    poll_interval: Optional[float] = None
     kmsg_seq: Optional[int] = None
     vmclock_counter: Optional[int] = None
     change_note: Optional[str] = None
     unseen: Optional[str] = None
 
     def __init__(self, guid: GuidSource, kmsg: Optional[KmsgReader],
-                 poll_interval_ms: int, rng_fd: int = -1):
+                 poll_interval_ms: int):
+        """GuidUnavailable if the GUID poll thread cannot start."""
         self._guid = guid
         self._kmsg = kmsg
         self._last_read: Optional[bytes] = None
         self.name = guid.name
-        self.poll_interval: Optional[float] = None
         try:
-            self._poller: Optional[GuidPoller] = GuidPoller(
-                guid.view(), poll_interval_ms, rng_fd,
-                kmsg.fileno() if kmsg else -1)
+            self._poller = GuidPoller(guid.view(), poll_interval_ms,
+                                      kmsg.fileno() if kmsg else -1)
         except OSError as e:
-            self._poller = None
-            self.poll_interval = poll_interval_ms / 1000.0
-            log.warning("no GUID poll thread (%s): looking every %d ms "
-                        "from the main loop", e, poll_interval_ms)
+            raise GuidUnavailable(f"cannot start the GUID poll thread: "
+                                  f"{e.strerror}") from None
 
-    def changed(self, known_guid: Optional[str]) -> tuple[bool, Optional[str]]:
+    def read_guid(self) -> Optional[bytes]:
+        """The GUID now, or None if it cannot be read (the daemon then
+        bumps: a missed change would be a security bug)."""
         try:
             self._last_read = self._guid.read_bytes()
         except OSError as e:
-            # Unreadable: a missed change would be a security bug.
             self._last_read = None
             log.error("cannot read the GUID: %s", e)
-            return True, None
-        now = guid_string(self._last_read)
-        return now != known_guid, now
-
-    def changed_since(self, saved) -> tuple[bool, Optional[str]]:
-        return self.changed(saved.guid if saved else None)
-
-    def guid_bytes(self) -> Optional[bytes]:
-        """The bytes behind changed()'s last answer: the RNG is reseeded
-        with the GUID that made the bump, read once after a restore."""
         return self._last_read
 
-    def rng_reseeded_with(self, guid: bytes) -> bool:
-        """Whether the poll thread already reseeded the RNG with guid."""
-        return self._poller is not None and self._poller.reseeded(guid)
+    def changed_since(self, saved) -> tuple[bool, Optional[str]]:
+        """At start: whether the GUID differs from the saved one, and the
+        GUID now (None: unreadable, which counts as a change)."""
+        now = self.read_guid()
+        if now is None:
+            return True, None
+        return guid_string(now) != (saved.guid if saved else None), \
+            guid_string(now)
 
-    @property
-    def fires_bumps(self) -> bool:
-        return self._poller is not None
+    def guid_bytes(self) -> Optional[bytes]:
+        """The bytes of the last read."""
+        return self._last_read
 
-    def fire(self, armed) -> None:
-        """Let the poll thread fire @armed (None: no longer)."""
-        if self._poller is not None:
-            self._poller.fire(armed)
+    def publish_to(self, publisher) -> None:
+        """Let the poll thread publish through publisher (None: no
+        longer)."""
+        self._poller.publish_to(publisher)
 
     def hint_fds(self) -> list[int]:
-        if self._poller:
-            return [self._poller.fileno()]  # it reads the kernel log too
-        return [self._kmsg.fileno()] if self._kmsg else []
+        return [self._poller.fileno()]  # it reads the kernel log too
 
     def take_hint(self, fd: int) -> Optional[Hint]:
-        """Why to look at the GUID now, or None for kernel log chatter."""
-        if self._poller and fd == self._poller.fileno():
-            if not self._poller.take():
-                return None
-            if self._poller.take_kernel_log():
-                return Hint(KERNEL_LOG_HINT + " (read by the GUID poll "
-                            "thread)", kernel_reseeded=True)
-            return Hint("GUID poll thread")
-        if self._kmsg and self._kmsg.drain():
-            return Hint(KERNEL_LOG_HINT, kernel_reseeded=True)
-        return None
+        """Why to look at the GUID now, or None."""
+        if not self._poller.take():
+            return None
+        if self._poller.take_kernel_log():
+            return Hint(KERNEL_LOG_HINT + " (read by the GUID poll "
+                        "thread)", kernel_reseeded=True)
+        return Hint("GUID poll thread")
 
     def close(self) -> None:
         """The poll thread first: it reads the mapping closed last."""
-        if self._poller:
-            self._poller.close()
+        self._poller.close()
         if self._kmsg:
             self._kmsg.close()
         self._guid.close()
 
 
-def _guid_tier(name: str) -> Callable[[int, int], GuidWatcher]:
-    def open_tier(poll_interval_ms: int, rng_fd: int) -> GuidWatcher:
+def _guid_tier(name: str) -> Callable[[int], GuidWatcher]:
+    def open_tier(poll_interval_ms: int) -> GuidWatcher:
         guid = discover(name)
         try:
             kmsg = KmsgReader()
@@ -168,12 +149,19 @@ def _guid_tier(name: str) -> Callable[[int, int], GuidWatcher]:
             kmsg = None
             log.warning("no kernel log hint (%s): relying on the %d ms "
                         "poll", e, poll_interval_ms)
+        try:
+            watcher = GuidWatcher(guid, kmsg, poll_interval_ms)
+        except GuidUnavailable:
+            if kmsg:
+                kmsg.close()
+            guid.close()
+            raise
         log.info("GUID source: %s", guid.describe())
-        return GuidWatcher(guid, kmsg, poll_interval_ms, rng_fd)
+        return watcher
     return open_tier
 
 
-def _kernel_log_tier(poll_interval_ms: int, rng_fd: int):
+def _kernel_log_tier(poll_interval_ms: int):
     source = kernellog.open_tier()
     log.info("source: %s", source.describe())
     return source
@@ -182,8 +170,9 @@ def _kernel_log_tier(poll_interval_ms: int, rng_fd: int):
 class VmclockSource(NoSource):
     """The kernel's own VMClock device (vmclockdevice.py): one change per
     new vm_generation_counter, read under the seqlock.  Like NoSource it
-    has no GUID (no RNG reseed, no armed bump: the kernel's driver owns
-    the RNG here), but it answers whether the generation changed.
+    has no GUID (no RNG reseed, no thread that publishes: the kernel's
+    driver owns the RNG here), but it answers whether the generation
+    changed.
 
     A new disruption_marker alone (a live migration: the clock moved, the
     guest's memory did not fork) is not a change of generation, as the ABI
@@ -256,7 +245,7 @@ class VmclockSource(NoSource):
         self._device.close()
 
 
-def _vmclock_tier(poll_interval_ms: int, rng_fd: int) -> VmclockSource:
+def _vmclock_tier(poll_interval_ms: int) -> VmclockSource:
     """VmclockUnavailable says why not."""
     device = open_kernel_device()
     try:
@@ -274,11 +263,10 @@ TIER_OPENERS = {"fwcfg": _guid_tier("fwcfg"), "acpi": _guid_tier("acpi"),
                 "vmclock": _vmclock_tier, "kernel-log": _kernel_log_tier}
 
 
-def open_source(choice: str, poll_interval_ms: int, rng_fd: int = -1):
+def open_source(choice: str, poll_interval_ms: int):
     """The first tier that works of those @choice allows (auto: all, best
     first), with one log line per tier skipped and why; `none` (loudly)
-    if none works.  rng_fd: /dev/urandom, for the poll thread to reseed
-    the RNG with."""
+    if none works."""
     if choice == "none":
         source = NoSource("--source none was asked for")
         log.warning("source tier none: %s", source.unseen)
@@ -288,7 +276,7 @@ def open_source(choice: str, poll_interval_ms: int, rng_fd: int = -1):
         if choice not in ("auto", name):
             continue
         try:
-            source = TIER_OPENERS[name](poll_interval_ms, rng_fd)
+            source = TIER_OPENERS[name](poll_interval_ms)
         except (GuidUnavailable, VmclockUnavailable,
                 kernellog.TierUnavailable) as e:
             log.warning("source tier %s skipped: %s", name, e)

@@ -18,7 +18,7 @@ from .procinfo import read_text
 from .state import COUNTER_MAX
 
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
-# What the daemon writes is under 160 bytes (decl/statefile.c), its GUID
+# What the daemon writes is under 160 bytes (native/shim/statefile.c), its GUID
 # 36 characters.
 STATE_MAX = 4096
 GUID_TEXT_MAX = 36
@@ -117,7 +117,8 @@ class StateFile:
     file comes before the wake-ups: so the folder is opened once, the next
     temporary file (@path.new) is made ready by prepare() after each bump's
     wake-ups and filled ahead by stage(), and save() is one call into C
-    (decl/statefile.c), which the armed bump shares (decl/armedbump.c).
+    (native/shim/statefile.c), which the publisher commits to
+    (native/shim/publisher.c).
     """
 
     def __init__(self, path: str, boot_id: str):
@@ -144,36 +145,42 @@ class StateFile:
 
     @property
     def c_handle(self):
-        """The C state file, which the armed bump commits to too."""
+        """The C state file, which the publisher commits to."""
         return self._sf
 
     def prepare(self) -> None:
         """Make the next save's temporary file, if not done yet."""
         _check(lib.vmgenid_state_prepare(self._sf), self.path)
 
-    def stage(self, counter: int, guid: Optional[str]) -> None:
-        """Write (counter, guid) into the next commit's file now: a commit
-        of it, or of it with another GUID, then only overwrites what
-        differs.  (Only the GUID tier's armed bump stages: no kmsg_seq.)"""
+    def stage(self, counter: int, guid: Optional[str],
+              kmsg_seq: Optional[int] = None) -> None:
+        """Write (counter, guid, kmsg_seq) into the next commit's file now:
+        a commit of it, or of it with another GUID, then only overwrites
+        what differs.  (The publisher stages after each publication.)"""
         _check(lib.vmgenid_state_stage(
-            self._sf, counter,
-            ffi.NULL if guid is None else guid.encode(), -1), self.path)
+            self._sf, counter, ffi.NULL if guid is None else guid.encode(),
+            -1 if kmsg_seq is None else kmsg_seq), self.path)
+
+    def set_vmclock(self, vmclock_counter: Optional[int]) -> None:
+        """The vmclock tier's vm_generation_counter, kept by every later
+        commit (None: none)."""
+        lib.vmgenid_state_set_vmclock(self._sf, vmclock_counter is not None,
+                                      vmclock_counter or 0)
 
     def save(self, counter: int, guid: Optional[str],
              kmsg_seq: Optional[int] = None,
              vmclock_counter: Optional[int] = None) -> bool:
         """Commit (counter, guid, kmsg_seq, vmclock_counter) for this boot;
-        False if the file held exactly that already (the armed bump
-        committed it)."""
-        lib.vmgenid_state_set_vmclock(self._sf, vmclock_counter is not None,
-                                      vmclock_counter or 0)
+        False if the file held exactly that already.  (The daemon commits
+        through its publisher; tests and tools here.)"""
+        self.set_vmclock(vmclock_counter)
         return _check(lib.vmgenid_state_save(
             self._sf, counter,
             ffi.NULL if guid is None else guid.encode(),
             -1 if kmsg_seq is None else kmsg_seq), self.path) == 1
 
     def close(self) -> None:
-        """After the armed bump is gone."""
+        """After the publisher is gone."""
         lib.vmgenid_state_close(self._sf)
         self._sf = ffi.NULL
         os.close(self._dir_fd)

@@ -16,11 +16,12 @@ hands back their Completion.  The interrupt callback may run under the
 request's lock (libfuse calls it at once if the interrupt came first), so it
 only queues the token; the loop answers it after process_buf returns.
 
-A blocked read is also registered with the armed bump (armedbump.py), which
-the GUID poll thread may fire: then the thread answers it, and the
-daemon's later reply is skipped.  Before each request the session applies
-a fired bump to the state machine (`reconcile`), so no request is ever
-answered from a generation older than one a reader has seen.
+A blocked read is registered with the publisher (publisher.py) and
+answered there, by the next bump whoever publishes it, or by an interrupt
+or the end; the transport keeps only the WAIT_WATCHERS calls that wait.
+The state machine adopts what the publisher published before each of its
+transitions, so no request is answered from a generation older than one a
+reader may have seen.
 """
 
 import errno
@@ -33,9 +34,9 @@ from typing import Callable, Optional
 
 from . import ioctls, privilege, procinfo
 from ._cuse import ffi, lib
-from .armedbump import ArmedBump
 from .errors import DeviceError
-from .state import Changes, GenerationState
+from .publisher import Publisher
+from .state import Blocked, Changes, GenerationState
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +59,6 @@ class Caller:
         return f"pid {self.pid} ({name}) uid {self.uid}"
 
 
-@dataclass
-class Pending:
-    req: object
-    kind: str            # "read" or "ioctl"
-    armed_read: object = None    # its registration with the armed bump
-
-
 class CuseTransport:
     """Answers the kernel's requests for one CUSE device."""
 
@@ -73,19 +67,15 @@ class CuseTransport:
                  notify: Callable[[str], bool],
                  authorize: Callable[[Caller], None],
                  on_ready: Callable[[], None],
-                 armed: Optional[ArmedBump] = None,
-                 on_fired: Optional[Callable[[], None]] = None):
+                 publisher: Publisher):
         self.state = state
-        self._bump = bump            # (why, minimum) -> applied Changes
+        self._bump = bump            # (why, minimum): published
         self._notify = notify        # (why) -> bumped?
         self._authorize = authorize  # raises DeviceError(EACCES)
         self._on_ready = on_ready
-        self.armed = armed
-        # Loaded before every request (session.py); if set, the daemon
-        # applies the bump the poll thread fired before anything else.
-        self.fired_flag = armed.fired_flag if armed is not None else None
-        self._on_fired = on_fired
-        self._pending: dict[int, Pending] = {}
+        self.publisher = publisher
+        # WAIT_WATCHERS calls that wait, by token.
+        self._waiting: dict[int, object] = {}
         self._next_token = 1
         self._interrupted: list[int] = []
         self.fatal: Optional[BaseException] = None
@@ -108,11 +98,9 @@ class CuseTransport:
     def read(self, req, size: int, off: int, fi) -> None:
         token = self._watch_interrupt(req)
         nonblock = bool(fi.flags & os.O_NONBLOCK)
-        data = self.state.read(fi.fh, size, nonblock, token)
-        if data is None:
-            armed_read = (self.armed.add_read(req)
-                          if self.armed is not None else None)
-            self._pending[token] = Pending(req, "read", armed_read)
+        data = self.state.read(fi.fh, size, nonblock)
+        if isinstance(data, Blocked):
+            self.publisher.wait(req, token, data.counter)
             return
         lib.fuse_reply_buf(req, data, len(data))
 
@@ -162,7 +150,7 @@ class CuseTransport:
         result = self.state.wait_watchers(fi.fh, timeout_ms,
                                           time.monotonic(), token)
         if result is None:
-            self._pending[token] = Pending(req, "ioctl")
+            self._waiting[token] = req
             return
         lib.fuse_reply_ioctl(req, result, ffi.NULL, 0)
 
@@ -185,20 +173,13 @@ class CuseTransport:
         """Runs under the request's lock: queue only, never reply here."""
         self._interrupted.append(token)
 
-    def reconcile(self) -> None:
-        """The poll thread fired the armed bump: the daemon applies it
-        before the next request.  If that fails the state machine no
-        longer says what readers saw: the loop stops (fatal)."""
-        try:
-            self._on_fired()
-        except Exception as e:
-            log.exception("applying the bump the GUID poll thread fired")
-            self.fatal = e
-
     def answer_interrupts(self) -> None:
+        """EINTR to each interrupted call still waiting: a WAIT_WATCHERS
+        (here) or a read (the publisher's)."""
         while self._interrupted:
             token = self._interrupted.pop(0)
             self.apply(self.state.interrupt(token))
+            self.publisher.cancel(token, errno.EINTR)
 
     def expire(self, now: float) -> None:
         self.apply(self.state.expire(now))
@@ -206,40 +187,24 @@ class CuseTransport:
     def apply(self, changes: Changes) -> None:
         """Reply to completed requests, notify and free poll handles."""
         for done in changes.completions:
-            pending = self._pending.pop(done.token, None)
-            if pending is None:
+            req = self._waiting.pop(done.token, None)
+            if req is None:
                 log.error("completion for unknown token %s", done.token)
-                continue
-            self._reply_later(pending, done.result, done.error)
+            elif done.error:
+                lib.fuse_reply_err(req, done.error)
+            else:
+                lib.fuse_reply_ioctl(req, done.result, ffi.NULL, 0)
         for ph in changes.notify:
             lib.fuse_lowlevel_notify_poll(ph)
         for ph in changes.release:
             lib.fuse_pollhandle_destroy(ph)
 
-    def _taken_from_armed(self, pending: Pending) -> bool:
-        """False if the armed bump answered this read already (with the
-        generation the state machine bumped to since, or just before the
-        EINTR that is now moot)."""
-        return (pending.armed_read is None
-                or self.armed.take_read(pending.armed_read))
-
-    def _reply_later(self, pending: Pending, result, error: int) -> None:
-        if not self._taken_from_armed(pending):
-            return
-        req = pending.req
-        if error:
-            lib.fuse_reply_err(req, error)
-        elif pending.kind == "read":
-            lib.fuse_reply_buf(req, result, len(result))
-        else:
-            lib.fuse_reply_ioctl(req, result, ffi.NULL, 0)
-
     def abort_pending(self) -> None:
         """At exit: nothing may stay unanswered."""
-        for pending in self._pending.values():
-            if self._taken_from_armed(pending):
-                lib.fuse_reply_err(pending.req, errno.ECONNABORTED)
-        self._pending.clear()
+        for req in self._waiting.values():
+            lib.fuse_reply_err(req, errno.ECONNABORTED)
+        self._waiting.clear()
+        self.publisher.abort(errno.ECONNABORTED)
 
 
 # The transport that the C callbacks below reach; set by the session.

@@ -6,7 +6,7 @@ device (AWS-LC's newest VM-UBE detection maps /dev/vmclock0 first).
 Not a clock: counter_id INVALID, clock_status UNKNOWN; only
 VMCLOCK_FLAG_VM_GEN_COUNTER_PRESENT, vm_generation_counter = the counter and
 disruption_marker advanced per change, under the ABI's seqlock
-(decl/vmclock.c, which both publishers of a bump call).  The file's life is
+(native/shim/vmclock.c, which the publisher calls).  The file's life is
 the counter page's (page.py): created once per boot, 0444, 4096 bytes,
 never unlinked, renamed or truncated.
 """
@@ -18,7 +18,7 @@ from ._cuse import ffi, lib
 from .page import PAGE_SIZE, Page
 
 PAGE_NAME = "vmclock"
-# The seqlock writer, run by the page's guarded writer (decl/page.c) as
+# The seqlock writer, run by the page's guarded writer (native/shim/page.c) as
 # the counter's store is.
 STORE = ffi.addressof(lib, "vmgenid_vmclock_store")
 
@@ -49,7 +49,7 @@ class VmclockPage:
 
     @property
     def c_handle(self):
-        """The page file, for the armed bump, which stores to it in C."""
+        """The page file, for the publisher, which stores to it in C."""
         return self._file.c_handle
 
     def store(self, counter: int) -> bool:

@@ -93,3 +93,6 @@ int fuse_lowlevel_notify_poll(struct fuse_pollhandle *ph);
 void fuse_pollhandle_destroy(struct fuse_pollhandle *ph);
 
 #define FUSE_IOCTL_COMPAT ...
+
+/* Named by native/shim/publisher.h; the daemon passes NULL. */
+struct timespec;

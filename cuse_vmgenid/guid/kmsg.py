@@ -13,8 +13,11 @@ facility LOG_USER whatever they ask, so they cannot fake one.
 
 import os
 
+from .._cuse import ffi, lib
+
 DEV_KMSG = "/dev/kmsg"
-MARKER = b"crng reseeded due to virtual machine fork"
+# The kernel's words: one definition, in native/shim/guid.c.
+MARKER = ffi.string(lib.vmgenid_vmfork_marker)
 RECORD_MAX = 8192  # a record is at most ~1 KiB of text plus its dictionary
 
 

@@ -17,20 +17,22 @@ import errno
 import mmap
 import os
 
+from .._cuse import ffi, lib
 from ..procinfo import read_text
 from .errors import GuidUnavailable
 
 DEV_MEM = "/dev/mem"
 LOCKDOWN = "/sys/kernel/security/lockdown"
-GUID_SIZE = 16
+# One definition, in native/shim/guid.h.
+GUID_SIZE = lib.VMGENID_GUID_SIZE
 
 
 def guid_string(raw: bytes) -> str:
-    """str(uuid.UUID(bytes_le=raw)), without the uuid module's checks and
-    int round trip: it runs right after a restore, where (under emulation)
-    every code path touched for the first time costs."""
-    h = (raw[3::-1] + raw[5:3:-1] + raw[7:5:-1] + raw[8:]).hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """The GUID as QEMU's guid= spells it (str(uuid.UUID(bytes_le=raw))),
+    by the C that spells it in the state file (native/shim/guid.c)."""
+    text = ffi.new("char[]", lib.VMGENID_GUID_TEXT + 1)
+    lib.vmgenid_guid_format(raw, text)
+    return ffi.string(text).decode()
 
 
 def lockdown_mode(path: str = LOCKDOWN) -> str | None:

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "../../cuse_vmgenid/decl/vmclock_abi.h"
+#include "../shim/vmclock_abi.h"
 #include VMCLOCK_ABI_H
 
 #define OURS	struct vmgenid_vmclock_abi

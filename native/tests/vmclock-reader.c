@@ -31,7 +31,7 @@
 #include <unistd.h>
 
 #include "errname.h"
-#include "../../cuse_vmgenid/decl/vmclock_abi.h"
+#include "../shim/vmclock_abi.h"
 
 #define SEQLOCK_RETRIES	1024
 

@@ -2,7 +2,7 @@
 /*
  * vmclock-seqlock [STORES]
  *
- * The daemon's VMClock-ABI page writer (cuse_vmgenid/decl/vmclock.c)
+ * The daemon's VMClock-ABI page writer (native/shim/vmclock.c)
  * against concurrent readers: a writer thread stores STORES (default
  * 20000000) counters while two reader threads read the page under the
  * seqlock.  Each store moves vm_generation_counter and disruption_marker
@@ -21,9 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../cuse_vmgenid/decl/vmclock_abi.h"
-#include "../../cuse_vmgenid/decl/vmclock.h"
-#include "../../cuse_vmgenid/decl/vmclock.c"
+#include "../shim/vmclock_abi.h"
+#include "../shim/vmclock.h"
 
 #define READERS 2
 

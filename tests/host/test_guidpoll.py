@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""The GUID poll thread (decl/guidpoll.c) on an anonymous page standing in
+"""The GUID poll thread (native/shim/guidpoll.c) on an anonymous page standing in
 for the hypervisor's: its eventfd becomes readable iff the 16 bytes change.
 """
 
@@ -80,45 +80,6 @@ def test_a_zero_interval_is_refused(page):
         GuidPoller(memoryview(page)[GUID_AT:GUID_AT + 16], 0)
 
 
-def test_on_a_change_the_thread_writes_the_new_guid_for_the_rng(page):
-    """A pipe stands in for /dev/urandom: the GUID is written to it, and
-    the reseed ioctl fails there (ENOTTY), so it counts as not done."""
-    page[GUID_AT:GUID_AT + 16] = b"A" * 16
-    r, w = os.pipe()
-    poller = GuidPoller(memoryview(page)[GUID_AT:GUID_AT + 16], INTERVAL_MS,
-                        rng_fd=w)
-    try:
-        page[GUID_AT:GUID_AT + 16] = b"B" * 16
-        assert readable(poller, 10_000)
-        assert os.read(r, 64) == b"B" * 16
-        assert poller.reseeded(b"B" * 16) is False
-    finally:
-        poller.close()
-        os.close(r)
-        os.close(w)
-    page.close()
-
-
-@pytest.mark.skipif(os.geteuid() != 0,
-                    reason="RNDRESEEDCRNG needs CAP_SYS_ADMIN")
-def test_the_thread_reseeds_the_kernel_rng_with_the_guid_it_saw(page):
-    page[GUID_AT:GUID_AT + 16] = b"A" * 16
-    urandom = os.open("/dev/urandom", os.O_WRONLY | os.O_CLOEXEC)
-    poller = GuidPoller(memoryview(page)[GUID_AT:GUID_AT + 16], INTERVAL_MS,
-                        rng_fd=urandom)
-    try:
-        assert poller.reseeded(b"A" * 16) is False    # no change yet
-        page[GUID_AT:GUID_AT + 16] = b"B" * 16
-        assert readable(poller, 10_000)
-        # Once the daemon is woken, asking waits for the reseed to end.
-        assert poller.reseeded(b"B" * 16) is True
-        assert poller.reseeded(b"C" * 16) is False    # another GUID: not
-    finally:
-        poller.close()
-        os.close(urandom)
-    page.close()
-
-
 def kmsg_pipe() -> tuple[int, int]:
     """A pipe stands in for /dev/kmsg: one write, one record."""
     r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -128,17 +89,15 @@ def kmsg_pipe() -> tuple[int, int]:
 VMFORK = b"random: crng reseeded due to virtual machine fork"
 
 
-def test_the_kernels_vm_fork_line_wakes_the_daemon_and_is_a_reseed(page):
+def test_the_kernels_vm_fork_line_wakes_the_daemon(page):
     """The thread reads the kernel log: the kernel's line (facility 0)
     wakes the daemon at once, with or without a new GUID; a userspace
-    record saying the same (facility 1) does not; and the GUID the kernel
-    reseeded with is not written to the RNG again."""
+    record saying the same (facility 1) does not."""
     page[GUID_AT:GUID_AT + 16] = b"A" * 16
     kmsg_r, kmsg_w = kmsg_pipe()
-    rng_r, rng_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     # An interval no test waits for: only the log wakes the thread.
     poller = GuidPoller(memoryview(page)[GUID_AT:GUID_AT + 16], 3_600_000,
-                        rng_fd=rng_w, kmsg_fd=kmsg_r)
+                        kmsg_fd=kmsg_r)
     try:
         os.write(kmsg_w, b"14,1,100,-;" + VMFORK + b"\n")
         assert not readable(poller, QUIET_POLLS * INTERVAL_MS)
@@ -153,12 +112,9 @@ def test_the_kernels_vm_fork_line_wakes_the_daemon_and_is_a_reseed(page):
         assert readable(poller, 10_000)
         assert poller.take() is True
         assert poller.take_kernel_log() is True
-        assert poller.reseeded(b"B" * 16) is True
-        with pytest.raises(BlockingIOError):
-            os.read(rng_r, 64)
     finally:
         poller.close()
-        for fd in (kmsg_r, kmsg_w, rng_r, rng_w):
+        for fd in (kmsg_r, kmsg_w):
             os.close(fd)
     page.close()
 

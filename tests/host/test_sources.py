@@ -12,7 +12,7 @@ from cuse_vmgenid.vmclockdevice import VmclockUnavailable
 
 
 def opener(result):
-    def open_tier(poll_interval_ms, rng_fd):
+    def open_tier(poll_interval_ms):
         if isinstance(result, Exception):
             raise result
         return result

@@ -16,7 +16,9 @@ import pytest
 
 from cuse_vmgenid.errors import DeviceError
 from cuse_vmgenid.state import (
-    COUNTER_MAX, MIN_TARGET_MAX, Completion, GenerationState)
+    COUNTER_MAX, MIN_TARGET_MAX, Blocked, Completion)
+
+from .publishing import PublishingState
 
 
 def counter_bytes(value):
@@ -44,7 +46,7 @@ def outdated_watcher(state, uid=1000):
 # -- open -----------------------------------------------------------------
 
 def test_open_makes_an_up_to_date_watcher():
-    state = GenerationState(counter=7)
+    state = PublishingState(counter=7)
     wid = state.open(1000)
     assert state.snapshot()["watchers"][wid][2] == 7
     assert state.outdated_count() == 0
@@ -52,7 +54,7 @@ def test_open_makes_an_up_to_date_watcher():
 
 
 def test_open_past_the_per_uid_cap_fails_edquot():
-    state = GenerationState(max_watchers_per_uid=2)
+    state = PublishingState(max_watchers_per_uid=2)
     state.open(1000)
     state.open(1000)
     with raises_errno(errno.EDQUOT):
@@ -63,14 +65,14 @@ def test_open_past_the_per_uid_cap_fails_edquot():
 
 
 def test_uid_0_is_exempt_from_the_watcher_cap():
-    state = GenerationState(max_watchers_per_uid=1)
+    state = PublishingState(max_watchers_per_uid=1)
     for _ in range(5):
         state.open(0)
     assert state.watcher_count() == 5
 
 
 def test_release_frees_a_slot_under_the_cap():
-    state = GenerationState(max_watchers_per_uid=1)
+    state = PublishingState(max_watchers_per_uid=1)
     wid = state.open(1000)
     with raises_errno(errno.EDQUOT):
         state.open(1000)
@@ -82,53 +84,54 @@ def test_release_frees_a_slot_under_the_cap():
 # -- read -----------------------------------------------------------------
 
 def test_read_of_zero_bytes_returns_nothing():
-    state = GenerationState()
+    state = PublishingState()
     wid = outdated_watcher(state)
-    assert state.read(wid, 0, nonblock=False, token="r") == b""
+    assert state.read(wid, 0, nonblock=False) == b""
     assert state.pending_count() == 0
 
 
 @pytest.mark.parametrize("size", [1, 2, 3])
 def test_read_shorter_than_the_counter_fails_einval(size):
-    state = GenerationState()
+    state = PublishingState()
     wid = outdated_watcher(state)
     with raises_errno(errno.EINVAL):
-        state.read(wid, size, nonblock=False, token="r")
+        state.read(wid, size, nonblock=False)
 
 
 @pytest.mark.parametrize("size", [4, 4096])
 def test_read_while_outdated_returns_the_counter_without_acking(size):
-    state = GenerationState(counter=41)
+    state = PublishingState(counter=41)
     wid = outdated_watcher(state)
-    assert state.read(wid, size, nonblock=False, token="r1") == counter_bytes(42)
-    assert state.read(wid, size, nonblock=True, token="r2") == counter_bytes(42)
+    assert state.read(wid, size, nonblock=False) == counter_bytes(42)
+    assert state.read(wid, size, nonblock=True) == counter_bytes(42)
     assert state.outdated_count() == 1
     assert state.snapshot()["watchers"][wid][2] == 41
 
 
 def test_nonblocking_read_while_up_to_date_fails_eagain():
-    state = GenerationState()
+    state = PublishingState()
     wid = state.open(1000)
     with raises_errno(errno.EAGAIN):
-        state.read(wid, 4, nonblock=True, token="r")
+        state.read(wid, 4, nonblock=True)
     assert state.pending_count() == 0
 
 
-def test_blocking_read_while_up_to_date_waits_until_a_bump():
-    state = GenerationState(counter=9)
+def test_blocking_read_while_up_to_date_blocks_at_the_counter():
+    """The publisher keeps the read (test_publisher.py): the state machine
+    only says at which counter it blocks."""
+    state = PublishingState(counter=9)
     wid = state.open(1000)
-    assert state.read(wid, 4, nonblock=False, token="r") is None
-    assert state.pending_count() == 1
-    changes = state.bump()
-    assert changes.completions == [Completion("r", counter_bytes(10))]
+    assert state.read(wid, 4, nonblock=False) == Blocked(9)
     assert state.pending_count() == 0
+    state.bump()
+    assert state.read(wid, 4, nonblock=False) == counter_bytes(10)
 
 
 # -- write (acknowledge) --------------------------------------------------
 
 @pytest.mark.parametrize("size", [1, 3, 5, 8])
 def test_ack_of_the_wrong_length_fails_einval(size):
-    state = GenerationState()
+    state = PublishingState()
     wid = outdated_watcher(state)
     with raises_errno(errno.EINVAL):
         state.ack(wid, counter_bytes(1)[:size].ljust(size, b"\0"))
@@ -137,7 +140,7 @@ def test_ack_of_the_wrong_length_fails_einval(size):
 
 @pytest.mark.parametrize("value", [0, 2, 0xFFFFFFFF])
 def test_ack_of_a_value_other_than_the_counter_fails_einval(value):
-    state = GenerationState()
+    state = PublishingState()
     wid = outdated_watcher(state)  # counter 1
     with raises_errno(errno.EINVAL):
         state.ack(wid, counter_bytes(value))
@@ -146,7 +149,7 @@ def test_ack_of_a_value_other_than_the_counter_fails_einval(value):
 
 
 def test_ack_while_up_to_date_changes_nothing():
-    state = GenerationState(counter=3)
+    state = PublishingState(counter=3)
     outdated = outdated_watcher(state)  # counter 4
     wid = state.open(1000)
     state.wait_watchers(wid, 0, now=0.0, token="w")
@@ -158,7 +161,7 @@ def test_ack_while_up_to_date_changes_nothing():
 
 
 def test_ack_while_outdated_makes_the_watcher_up_to_date():
-    state = GenerationState()
+    state = PublishingState()
     first = state.open(1000)
     second = state.open(1000)
     state.bump()
@@ -170,7 +173,7 @@ def test_ack_while_outdated_makes_the_watcher_up_to_date():
 
 
 def test_last_ack_completes_wait_watchers_with_zero():
-    state = GenerationState()
+    state = PublishingState()
     outdated = outdated_watcher(state)  # counter 1
     waiter_a = state.open(0)
     waiter_b = state.open(0)
@@ -186,7 +189,7 @@ def test_the_daemons_hooks_watcher_holds_wait_watchers_until_its_ack():
     file) is a watcher like any other: outdated by every bump, in the
     snapshot, and WAIT_WATCHERS waits for its ack; a run that ended after
     a newer bump cannot ack (EINVAL): the run for the newest one does."""
-    state = GenerationState()
+    state = PublishingState()
     hooks = state.open(0, pid=4242)
     waiter = state.open(0)
     state.bump()
@@ -207,7 +210,7 @@ def test_the_daemons_hooks_watcher_holds_wait_watchers_until_its_ack():
 # -- poll -----------------------------------------------------------------
 
 def test_poll_is_ready_exactly_while_outdated():
-    state = GenerationState()
+    state = PublishingState()
     wid = state.open(1000)
     assert state.poll(wid)[0] is False
     state.bump()
@@ -217,7 +220,7 @@ def test_poll_is_ready_exactly_while_outdated():
 
 
 def test_poll_with_a_new_handle_releases_the_old_one():
-    state = GenerationState()
+    state = PublishingState()
     wid = state.open(1000)
     _, changes = state.poll(wid, "h1")
     assert changes.release == []
@@ -229,7 +232,7 @@ def test_poll_with_a_new_handle_releases_the_old_one():
 
 
 def test_bump_notifies_the_poll_handle_of_every_watcher():
-    state = GenerationState()
+    state = PublishingState()
     handles = {}
     for n in range(3):
         wid = state.open(1000 + n)
@@ -242,7 +245,7 @@ def test_bump_notifies_the_poll_handle_of_every_watcher():
 
 
 def test_release_destroys_the_watchers_poll_handle():
-    state = GenerationState()
+    state = PublishingState()
     wid = state.open(1000)
     state.poll(wid, "h")
     assert state.release(wid).release == ["h"]
@@ -252,7 +255,7 @@ def test_release_destroys_the_watchers_poll_handle():
 # -- ioctl VMGENID_WAIT_WATCHERS -------------------------------------------
 
 def test_wait_watchers_returns_zero_at_once_when_nobody_is_outdated():
-    state = GenerationState()
+    state = PublishingState()
     wid = state.open(1000)
     state.open(1000)
     assert state.wait_watchers(wid, 100, now=0.0, token="w") == 0
@@ -260,7 +263,7 @@ def test_wait_watchers_returns_zero_at_once_when_nobody_is_outdated():
 
 
 def test_wait_watchers_fails_eintr_when_the_caller_is_outdated():
-    state = GenerationState()
+    state = PublishingState()
     wid = outdated_watcher(state)
     with raises_errno(errno.EINTR):
         state.wait_watchers(wid, 0, now=0.0, token="w")
@@ -268,7 +271,7 @@ def test_wait_watchers_fails_eintr_when_the_caller_is_outdated():
 
 
 def test_wait_watchers_fails_eintr_when_a_bump_outdates_the_caller():
-    state = GenerationState()
+    state = PublishingState()
     outdated_watcher(state)
     wid = state.open(0)
     assert state.wait_watchers(wid, 0, now=0.0, token="w") is None
@@ -277,7 +280,7 @@ def test_wait_watchers_fails_eintr_when_a_bump_outdates_the_caller():
 
 
 def test_wait_watchers_fails_etime_once_its_deadline_passes():
-    state = GenerationState()
+    state = PublishingState()
     outdated_watcher(state)
     wid = state.open(0)
     assert state.wait_watchers(wid, 250, now=10.0, token="w") is None
@@ -289,7 +292,7 @@ def test_wait_watchers_fails_etime_once_its_deadline_passes():
 
 
 def test_wait_watchers_with_timeout_zero_never_expires():
-    state = GenerationState()
+    state = PublishingState()
     outdated_watcher(state)
     wid = state.open(0)
     state.wait_watchers(wid, 0, now=10.0, token="w")
@@ -299,11 +302,10 @@ def test_wait_watchers_with_timeout_zero_never_expires():
 
 
 def test_next_deadline_is_the_earliest_wait_deadline():
-    state = GenerationState()
+    state = PublishingState()
     assert state.next_deadline() is None
     outdated_watcher(state)
     waiter = state.open(0)
-    state.read(waiter, 4, nonblock=False, token="read")  # no deadline
     state.wait_watchers(waiter, 3000, now=1.0, token="late")
     state.wait_watchers(waiter, 500, now=2.0, token="early")
     state.wait_watchers(waiter, 0, now=0.0, token="never")
@@ -315,7 +317,7 @@ def test_next_deadline_is_the_earliest_wait_deadline():
 # -- ioctl FORCE_GEN_UPDATE / FORCE_GEN_UPDATE_MIN --------------------------
 
 def test_bump_adds_one_and_outdates_every_watcher():
-    state = GenerationState(counter=5)
+    state = PublishingState(counter=5)
     for uid in (0, 1000, 1001):
         state.open(uid)
     changes = state.bump()
@@ -333,7 +335,7 @@ def test_bump_adds_one_and_outdates_every_watcher():
 ])
 def test_force_min_sets_the_larger_of_minimum_and_counter_plus_one(
         counter, minimum, expected):
-    state = GenerationState(counter=counter)
+    state = PublishingState(counter=counter)
     changes = state.bump(minimum)
     assert changes.bumped_from == counter
     assert state.counter == expected
@@ -345,7 +347,7 @@ def test_force_min_sets_the_larger_of_minimum_and_counter_plus_one(
     (MIN_TARGET_MAX, 0),             # counter + 1 is already past the limit
 ])
 def test_force_min_past_0x7fffffff_fails_eoverflow(counter, minimum):
-    state = GenerationState(counter=counter)
+    state = PublishingState(counter=counter)
     wid = state.open(1000)
     with raises_errno(errno.EOVERFLOW):
         state.bump(minimum)
@@ -354,7 +356,7 @@ def test_force_min_past_0x7fffffff_fails_eoverflow(counter, minimum):
 
 
 def test_plain_bump_at_the_counter_maximum_fails_eoverflow():
-    state = GenerationState(counter=COUNTER_MAX - 1)
+    state = PublishingState(counter=COUNTER_MAX - 1)
     state.bump()
     assert state.counter == COUNTER_MAX
     with raises_errno(errno.EOVERFLOW):
@@ -363,7 +365,7 @@ def test_plain_bump_at_the_counter_maximum_fails_eoverflow():
 
 
 def test_counter_never_goes_lower():
-    state = GenerationState(counter=1000)
+    state = PublishingState(counter=1000)
     seen = [state.counter]
     for minimum in (None, 3, 0, None, 999, 1500, 2, None):
         state.bump(minimum)
@@ -373,15 +375,11 @@ def test_counter_never_goes_lower():
 
 # -- interrupts (FUSE_INTERRUPT) ------------------------------------------
 
-@pytest.mark.parametrize("call", ["read", "wait"])
-def test_interrupt_answers_a_pending_call_eintr_exactly_once(call):
-    state = GenerationState()
+def test_interrupt_answers_a_pending_wait_eintr_exactly_once():
+    state = PublishingState()
     outdated_watcher(state)
     wid = state.open(0)
-    if call == "read":
-        state.read(wid, 4, nonblock=False, token="t")
-    else:
-        state.wait_watchers(wid, 100, now=0.0, token="t")
+    state.wait_watchers(wid, 100, now=0.0, token="t")
     assert state.interrupt("t").completions == [
         Completion("t", error=errno.EINTR)]
     assert state.interrupt("t").completions == []
@@ -390,22 +388,23 @@ def test_interrupt_answers_a_pending_call_eintr_exactly_once(call):
 
 
 def test_interrupt_after_the_call_was_answered_yields_nothing():
-    state = GenerationState()
-    wid = state.open(1000)
-    state.read(wid, 4, nonblock=False, token="t")
+    state = PublishingState()
+    outdated_watcher(state)
+    wid = state.open(0)
+    state.wait_watchers(wid, 100, now=0.0, token="t")
     assert len(state.bump().completions) == 1
     assert state.interrupt("t").completions == []
 
 
 def test_interrupt_of_an_unknown_token_yields_nothing():
-    state = GenerationState()
+    state = PublishingState()
     assert state.interrupt("never-issued").completions == []
 
 
 # -- release (close of the last reference) ---------------------------------
 
 def test_release_of_an_outdated_watcher_drops_the_outdated_count():
-    state = GenerationState()
+    state = PublishingState()
     first = state.open(1000)
     state.open(1000)
     state.bump()
@@ -414,7 +413,7 @@ def test_release_of_an_outdated_watcher_drops_the_outdated_count():
 
 
 def test_release_of_an_up_to_date_watcher_keeps_the_outdated_count():
-    state = GenerationState()
+    state = PublishingState()
     outdated_watcher(state)
     wid = state.open(1000)
     state.release(wid)
@@ -422,7 +421,7 @@ def test_release_of_an_up_to_date_watcher_keeps_the_outdated_count():
 
 
 def test_release_of_the_last_outdated_watcher_completes_waiters_with_zero():
-    state = GenerationState()
+    state = PublishingState()
     outdated = outdated_watcher(state)
     waiter = state.open(0)
     state.wait_watchers(waiter, 0, now=0.0, token="w")
@@ -431,24 +430,22 @@ def test_release_of_the_last_outdated_watcher_completes_waiters_with_zero():
 
 
 def test_release_answers_the_watchers_own_pending_calls_ebadf():
-    state = GenerationState()
+    state = PublishingState()
     outdated_watcher(state)
     wid = state.open(0)
     other = state.open(0)
-    state.read(wid, 4, nonblock=False, token="own-read")
     state.wait_watchers(wid, 0, now=0.0, token="own-wait")
-    state.read(other, 4, nonblock=False, token="other-read")
+    state.wait_watchers(other, 0, now=0.0, token="other-wait")
     changes = state.release(wid)
-    assert completions(changes) == {"own-read": (None, errno.EBADF),
-                                    "own-wait": (None, errno.EBADF)}
+    assert completions(changes) == {"own-wait": (None, errno.EBADF)}
     assert state.pending_count() == 1
 
 
 def test_calls_on_a_released_watcher_fail_ebadf():
-    state = GenerationState()
+    state = PublishingState()
     wid = state.open(1000)
     state.release(wid)
-    for call in (lambda: state.read(wid, 4, False, "t"),
+    for call in (lambda: state.read(wid, 4, False),
                  lambda: state.ack(wid, counter_bytes(0)),
                  lambda: state.poll(wid),
                  lambda: state.wait_watchers(wid, 0, 0.0, "t"),
@@ -458,11 +455,60 @@ def test_calls_on_a_released_watcher_fail_ebadf():
 
 
 def test_a_token_can_pend_only_once():
-    state = GenerationState()
-    wid = state.open(1000)
-    state.read(wid, 4, nonblock=False, token="t")
+    state = PublishingState()
+    outdated_watcher(state)
+    wid = state.open(0)
+    state.wait_watchers(wid, 0, now=0.0, token="t")
     with pytest.raises(ValueError):
-        state.read(wid, 4, nonblock=False, token="t")
+        state.wait_watchers(wid, 0, now=0.0, token="t")
+
+
+# -- adoption: a bump published outside the state machine -------------------
+
+def test_every_transition_first_adopts_what_was_published():
+    """The GUID poll thread publishes without the state machine: the next
+    transition, whichever it is, sees the new counter."""
+    transitions = {
+        "read": lambda s, w: s.read(w, 4, nonblock=True),
+        "poll": lambda s, w: s.poll(w)[0],
+        "outdated_count": lambda s, w: s.outdated_count(),
+        "counter": lambda s, w: s.counter,
+        "ack": lambda s, w: s.ack(w, counter_bytes(8)),
+    }
+    for name, transition in transitions.items():
+        state = PublishingState(counter=7)
+        wid = state.open(1000)
+        state.published.hardware()
+        assert transition(state, wid) not in (None, 0), name
+        assert state.snapshot()["counter"] == 8, name
+
+
+def test_adoption_owes_eintr_to_waiters_and_a_notification_to_pollers():
+    state = PublishingState(counter=3)
+    outdated_watcher(state)
+    waiter = state.open(0)
+    state.poll(waiter, "handle")
+    state.wait_watchers(waiter, 0, now=0.0, token="w")
+    state.published.hardware()
+    # Owed by the read that adopted it, handed over by the next Changes.
+    assert state.read(waiter, 4, nonblock=True) == counter_bytes(5)
+    changes = state.adopt()
+    assert changes.bumped_from == 4
+    assert completions(changes) == {"w": (None, errno.EINTR)}
+    assert changes.notify == ["handle"]
+    assert state.adopt().completions == []      # owed once
+
+
+def test_a_bump_chosen_before_a_thread_publication_is_chosen_again():
+    """The daemon's bump chose 6 while the thread published 6: the
+    publisher refuses it, and the bump is chosen again from 6, so both
+    changes get a generation of their own."""
+    state = PublishingState(counter=5)
+    bumped_from, counter = state.plan_bump()
+    state.published.hardware()
+    assert not state.published.publish(bumped_from, counter)
+    assert state.bump().bumped_from == 5
+    assert state.counter == 7
 
 
 # -- the v2 races: a bump between "is it outdated?" and the count change ----
@@ -506,8 +552,11 @@ def hammer_with_bumps(state, operations):
     done = threading.Event()
 
     def bump_until_done():
+        # The daemon's bumps, and the thread's, published outside the
+        # state machine's lock and adopted by the next transition.
         while not done.is_set():
             state.bump()
+            state.published.hardware()
 
     def repeat(operation):
         try:
@@ -540,7 +589,7 @@ def hammer_with_bumps(state, operations):
 def test_v2_write_race_bump_between_outdated_test_and_ack_count():
     """'Same question here': write() tested "outdated?", a bump came, then
     it stored the old value and dropped the count anyway."""
-    state = GenerationState()
+    state = PublishingState()
     wids = [state.open(1000) for _ in range(4)]
     acks = []
 
@@ -564,7 +613,7 @@ def test_v2_write_race_bump_between_outdated_test_and_ack_count():
 def test_v2_close_race_bump_between_outdated_test_and_release_count():
     """'Is this racy?': close() tested "outdated?" (no), a bump counted the
     watcher as outdated, then it went without dropping the count."""
-    state = GenerationState()
+    state = PublishingState()
     stayers = [state.open(1000) for _ in range(2)]
     state.bump()
 

@@ -2,13 +2,21 @@
 """GenerationState driven by hypothesis against an independent model.
 
 The model is plain data (a counter, each watcher's acknowledged value, the
-pending calls with their deadlines, the poll handles) and the contract rows
-of docs/interface.rst written out again, so a mistake has to be made twice
-to pass.
+pending WAIT_WATCHERS calls with their deadlines, the poll handles) and the
+contract rows of docs/interface.rst written out again, so a mistake has to
+be made twice to pass.
 Every rule checks results, errnos and completions; after every step the
 invariants compare the whole state.  Every token (one blocking-capable
 request) must be answered exactly once: at once, or later by exactly one
-completion; at teardown everyone closes, which must answer the rest.
+completion; at teardown everyone closes, which must answer the rest.  A
+blocked read is answered by the state machine with the counter it blocks
+at (the publisher keeps it: test_publisher.py).
+
+Bumps come two ways, as in the daemon: the daemon's (choose, publish,
+adopt) and the GUID poll thread's, published outside the state machine's
+lock; the state machine adopts that at its next transition, and what it
+owes (EINTR to waits, notifications) comes out of the next transition
+that returns Changes.
 
 VMGENID_MODEL_STEPS sets the total number of rule steps (default 10,000).
 """
@@ -25,7 +33,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test)
 
 from cuse_vmgenid.errors import DeviceError
-from cuse_vmgenid.state import GenerationState
+from cuse_vmgenid.state import Blocked
+
+from .publishing import PublishingState
 
 TARGET_STEPS = int(os.environ.get("VMGENID_MODEL_STEPS", "10000"))
 STEPS_PER_EXAMPLE = 100
@@ -58,7 +68,9 @@ class Model:
         self.counter = counter
         self.cap = cap
         self.watchers = {}  # wid -> {"uid", "pid", "acked", "handle"}
-        self.pending = {}   # token -> ("read", wid) | ("wait", wid, deadline)
+        self.pending = {}   # token -> ("wait", wid, deadline)
+        # Owed by an adopted thread bump: completions, notifications, from.
+        self.owed = ([], [], None)
 
     def outdated(self):
         return [wid for wid, w in self.watchers.items()
@@ -76,6 +88,22 @@ class Model:
         for token in tokens:
             del self.pending[token]
         return [(token, result, error) for token in tokens]
+
+    def publish(self, target):
+        """A bump to target: what adopting it owes, added to the owed."""
+        completions, notify, bumped_from = self.owed
+        completions = completions + self.take(list(self.waits()),
+                                              error=errno.EINTR)
+        notify = notify + [w["handle"] for w in self.watchers.values()
+                           if w["handle"] is not None]
+        if bumped_from is None:
+            bumped_from = self.counter
+        self.counter = target
+        self.owed = (completions, notify, bumped_from)
+
+    def take_owed(self):
+        owed, self.owed = self.owed, ([], [], None)
+        return owed
 
     def after_drop(self):
         """A watcher stopped being outdated: if none is left, waits get 0."""
@@ -117,8 +145,12 @@ class GenerationStateVsModel(RuleBasedStateMachine):
         assert token not in self.answered, f"{token} answered twice"
         self.answered.add(token)
 
-    def check_changes(self, changes, completions=(), notify=(), release=(),
-                      bumped_from=None):
+    def check_changes(self, changes, completions=(), notify=(), release=()):
+        """A transition that returns Changes: its own, after what an
+        adopted bump owed."""
+        owed_completions, owed_notify, bumped_from = self.model.take_owed()
+        completions = owed_completions + list(completions)
+        notify = owed_notify + list(notify)
         got = [(c.token, c.result, c.error) for c in changes.completions]
         for token, _, _ in got:
             self.answer(token)
@@ -134,7 +166,7 @@ class GenerationStateVsModel(RuleBasedStateMachine):
     def start(self, counter, cap):
         global examples_run
         examples_run += 1
-        self.state = GenerationState(counter=counter,
+        self.state = PublishingState(counter=counter,
                                      max_watchers_per_uid=cap)
         self.model = Model(counter, cap)
         self.highest_counter = counter
@@ -187,7 +219,7 @@ class GenerationStateVsModel(RuleBasedStateMachine):
         self.step()
         model = self.model
         token = self.new_token()
-        outcome = attempt(self.state.read, wid, size, nonblock, token)
+        outcome = attempt(self.state.read, wid, size, nonblock)
         if wid not in model.watchers:
             expected = ("error", errno.EBADF)
         elif size == 0:
@@ -199,9 +231,7 @@ class GenerationStateVsModel(RuleBasedStateMachine):
         elif nonblock:
             expected = ("error", errno.EAGAIN)
         else:
-            assert outcome == ("ok", None)
-            model.pending[token] = ("read", wid)
-            return token
+            expected = ("ok", Blocked(model.counter))
         assert outcome == expected
         self.answer(token)
         return token
@@ -288,15 +318,8 @@ class GenerationStateVsModel(RuleBasedStateMachine):
             return
         kind, changes = outcome
         assert kind == "ok"
-        old = model.counter
-        model.counter = target
-        reads = [t for t, p in model.pending.items() if p[0] == "read"]
-        expected = (model.take(reads, result=u32(target))
-                    + model.take(list(model.waits()), error=errno.EINTR))
-        handles = [w["handle"] for w in model.watchers.values()
-                   if w["handle"] is not None]
-        self.check_changes(changes, expected, notify=handles,
-                           bumped_from=old)
+        model.publish(target)
+        self.check_changes(changes)
 
     @rule()
     def bump(self):
@@ -315,6 +338,21 @@ class GenerationStateVsModel(RuleBasedStateMachine):
         outcome = attempt(self.state.bump, minimum)
         target = max(minimum, self.model.counter + 1)
         self.expect_bump(outcome, target, FORCE_MIN_LIMIT)
+
+    @rule()
+    def thread_publishes(self):
+        """The GUID poll thread's bump: +1, outside the state machine."""
+        self.step()
+        if self.model.counter == U32_MAX:
+            return      # the publisher refuses (EOVERFLOW), nothing moves
+        self.state.published.hardware()
+        self.model.publish(self.model.counter + 1)
+
+    @rule()
+    def adopt(self):
+        """The daemon's loop, after a batch of requests."""
+        self.step()
+        self.check_changes(self.state.adopt())
 
     # -- ends of waiting ---------------------------------------------------
 
@@ -380,8 +418,9 @@ class GenerationStateVsModel(RuleBasedStateMachine):
     @invariant()
     def every_token_is_answered_or_pending_never_both(self):
         pending = set(self.model.pending)
-        assert not pending & self.answered
-        assert pending | self.answered == self.issued
+        owed = {token for token, _, _ in self.model.owed[0]}
+        assert not (pending | owed) & self.answered
+        assert pending | owed | self.answered == self.issued
 
     def teardown(self):
         """Everyone closes: whatever was still pending gets its answer."""
@@ -389,6 +428,7 @@ class GenerationStateVsModel(RuleBasedStateMachine):
             return
         for wid in list(self.model.watchers):
             self.check_release(wid)
+        self.check_changes(self.state.adopt())
         assert self.state.pending_count() == 0
         assert self.answered == self.issued
 

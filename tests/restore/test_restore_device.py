@@ -172,7 +172,7 @@ def test_two_clones_of_one_snapshot_each_bump_once_and_regenerate_the_cached_sec
         assert (old, new) == (0, 1)
         assert why.startswith("GUID changed (seen on "), why
         assert_no_guid(out, original_guid, guid)
-        # The armed bump: the GUID poll thread published it (state file,
+        # The GUID poll thread published it (state file,
         # page, replies to the application and the reader) before the
         # daemon woke; without the kernel's driver (no crng line), on its
         # timer.  (The main test's SIGUSR1 pings may beat the thread.)

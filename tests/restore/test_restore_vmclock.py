@@ -64,7 +64,7 @@ def test_the_vmclock_page_follows_force_restart_and_a_real_restore(
     assert int(seen["restore"]["seq_count"]) == \
         int(seen["restart"]["seq_count"]) + 2
 
-    # The restore's bump was the GUID's (the poll thread's armed bump,
+    # The restore's bump was the GUID's (published by the poll thread,
     # which stores the VMClock page in C), and the only one after start.
     gens = generations(out)
     assert [(a, b) for a, b, _ in gens] == [(0, 1), (1, 2), (2, 3)], gens

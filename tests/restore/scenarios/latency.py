@@ -84,15 +84,14 @@ def run(n: int, poll_ms: int) -> int:
     on_poll = sum("seen on GUID poll" in line for line in bumps)
     say("BENCH BUMPS total=%d kmsg=%d poll=%d other=%d"
         % (len(bumps), on_kmsg, on_poll, len(bumps) - on_kmsg - on_poll))
-    # Where the armed bump's time went, from the thread's wake-up (p50s).
-    fired = [tuple(map(float, m.groups())) for m in (
-        re.search(r"published by the thread: ([\d.]+) ms to start, state "
-                  r"file at ([\d.]+), \d+ reads answered at ([\d.]+)\)",
-                  line) for line in bumps) if m]
-    p50 = [statistics.median(column) if fired else 0.0
-           for column in zip(*fired)] or [0.0] * 3
-    say("BENCH FIRED n=%d start=%.1f state=%.1f replied=%.1f"
-        % (len(fired), *p50))
+    # Where the thread's publication's time went, from its wake-up (p50s).
+    published = [tuple(map(float, m.groups())) for m in (
+        re.search(r"published by the thread: state file at ([\d.]+) ms, "
+                  r"reads answered at ([\d.]+) ms\)", line)
+        for line in bumps) if m]
+    p50 = [statistics.median(column) if published else 0.0
+           for column in zip(*published)] or [0.0] * 2
+    say("BENCH FIRED n=%d state=%.1f replied=%.1f" % (len(published), *p50))
     time.sleep(SETTLE_SECONDS)
     idle = idle_cpu(daemon.proc.pid, IDLE_SECONDS)
     say("BENCH IDLECPU pct=%.3f ticks=%d hz=%d seconds=%.1f poll_ms=%d "

@@ -13,10 +13,20 @@
  * and a truncation racing between that check and the store is caught: the
  * store runs with a SIGBUS handler armed for this thread, which jumps back
  * out; the size is restored and the store done again.  The GUID poll
- * thread stores through here too (decl/armedbump.c), and the VMClock-ABI
- * page's writer runs under the same guard (decl/vmclock.c).
+ * thread stores through here too (publisher.c), and the VMClock-ABI
+ * page's writer runs under the same guard (vmclock.c).
  */
-#define VMGENID_PAGE_SIZE 4096
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <sys/stat.h>
+
+#include "page.h"
+
 #define VMGENID_PAGE_TRIES 3
 
 struct vmgenid_page {

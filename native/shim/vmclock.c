@@ -1,17 +1,21 @@
 // SPDX-License-Identifier: MIT
 /*
- * The VMClock-ABI page (decl/vmclock_abi.h).
+ * The VMClock-ABI page (vmclock_abi.h).
  *
  * The daemon publishes one, for libraries that read a VMClock device
  * (AWS-LC maps /dev/vmclock0): not a clock (counter_id INVALID,
  * clock_status UNKNOWN), only the generation counter.  Both publishers of
- * a bump store into it here: the daemon, and the GUID poll thread when it
- * fires the armed bump (decl/armedbump.c), after the counter page and
- * before any wake-up.
+ * a bump store into it here, through the publisher (publisher.c): after
+ * the counter page and before any wake-up.
  *
  * The daemon's vmclock tier reads a real device's page with the same
  * protocol, in C because it needs the memory fences Python cannot give.
  */
+#include <endian.h>
+#include <errno.h>
+
+#include "vmclock.h"
+#include "vmclock_abi.h"
 
 /* Enough for any update a writer makes; bounded, for a count held odd. */
 #define VMGENID_VMCLOCK_READ_RETRIES 1024

@@ -17,14 +17,23 @@
  * followed or overwritten (a rename replaces the name itself).
  *
  * Two writers share it under one lock: the daemon, on every bump, and the
- * GUID poll thread, when it fires the bump the daemon armed
- * (decl/armedbump.c).  A save of exactly what the file holds is skipped,
- * so the daemon's own save of a bump the thread committed writes nothing.
+ * GUID poll thread, both through the publisher (publisher.c).  A save of
+ * exactly what the file holds is skipped (the daemon saves at its end).
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>		/* renameat */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "guid.h"
+#include "statefile.h"
+
 #define VMGENID_STATE_MAX 256		/* the JSON, with room to spare */
 #define VMGENID_BOOT_ID_MAX 40		/* 36 characters and a NUL */
-#define VMGENID_GUID_SIZE 16
-#define VMGENID_GUID_TEXT 36		/* as vmgenid_guid_format() spells it */
 
 struct vmgenid_state_file {
 	pthread_mutex_t lock;
@@ -66,24 +75,6 @@ struct vmgenid_state_file *vmgenid_state_open(int dir_fd, const char *name,
 	strcpy(sf->tmp_name, tmp_name);
 	strcpy(sf->boot_id, boot_id);
 	return sf;
-}
-
-/* The GUID as QEMU's guid= spells it: the first three fields are LE. */
-void vmgenid_guid_format(const unsigned char *raw, char *out)
-{
-	static const unsigned char order[VMGENID_GUID_SIZE] = {
-		3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15
-	};
-	static const char hex[] = "0123456789abcdef";
-	int i;
-
-	for (i = 0; i < VMGENID_GUID_SIZE; i++) {
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			*out++ = '-';
-		*out++ = hex[raw[order[i]] >> 4];
-		*out++ = hex[raw[order[i]] & 15];
-	}
-	*out = '\0';
 }
 
 /*

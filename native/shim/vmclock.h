@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* The VMClock-ABI page: the daemon's own, and a real device's
- * (decl/vmclock.c).  Plain C: it serves cffi's cdef and the C source. */
+ * (vmclock.c). */
+#ifndef VMGENID_VMCLOCK_H
+#define VMGENID_VMCLOCK_H
+
+#include <stdint.h>
 
 /* One consistent read of a VMClock page. */
 struct vmgenid_vmclock_reading {
@@ -15,3 +19,5 @@ int vmgenid_vmclock_init(void *page, uint32_t size, uint32_t counter);
 int vmgenid_vmclock_store(void *page, uint32_t counter);
 int vmgenid_vmclock_read(const void *page,
 			 struct vmgenid_vmclock_reading *out);
+
+#endif /* VMGENID_VMCLOCK_H */

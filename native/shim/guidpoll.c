@@ -3,27 +3,39 @@
  * The GUID poller: a thread that compares the hypervisor's GUID with its
  * last value every interval, and at once when the kernel logs something
  * (the kernel's driver logs "crng reseeded due to virtual machine fork" on
- * every change), and adds 1 to an eventfd when it differs.
+ * every change).
  *
  * The hypervisor writes the new GUID before the guest resumes; the kernel's
  * own notice (ACPI notify, then the crng line in its log) comes tens of ms
  * later under emulation.  A 16-byte compare in C costs next to nothing, so
  * it can run often; the thread never touches Python.
  *
- * On a change the thread first mixes the new GUID into the kernel RNG and
- * reseeds it (the seed's add_device_randomness; the kernel's driver did so
- * already if its crng line woke us), so that no reader woken after it
- * draws from the old RNG state.  Then it fires the bump the daemon armed
- * (decl/armedbump.c): state file, page, replies to the waiting reads.
- * Then it wakes the daemon, which reconciles.  vmgenid_guid_poll_reseeded()
- * tells the daemon whether the RNG was reseeded for the GUID it read.
+ * On a change it hands the GUID to the publisher (publisher.c), which
+ * compares it with the last one published, reseeds the RNG and publishes:
+ * state file, page, replies to the blocked reads.  Then it adds 1 to an
+ * eventfd, and the daemon takes the publication for its log, its pollers
+ * and its hooks.
  *
  * The kernel's VM fork line wakes the daemon too, changed GUID or not: it
  * is the kernel log hint of docs/interface.rst, read here rather than in
  * Python so that the thread, not the interpreter, is the first to act on it.
  */
+#define _GNU_SOURCE		/* ppoll */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "guid.h"
+#include "guidpoll.h"
+#include "publisher.h"
+
 #define VMGENID_KMSG_RECORD_MAX 8192
-#define VMGENID_VMFORK_LINE "crng reseeded due to virtual machine fork"
 
 struct vmgenid_guid_poll {
 	pthread_t thread;
@@ -31,12 +43,9 @@ struct vmgenid_guid_poll {
 	struct timespec interval;
 	unsigned char last[VMGENID_GUID_SIZE];	/* the thread's own */
 	int event_fd;
-	int rng_fd;			/* /dev/urandom, or -1 */
 	int kmsg_fd;			/* /dev/kmsg, or -1: the timer only */
-	pthread_mutex_t lock;		/* held while reseeding and firing */
-	unsigned char reseeded[VMGENID_GUID_SIZE];
-	int has_reseeded;
-	struct vmgenid_armed_bump *armed;	/* NULL: wake the daemon only */
+	pthread_mutex_t lock;		/* held while publishing */
+	struct vmgenid_publisher *pub;	/* NULL: wake the daemon only */
 	unsigned int vmfork_lines;	/* since the daemon last asked */
 };
 
@@ -46,14 +55,6 @@ static void guid_copy(unsigned char *dst, const volatile unsigned char *guid)
 
 	for (i = 0; i < VMGENID_GUID_SIZE; i++)
 		dst[i] = guid[i];
-}
-
-static int guid_reseed_rng(int rng_fd, const unsigned char *guid)
-{
-	if (write(rng_fd, guid, VMGENID_GUID_SIZE) != VMGENID_GUID_SIZE)
-		return -1;
-	/* A write only feeds the input pool; the crng draws from it later. */
-	return ioctl(rng_fd, RNDRESEEDCRNG);
 }
 
 /*
@@ -74,7 +75,7 @@ static int kmsg_is_vmfork(char *record, ssize_t len)
 	end = strchr(text, '\n');
 	if (end)
 		*end = '\0';
-	return strstr(text, VMGENID_VMFORK_LINE) != NULL;
+	return strstr(text, vmgenid_vmfork_marker) != NULL;
 }
 
 /*
@@ -115,17 +116,12 @@ static void guid_changed(struct vmgenid_guid_poll *poll,
 {
 	int state;
 
-	/* Not ended halfway with the lock held or a bump half fired. */
+	/* Not ended halfway with the lock held or a bump half published. */
 	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &state);
 	pthread_mutex_lock(&poll->lock);
-	if (kernel_reseeded || (poll->rng_fd >= 0 &&
-				guid_reseed_rng(poll->rng_fd, now) == 0)) {
-		memcpy(poll->reseeded, now, VMGENID_GUID_SIZE);
-		poll->has_reseeded = 1;
-	}
-	if (poll->armed)
-		vmgenid_armed_bump_fire(poll->armed, now, kernel_reseeded,
-					woke);
+	if (poll->pub)
+		vmgenid_publisher_hardware(poll->pub, now, kernel_reseeded,
+					   woke);
 	pthread_mutex_unlock(&poll->lock);
 	guid_poll_wake(poll);
 	pthread_setcancelstate(state, NULL);
@@ -176,12 +172,13 @@ static void *guid_poll_run(void *arg)
 	return NULL;
 }
 
-/* From now on a change fires @armed (NULL: no longer). */
-void vmgenid_guid_poll_fire(struct vmgenid_guid_poll *poll,
-			    struct vmgenid_armed_bump *armed)
+/* From now on a change is published by @pub (NULL: no longer; no
+ * publication is under way when this returns). */
+void vmgenid_guid_poll_publish_to(struct vmgenid_guid_poll *poll,
+				  struct vmgenid_publisher *pub)
 {
 	pthread_mutex_lock(&poll->lock);
-	poll->armed = armed;
+	poll->pub = pub;
 	pthread_mutex_unlock(&poll->lock);
 }
 
@@ -191,22 +188,9 @@ unsigned int vmgenid_guid_poll_take_vmfork(struct vmgenid_guid_poll *poll)
 	return __atomic_exchange_n(&poll->vmfork_lines, 0, __ATOMIC_ACQUIRE);
 }
 
-int vmgenid_guid_poll_reseeded(struct vmgenid_guid_poll *poll,
-			       const void *guid)
-{
-	int done;
-
-	pthread_mutex_lock(&poll->lock);
-	done = poll->has_reseeded &&
-	       !memcmp(poll->reseeded, guid, VMGENID_GUID_SIZE);
-	pthread_mutex_unlock(&poll->lock);
-	return done;
-}
-
 struct vmgenid_guid_poll *vmgenid_guid_poll_start(const void *guid,
 						   unsigned int interval_ms,
-						   int event_fd, int rng_fd,
-						   int kmsg_fd)
+						   int event_fd, int kmsg_fd)
 {
 	struct vmgenid_guid_poll *poll;
 	sigset_t all, old;
@@ -222,7 +206,6 @@ struct vmgenid_guid_poll *vmgenid_guid_poll_start(const void *guid,
 	poll->interval.tv_sec = interval_ms / 1000;
 	poll->interval.tv_nsec = (long)(interval_ms % 1000) * 1000000L;
 	poll->event_fd = event_fd;
-	poll->rng_fd = rng_fd;
 	poll->kmsg_fd = kmsg_fd;
 	pthread_mutex_init(&poll->lock, NULL);
 	/* Signals are the main thread's (Python runs its handlers there). */

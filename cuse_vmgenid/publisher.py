@@ -1,0 +1,133 @@
+# SPDX-License-Identifier: MIT
+"""The publisher (native/shim/publisher.c): the one path of every bump,
+in C, under one lock: the state file, then the page (and the VMClock-ABI
+page), then a reply to every blocked read.  The daemon's own bumps and the
+GUID poll thread's go through it.
+
+The state machine (state.py) stays the one truth: it chooses each bump's
+counter, which is published only if nothing was published since it chose;
+and each of its transitions first adopts what was published
+(`published_counter`).  Blocked reads are registered here only, with the
+counter the state machine decided they wait at.
+"""
+
+from typing import NamedTuple, Optional
+
+from ._cuse import ffi, lib
+
+GUID_SIZE = lib.VMGENID_GUID_SIZE
+
+
+class Publication(NamedTuple):
+    """The publications since the daemon last took them."""
+    bumped_from: int
+    counter: int
+    count: int          # publications
+    hardware: int       # of them on a new GUID
+    kernel_log: bool    # the kernel's VM fork line woke one
+    state_error: int    # the last state file commit: 0 or an errno
+    page_result: int    # the last page store: 0, 1 repaired, or -errno
+    replies: int        # blocked reads answered
+    # The last one, from its start (the thread: its wake-up), in ms:
+    # state file committed, reads answered.
+    timings: tuple[float, float]
+
+
+class Publisher:
+    def __init__(self, state_file, page, counter: int, *,
+                 kmsg_seq: Optional[int] = None, vmclock_page=None,
+                 rng_fd: int = -1, replies=None):
+        """replies: a `struct vmgenid_reply_ops *` (a test's); libfuse's
+        by default.  vmclock_page: the VMClock-ABI page, or None.  rng_fd:
+        /dev/urandom, reseeded with each new GUID, or -1."""
+        if replies is None:
+            replies = lib.vmgenid_cuse_replies()
+        self._replies = replies     # a test's must outlive us
+        self._pub = lib.vmgenid_publisher_new(
+            state_file.c_handle, page.c_handle,
+            ffi.NULL if vmclock_page is None else vmclock_page.c_handle,
+            replies, rng_fd, counter, _seq(kmsg_seq))
+        if self._pub == ffi.NULL:
+            raise MemoryError("publisher")
+        self._counter = lib.vmgenid_publisher_counter(self._pub)
+        self._out = ffi.new("struct vmgenid_publication *")
+        self._guid = ffi.new("unsigned char[]", GUID_SIZE)
+
+    @property
+    def c_handle(self):
+        """For the GUID poll thread."""
+        return self._pub
+
+    def published_counter(self) -> int:
+        """What the state machine adopts before each transition: one load,
+        and the lock only when it changed (a publication may be under
+        way)."""
+        counter = self._counter[0]
+        if counter != self._settled:
+            counter = self._settled = lib.vmgenid_publisher_settle(self._pub)
+        return counter
+
+    _settled = None
+
+    def set_guid(self, guid: Optional[bytes]) -> None:
+        lib.vmgenid_publisher_set_guid(self._pub,
+                                       ffi.NULL if guid is None else guid)
+
+    def guid(self) -> Optional[bytes]:
+        """The last GUID published, or None."""
+        if not lib.vmgenid_publisher_guid(self._pub, self._guid):
+            return None
+        return bytes(ffi.buffer(self._guid, GUID_SIZE))
+
+    def publish(self, bumped_from: int, counter: int,
+                kmsg_seq: Optional[int] = None) -> bool:
+        """Publish counter if bumped_from is still the published one; False
+        if something was published since (adopt it and choose again)."""
+        return lib.vmgenid_publisher_publish(
+            self._pub, bumped_from, counter, _seq(kmsg_seq)) == 0
+
+    def hardware(self, guid: bytes, kernel_reseeded: bool = False) -> int:
+        """The GUID read now: 1 if it was new and is published (the RNG
+        reseeded with it first, unless the kernel did), 0 if not new,
+        -EOVERFLOW at the counter's end."""
+        return lib.vmgenid_publisher_hardware(self._pub, guid,
+                                              kernel_reseeded, ffi.NULL)
+
+    def save(self, kmsg_seq: Optional[int] = None) -> int:
+        """The state file with what is published: 1 written, 0 already
+        there, or -errno."""
+        return lib.vmgenid_publisher_save(self._pub, _seq(kmsg_seq))
+
+    def take(self) -> Optional[Publication]:
+        """The publications since the last take, or None."""
+        out = self._out
+        if not lib.vmgenid_publisher_take(self._pub, out):
+            return None
+        return Publication(out.bumped_from, out.counter,
+                           out.count, out.hardware, bool(out.kernel_log),
+                           -out.state_err, out.page_result, out.replies,
+                           (out.committed_us / 1000, out.replied_us / 1000))
+
+    def wait(self, req, token: int, seen: int) -> None:
+        """A read blocks at seen: the next publication answers it (or this
+        call, if one came since).  MemoryError if it cannot be kept."""
+        if lib.vmgenid_publisher_wait(self._pub, req, token, seen) < 0:
+            raise MemoryError("blocked read")
+
+    def cancel(self, token: int, err: int) -> bool:
+        """Answer the read waiting as token with err; False if none."""
+        return bool(lib.vmgenid_publisher_cancel(self._pub, token, err))
+
+    def abort(self, err: int) -> int:
+        """Answer every blocked read with err; how many."""
+        return lib.vmgenid_publisher_abort(self._pub, err)
+
+    def close(self) -> None:
+        """After the thread let go of it and every read was answered."""
+        if self._pub is not None:
+            lib.vmgenid_publisher_free(self._pub)
+            self._pub = None
+
+
+def _seq(kmsg_seq: Optional[int]) -> int:
+    return -1 if kmsg_seq is None else kmsg_seq

@@ -1,0 +1,24 @@
+// SPDX-License-Identifier: MIT
+/* The GUID's spelling, and the kernel's words for a VM fork. */
+#include "guid.h"
+
+const char vmgenid_vmfork_marker[] =
+	"crng reseeded due to virtual machine fork";
+
+/* The GUID as QEMU's guid= spells it: the first three fields are LE. */
+void vmgenid_guid_format(const unsigned char *raw, char *out)
+{
+	static const unsigned char order[VMGENID_GUID_SIZE] = {
+		3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15
+	};
+	static const char hex[] = "0123456789abcdef";
+	int i;
+
+	for (i = 0; i < VMGENID_GUID_SIZE; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*out++ = '-';
+		*out++ = hex[raw[order[i]] >> 4];
+		*out++ = hex[raw[order[i]] & 15];
+	}
+	*out = '\0';
+}

@@ -1,0 +1,380 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The publisher: the one path of every bump, in the order of
+ * docs/interface.rst, "The page": the state file (write, fsync, rename),
+ * then the page's atomic store (and the VMClock-ABI page's, if the daemon
+ * keeps one), then a reply to every blocked read.  The daemon's own bumps
+ * (FORCE, FORCE_MIN, NOTIFY, SIGUSR1, a restart, a kernel log record) and
+ * the GUID poll thread's come through here, under one lock.
+ *
+ * Right after a restore under emulation every code path run for the first
+ * time costs milliseconds: the daemon's Python path from its wake-up to
+ * the replies took about 100 ms, against the kernel's own 80 ms reaction.
+ * So the thread publishes a new GUID the moment it sees it, without
+ * waiting for the interpreter, and the replies to 1,000 readers are 1,000
+ * calls from C, not from Python.
+ *
+ * The state machine (state.py) stays the only truth for the counter: the
+ * daemon's bump asks it for the next value and publishes it here only if
+ * nothing was published since (vmgenid_publisher_publish() compares the
+ * counter it started from), and every transition of the state machine
+ * first adopts what was published (vmgenid_publisher_counter(), then
+ * vmgenid_publisher_settle() to wait out a publication under way).
+ *
+ * Blocked reads are registered here only (vmgenid_publisher_wait()), with
+ * the counter the state machine decided they wait at: one registered
+ * after a publication is answered at once.  A read is answered once: by a
+ * publication, or by vmgenid_publisher_cancel() (a signal), or
+ * vmgenid_publisher_abort() (the end), whichever unlinks it under the lock.
+ * Pollers and WAIT_WATCHERS callers are the daemon's to wake (see
+ * docs/design.rst, "One publisher").
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sys/ioctl.h>
+#include <linux/random.h>
+
+#include "guid.h"
+#include "page.h"
+#include "publisher.h"
+#include "statefile.h"
+#include "vmclock.h"
+
+struct vmgenid_blocked_read {
+	struct vmgenid_blocked_read *prev, *next;
+	void *req;
+	uint64_t token;
+};
+
+struct vmgenid_publisher {
+	pthread_mutex_t lock;
+	struct vmgenid_state_file *state;
+	struct vmgenid_page *page;
+	struct vmgenid_page *vmclock;	/* the VMClock-ABI page, or NULL */
+	const struct vmgenid_reply_ops *replies;
+	int rng_fd;			/* /dev/urandom, or -1 */
+	uint32_t counter;		/* published: loaded without the lock */
+	unsigned char guid[VMGENID_GUID_SIZE];	/* the last one published */
+	int has_guid;
+	int64_t kmsg_seq;		/* the last kernel record applied, or -1 */
+	struct vmgenid_blocked_read reads;	/* list head */
+	struct vmgenid_publication report;	/* since the last take */
+};
+
+struct vmgenid_publisher *
+vmgenid_publisher_new(struct vmgenid_state_file *state,
+		      struct vmgenid_page *page, struct vmgenid_page *vmclock,
+		      const struct vmgenid_reply_ops *replies, int rng_fd,
+		      uint32_t counter, int64_t kmsg_seq)
+{
+	struct vmgenid_publisher *pub = calloc(1, sizeof(*pub));
+
+	if (!pub)
+		return NULL;
+	pthread_mutex_init(&pub->lock, NULL);
+	pub->state = state;
+	pub->page = page;
+	pub->vmclock = vmclock;
+	pub->replies = replies;
+	pub->rng_fd = rng_fd;
+	pub->counter = counter;
+	pub->kmsg_seq = kmsg_seq;
+	pub->reads.prev = &pub->reads;
+	pub->reads.next = &pub->reads;
+	return pub;
+}
+
+/* After the GUID poll thread is gone and every read was answered. */
+void vmgenid_publisher_free(struct vmgenid_publisher *pub)
+{
+	pthread_mutex_destroy(&pub->lock);
+	free(pub);
+}
+
+/* The GUID a later vmgenid_publisher_hardware() compares with (NULL:
+ * none known, so any GUID is a change). */
+void vmgenid_publisher_set_guid(struct vmgenid_publisher *pub,
+				const void *guid)
+{
+	pthread_mutex_lock(&pub->lock);
+	pub->has_guid = guid != NULL;
+	if (guid)
+		memcpy(pub->guid, guid, VMGENID_GUID_SIZE);
+	pthread_mutex_unlock(&pub->lock);
+}
+
+/* 1 and the last GUID published in @out, or 0 if none is known. */
+int vmgenid_publisher_guid(struct vmgenid_publisher *pub, void *out)
+{
+	int has;
+
+	pthread_mutex_lock(&pub->lock);
+	has = pub->has_guid;
+	if (has)
+		memcpy(out, pub->guid, VMGENID_GUID_SIZE);
+	pthread_mutex_unlock(&pub->lock);
+	return has;
+}
+
+/*
+ * The published counter, for the state machine to compare with its own
+ * before every transition (an aligned load, no call).  It changes before
+ * the page does, so a request sent after its sender saw the new value
+ * finds it changed; vmgenid_publisher_settle() then waits for the rest.
+ */
+const uint32_t *vmgenid_publisher_counter(struct vmgenid_publisher *pub)
+{
+	return &pub->counter;
+}
+
+/* The published counter, once no publication is under way. */
+uint32_t vmgenid_publisher_settle(struct vmgenid_publisher *pub)
+{
+	uint32_t counter;
+
+	pthread_mutex_lock(&pub->lock);
+	counter = pub->counter;
+	pthread_mutex_unlock(&pub->lock);
+	return counter;
+}
+
+static unsigned int us_since(const struct timespec *then)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - then->tv_sec) * 1000000 +
+	       (now.tv_nsec - then->tv_nsec) / 1000;
+}
+
+static void read_unlink(struct vmgenid_blocked_read *read)
+{
+	read->prev->next = read->next;
+	read->next->prev = read->prev;
+	read->prev = read->next = read;
+}
+
+/*
+ * Publish @to: the order of docs/interface.rst.  A failed commit does not
+ * stop it: a missed wake-up is worse than a stale file (the daemon reports
+ * it, and the next commit writes the file whole).
+ */
+static void publish_locked(struct vmgenid_publisher *pub, uint32_t to,
+			   const struct timespec *start)
+{
+	struct vmgenid_publication *report = &pub->report;
+	struct vmgenid_blocked_read *read;
+	char text[VMGENID_GUID_TEXT + 1];
+	const char *guid = NULL;
+	int ret;
+
+	if (pub->has_guid) {
+		vmgenid_guid_format(pub->guid, text);
+		guid = text;
+	}
+	if (!report->count)
+		report->bumped_from = pub->counter;
+	ret = vmgenid_state_save(pub->state, to, guid, pub->kmsg_seq);
+	report->state_err = ret < 0 ? ret : 0;
+	report->committed_us = us_since(start);
+	/* Before anyone can see the value: see vmgenid_publisher_counter(). */
+	__atomic_store_n(&pub->counter, to, __ATOMIC_RELEASE);
+	report->page_result = vmgenid_page_store(pub->page, to);
+	if (pub->vmclock)
+		vmgenid_page_write(pub->vmclock, vmgenid_vmclock_store, to,
+				   NULL);
+	while (pub->reads.next != &pub->reads) {
+		read = pub->reads.next;
+		read_unlink(read);
+		pub->replies->buf(read->req, (const char *)&to, sizeof(to));
+		free(read);
+		report->replies++;
+	}
+	report->replied_us = us_since(start);
+	report->counter = to;
+	report->count++;
+	/* Off the wake-ups' path: the next commit only overwrites bytes. */
+	vmgenid_state_prepare(pub->state);
+	if (to < UINT32_MAX)
+		vmgenid_state_stage(pub->state, to + 1, guid, pub->kmsg_seq);
+}
+
+/*
+ * The daemon's bump: publish @to if the counter is still @from (the state
+ * machine's, when it chose @to); @kmsg_seq, if not -1, is the kernel
+ * record it applies.  0, or -EAGAIN if something was published since: the
+ * state machine adopts it and chooses again.
+ */
+int vmgenid_publisher_publish(struct vmgenid_publisher *pub, uint32_t from,
+			      uint32_t to, int64_t kmsg_seq)
+{
+	struct timespec start;
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	pthread_mutex_lock(&pub->lock);
+	if (pub->counter != from) {
+		pthread_mutex_unlock(&pub->lock);
+		return -EAGAIN;
+	}
+	if (kmsg_seq >= 0)
+		pub->kmsg_seq = kmsg_seq;
+	publish_locked(pub, to, &start);
+	pthread_mutex_unlock(&pub->lock);
+	return 0;
+}
+
+static void reseed_rng(int rng_fd, const unsigned char *guid)
+{
+	/* A write only feeds the input pool; the crng draws from it later. */
+	if (write(rng_fd, guid, VMGENID_GUID_SIZE) == VMGENID_GUID_SIZE)
+		ioctl(rng_fd, RNDRESEEDCRNG);
+}
+
+/*
+ * The hardware generation as read now: @guid (compared with the last one
+ * published: one bump per new GUID, whoever reads it first).  Before
+ * anyone wakes, the new GUID is mixed into the kernel RNG and the crng
+ * reseeded (the seed's add_device_randomness): two clones of one snapshot
+ * share the RNG's state, and a woken reader's first draw must differ.  Not
+ * if @kernel_reseeded: the kernel's own driver did (its log line said so).
+ * @woke: when the caller woke (NULL: now).  1 if it published, 0 if the
+ * GUID is the one published, -EOVERFLOW at the counter's end.
+ */
+int vmgenid_publisher_hardware(struct vmgenid_publisher *pub,
+			       const void *guid, int kernel_reseeded,
+			       const struct timespec *woke)
+{
+	struct timespec start;
+
+	if (!woke) {
+		clock_gettime(CLOCK_MONOTONIC, &start);
+		woke = &start;
+	}
+	pthread_mutex_lock(&pub->lock);
+	if (pub->has_guid && !memcmp(pub->guid, guid, VMGENID_GUID_SIZE)) {
+		pthread_mutex_unlock(&pub->lock);
+		return 0;
+	}
+	if (pub->counter == UINT32_MAX) {
+		pthread_mutex_unlock(&pub->lock);
+		return -EOVERFLOW;
+	}
+	if (!kernel_reseeded && pub->rng_fd >= 0)
+		reseed_rng(pub->rng_fd, guid);
+	memcpy(pub->guid, guid, VMGENID_GUID_SIZE);
+	pub->has_guid = 1;
+	publish_locked(pub, pub->counter + 1, woke);
+	pub->report.hardware++;
+	pub->report.kernel_log |= kernel_reseeded;
+	pthread_mutex_unlock(&pub->lock);
+	return 1;
+}
+
+/* The state file with what is published, and @kmsg_seq if not -1 (the
+ * kernel-log tier's records read, at start and at the end). */
+int vmgenid_publisher_save(struct vmgenid_publisher *pub, int64_t kmsg_seq)
+{
+	char text[VMGENID_GUID_TEXT + 1];
+	int ret;
+
+	pthread_mutex_lock(&pub->lock);
+	if (kmsg_seq >= 0)
+		pub->kmsg_seq = kmsg_seq;
+	if (pub->has_guid)
+		vmgenid_guid_format(pub->guid, text);
+	ret = vmgenid_state_save(pub->state, pub->counter,
+				 pub->has_guid ? text : NULL, pub->kmsg_seq);
+	pthread_mutex_unlock(&pub->lock);
+	return ret;
+}
+
+/* 1 and the publications since the last take in @out; 0 if none. */
+int vmgenid_publisher_take(struct vmgenid_publisher *pub,
+			   struct vmgenid_publication *out)
+{
+	int some;
+
+	pthread_mutex_lock(&pub->lock);
+	some = pub->report.count > 0;
+	if (some) {
+		*out = pub->report;
+		memset(&pub->report, 0, sizeof(pub->report));
+	}
+	pthread_mutex_unlock(&pub->lock);
+	return some;
+}
+
+/*
+ * A read blocks: the state machine found its watcher up to date with
+ * @seen.  0 if registered; 1 if answered now (something newer was
+ * published since); -ENOMEM.
+ */
+int vmgenid_publisher_wait(struct vmgenid_publisher *pub, void *req,
+			   uint64_t token, uint32_t seen)
+{
+	struct vmgenid_blocked_read *read = malloc(sizeof(*read));
+	uint32_t counter;
+
+	if (!read)
+		return -ENOMEM;
+	read->req = req;
+	read->token = token;
+	pthread_mutex_lock(&pub->lock);
+	counter = pub->counter;
+	if (counter == seen) {
+		read->prev = pub->reads.prev;
+		read->next = &pub->reads;
+		pub->reads.prev->next = read;
+		pub->reads.prev = read;
+	}
+	pthread_mutex_unlock(&pub->lock);
+	if (counter == seen)
+		return 0;
+	free(read);
+	pub->replies->buf(req, (const char *)&counter, sizeof(counter));
+	return 1;
+}
+
+/* Answer the read registered as @token with @err (a signal: EINTR): 1, or
+ * 0 if no read waits as @token (a publication answered it). */
+int vmgenid_publisher_cancel(struct vmgenid_publisher *pub, uint64_t token,
+			     int err)
+{
+	struct vmgenid_blocked_read *read;
+
+	pthread_mutex_lock(&pub->lock);
+	for (read = pub->reads.next; read != &pub->reads; read = read->next)
+		if (read->token == token)
+			break;
+	if (read == &pub->reads) {
+		pthread_mutex_unlock(&pub->lock);
+		return 0;
+	}
+	read_unlink(read);
+	pthread_mutex_unlock(&pub->lock);
+	pub->replies->err(read->req, err);
+	free(read);
+	return 1;
+}
+
+/* Answer every registered read with @err (the end); how many. */
+unsigned int vmgenid_publisher_abort(struct vmgenid_publisher *pub, int err)
+{
+	struct vmgenid_blocked_read *read;
+	unsigned int n = 0;
+
+	pthread_mutex_lock(&pub->lock);
+	while (pub->reads.next != &pub->reads) {
+		read = pub->reads.next;
+		read_unlink(read);
+		pub->replies->err(read->req, err);
+		free(read);
+		n++;
+	}
+	pthread_mutex_unlock(&pub->lock);
+	return n;
+}

@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: MIT */
+/* The publisher: the one path of every bump (publisher.c). */
+#ifndef VMGENID_PUBLISHER_H
+#define VMGENID_PUBLISHER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+struct vmgenid_page;
+struct vmgenid_state_file;
+struct vmgenid_publisher;
+
+/* How a blocked read is answered: libfuse (cuse_reply.c), or a test's. */
+struct vmgenid_reply_ops {
+	int (*buf)(void *req, const char *buf, size_t size);
+	int (*err)(void *req, int err);
+};
+
+/* The publications since the daemon last took them, for its log. */
+struct vmgenid_publication {
+	uint32_t bumped_from;		/* the counter before the first */
+	uint32_t counter;		/* published by the last */
+	unsigned int count;		/* publications */
+	unsigned int hardware;		/* of them on a new GUID or record */
+	int kernel_log;			/* the kernel's VM fork line woke one */
+	int state_err;			/* the last state file commit: 0, -errno */
+	int page_result;		/* the last vmgenid_page_store() */
+	unsigned int replies;		/* blocked reads answered */
+	/* The last one, from its start (the thread: its wake-up), in us. */
+	unsigned int committed_us, replied_us;
+};
+
+struct vmgenid_publisher *
+vmgenid_publisher_new(struct vmgenid_state_file *state,
+		      struct vmgenid_page *page, struct vmgenid_page *vmclock,
+		      const struct vmgenid_reply_ops *replies, int rng_fd,
+		      uint32_t counter, int64_t kmsg_seq);
+void vmgenid_publisher_free(struct vmgenid_publisher *pub);
+
+void vmgenid_publisher_set_guid(struct vmgenid_publisher *pub,
+				const void *guid);
+int vmgenid_publisher_guid(struct vmgenid_publisher *pub, void *out);
+const uint32_t *vmgenid_publisher_counter(struct vmgenid_publisher *pub);
+uint32_t vmgenid_publisher_settle(struct vmgenid_publisher *pub);
+
+int vmgenid_publisher_publish(struct vmgenid_publisher *pub, uint32_t from,
+			      uint32_t to, int64_t kmsg_seq);
+int vmgenid_publisher_hardware(struct vmgenid_publisher *pub,
+			       const void *guid, int kernel_reseeded,
+			       const struct timespec *woke);
+int vmgenid_publisher_save(struct vmgenid_publisher *pub, int64_t kmsg_seq);
+int vmgenid_publisher_take(struct vmgenid_publisher *pub,
+			   struct vmgenid_publication *out);
+
+int vmgenid_publisher_wait(struct vmgenid_publisher *pub, void *req,
+			   uint64_t token, uint32_t seen);
+int vmgenid_publisher_cancel(struct vmgenid_publisher *pub, uint64_t token,
+			     int err);
+unsigned int vmgenid_publisher_abort(struct vmgenid_publisher *pub, int err);
+
+#endif /* VMGENID_PUBLISHER_H */

@@ -1,0 +1,374 @@
+# SPDX-License-Identifier: MIT
+"""The publisher (native/shim/publisher.c): what a publication writes, in
+which order, and that every blocked read gets exactly one reply (from a
+publication, a cancel or the end), however the daemon's bumps, the
+thread's and the reads interleave.
+
+C callbacks stand in for fuse_reply_buf and fuse_reply_err: they record
+(request, bytes or errno).  The requests are plain integers cast to
+pointers; nothing dereferences them but the callbacks.
+"""
+
+import errno
+import mmap
+import os
+import select
+import struct
+import tempfile
+from pathlib import Path
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (RuleBasedStateMachine, initialize,
+                                 invariant, rule)
+
+from cuse_vmgenid._cuse import ffi, lib
+from cuse_vmgenid.guid.memory import guid_string
+from cuse_vmgenid.guidpoll import GuidPoller
+from cuse_vmgenid.page import Page
+from cuse_vmgenid.publisher import Publisher
+from cuse_vmgenid.statefile import StateFile, load
+from cuse_vmgenid.vmclock import VmclockPage
+
+A, B, C = b"A" * 16, b"B" * 16, b"C" * 16
+
+
+def u32(value: int) -> bytes:
+    return struct.pack("=I", value)
+
+
+class Replies:
+    """The reply callbacks and what they were given: (req, bytes) for a
+    counter, (req, errno) for an error."""
+
+    def __init__(self, during=None):
+        self.sent: list[tuple[int, object]] = []
+        self._during = during
+
+        @ffi.callback("int(void *, const char *, size_t)")
+        def reply_buf(req, buf, size):
+            self.sent.append((int(ffi.cast("uintptr_t", req)),
+                              ffi.buffer(buf, size)[:]))
+            if self._during is not None:
+                self._during()
+            return 0
+
+        @ffi.callback("int(void *, int)")
+        def reply_err(req, err):
+            self.sent.append((int(ffi.cast("uintptr_t", req)), err))
+            return 0
+        self.ops = ffi.new("struct vmgenid_reply_ops *",
+                           {"buf": reply_buf, "err": reply_err})
+        self._keep = (reply_buf, reply_err)
+
+    def to(self, n: int) -> list:
+        return [what for req, what in self.sent if req == n]
+
+
+def req(n: int):
+    return ffi.cast("void *", n)
+
+
+def vmclock_counter(page: VmclockPage) -> tuple[int, int]:
+    """(vm_generation_counter, seq_count), read under the seqlock."""
+    out = ffi.new("struct vmgenid_vmclock_reading *")
+    assert lib.vmgenid_vmclock_read(page.c_pointer, out) == 0
+    return out.vm_generation_counter, out.seq_count
+
+
+class Setup:
+    def __init__(self, tmp_path, during=None, vmclock=False, counter=0,
+                 rng_fd=-1):
+        self.state_path = str(tmp_path / "state")
+        self.state_file = StateFile(self.state_path, "boot-1")
+        self.page = Page(str(tmp_path / "page"))
+        self.vmclock = (VmclockPage(str(tmp_path / "vmclock"), counter)
+                        if vmclock else None)
+        self.replies = Replies(during)
+        self.pub = Publisher(self.state_file, self.page, counter,
+                             vmclock_page=self.vmclock, rng_fd=rng_fd,
+                             replies=self.replies.ops)
+
+    def close(self):
+        self.pub.close()
+        self.state_file.close()
+
+
+def test_a_new_guid_is_published_once(tmp_path):
+    s = Setup(tmp_path, counter=4)
+    try:
+        s.pub.set_guid(A)
+        for n in (0x10, 0x20, 0x30):
+            s.pub.wait(req(n), n, 4)
+        assert s.pub.hardware(A) == 0              # the GUID it knows
+        assert s.replies.sent == [] and s.pub.take() is None
+        assert s.pub.hardware(B, kernel_reseeded=True) == 1
+        assert s.replies.sent == [(0x10, u32(5)), (0x20, u32(5)),
+                                  (0x30, u32(5))]
+        saved = load(s.state_path)
+        assert (saved.boot_id, saved.counter, saved.guid) == (
+            "boot-1", 5, guid_string(B))
+        assert s.page.load() == 5 and s.pub.published_counter() == 5
+        publication = s.pub.take()
+        assert publication[:8] == (4, 5, 1, 1, True, 0, 0, 3)
+        assert s.pub.take() is None
+        assert s.pub.hardware(B) == 0              # whoever reads it next
+        assert s.pub.guid() == B
+    finally:
+        s.close()
+
+
+def test_state_file_then_page_then_replies(tmp_path):
+    """The order of docs/interface.rst: at the first reply, the state file
+    and the page already hold the new counter."""
+    seen = []
+    s = Setup(tmp_path, during=lambda: seen.append(
+        (load(s.state_path).counter, s.page.load())))
+    try:
+        s.pub.wait(req(1), 1, 0)
+        assert s.pub.publish(0, 1)
+        assert seen == [(1, 1)]
+    finally:
+        s.close()
+
+
+def test_the_vmclock_page_after_the_page_before_replies(tmp_path):
+    """With --vmclock-link, docs/interface.rst's order: state file, counter
+    page, VMClock page, then the replies."""
+    seen = []
+    s = Setup(tmp_path, vmclock=True, during=lambda: seen.append(
+        (load(s.state_path).counter, s.page.load(),
+         vmclock_counter(s.vmclock)[0])))
+    try:
+        _, seq_before = vmclock_counter(s.vmclock)
+        s.pub.wait(req(1), 1, 0)
+        assert s.pub.hardware(B) == 1
+        assert seen == [(1, 1, 1)]
+        assert vmclock_counter(s.vmclock) == (1, seq_before + 2)
+    finally:
+        s.close()
+
+
+def test_a_bump_chosen_before_another_publication_is_refused(tmp_path):
+    """The daemon chose 1 from 0, the thread published 1 first: the
+    daemon's is refused, so that it gets a generation of its own."""
+    s = Setup(tmp_path)
+    try:
+        s.pub.set_guid(A)
+        assert s.pub.hardware(B) == 1
+        assert not s.pub.publish(0, 1)
+        assert s.pub.publish(1, 2, kmsg_seq=17)
+        assert (load(s.state_path).counter, s.page.load()) == (2, 2)
+        assert load(s.state_path).kmsg_seq == 17
+        assert s.pub.take()[:4] == (0, 2, 2, 1)
+    finally:
+        s.close()
+
+
+def test_a_read_that_blocked_at_an_older_counter_is_answered_at_once(
+        tmp_path):
+    """The state machine said 'blocks at 0', the thread published 1 before
+    the read reached the publisher: no waiting for 2."""
+    s = Setup(tmp_path)
+    try:
+        assert s.pub.publish(0, 1)
+        s.pub.wait(req(9), 9, 0)
+        assert s.replies.to(9) == [u32(1)]
+        assert not s.pub.cancel(9, errno.EINTR)
+    finally:
+        s.close()
+
+
+def test_cancel_and_abort_answer_each_read_once(tmp_path):
+    s = Setup(tmp_path)
+    try:
+        for n in (1, 2, 3):
+            s.pub.wait(req(n), n, 0)
+        assert s.pub.cancel(2, errno.EINTR)
+        assert not s.pub.cancel(2, errno.EINTR)
+        assert s.pub.publish(0, 1)
+        s.pub.wait(req(4), 4, 1)
+        assert s.pub.abort(errno.ECONNABORTED) == 1
+        assert s.replies.sent == [(2, errno.EINTR), (1, u32(1)),
+                                  (3, u32(1)), (4, errno.ECONNABORTED)]
+    finally:
+        s.close()
+
+
+def test_at_the_counter_maximum_a_new_guid_is_refused(tmp_path):
+    s = Setup(tmp_path, counter=0xFFFFFFFF)
+    try:
+        s.pub.set_guid(A)
+        assert s.pub.hardware(B) == -errno.EOVERFLOW
+        assert s.pub.published_counter() == 0xFFFFFFFF
+    finally:
+        s.close()
+
+
+def test_a_new_guid_goes_into_the_rng_unless_the_kernel_did_it(tmp_path):
+    """A pipe stands in for /dev/urandom: the GUID is written to it before
+    anyone wakes (the reseed ioctl then fails there, ENOTTY: ignored); not
+    when the kernel's own driver reseeded (its log line said so)."""
+    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    seen = []
+    s = Setup(tmp_path, rng_fd=w, during=lambda: seen.append(_drain(r)))
+    try:
+        s.pub.set_guid(A)
+        s.pub.wait(req(1), 1, 0)
+        assert s.pub.hardware(B) == 1
+        assert seen == [B]
+        assert s.pub.hardware(C, kernel_reseeded=True) == 1
+        assert _drain(r) == b""
+    finally:
+        s.close()
+        os.close(r)
+        os.close(w)
+
+
+def _drain(fd: int) -> bytes:
+    try:
+        return os.read(fd, 64)
+    except BlockingIOError:
+        return b""
+
+
+class ExactlyOneReply(RuleBasedStateMachine):
+    """Reads block and are interrupted; the daemon bumps (sometimes from a
+    stale choice); the GUID changes.  Every read gets exactly one reply,
+    the counter of the publication that answered it, and every
+    publication is exactly one step of the counter per change."""
+
+    @initialize()
+    def setup(self):
+        self._tmp = tempfile.TemporaryDirectory()
+        self.s = Setup(Path(self._tmp.name))
+        self.s.pub.set_guid(A)
+        self.counter = 0
+        self.guid = A
+        self.waiting: dict[int, int] = {}     # req -> counter it blocked at
+        self.next_req = 1
+
+    def teardown(self):
+        if hasattr(self, "s"):
+            self.s.pub.abort(errno.ECONNABORTED)
+            for n in self.waiting:
+                assert self.s.replies.to(n) == [errno.ECONNABORTED]
+            self.s.close()
+            self._tmp.cleanup()
+
+    @rule(stale=st.booleans())
+    def a_read_blocks(self, stale):
+        """stale: the state machine decided before the last publication."""
+        n, self.next_req = self.next_req, self.next_req + 1
+        seen = self.counter - 1 if stale and self.counter else self.counter
+        self.s.pub.wait(req(n), n, seen)
+        if seen != self.counter:
+            assert self.s.replies.to(n) == [u32(self.counter)]
+        else:
+            self.waiting[n] = seen
+
+    @rule(data=st.data())
+    def a_signal_interrupts_one(self, data):
+        if not self.waiting:
+            return
+        n = data.draw(st.sampled_from(sorted(self.waiting)))
+        del self.waiting[n]
+        assert self.s.pub.cancel(n, errno.EINTR)
+        assert self.s.replies.to(n) == [errno.EINTR]
+
+    @rule(stale=st.booleans())
+    def the_daemon_bumps(self, stale):
+        if stale and self.counter:
+            assert not self.s.pub.publish(self.counter - 1, self.counter)
+            return
+        assert self.s.pub.publish(self.counter, self.counter + 1)
+        self.published(self.counter + 1)
+
+    @rule(guid=st.sampled_from([A, B, C]))
+    def the_guid_is_read(self, guid):
+        result = self.s.pub.hardware(guid)
+        assert result == (guid != self.guid)
+        if result:
+            self.guid = guid
+            self.published(self.counter + 1)
+
+    def published(self, counter):
+        for n in self.waiting:
+            assert self.s.replies.to(n) == [u32(counter)]
+        self.waiting.clear()
+        self.counter = counter
+        assert self.s.page.load() == counter
+        assert load(self.s.state_path).counter == counter
+
+    @invariant()
+    def one_reply_per_read(self):
+        if not hasattr(self, "s"):
+            return
+        answered = [n for n, _ in self.s.replies.sent]
+        assert len(answered) == len(set(answered))
+        assert not set(answered) & set(self.waiting)
+
+
+ExactlyOneReply.TestCase.settings = settings(max_examples=60,
+                                             stateful_step_count=40,
+                                             deadline=None)
+test_exactly_one_reply = ExactlyOneReply.TestCase
+
+
+def test_the_poll_thread_publishes_a_new_guid(tmp_path):
+    """The whole path on the host: the GUID changes in memory, the thread
+    publishes (calling the reply callback from its own thread) and then
+    wakes the daemon's eventfd."""
+    page = mmap.mmap(-1, mmap.PAGESIZE)
+    page[:16] = A
+    s = Setup(tmp_path)
+    poller = GuidPoller(memoryview(page)[:16], 5)
+    try:
+        s.pub.set_guid(A)
+        s.pub.wait(req(7), 7, 0)
+        poller.publish_to(s.pub)
+        page[:16] = B
+        p = select.poll()
+        p.register(poller.fileno(), select.POLLIN)
+        assert p.poll(10_000)
+        assert poller.take() is True
+        assert s.pub.take()[:4] == (0, 1, 1, 1)
+        assert s.replies.sent == [(7, u32(1))]
+        assert load(s.state_path).guid == guid_string(B)
+        poller.publish_to(None)
+    finally:
+        poller.close()
+        s.close()
+    page.close()
+
+
+def test_the_thread_tells_the_publisher_the_kernel_reseeded(tmp_path):
+    """The GUID changes and the kernel logs its VM fork line: the thread
+    publishes it as seen on the kernel's line, and the RNG is left alone
+    (the kernel's driver reseeded it)."""
+    page = mmap.mmap(-1, mmap.PAGESIZE)
+    page[:16] = A
+    rng_r, rng_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    kmsg_r, kmsg_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    s = Setup(tmp_path, rng_fd=rng_w)
+    # An interval no test waits for: only the log wakes the thread.
+    poller = GuidPoller(memoryview(page)[:16], 3_600_000, kmsg_fd=kmsg_r)
+    try:
+        s.pub.set_guid(A)
+        poller.publish_to(s.pub)
+        page[:16] = B
+        os.write(kmsg_w, b"6,3,300,-;random: "
+                 + ffi.string(lib.vmgenid_vmfork_marker) + b"\n")
+        p = select.poll()
+        p.register(poller.fileno(), select.POLLIN)
+        assert p.poll(10_000)
+        publication = s.pub.take()
+        assert publication[:5] == (0, 1, 1, 1, True)
+        assert _drain(rng_r) == b""
+        poller.publish_to(None)
+    finally:
+        poller.close()
+        s.close()
+        for fd in (rng_r, rng_w, kmsg_r, kmsg_w):
+            os.close(fd)
+    page.close()
