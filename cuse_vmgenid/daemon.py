@@ -84,7 +84,6 @@ class Daemon:
         self.source.publish_to(self.publisher)
         self._stop = False
         self._reload = False    # SIGHUP: list hooks.d again, once idle
-        self._status_figures: Optional[tuple] = None
         self._next_guid_poll: Optional[float] = None
 
     def _vmclock_page(self, counter: int) -> Optional[VmclockPage]:
@@ -154,15 +153,15 @@ class Daemon:
     def _mark_status(self) -> None:
         self.status.mark_dirty()
 
-    def _requests_answered(self) -> None:
+    def _requests_answered(self, now: float) -> None:
         """An open, close or ack changes a figure the status shows; a read
         or a query changes none, and a stream of them writes no status.
         (The listed outdated watchers only change with these figures:
-        between bumps their set can only shrink.)"""
-        figures = (self.state.counter, self.state.watcher_count(),
-                   self.state.outdated_count())
-        if figures != self._status_figures:
-            self._status_figures = figures
+        between bumps their set can only shrink.)  Requests keep the
+        status's write off their path while they come (status.py)."""
+        self.status.busy(now)
+        if self.transport.figures_changed:
+            self.transport.figures_changed = False
             self._mark_status()
 
     # -- generation changes ----------------------------------------------
@@ -384,7 +383,7 @@ class Daemon:
                         # Pollers and waiters, if a request found a bump
                         # the thread published.
                         self.transport.apply(self.state.adopt())
-                        self._requests_answered()
+                        self._requests_answered(time.monotonic())
                     if self.transport.fatal is not None:
                         return 1
                     self.transport.answer_interrupts()

@@ -69,7 +69,6 @@ class CuseSession:
             lib.fuse_session_destroy(self._se)
             raise SessionError("fuse_session_mount failed")
         self.fd = lib.fuse_session_fd(self._se)
-        self._transport = cuse_transport
         # Non-blocking: the loop answers every queued request, then does
         # its housekeeping once, not once per request.
         os.set_blocking(self.fd, False)
@@ -78,22 +77,12 @@ class CuseSession:
     def process_pending(self) -> bool:
         """Answer every request the kernel has queued (up to MAX_BATCH);
         False once the kernel ended us."""
-        for _ in range(MAX_BATCH):
-            if lib.fuse_session_exited(self._se):
-                return False
-            # 0: an interrupted request, or the connection ended (ENODEV),
-            # which marks the session exited.
-            res = lib.fuse_session_receive_buf(self._se, self._buf)
-            if res in (-errno.EAGAIN, -errno.EINTR):
-                return True
-            if res < 0:
-                raise SessionError(f"reading {CUSE_DEVICE}: "
-                                   f"{os.strerror(-res)}")
-            if res > 0:
-                lib.fuse_session_process_buf(self._se, self._buf)
-                if self._transport.fatal is not None:
-                    return True     # the loop sees fatal and stops
-        return not lib.fuse_session_exited(self._se)
+        res = lib.vmgenid_session_drain(self._se, self._buf, MAX_BATCH)
+        if res == -errno.ENODEV:
+            return False
+        if res < 0:
+            raise SessionError(f"reading {CUSE_DEVICE}: {os.strerror(-res)}")
+        return True
 
     def close(self) -> None:
         if self._se is None:

@@ -10,7 +10,10 @@ transition only marks it dirty, and the loop writes it after the
 wake-ups, at most once per MIN_INTERVAL, so a storm of opens costs one
 write, not one per open.  A write that took long (thousands of watchers, a
 slow disk) pushes the next one back, so the status never takes more than
-MAX_SHARE of the loop's time.
+MAX_SHARE of the loop's time.  And it waits for a pause in the requests
+(QUIET after the last batch), up to MAX_DELAY after it became dirty: a
+thousand acknowledgements after a change are answered first, then the
+status says where they left things.
 
 Two parts (docs/interface.rst, "Privacy"):
 
@@ -41,6 +44,8 @@ from . import safefiles
 STATUS_SCHEMA = 1
 MIN_INTERVAL = 0.1   # seconds between two writes
 MAX_SHARE = 0.1      # of the loop's time, at most
+QUIET = 0.02         # seconds without requests before a write
+MAX_DELAY = 1.0      # seconds a dirty status waits for a pause, at most
 STATUS_MODE = 0o644
 WATCHERS_DIR_MODE = 0o711    # searchable, not listable: who has a file
 WATCHER_FILE_MODE = 0o400    # is nobody else's business
@@ -84,11 +89,19 @@ class StatusFile:
                                else None)
         self._clock = clock
         self._dirty = True
+        self._dirty_since = 0.0
         self._last_write: Optional[float] = None
+        self._last_busy: Optional[float] = None
         self._interval = MIN_INTERVAL
 
     def mark_dirty(self) -> None:
-        self._dirty = True
+        if not self._dirty:
+            self._dirty = True
+            self._dirty_since = self._clock()
+
+    def busy(self, now: float) -> None:
+        """The loop just answered requests."""
+        self._last_busy = now
 
     def due(self) -> Optional[float]:
         """When the loop should write next (monotonic), None if clean."""
@@ -96,7 +109,11 @@ class StatusFile:
             return None
         if self._last_write is None:
             return 0.0
-        return self._last_write + self._interval
+        due = self._last_write + self._interval
+        if self._last_busy is not None:
+            due = max(due, min(self._last_busy + QUIET,
+                               self._dirty_since + MAX_DELAY))
+        return due
 
     def write_if_due(self, now: float) -> None:
         due = self.due()

@@ -78,6 +78,9 @@ class CuseTransport:
         self._waiting: dict[int, object] = {}
         self._next_token = 1
         self._interrupted: list[int] = []
+        # An open, ack or close since the daemon last looked: a figure of
+        # the status changed (a read or a query changes none).
+        self.figures_changed = False
         self.fatal: Optional[BaseException] = None
 
     # -- file operations -------------------------------------------------
@@ -91,25 +94,26 @@ class CuseTransport:
         wid = self.state.open(privilege.counted_uid(caller.pid, caller.uid),
                               caller.pid)
         fi.fh = wid
+        self.figures_changed = True
         # -ENOENT: the caller is gone and release will never come.
         if lib.fuse_reply_open(req, fi) == -errno.ENOENT:
             self.apply(self.state.release(wid))
 
     def read(self, req, size: int, off: int, fi) -> None:
-        token = self._watch_interrupt(req)
-        nonblock = bool(fi.flags & os.O_NONBLOCK)
-        data = self.state.read(fi.fh, size, nonblock)
+        data = self.state.read(fi.fh, size, bool(fi.flags & os.O_NONBLOCK))
         if isinstance(data, Blocked):
-            self.publisher.wait(req, token, data.counter)
+            self.publisher.wait(req, self._watch_interrupt(req), data.counter)
             return
         lib.fuse_reply_buf(req, data, len(data))
 
     def write(self, req, buf, size: int, off: int, fi) -> None:
         self.apply(self.state.ack(fi.fh, ffi.buffer(buf, size)[:]))
+        self.figures_changed = True
         lib.fuse_reply_write(req, size)
 
     def release(self, req, fi) -> None:
         self.apply(self.state.release(fi.fh))
+        self.figures_changed = True
         lib.fuse_reply_err(req, 0)
 
     def poll(self, req, fi, ph) -> None:
@@ -146,11 +150,12 @@ class CuseTransport:
             raise DeviceError(errno.EINVAL, f"unknown ioctl {cmd:#x}")
 
     def _wait_watchers(self, req, fi, timeout_ms: int) -> None:
-        token = self._watch_interrupt(req)
+        token = self._next_token
         result = self.state.wait_watchers(fi.fh, timeout_ms,
                                           time.monotonic(), token)
         if result is None:
             self._waiting[token] = req
+            self._watch_interrupt(req)
             return
         lib.fuse_reply_ioctl(req, result, ffi.NULL, 0)
 
@@ -162,7 +167,8 @@ class CuseTransport:
     # -- interrupts and later replies ------------------------------------
 
     def _watch_interrupt(self, req) -> int:
-        """Register first: libfuse runs the callback now if it came first."""
+        """Only for a call that waits (an interrupt that came first runs the
+        callback now, which only queues the token): its token."""
         token = self._next_token
         self._next_token += 1
         lib.fuse_req_interrupt_func(req, lib.vmgenid_interrupt,

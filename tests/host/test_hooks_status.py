@@ -20,7 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cuse_vmgenid.hooks import HookRunner, Trust, list_hooks
-from cuse_vmgenid.status import (MAX_SHARE, MIN_INTERVAL, StatusFile,
+from cuse_vmgenid.status import (MAX_DELAY, MAX_SHARE, MIN_INTERVAL, QUIET,
+                                 StatusFile,
                                  watcher_file, watchers_dir)
 
 HANG = 30
@@ -305,6 +306,25 @@ def test_the_status_file_is_written_at_most_once_per_interval(tmp_path):
     assert reports == [0, 1]
     assert json.loads(path.read_text()) == {"n": 1}
     assert not os.path.exists(f"{path}.new")
+
+
+def test_a_dirty_status_waits_for_a_pause_in_the_requests(tmp_path):
+    """Acknowledgements after a change come first: the write waits until
+    the requests pause, but never more than MAX_DELAY."""
+    now = [10.0]
+    status = StatusFile(str(tmp_path / "status.json"), lambda: {},
+                        clock=lambda: now[0])
+    status.write_if_due(now[0])
+    status.mark_dirty()                   # at 10.0
+    for t in (10.3, 10.6, 10.9):          # requests keep coming
+        status.busy(t)
+        assert status.due() == t + QUIET
+    status.busy(10.99)
+    assert status.due() == 10.0 + MAX_DELAY
+    now[0] = 20.0
+    status.write_if_due(20.0)
+    status.mark_dirty()                   # at 20.0, no request since 10.99
+    assert status.due() == 20.0 + MIN_INTERVAL
 
 
 def test_outdated_watchers_go_to_their_uids_file_and_away_when_none(
