@@ -161,14 +161,14 @@ def fanout(cfg: dict) -> tuple[dict, object]:
         got = alternate({"device": [bench_bin("fanout"), *k],
                          "c_cuse": [bench_bin("fanout"), "-d", REF_NODE, *k],
                          "eventfd": [bench_bin("fanout"), "-r", *k]},
-                        cfg["runs"], for_scale=("c_cuse",))
+                        cfg["runs"], for_scale=("eventfd",))
         device, c_cuse, reference = (got["device"], got["c_cuse"],
                                      got["eventfd"])
         rows.append({"n": n, **got,
-                     "ratio": device["last_us"] / reference["last_us"]})
+                     "ratio": device["last_us"] / c_cuse["last_us"]})
         say(f"fanout N={n}: device {device['last_us']:.0f} us, C CUSE "
-            f"{c_cuse and c_cuse['last_us']} us, eventfd "
-            f"{reference['last_us']:.0f} us")
+            f"{c_cuse['last_us']:.0f} us, eventfd "
+            f"{reference and reference['last_us']} us")
     n = cfg["fanout_n"][-1]
     missed = rows[-1]["ratio"] > goals.FANOUT_RATIO
     return {"rows": rows}, (
@@ -197,13 +197,13 @@ def orchestrate(cfg: dict) -> tuple[dict, object]:
                      "c_cuse": [bench_bin("orchestrate"), "-d", REF_NODE,
                                 *k],
                      "pipe": [bench_bin("orchestrate"), "-r", *k]},
-                    cfg["runs"], for_scale=("c_cuse",))
+                    cfg["runs"], for_scale=("pipe",))
     device, c_cuse, reference = got["device"], got["c_cuse"], got["pipe"]
-    ratio = device["done_us"] / reference["done_us"]
+    ratio = device["done_us"] / c_cuse["done_us"]
     say(f"orchestrate N={cfg['orchestrate_n']}: device "
         f"{device['done_us']:.0f} us, "
-        f"C CUSE {c_cuse and c_cuse['done_us']} us, "
-        f"pipe {reference['done_us']:.0f} us")
+        f"C CUSE {c_cuse['done_us']:.0f} us, "
+        f"pipe {reference and reference['done_us']} us")
     return {"n": cfg["orchestrate_n"], **got, "ratio": ratio}, (
         (lambda: run([bench_bin("orchestrate"), "-k", "3",
                       str(cfg["orchestrate_n"])]))
