@@ -3,12 +3,18 @@
 line per tier skipped and why, and `none` said loudly when none works."""
 
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 
 from cuse_vmgenid import kernellog, sources
 from cuse_vmgenid.guid import GuidUnavailable
 from cuse_vmgenid.vmclockdevice import VmclockUnavailable
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
 
 
 def opener(result):
@@ -72,3 +78,37 @@ def test_every_tier_is_a_choice():
     assert sources.SOURCE_CHOICES == ("auto", "fwcfg", "acpi", "vmclock",
                                       "kernel-log", "none")
     assert set(sources.TIER_OPENERS) == set(sources.TIERS)
+
+
+NO_THREAD = r"""
+import os, resource, sys
+from cuse_vmgenid.guid import GuidSource, GuidUnavailable
+from cuse_vmgenid.guid.memory import GuidMapping
+from cuse_vmgenid.sources import GuidWatcher
+
+mapping = GuidMapping(0x1000, sys.argv[1])
+# No thread can start: nobody, with no process to spare.
+resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
+os.setgid(65534)
+os.setuid(65534)
+try:
+    GuidWatcher(GuidSource("fwcfg", 0x1000, "test", mapping), None, 200)
+except GuidUnavailable as e:
+    print(e)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become nobody")
+def test_without_its_poll_thread_the_guid_tier_is_unavailable(tmp_path):
+    """No fallback loop: a GUID tier whose thread cannot start is skipped
+    with the reason (the ladder goes on to the next tier), never served
+    half."""
+    memory = tmp_path / "mem"
+    memory.write_bytes(bytes(0x2000))
+    memory.chmod(0o644)
+    tmp_path.chmod(0o755)
+    out = subprocess.run([sys.executable, "-c", NO_THREAD, str(memory)],
+                         capture_output=True, text=True, check=True,
+                         cwd=REPO).stdout
+    assert out.startswith("cannot start the GUID poll thread: "), out
+    assert "Resource temporarily unavailable" in out, out
