@@ -20,7 +20,7 @@ from .session import CuseSession
 from .sources import open_source
 from .state import COUNTER_MAX, GenerationState, encode_counter
 from .status import STATUS_SCHEMA, ChangeReason, StatusFile
-from .transport import Caller, CuseTransport
+from .transport import Caller, CuseTransport, Why, why_text
 from .vmclock import VmclockPage, page_path as vmclock_page_path
 
 log = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ class Daemon:
         log.info("new boot: counter starts at 0")
         return 0, None
 
-    def bump(self, why: str, minimum: Optional[int] = None,
+    def bump(self, why: Why, minimum: Optional[int] = None,
              reason: ChangeReason = ChangeReason.FORCED) -> None:
         """The daemon's own bump: the state machine chooses the counter,
         the publisher publishes it (docs/interface.rst's order), unless
@@ -205,7 +205,7 @@ class Daemon:
                 break
         self._published(why, reason)
 
-    def _published(self, why: str, reason: ChangeReason,
+    def _published(self, why: Why, reason: ChangeReason,
                    publication: Optional[Publication] = None) -> None:
         """After a publication (taken here if not given): what the daemon
         owes besides the blocked reads (the publisher answered those):
@@ -217,6 +217,7 @@ class Daemon:
         self.transport.apply(self.state.adopt())
         if publication is None:
             return
+        why = why_text(why)
         if publication.hardware and reason is not ChangeReason.HARDWARE:
             # The thread published one in between: both are in the count.
             why += (f"; and {publication.hardware} new GUID published by "
@@ -249,7 +250,7 @@ class Daemon:
                         f"reads answered at {replied_ms:.1f} ms)",
                         ChangeReason.HARDWARE, publication)
 
-    def notify(self, why: str, reason: ChangeReason = ChangeReason.HINT,
+    def notify(self, why: Why, reason: ChangeReason = ChangeReason.HINT,
                kernel_reseeded: bool = False) -> bool:
         """A hint: bump iff the hardware generation changed (reason: the
         hint's class, for a bump without a GUID to compare)."""
@@ -263,22 +264,24 @@ class Daemon:
                     log.error("GUID changed but the counter is at its "
                               "maximum: %s", os.strerror(-published))
                 if published <= 0:
-                    log.debug("hint (%s): GUID unchanged", why)
+                    log.debug("hint: GUID unchanged")
                     return False
-                self._published(f"GUID changed (seen on {why})",
-                                ChangeReason.HARDWARE)
+                self._published(
+                    lambda: f"GUID changed (seen on {why_text(why)})",
+                    ChangeReason.HARDWARE)
                 return True
             # Unreadable: a missed change would be a security bug.
             self.publisher.set_guid(None)
-            self.bump(f"GUID unreadable (seen on {why})", reason=reason)
+            self.bump(lambda: f"GUID unreadable (seen on {why_text(why)})",
+                      reason=reason)
             return True
         changed, _ = self.source.changed(None)
         if not changed:
-            log.debug("hint (%s): no change", why)
+            log.debug("hint: no change")
             return False
         note = self.source.change_note   # the kernel-log tier's
-        self.bump(f"{note} (seen on {why})" if note else f"hint: {why}",
-                  reason=reason)
+        self.bump(lambda: f"{note} (seen on {why_text(why)})" if note
+                  else f"hint: {why_text(why)}", reason=reason)
         return True
 
     def _persist(self) -> None:
@@ -438,7 +441,8 @@ class Daemon:
 
     def _signal_hints(self, hint_signal: HintSignal) -> None:
         for pid, uid in hint_signal.senders():
-            self.notify("SIGUSR1 from " + Caller(pid, uid).describe(),
+            caller = Caller(pid, uid)
+            self.notify(lambda: "SIGUSR1 from " + caller.describe(),
                         ChangeReason.SIGNAL)
 
     def _take_hint(self, fd: int) -> None:

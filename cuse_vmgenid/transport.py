@@ -30,7 +30,7 @@ import os
 import select
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 from . import ioctls, privilege, procinfo
 from ._cuse import ffi, lib
@@ -39,6 +39,14 @@ from .publisher import Publisher
 from .state import Blocked, Changes, GenerationState
 
 log = logging.getLogger(__name__)
+
+# Why a bump: the text, or a function that makes it once the wake-ups are
+# done (who asked is a /proc read).
+Why = Union[str, Callable[[], str]]
+
+
+def why_text(why: Why) -> str:
+    return why() if callable(why) else why
 
 POLLIN_READY = select.POLLIN | select.POLLRDNORM
 
@@ -63,8 +71,8 @@ class CuseTransport:
     """Answers the kernel's requests for one CUSE device."""
 
     def __init__(self, state: GenerationState, *,
-                 bump: Callable[[str, Optional[int]], Changes],
-                 notify: Callable[[str], bool],
+                 bump: Callable[[Why, Optional[int]], None],
+                 notify: Callable[[Why], bool],
                  authorize: Callable[[Caller], None],
                  on_ready: Callable[[], None],
                  publisher: Publisher):
@@ -133,18 +141,21 @@ class CuseTransport:
                 int(ffi.cast("uintptr_t", arg))))
         elif cmd == ioctls.FORCE_GEN_UPDATE:
             caller = self._authorized(req)
-            self._bump(f"FORCE_GEN_UPDATE by {caller.describe()}", None)
+            # Who asked goes to the log after the wake-ups (a /proc read).
+            self._bump(lambda: f"FORCE_GEN_UPDATE by {caller.describe()}",
+                       None)
             lib.fuse_reply_ioctl(req, 0, ffi.NULL, 0)
         elif cmd == ioctls.FORCE_GEN_UPDATE_MIN:
             caller = self._authorized(req)
             minimum = ioctls.force_min_value(
                 ffi.buffer(in_buf, in_bufsz)[:] if in_bufsz else b"")
-            self._bump(f"FORCE_GEN_UPDATE_MIN {minimum} by "
+            self._bump(lambda: f"FORCE_GEN_UPDATE_MIN {minimum} by "
                        f"{caller.describe()}", minimum)
             lib.fuse_reply_ioctl(req, 0, ffi.NULL, 0)
         elif cmd == ioctls.NOTIFY:
             caller = self._authorized(req)
-            bumped = self._notify(f"VMGENID_NOTIFY by {caller.describe()}")
+            bumped = self._notify(
+                lambda: f"VMGENID_NOTIFY by {caller.describe()}")
             lib.fuse_reply_ioctl(req, int(bumped), ffi.NULL, 0)
         else:
             raise DeviceError(errno.EINVAL, f"unknown ioctl {cmd:#x}")
