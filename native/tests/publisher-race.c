@@ -9,7 +9,8 @@
  *
  *  - the daemon: vmgenid_publisher_publish(from, from + 1) with from =
  *    vmgenid_publisher_settle(), again on -EAGAIN, then
- *    vmgenid_publisher_take() and now and then vmgenid_publisher_save();
+ *    vmgenid_publisher_take() and now and then vmgenid_publisher_save()
+ *    and vmgenid_publisher_guid();
  *  - the GUID poll thread: vmgenid_publisher_hardware() with alternating
  *    GUIDs (each one a bump);
  *  - blocked reads: vmgenid_publisher_wait() at the counter loaded without
@@ -158,9 +159,15 @@ static unsigned int next_random(unsigned int *state)
 	return *state;
 }
 
+/* The GUID poll thread's, in turn. */
+static const unsigned char guids[2][VMGENID_GUID_SIZE] = {
+	"AAAAAAAAAAAAAAA", "BBBBBBBBBBBBBBB"
+};
+
 static void *daemon_thread(void *arg)
 {
 	struct vmgenid_publisher *pub = arg;
+	unsigned char guid[VMGENID_GUID_SIZE];
 	struct vmgenid_publication report;
 	uint32_t seen, from;
 	unsigned int i;
@@ -190,6 +197,11 @@ static void *daemon_thread(void *arg)
 			ret = vmgenid_publisher_save(pub, -1);
 			if (ret < 0)
 				violation("save() returned %d", ret);
+			/* The GUID the daemon reports: one of the thread's. */
+			if (vmgenid_publisher_guid(pub, guid) &&
+			    memcmp(guid, guids[0], VMGENID_GUID_SIZE) &&
+			    memcmp(guid, guids[1], VMGENID_GUID_SIZE))
+				violation("guid() gave a GUID never published");
 		}
 		if (!vmgenid_publisher_take(pub, &report))
 			continue;
@@ -210,9 +222,6 @@ static void *daemon_thread(void *arg)
 
 static void *poll_thread(void *arg)
 {
-	static const unsigned char guids[2][VMGENID_GUID_SIZE] = {
-		"AAAAAAAAAAAAAAA", "BBBBBBBBBBBBBBB"
-	};
 	struct vmgenid_publisher *pub = arg;
 	unsigned int i;
 	int ret;

@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: MIT
 """VMGENID_SHIM: the path of another build of cuse_vmgenid._cuse for the host
 tests to import instead of the tree's: tools/run-tests' sanitized suite
-builds one with ASan and UBSan (build/sanitize-shim/) and runs this suite
-with it, the ASan runtime in LD_PRELOAD (an instrumented library must find
-it loaded first)."""
+builds one with ASan and UBSan (make -C native sanitize-shim) and runs this
+suite with it, the ASan runtime in LD_PRELOAD (an instrumented library must
+find it loaded first)."""
 
 import importlib.util
 import os
@@ -12,6 +12,11 @@ import sys
 import cuse_vmgenid
 
 SHIM = os.environ.get("VMGENID_SHIM")
+# What this process needed to load that build, read when it started (no
+# leak report in ASAN_OPTIONS: Python keeps objects to its end).  Not for
+# the tests' children: compilers, valgrind, a ThreadSanitizer build,
+# sanitized helpers that do report leaks.
+sanitizer_env: dict[str, str] = {}
 
 if SHIM:
     assert "cuse_vmgenid._cuse" not in sys.modules, "imported too early"
@@ -23,9 +28,9 @@ if SHIM:
     _spec.loader.exec_module(_shim)
     sys.modules["cuse_vmgenid._cuse"] = _shim
     cuse_vmgenid._cuse = _shim
-    # The runtime is loaded in this process now; the tests' own children
-    # (compilers, valgrind, a ThreadSanitizer build) must not get it.
-    os.environ.pop("LD_PRELOAD", None)
+    sanitizer_env = {name: os.environ.pop(name)
+                     for name in ("LD_PRELOAD", "ASAN_OPTIONS")
+                     if name in os.environ}
 
 
 def pytest_report_header():

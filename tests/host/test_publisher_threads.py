@@ -4,8 +4,9 @@ file and page: native/tests/publisher-race.c runs blocked reads' waits,
 interrupts, the daemon's compare-and-publish, the GUID poll thread's bumps
 and a page client at once, and checks every reply (one per read, never an
 old counter) and the end state itself.  Here it runs built with
-ThreadSanitizer, and plainly under Helgrind (native/tests/publisher-race.supp
-says what is suppressed and why)."""
+ThreadSanitizer, plainly under Helgrind (native/tests/publisher-race.supp
+says what is suppressed and why), and on its own from VMGENID_NATIVE_BUILD
+(in the sanitized suite: with ASan and UBSan)."""
 
 import os
 import platform
@@ -17,6 +18,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(
 NATIVE = os.path.join(REPO, "native")
 # Helgrind needs a build without sanitizers: always native/build's.
 PLAIN = os.path.join("build", "publisher-race")
+NATIVE_BUILD = os.path.join(REPO, os.environ.get(
+    "VMGENID_NATIVE_BUILD", os.path.join("native", "build")))
 TSAN = os.path.join("build", "tsan", "publisher-race")
 SUPPRESSIONS = os.path.join(NATIVE, "tests", "publisher-race.supp")
 PUBLICATIONS = "500"            # by each of the two publishers
@@ -59,4 +62,12 @@ def test_helgrind_finds_no_race_in_the_publisher(tmp_path):
                 f"--suppressions={SUPPRESSIONS}", program, PUBLICATIONS],
                tmp_path)
     assert "ERROR SUMMARY: 0 errors" in proc.stderr, proc.stderr
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_publisher_keeps_its_rules_under_threads(tmp_path):
+    program = os.path.join(NATIVE_BUILD, "publisher-race")
+    assert os.access(program, os.X_OK), \
+        f"{program} missing: run `make -C native` first"
+    proc = run([program, PUBLICATIONS], tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr

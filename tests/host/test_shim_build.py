@@ -11,16 +11,19 @@ import pytest
 import cuse_vmgenid
 from cuse_vmgenid import _cuse
 
-SHIM = os.environ.get("VMGENID_SHIM")
-# A read of 16 bytes from a 4-byte buffer, in the shim's C.  With
-# PYTHONMALLOC=malloc the buffer is ASan's own allocation.
-OVERFLOW = """
+from .conftest import SHIM, sanitizer_env
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+# A read of 16 bytes from a 4-byte buffer, in the shim's C, with the shim
+# conftest.py loads.  With PYTHONMALLOC=malloc the buffer is ASan's own
+# allocation.
+OVERFLOW = f"""
 import sys
-sys.path.insert(0, {tests!r})
+sys.path.insert(0, {HERE!r})
 import conftest
 from cuse_vmgenid._cuse import ffi, lib
-out = ffi.new("char[]", 64)
-lib.vmgenid_guid_format(ffi.new("unsigned char[]", 4), out)
+lib.vmgenid_guid_format(ffi.new("unsigned char[]", 4), ffi.new("char[]", 64))
 """
 
 
@@ -33,16 +36,9 @@ def test_the_shim_is_the_build_asked_for():
 @pytest.mark.skipif(not SHIM, reason="tools/run-tests' sanitized suite: "
                     "VMGENID_SHIM names a build with ASan")
 def test_the_sanitized_shim_reports_an_overflow():
-    env = dict(os.environ, PYTHONMALLOC="malloc", VMGENID_SHIM=SHIM,
-               LD_PRELOAD=subprocess.run(
-                   ["gcc", "-print-file-name=libasan.so"],
-                   capture_output=True, text=True,
-                   check=True).stdout.strip())
-    proc = subprocess.run(
-        [sys.executable, "-c",
-         OVERFLOW.format(tests=os.path.dirname(__file__))],
-        env=env, capture_output=True, text=True,
-        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    env = dict(os.environ, **sanitizer_env, PYTHONMALLOC="malloc")
+    proc = subprocess.run([sys.executable, "-c", OVERFLOW], env=env,
+                          capture_output=True, text=True, cwd=REPO)
     assert proc.returncode != 0
     assert "ERROR: AddressSanitizer: heap-buffer-overflow" in proc.stderr
     assert "vmgenid_guid_format" in proc.stderr
