@@ -27,11 +27,11 @@ PUBLICATIONS = "500"            # by each of the two publishers
 HANG = 600
 
 
-def build(target: str) -> str:
+def build(target: str, program: str) -> str:
     proc = subprocess.run(["make", "-s", "-C", NATIVE, target],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return os.path.join(NATIVE, target)
+    return os.path.join(NATIVE, program)
 
 
 def run(command: list[str], tmp_path) -> subprocess.CompletedProcess:
@@ -44,7 +44,7 @@ def run(command: list[str], tmp_path) -> subprocess.CompletedProcess:
 
 
 def test_threadsanitizer_finds_no_race_in_the_publisher(tmp_path):
-    program = build(TSAN)
+    program = build("tsan", TSAN)
     # gcc 12's TSan cannot place its shadow memory when the kernel
     # randomizes mmap with more bits than it expects (vm.mmap_rnd_bits of
     # newer kernels): without ASLR it always can.
@@ -57,7 +57,7 @@ def test_threadsanitizer_finds_no_race_in_the_publisher(tmp_path):
 def test_helgrind_finds_no_race_in_the_publisher(tmp_path):
     valgrind = shutil.which("valgrind")
     assert valgrind, "valgrind missing: tools/bootstrap installs it"
-    program = build(PLAIN)
+    program = build(PLAIN, PLAIN)
     proc = run([valgrind, "--tool=helgrind", "--error-exitcode=1",
                 f"--suppressions={SUPPRESSIONS}", program, PUBLICATIONS],
                tmp_path)
