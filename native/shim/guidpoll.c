@@ -31,6 +31,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/eventfd.h>
+
 #include "guid.h"
 #include "guidpoll.h"
 #include "publisher.h"
@@ -44,6 +46,7 @@ struct vmgenid_guid_poll {
 	unsigned char last[VMGENID_GUID_SIZE];	/* the thread's own */
 	int event_fd;
 	int kmsg_fd;			/* /dev/kmsg, or -1: the timer only */
+	int stop_fd;			/* readable: the thread returns */
 	pthread_mutex_t lock;		/* held while publishing */
 	struct vmgenid_publisher *pub;	/* NULL: wake the daemon only */
 	unsigned int vmfork_lines;	/* since the daemon last asked */
@@ -114,31 +117,34 @@ static void guid_changed(struct vmgenid_guid_poll *poll,
 			 const unsigned char *now, int kernel_reseeded,
 			 const struct timespec *woke)
 {
-	int state;
-
-	/* Not ended halfway with the lock held or a bump half published. */
-	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &state);
 	pthread_mutex_lock(&poll->lock);
 	if (poll->pub)
 		vmgenid_publisher_hardware(poll->pub, now, kernel_reseeded,
 					   woke);
 	pthread_mutex_unlock(&poll->lock);
 	guid_poll_wake(poll);
-	pthread_setcancelstate(state, NULL);
 }
 
-/* Until the interval passes or the kernel logs; 1 on its VM fork line. */
+/*
+ * Until the interval passes, the kernel logs or vmgenid_guid_poll_stop()
+ * asks us to end: 1 on the kernel's VM fork line, -1 to end.  The thread
+ * returns rather than being cancelled: a cancellation unwinds its frames
+ * without the epilogues that unpoison them under ASan, whose own thread
+ * exit then reports them (the sanitized host suite, tools/run-tests).
+ */
 static int guid_poll_wait(struct vmgenid_guid_poll *poll)
 {
-	struct pollfd kmsg = { .fd = poll->kmsg_fd, .events = POLLIN };
+	struct pollfd fds[] = {
+		{ .fd = poll->stop_fd, .events = POLLIN },
+		{ .fd = poll->kmsg_fd, .events = POLLIN },	/* -1: ignored */
+	};
 	int vmfork;
 
-	/* Both are cancellation points: vmgenid_guid_poll_stop() ends us. */
-	if (poll->kmsg_fd < 0) {
-		clock_nanosleep(CLOCK_MONOTONIC, 0, &poll->interval, NULL);
+	if (ppoll(fds, 2, &poll->interval, NULL) <= 0)
 		return 0;
-	}
-	if (ppoll(&kmsg, 1, &poll->interval, NULL) <= 0)
+	if (fds[0].revents)
+		return -1;
+	if (!fds[1].revents)
 		return 0;
 	vmfork = kmsg_drain(poll->kmsg_fd);
 	if (vmfork < 0) {
@@ -157,6 +163,8 @@ static void *guid_poll_run(void *arg)
 
 	for (;;) {
 		vmfork = guid_poll_wait(poll);
+		if (vmfork < 0)
+			return NULL;
 		clock_gettime(CLOCK_MONOTONIC, &woke);
 		if (vmfork)
 			__atomic_add_fetch(&poll->vmfork_lines, 1,
@@ -169,7 +177,6 @@ static void *guid_poll_run(void *arg)
 			guid_poll_wake(poll);
 		}
 	}
-	return NULL;
 }
 
 /* From now on a change is published by @pub (NULL: no longer; no
@@ -207,6 +214,11 @@ struct vmgenid_guid_poll *vmgenid_guid_poll_start(const void *guid,
 	poll->interval.tv_nsec = (long)(interval_ms % 1000) * 1000000L;
 	poll->event_fd = event_fd;
 	poll->kmsg_fd = kmsg_fd;
+	poll->stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (poll->stop_fd < 0) {
+		free(poll);
+		return NULL;
+	}
 	pthread_mutex_init(&poll->lock, NULL);
 	/* Signals are the main thread's (Python runs its handlers there). */
 	sigfillset(&all);
@@ -215,6 +227,7 @@ struct vmgenid_guid_poll *vmgenid_guid_poll_start(const void *guid,
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (err) {
 		pthread_mutex_destroy(&poll->lock);
+		close(poll->stop_fd);
 		free(poll);
 		errno = err;
 		return NULL;
@@ -222,10 +235,14 @@ struct vmgenid_guid_poll *vmgenid_guid_poll_start(const void *guid,
 	return poll;
 }
 
+/* Ends the thread, after the publication under way if any. */
 void vmgenid_guid_poll_stop(struct vmgenid_guid_poll *poll)
 {
-	pthread_cancel(poll->thread);
+	uint64_t one = 1;
+
+	(void)!write(poll->stop_fd, &one, sizeof(one));
 	pthread_join(poll->thread, NULL);
+	close(poll->stop_fd);
 	pthread_mutex_destroy(&poll->lock);
 	free(poll);
 }
