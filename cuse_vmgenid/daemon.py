@@ -10,7 +10,7 @@ import signal
 import time
 from typing import Optional
 
-from . import privilege, procinfo, sdnotify, statefile
+from . import kernellog, privilege, procinfo, sdnotify, statefile
 from .hint import KERNEL_LOG_HINT
 from .hintsignal import HintSignal
 from .hooks import HookRunner, list_hooks
@@ -241,6 +241,10 @@ class Daemon:
         """The GUID poll thread's publications since the daemon looked."""
         publication = self.publisher.take()
         if publication is None:
+            return
+        if publication.records:     # the kernel-log tier's thread
+            self._published(kernellog.thread_note(publication),
+                            ChangeReason.HARDWARE, publication)
             return
         seen_on = (KERNEL_LOG_HINT if publication.kernel_log
                    else "GUID poll thread")
