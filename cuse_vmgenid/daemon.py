@@ -220,8 +220,10 @@ class Daemon:
             return
         if publication.hardware and reason is not ChangeReason.HARDWARE:
             # The thread published one in between: both are in the count.
-            why += (f"; and {publication.hardware} new GUID published by "
-                    "the GUID poll thread")
+            what = "kernel log record" if publication.records \
+                else "new GUID"
+            why += (f"; and {publication.hardware} {what} published by "
+                    "the poll thread")
         if publication.state_error:
             log.error("cannot write %s: %s", self.state_file.path,
                       os.strerror(publication.state_error))
