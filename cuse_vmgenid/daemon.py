@@ -10,7 +10,7 @@ import signal
 import time
 from typing import Optional
 
-from . import privilege, procinfo, sdnotify, statefile
+from . import kernellog, privilege, procinfo, sdnotify, statefile
 from .hint import KERNEL_LOG_HINT
 from .hintsignal import HintSignal
 from .hooks import HookRunner, list_hooks
@@ -220,8 +220,10 @@ class Daemon:
         why = why_text(why)
         if publication.hardware and reason is not ChangeReason.HARDWARE:
             # The thread published one in between: both are in the count.
-            why += (f"; and {publication.hardware} new GUID published by "
-                    "the GUID poll thread")
+            what = "kernel log record" if publication.records \
+                else "new GUID"
+            why += (f"; and {publication.hardware} {what} published by "
+                    "the poll thread")
         if publication.state_error:
             log.error("cannot write %s: %s", self.state_file.path,
                       os.strerror(publication.state_error))
@@ -241,6 +243,10 @@ class Daemon:
         """The GUID poll thread's publications since the daemon looked."""
         publication = self.publisher.take()
         if publication is None:
+            return
+        if publication.records:     # the kernel-log tier's thread
+            self._published(kernellog.thread_note(publication),
+                            ChangeReason.HARDWARE, publication)
             return
         seen_on = (KERNEL_LOG_HINT if publication.kernel_log
                    else "GUID poll thread")

@@ -9,50 +9,42 @@ it wakes any reader of /dev/kmsg, and what must come before the wake-ups
 then runs without waiting for Python, whose first steps after a restore
 are slow under emulation.  The poll itself is the fallback, for a kernel
 that logs nothing: a 16-byte compare every interval.
+
+Without a GUID (the kernel-log tier, kernellog.py) the same thread reads
+the kernel log alone and publishes each change the record rule of
+native/shim/kmsg.c finds (RecordPoller).
 """
 
 import atexit
 import os
 
+from typing import Optional
+
 from ._cuse import ffi, lib
 
 
-class GuidPoller:
-    def __init__(self, guid: memoryview, interval_ms: int, kmsg_fd: int = -1):
-        """kmsg_fd: /dev/kmsg, non-blocking, positioned where news starts
-        (the thread reads it), or -1 for the timer alone.  OSError if the
-        thread cannot start."""
-        if interval_ms <= 0:
-            raise ValueError(f"poll interval {interval_ms} ms")
-        self._guid = guid
-        self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self._poll = lib.vmgenid_guid_poll_start(ffi.from_buffer(guid),
-                                                 interval_ms, self._fd,
-                                                 kmsg_fd)
-        if self._poll == ffi.NULL:
+class _PollThread:
+    """The thread's eventfd, its publisher and its end."""
+    _poll = None
+
+    def _started(self, poll) -> None:
+        if poll == ffi.NULL:
             err = ffi.errno
             os.close(self._fd)
-            raise OSError(err, f"GUID poll thread: {os.strerror(err)}")
-        # Whatever way the interpreter ends, the thread stops before the
-        # mapping it reads can go.
+            raise OSError(err, f"poll thread: {os.strerror(err)}")
+        self._poll = poll
+        # Whatever way the interpreter ends, the thread stops first.
         atexit.register(self.close)
 
     def fileno(self) -> int:
         return self._fd
 
     def take(self) -> bool:
-        """True if the thread saw a change (or the kernel's VM fork line)
-        since the last call."""
+        """True if the thread woke the daemon since the last call."""
         try:
             return os.eventfd_read(self._fd) > 0
         except BlockingIOError:
             return False
-
-    def take_kernel_log(self) -> bool:
-        """True if the kernel logged its VM fork line since the last call
-        (the thread reads /dev/kmsg; a change may or may not come with it:
-        the thread may have seen the new GUID first)."""
-        return lib.vmgenid_guid_poll_take_vmfork(self._poll) > 0
 
     def publish_to(self, publisher) -> None:
         """From now on a change is published by publisher (None: no longer,
@@ -65,5 +57,59 @@ class GuidPoller:
             lib.vmgenid_guid_poll_stop(self._poll)
             self._poll = None
             os.close(self._fd)
-            self._guid.release()
+            self._closed()
             atexit.unregister(self.close)
+
+    def _closed(self) -> None:
+        pass
+
+
+class RecordPoller(_PollThread):
+    """The kernel-log tier's thread: each kernel record the record rule
+    counts as a change is published by publisher, from the thread (then
+    its eventfd is readable).  publish_to(None) ends its reading: the
+    records left stay unread."""
+
+    def __init__(self, publisher, applied: Optional[int], kmsg_fd: int):
+        """applied: the last record accounted for (None: none yet);
+        kmsg_fd: /dev/kmsg, non-blocking, read that far.  OSError if the
+        thread cannot start."""
+        self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._started(lib.vmgenid_kmsg_poll_start(
+            publisher.c_handle, -1 if applied is None else applied,
+            self._fd, kmsg_fd))
+
+    @property
+    def kmsg_seq(self) -> Optional[int]:
+        """The last record accounted for (the state file's)."""
+        applied = lib.vmgenid_guid_poll_kmsg_seq(self._poll)
+        return None if applied < 0 else applied
+
+    def kmsg_error(self) -> int:
+        """Why the kernel log could not be read (then the thread ended),
+        or 0."""
+        return lib.vmgenid_guid_poll_kmsg_error(self._poll)
+
+
+class GuidPoller(_PollThread):
+    def __init__(self, guid: memoryview, interval_ms: int, kmsg_fd: int = -1):
+        """kmsg_fd: /dev/kmsg, non-blocking, positioned where news starts
+        (the thread reads it), or -1 for the timer alone.  OSError if the
+        thread cannot start."""
+        if interval_ms <= 0:
+            raise ValueError(f"poll interval {interval_ms} ms")
+        self._guid = guid
+        self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        # The thread reads the mapping: it stops before the mapping goes.
+        self._started(lib.vmgenid_guid_poll_start(ffi.from_buffer(guid),
+                                                  interval_ms, self._fd,
+                                                  kmsg_fd))
+
+    def take_kernel_log(self) -> bool:
+        """True if the kernel logged its VM fork line since the last call
+        (the thread reads /dev/kmsg; a change may or may not come with it:
+        the thread may have seen the new GUID first)."""
+        return lib.vmgenid_guid_poll_take_vmfork(self._poll) > 0
+
+    def _closed(self) -> None:
+        self._guid.release()

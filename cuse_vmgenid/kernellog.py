@@ -6,11 +6,11 @@ change it has random.c log "crng reseeded due to virtual machine fork",
 after its own compare of the old and the new GUID.  So each such kernel
 record is exactly one change: one bump per record.
 
-The daemon's main loop wakes on /dev/kmsg (POLLIN), reads the record and
-bumps through the publisher (publisher.py), like every bump.  The C GUID
-poll thread needs a GUID to compare and has none here; the kernel has
-already compared, so all that is left is a read of one record, and the
-bump.
+The record rule (which record is a change) is C's, native/shim/kmsg.c,
+in one place for both its users: the poll thread (guidpoll.RecordPoller),
+which reads /dev/kmsg while the daemon serves and publishes each change
+the moment it reads it (publisher.c: state file, page, replies), then
+wakes the daemon to log it; and the restart rule below, here in Python.
 
 Restart rule: the state file keeps the sequence number of the last record
 applied.  A restarted daemon reads /dev/kmsg from the oldest record the
@@ -21,11 +21,15 @@ the counter starts at 0 there anyway.
 """
 
 import glob
+import logging
 import os
 from typing import Iterable, Optional
 
-from .guid.kmsg import DEV_KMSG, MARKER, KmsgReader, parse_record
-from .hint import Hint
+from ._cuse import ffi, lib
+from .guid.kmsg import DEV_KMSG, MARKER, KmsgReader
+from .guidpoll import RecordPoller
+
+log = logging.getLogger(__name__)
 
 DRIVERS = "/sys/bus/*/drivers/vmgenid"
 # In a driver's folder, everything but the bound devices' links.
@@ -54,33 +58,35 @@ def bound_devices(drivers: str = DRIVERS) -> list[str]:
 
 
 class RecordCounter:
-    """Which /dev/kmsg records are changes not applied yet: pure.
+    """Which /dev/kmsg records are changes not applied yet: the rule of
+    native/shim/kmsg.c, with the reasons for the log.
 
     @applied: the sequence number of the last record accounted for, or
     None (a new boot: the first record fed starts the count, as history).
     """
 
     def __init__(self, applied: Optional[int]):
-        self.applied = applied
+        if applied is not None and applied < 0:
+            raise ValueError(f"record {applied}")
+        self._records = ffi.new("struct vmgenid_kmsg_records *",
+                                {"applied": -1 if applied is None
+                                 else applied})
+
+    @property
+    def applied(self) -> Optional[int]:
+        applied = self._records.applied
+        return None if applied < 0 else applied
 
     def feed(self, record: bytes) -> Optional[str]:
         """Why @record makes one bump, or None."""
-        parsed = parse_record(record)
-        if parsed is None:
-            return None
-        seq, vmfork = parsed
-        if self.applied is not None and seq <= self.applied:
-            return None             # read before, or older than the start
-        lost = None
-        if self.applied is not None and seq > self.applied + 1:
-            lost = (self.applied + 1, seq - 1)
-        self.applied = seq
-        if vmfork:
-            return f"kernel log record {seq}: {MARKER.decode()}"
-        if lost:
-            return (f"the kernel log lost records {lost[0]}-{lost[1]} "
-                    "before the daemon read them (one may have been a "
-                    "change)")
+        before = self._records.applied
+        change = lib.vmgenid_kmsg_feed(self._records, record, len(record))
+        if change == lib.VMGENID_KMSG_VMFORK:
+            return record_note(self._records.applied)
+        if change == lib.VMGENID_KMSG_LOST:
+            return (f"the kernel log lost records {before + 1}-"
+                    f"{self._records.applied - 1} before the daemon read "
+                    "them (one may have been a change)")
         return None
 
     def missed(self, records: Iterable[bytes]) -> list[str]:
@@ -89,23 +95,45 @@ class RecordCounter:
         return [why for why in map(self.feed, records) if why]
 
 
+def record_note(seq: int) -> str:
+    return f"kernel log record {seq}: {MARKER.decode()}"
+
+
+def thread_note(publication) -> str:
+    """Why the thread published (a publisher.Publication), for the log."""
+    if publication.lost:
+        why = ("kernel log records lost before the thread read them (one "
+               "may have been a change)")
+    else:
+        why = record_note(publication.kmsg_seq)
+    if publication.records > 1:
+        why += (f", {publication.records} records up to "
+                f"{publication.kmsg_seq}")
+    committed_ms, replied_ms = publication.timings
+    return (f"{why} (published by the thread: state file at "
+            f"{committed_ms:.1f} ms, reads answered at {replied_ms:.1f} ms)")
+
+
 class KernelLogSource:
     """Changes from the kernel's own records; no GUID."""
     name = "kernel-log"
     poll_interval: Optional[float] = None
     has_guid = False
-    unseen: Optional[str] = None
     vmclock_counter: Optional[int] = None
 
     def __init__(self, reader: KmsgReader, devices: list[str]):
         self._reader = reader
         self.devices = devices
         self._counter = RecordCounter(None)
+        self._thread: Optional[RecordPoller] = None
         self.change_note: Optional[str] = None   # why the last change
+        self.unseen: Optional[str] = None
 
     @property
     def kmsg_seq(self) -> Optional[int]:
         """The state file's record of what was applied."""
+        if self._thread is not None:
+            return self._thread.kmsg_seq
         return self._counter.applied
 
     def _records(self):
@@ -133,28 +161,39 @@ class KernelLogSource:
 
     def changed(self, known_guid: Optional[str]
                 ) -> tuple[bool, Optional[str]]:
-        """Whether the next pending record is a change: at most one per
-        call, so each record is one bump (later ones keep the fd
-        readable, and the loop comes back)."""
-        for record in self._records():
-            why = self._counter.feed(record)
-            if why:
-                self.change_note = why
-                return True, None
+        """A hint (a signal): nothing to look at here, the thread reads
+        every record as it comes and publishes the changes itself."""
         return False, None
 
     def guid_bytes(self) -> Optional[bytes]:
         return None
 
     def publish_to(self, publisher) -> None:
-        """No thread here: the daemon publishes each record's bump."""
+        """From the records after those changed_since() read on, each
+        change is published by publisher, from the thread (None: the
+        thread reads no more; those left stay for the restart rule).
+        OSError if the thread cannot start."""
+        if publisher is None:
+            if self._thread is not None:
+                self._thread.publish_to(None)
+        elif self._thread is None:
+            self._thread = RecordPoller(publisher, self._counter.applied,
+                                        self._reader.fileno())
 
     def hint_fds(self) -> list[int]:
-        return [self._reader.fileno()]
+        return [] if self._thread is None else [self._thread.fileno()]
 
-    def take_hint(self, fd: int) -> Hint:
-        """/dev/kmsg is readable: changed() reads what came."""
-        return Hint(f"{DEV_KMSG} readable", kernel_reseeded=True)
+    def take_hint(self, fd: int) -> None:
+        """The thread published (the daemon takes that from the
+        publisher), or it could not read the kernel log."""
+        self._thread.take()
+        err = self._thread.kmsg_error()
+        if err and self.unseen is None:
+            from .sources import UNSEEN
+            self.unseen = (f"{UNSEEN}: cannot read {DEV_KMSG}: "
+                           f"{os.strerror(err)}")
+            log.error("%s", self.unseen)
+        return None
 
     def describe(self) -> str:
         return (f"kernel-log: the kernel's vmgenid driver is bound to "
@@ -162,6 +201,9 @@ class KernelLogSource:
                 f"{MARKER.decode()!r} in {DEV_KMSG}")
 
     def close(self) -> None:
+        """The thread first: it reads the fd closed next."""
+        if self._thread is not None:
+            self._thread.close()
         self._reader.close()
 
 

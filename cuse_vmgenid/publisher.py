@@ -31,6 +31,9 @@ class Publication(NamedTuple):
     # The last one, from its start (the thread: its wake-up), in ms:
     # state file committed, reads answered.
     timings: tuple[float, float]
+    records: int = 0    # of them for kernel log records (kernellog.py)
+    lost: bool = False  # one for records lost before they were read
+    kmsg_seq: int = -1  # the last of those records
 
 
 class Publisher:
@@ -106,7 +109,8 @@ class Publisher:
         return Publication(out.bumped_from, out.counter,
                            out.count, out.hardware, bool(out.kernel_log),
                            -out.state_err, out.page_result, out.replies,
-                           (out.committed_us / 1000, out.replied_us / 1000))
+                           (out.committed_us / 1000, out.replied_us / 1000),
+                           out.records, bool(out.lost), out.kmsg_seq)
 
     def wait(self, req, token: int, seen: int) -> None:
         """A read blocks at seen: the next publication answers it (or this

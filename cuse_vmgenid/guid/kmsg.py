@@ -8,7 +8,8 @@ POLLIN and calls drain(), until it says False.  It is a hint: the caller
 then reads the GUID.  Without a GUID, the kernel-log tier (kernellog.py)
 reads it from the start and counts the records themselves.
 Only kernel records count (facility 0): userspace writes to /dev/kmsg get
-facility LOG_USER whatever they ask, so they cannot fake one.
+facility LOG_USER whatever they ask, so they cannot fake one.  The parse
+is in C (native/shim/kmsg.c), shared with the poll thread.
 """
 
 import os
@@ -18,27 +19,17 @@ from .._cuse import ffi, lib
 DEV_KMSG = "/dev/kmsg"
 # The kernel's words: one definition, in native/shim/guid.c.
 MARKER = ffi.string(lib.vmgenid_vmfork_marker)
-RECORD_MAX = 8192  # a record is at most ~1 KiB of text plus its dictionary
+RECORD_MAX = lib.VMGENID_KMSG_RECORD_MAX
 
 
 def parse_record(record: bytes) -> tuple[int, bool] | None:
     """(sequence number, is it the kernel's VM fork record?) of a record
     in /dev/kmsg's format "prio,seq,usec,flags;text" then optional
-    " KEY=value" lines; None if it is not in that format."""
-    header, sep, rest = record.partition(b";")
-    if not sep:
-        return None
-    fields = header.split(b",", 3)
-    if len(fields) < 3:
-        return None
-    try:
-        prio, seq = int(fields[0]), int(fields[1])
-    except ValueError:
-        return None
-    if seq < 0:
-        return None
-    # Facility: the kernel's own is 0; userspace writes get LOG_USER.
-    return seq, prio >> 3 == 0 and MARKER in rest.split(b"\n", 1)[0]
+    " KEY=value" lines; None if it is not in that format.  The parse is
+    native/shim/kmsg.c's, the one the poll thread uses."""
+    seq = ffi.new("int64_t *")
+    kind = lib.vmgenid_kmsg_parse(record, len(record), seq)
+    return None if kind < 0 else (seq[0], kind == 1)
 
 
 def is_vmfork_record(record: bytes) -> bool:

@@ -19,6 +19,11 @@
  * The kernel's VM fork line wakes the daemon too, changed GUID or not: it
  * is the kernel log hint of docs/interface.rst, read here rather than in
  * Python so that the thread, not the interpreter, is the first to act on it.
+ *
+ * Without a GUID (the kernel-log tier) the same thread reads only the
+ * kernel log: the kernel compared the GUIDs before it logged, so each of
+ * its VM fork records is one change (kmsg.c), published by the thread the
+ * moment it reads it, as a new GUID is.
  */
 #define _GNU_SOURCE		/* ppoll */
 #include <errno.h>
@@ -35,21 +40,22 @@
 
 #include "guid.h"
 #include "guidpoll.h"
+#include "kmsg.h"
 #include "publisher.h"
-
-#define VMGENID_KMSG_RECORD_MAX 8192
 
 struct vmgenid_guid_poll {
 	pthread_t thread;
-	const volatile unsigned char *guid;
+	const volatile unsigned char *guid;	/* NULL: the kernel's records */
 	struct timespec interval;
 	unsigned char last[VMGENID_GUID_SIZE];	/* the thread's own */
 	int event_fd;
 	int kmsg_fd;			/* /dev/kmsg, or -1: the timer only */
+	int kmsg_err;			/* why /dev/kmsg failed, or 0 */
 	int stop_fd;			/* readable: the thread returns */
 	pthread_mutex_t lock;		/* held while publishing */
 	struct vmgenid_publisher *pub;	/* NULL: wake the daemon only */
 	unsigned int vmfork_lines;	/* since the daemon last asked */
+	struct vmgenid_kmsg_records records;	/* without a GUID */
 };
 
 static void guid_copy(unsigned char *dst, const volatile unsigned char *guid)
@@ -61,24 +67,26 @@ static void guid_copy(unsigned char *dst, const volatile unsigned char *guid)
 }
 
 /*
- * A /dev/kmsg record, "prio,seq,usec,flags;text\n" and dictionary lines:
- * the kernel's VM fork line?  Only facility 0 counts (userspace writes to
- * /dev/kmsg get LOG_USER whatever they ask, so they cannot fake one).
+ * The next record in @record: its length, 0 if there is none now, -1 if
+ * /dev/kmsg failed (errno).  After EPIPE (records overwritten before we
+ * read them) it goes on from the oldest left: the sequence numbers show
+ * the gap (kmsg.c).
  */
-static int kmsg_is_vmfork(char *record, ssize_t len)
+static ssize_t kmsg_read(int fd, char *record)
 {
-	char *text, *end;
+	for (;;) {
+		ssize_t n = read(fd, record, VMGENID_KMSG_RECORD_MAX);
 
-	record[len] = '\0';
-	if (strtol(record, NULL, 10) >> 3 != 0)
-		return 0;
-	text = strchr(record, ';');
-	if (!text)
-		return 0;
-	end = strchr(text, '\n');
-	if (end)
-		*end = '\0';
-	return strstr(text, vmgenid_vmfork_marker) != NULL;
+		if (n > 0)
+			return n;
+		if (n < 0 && errno == EAGAIN)
+			return 0;
+		if (n < 0 && (errno == EPIPE || errno == EINTR))
+			continue;
+		if (n == 0)
+			errno = EPIPE;	/* a pipe's end, in the tests */
+		return -1;
+	}
 }
 
 /*
@@ -87,23 +95,14 @@ static int kmsg_is_vmfork(char *record, ssize_t len)
  */
 static int kmsg_drain(int fd)
 {
-	char record[VMGENID_KMSG_RECORD_MAX + 1];
+	char record[VMGENID_KMSG_RECORD_MAX];
 	int vmfork = 0;
+	int64_t seq;
+	ssize_t n;
 
-	for (;;) {
-		ssize_t n = read(fd, record, VMGENID_KMSG_RECORD_MAX);
-
-		if (n > 0) {
-			vmfork |= kmsg_is_vmfork(record, n);
-			continue;
-		}
-		if (n < 0 && errno == EAGAIN)
-			return vmfork;
-		/* Overwritten before we read them: on from the oldest left. */
-		if (n < 0 && (errno == EPIPE || errno == EINTR))
-			continue;
-		return -1;
-	}
+	while ((n = kmsg_read(fd, record)) > 0)
+		vmfork |= vmgenid_kmsg_parse(record, n, &seq) > 0;
+	return n < 0 ? -1 : vmfork;
 }
 
 static void guid_poll_wake(struct vmgenid_guid_poll *poll)
@@ -177,6 +176,63 @@ static void *guid_poll_run(void *arg)
 			guid_poll_wake(poll);
 		}
 	}
+	return NULL;
+}
+
+/*
+ * Without a GUID (the kernel-log tier): apply the tier's record rule
+ * (kmsg.c) to every record there is, and publish each change at once,
+ * then wake the daemon.  With the lock held, so that the record applied
+ * and its bump are one step for vmgenid_guid_poll_kmsg_seq().  0 if
+ * /dev/kmsg failed.
+ */
+static int kmsg_apply(struct vmgenid_guid_poll *poll,
+		      const struct timespec *woke)
+{
+	char record[VMGENID_KMSG_RECORD_MAX];
+	ssize_t n;
+	int change;
+
+	while ((n = kmsg_read(poll->kmsg_fd, record)) > 0) {
+		change = vmgenid_kmsg_feed(&poll->records, record, n);
+		if (change == VMGENID_KMSG_NONE)
+			continue;
+		vmgenid_publisher_record(poll->pub, poll->records.applied,
+					 change == VMGENID_KMSG_LOST, woke);
+		guid_poll_wake(poll);
+	}
+	if (n == 0)
+		return 1;
+	poll->kmsg_err = errno;
+	guid_poll_wake(poll);
+	return 0;
+}
+
+/*
+ * The kernel-log tier's thread: it waits on /dev/kmsg only (no interval:
+ * nothing to compare) and ends when no publisher takes its records (they
+ * stay unread, for the state file's restart rule), /dev/kmsg fails or
+ * vmgenid_guid_poll_stop() asks: a record read is always applied.
+ */
+static void *kmsg_poll_run(void *arg)
+{
+	struct vmgenid_guid_poll *poll = arg;
+	struct pollfd fds[] = {
+		{ .fd = poll->stop_fd, .events = POLLIN },
+		{ .fd = poll->kmsg_fd, .events = POLLIN },
+	};
+	struct timespec woke;
+	int going = 1;
+
+	while (going) {
+		if (ppoll(fds, 2, NULL, NULL) > 0 && fds[0].revents)
+			return NULL;
+		clock_gettime(CLOCK_MONOTONIC, &woke);
+		pthread_mutex_lock(&poll->lock);
+		going = poll->pub && kmsg_apply(poll, &woke);
+		pthread_mutex_unlock(&poll->lock);
+	}
+	return NULL;
 }
 
 /* From now on a change is published by @pub (NULL: no longer; no
@@ -195,13 +251,38 @@ unsigned int vmgenid_guid_poll_take_vmfork(struct vmgenid_guid_poll *poll)
 	return __atomic_exchange_n(&poll->vmfork_lines, 0, __ATOMIC_ACQUIRE);
 }
 
+static struct vmgenid_guid_poll *poll_start(struct vmgenid_guid_poll *poll,
+					     void *(*run)(void *))
+{
+	sigset_t all, old;
+	int err;
+
+	poll->stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (poll->stop_fd < 0) {
+		free(poll);
+		return NULL;
+	}
+	pthread_mutex_init(&poll->lock, NULL);
+	/* Signals are the main thread's (Python runs its handlers there). */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	err = pthread_create(&poll->thread, NULL, run, poll);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err) {
+		pthread_mutex_destroy(&poll->lock);
+		close(poll->stop_fd);
+		free(poll);
+		errno = err;
+		return NULL;
+	}
+	return poll;
+}
+
 struct vmgenid_guid_poll *vmgenid_guid_poll_start(const void *guid,
 						   unsigned int interval_ms,
 						   int event_fd, int kmsg_fd)
 {
 	struct vmgenid_guid_poll *poll;
-	sigset_t all, old;
-	int err;
 
 	poll = calloc(1, sizeof(*poll));
 	if (!poll)
@@ -214,28 +295,53 @@ struct vmgenid_guid_poll *vmgenid_guid_poll_start(const void *guid,
 	poll->interval.tv_nsec = (long)(interval_ms % 1000) * 1000000L;
 	poll->event_fd = event_fd;
 	poll->kmsg_fd = kmsg_fd;
-	poll->stop_fd = eventfd(0, EFD_CLOEXEC);
-	if (poll->stop_fd < 0) {
-		free(poll);
-		return NULL;
-	}
-	pthread_mutex_init(&poll->lock, NULL);
-	/* Signals are the main thread's (Python runs its handlers there). */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	err = pthread_create(&poll->thread, NULL, guid_poll_run, poll);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (err) {
-		pthread_mutex_destroy(&poll->lock);
-		close(poll->stop_fd);
-		free(poll);
-		errno = err;
-		return NULL;
-	}
-	return poll;
+	return poll_start(poll, guid_poll_run);
 }
 
-/* Ends the thread, after the publication under way if any. */
+/*
+ * The kernel-log tier's thread: the kernel's records in @kmsg_fd (read
+ * up to @applied, the last record accounted for, or -1) published by
+ * @pub, each change from its start (vmgenid_guid_poll_publish_to(NULL)
+ * ends it).
+ */
+struct vmgenid_guid_poll *vmgenid_kmsg_poll_start(struct vmgenid_publisher *pub,
+						  int64_t applied,
+						  int event_fd, int kmsg_fd)
+{
+	struct vmgenid_guid_poll *poll;
+
+	poll = calloc(1, sizeof(*poll));
+	if (!poll)
+		return NULL;
+	poll->pub = pub;
+	poll->records.applied = applied;
+	poll->event_fd = event_fd;
+	poll->kmsg_fd = kmsg_fd;
+	return poll_start(poll, kmsg_poll_run);
+}
+
+/* The last kernel record accounted for (the state file's kmsg_seq). */
+int64_t vmgenid_guid_poll_kmsg_seq(struct vmgenid_guid_poll *poll)
+{
+	int64_t applied;
+
+	pthread_mutex_lock(&poll->lock);
+	applied = poll->records.applied;
+	pthread_mutex_unlock(&poll->lock);
+	return applied;
+}
+
+/* Why the kernel log could not be read (an errno), or 0. */
+int vmgenid_guid_poll_kmsg_error(struct vmgenid_guid_poll *poll)
+{
+	int err;
+
+	pthread_mutex_lock(&poll->lock);
+	err = poll->kmsg_err;
+	pthread_mutex_unlock(&poll->lock);
+	return err;
+}
+
 void vmgenid_guid_poll_stop(struct vmgenid_guid_poll *poll)
 {
 	uint64_t one = 1;

@@ -285,6 +285,32 @@ int vmgenid_publisher_hardware(struct vmgenid_publisher *pub,
 	return 1;
 }
 
+/*
+ * The kernel-log tier's change: the kernel record @seq (@lost: records
+ * before it were lost unread; one may have been a change).  No GUID to
+ * compare: the kernel compared before it logged, and reseeded its RNG.
+ * @woke: when the caller woke.  1 if it published, -EOVERFLOW at the
+ * counter's end.
+ */
+int vmgenid_publisher_record(struct vmgenid_publisher *pub, int64_t seq,
+			     int lost, const struct timespec *woke)
+{
+	pthread_mutex_lock(&pub->lock);
+	pub->kmsg_seq = seq;
+	if (pub->counter == UINT32_MAX) {
+		pthread_mutex_unlock(&pub->lock);
+		return -EOVERFLOW;
+	}
+	publish_locked(pub, pub->counter + 1, woke);
+	pub->report.hardware++;
+	pub->report.records++;
+	pub->report.lost |= lost;
+	pub->report.kernel_log |= !lost;
+	pub->report.kmsg_seq = seq;
+	pthread_mutex_unlock(&pub->lock);
+	return 1;
+}
+
 /* The state file with what is published, and @kmsg_seq if not -1 (the
  * kernel-log tier's records read, at start and at the end). */
 int vmgenid_publisher_save(struct vmgenid_publisher *pub, int64_t kmsg_seq)

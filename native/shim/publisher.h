@@ -24,6 +24,9 @@ struct vmgenid_publication {
 	unsigned int count;		/* publications */
 	unsigned int hardware;		/* of them on a new GUID or record */
 	int kernel_log;			/* the kernel's VM fork line woke one */
+	unsigned int records;		/* of them for kernel records */
+	int lost;			/* one for records lost unread */
+	int64_t kmsg_seq;		/* the last of those records */
 	int state_err;			/* the last state file commit: 0, -errno */
 	int page_result;		/* the last vmgenid_page_store() */
 	unsigned int replies;		/* blocked reads answered */
@@ -49,6 +52,8 @@ int vmgenid_publisher_publish(struct vmgenid_publisher *pub, uint32_t from,
 int vmgenid_publisher_hardware(struct vmgenid_publisher *pub,
 			       const void *guid, int kernel_reseeded,
 			       const struct timespec *woke);
+int vmgenid_publisher_record(struct vmgenid_publisher *pub, int64_t seq,
+			     int lost, const struct timespec *woke);
 int vmgenid_publisher_save(struct vmgenid_publisher *pub, int64_t kmsg_seq);
 int vmgenid_publisher_take(struct vmgenid_publisher *pub,
 			   struct vmgenid_publication *out);

@@ -1,11 +1,14 @@
 # SPDX-License-Identifier: MIT
 """The kernel-log tier (kernellog.py): one bump per kernel VM fork record,
 never for a line a process wrote, and the restart rule (the state file's
-kmsg_seq).  The fake /dev/kmsg is a FIFO in packet mode: each write is one
-record, each read returns one, as /dev/kmsg does."""
+kmsg_seq).  The rule is C's (native/shim/kmsg.c): the restart rule calls
+it through lib, and the poll thread applies it live and publishes.  The
+fake /dev/kmsg is a FIFO in packet mode: each write is one record, each
+read returns one, as /dev/kmsg does."""
 
 import fcntl
 import os
+import select
 
 import pytest
 from hypothesis import given, strategies as st
@@ -14,6 +17,8 @@ from cuse_vmgenid import kernellog
 from cuse_vmgenid.guid.kmsg import MARKER, KmsgReader, parse_record
 from cuse_vmgenid.kernellog import KernelLogSource, RecordCounter
 from cuse_vmgenid.statefile import SavedState, StateFile, load
+
+from .test_publisher import Setup, req, u32
 
 KERNEL, USER = 0, 1     # facilities: the kernel's, LOG_USER
 
@@ -38,6 +43,34 @@ def test_parse_record():
         assert parse_record(bad) is None
 
 
+TEXT = st.binary(max_size=200).filter(lambda b: b"\n" not in b)
+
+
+@given(facility=st.integers(0, 23), level=st.integers(0, 7),
+       seq=st.integers(0, 2 ** 63 - 1), before=TEXT, after=TEXT,
+       marked=st.booleans(), flags=st.sampled_from([b"-", b"c", b"-,x"]),
+       dictionary=st.binary(max_size=100))
+def test_parse_any_kernel_record(facility, level, seq, before, after,
+                                 marked, flags, dictionary):
+    """Whatever the text around it: the sequence number, and the kernel's
+    VM fork record iff facility 0 with the marker in the text line."""
+    text = before + (MARKER if marked else b"") + after
+    record = (b"%d,%d,123,%s;" % (facility << 3 | level, seq, flags) + text
+              + b"\n" + dictionary)
+    assert parse_record(record) == (
+        seq, facility == 0 and MARKER in text)
+
+
+@given(st.binary(max_size=300))
+def test_parse_never_trusts_the_text(data):
+    """Any bytes: a record or not, never a crash nor a read past the end
+    (the host tests may run the shim under ASan)."""
+    parsed = parse_record(data)
+    assert parsed is None or parsed[0] >= 0
+    # A sequence number too big for int64 is no record.
+    assert parse_record(b"6,%d,0,-;x" % 2 ** 63) is None
+
+
 # -- counting (pure) ----------------------------------------------------------
 
 KINDS = st.sampled_from(["chatter", "vmfork", "user-vmfork"])
@@ -49,7 +82,9 @@ def build(kinds, first: int) -> list[bytes]:
     return [make[k](first + i) for i, k in enumerate(kinds)]
 
 
-@given(kinds=st.lists(KINDS, max_size=30), first=st.integers(0, 1000))
+# From record 1: "record -1 applied" is no sequence number (-1 is C's
+# "none yet", and the kernel's record 0 is its banner).
+@given(kinds=st.lists(KINDS, max_size=30), first=st.integers(1, 1000))
 def test_live_one_bump_per_kernel_vmfork_record(kinds, first):
     counter = RecordCounter(first - 1)
     reasons = counter.missed(build(kinds, first))
@@ -67,7 +102,8 @@ def test_restart_rule(kinds, first, saved_back, lost):
     file says @saved was applied.  A bump iff a kernel VM fork record
     after @saved, or a record after @saved was lost."""
     records = build(kinds, first)
-    saved = first - 1 - lost + saved_back
+    # A sequence number: never negative (the state file refuses one).
+    saved = max(0, first - 1 - lost + saved_back)
     last = first + len(kinds) - 1
     newer_vmfork = any(k == "vmfork" and first + i > saved
                        for i, k in enumerate(kinds))
@@ -125,11 +161,6 @@ def test_a_new_boot_bumps_for_nothing_in_the_ring(kmsg):
     s = source(path)
     assert s.changed_since(None) == (False, None)
     assert s.kmsg_seq == 3
-    assert s.changed(None) == (False, None)
-    write(vmfork(4))
-    assert s.changed(None) == (True, None)
-    assert s.change_note.startswith("kernel log record 4: ")
-    assert s.kmsg_seq == 4
 
 
 def test_restart_bumps_once_for_records_after_the_saved_one(kmsg):
@@ -169,14 +200,134 @@ def test_restart_without_a_saved_position_bumps_once(kmsg):
     assert s.kmsg_seq == 1
 
 
-def test_live_each_record_is_one_change(kmsg):
+# -- live: the poll thread applies the rule and publishes ---------------------
+
+def published(s: KernelLogSource, setup: Setup, count: int):
+    """Wait for the thread's wake-ups until @count publications were taken;
+    the publications, merged as the daemon takes them."""
+    p = select.poll()
+    [fd] = s.hint_fds()
+    p.register(fd, select.POLLIN)
+    taken = []
+    while sum(t.count for t in taken) < count:
+        assert p.poll(10_000), "the thread published nothing"
+        s.take_hint(fd)
+        if (publication := setup.pub.take()) is not None:
+            taken.append(publication)
+    return taken
+
+
+def test_live_each_kernel_record_is_one_change_published_by_the_thread(
+        kmsg, tmp_path):
+    """The thread reads each record, and publishes each kernel VM fork
+    record (state file with its sequence number, page, the blocked read
+    answered) before the daemon hears of it; a line a process wrote and
+    other records are no change."""
+    path, write = kmsg
+    write(record(1))
+    s = source(path)
+    setup = Setup(tmp_path, counter=5)
+    try:
+        s.changed_since(None)
+        setup.pub.wait(req(7), 7, 5)
+        s.publish_to(setup.pub)
+        for r in (record(2), vmfork(3, USER), vmfork(4)):
+            write(r)
+        [first] = published(s, setup, 1)
+        assert (first.bumped_from, first.counter, first.records,
+                first.kmsg_seq, first.lost, first.kernel_log) == (
+                    5, 6, 1, 4, False, True)
+        assert setup.replies.sent == [(7, u32(6))]
+        assert load(setup.state_path).kmsg_seq == 4
+        assert setup.page.load() == 6
+        assert kernellog.thread_note(first).startswith(
+            "kernel log record 4: " + MARKER.decode())
+        write(vmfork(5))
+        write(record(6))
+        [second] = published(s, setup, 1)
+        assert second.counter == 7
+        s.publish_to(None)
+        assert s.kmsg_seq == 6
+        assert s.changed(None) == (False, None)     # a hint: nothing here
+    finally:
+        s.close()
+        setup.close()
+
+
+def test_live_records_lost_unread_are_one_conservative_bump(kmsg, tmp_path):
+    """EPIPE: the ring overwrote records before the thread read them, and
+    /dev/kmsg goes on from the oldest left; the gap is one bump."""
+    path, write = kmsg
+    write(record(10))
+    s = source(path)
+    setup = Setup(tmp_path)
+    try:
+        s.changed_since(None)
+        s.publish_to(setup.pub)
+        write(record(11))
+        write(record(15))              # 12-14 lost
+        [publication] = published(s, setup, 1)
+        assert (publication.counter, publication.lost,
+                publication.kmsg_seq) == (1, True, 15)
+        assert "lost" in kernellog.thread_note(publication)
+    finally:
+        s.close()
+        setup.close()
+
+
+def test_after_publish_to_none_records_stay_for_the_restart_rule(
+        kmsg, tmp_path):
+    """The daemon stops: once the thread let go of the publisher, it reads
+    no record, so the state file's kmsg_seq is the last record applied,
+    and a record after it is the next start's change."""
     path, write = kmsg
     s = source(path)
-    s.changed_since(None)
-    for r in (vmfork(1), record(2), vmfork(3, USER), vmfork(4)):
-        write(r)
-    assert [s.changed(None)[0] for _ in range(3)] == [True, True, False]
-    assert s.kmsg_seq == 4
+    setup = Setup(tmp_path)
+    try:
+        s.changed_since(None)
+        s.publish_to(setup.pub)
+        write(record(1))
+        write(vmfork(2))
+        published(s, setup, 1)
+        s.publish_to(None)
+        write(vmfork(3))
+        assert s.kmsg_seq == 2
+        assert setup.pub.take() is None
+    finally:
+        s.close()
+        setup.close()
+    again = source(path)
+    try:
+        assert again.changed_since(same_boot(2)) == (True, None)
+        assert again.change_note.startswith("kernel log record 3: ")
+    finally:
+        again.close()
+
+
+def test_the_end_of_the_kernel_log_says_changes_are_unseen(tmp_path):
+    """/dev/kmsg fails (here a pipe's writer gone): no busy loop, and the
+    status says hardware changes will not be seen."""
+    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    s = KernelLogSource(_FdReader(r), ["platform/QEMUVGID:00"])
+    setup = Setup(tmp_path)
+    try:
+        s.publish_to(setup.pub)
+        os.close(w)
+        p = select.poll()
+        [fd] = s.hint_fds()
+        p.register(fd, select.POLLIN)
+        assert p.poll(10_000)
+        s.take_hint(fd)
+        assert s.unseen and "cannot read /dev/kmsg" in s.unseen
+        assert setup.pub.take() is None
+    finally:
+        s.close()
+        setup.close()
+
+
+class _FdReader(KmsgReader):
+    def __init__(self, fd: int):
+        self._fd = fd
 
 
 # -- the state file keeps the position ----------------------------------------
