@@ -20,7 +20,7 @@ from .session import CuseSession
 from .sources import open_source
 from .state import COUNTER_MAX, GenerationState, encode_counter
 from .status import STATUS_SCHEMA, ChangeReason, StatusFile
-from .transport import Caller, CuseTransport, Why, why_text
+from .transport import Caller, CuseTransport, LazyWhy, Why, why_text
 from .vmclock import VmclockPage, page_path as vmclock_page_path
 
 log = logging.getLogger(__name__)
@@ -270,7 +270,7 @@ class Daemon:
                     log.error("GUID changed but the counter is at its "
                               "maximum: %s", os.strerror(-published))
                 if published <= 0:
-                    log.debug("hint: GUID unchanged")
+                    log.debug("hint (%s): GUID unchanged", LazyWhy(why))
                     return False
                 self._published(
                     lambda: f"GUID changed (seen on {why_text(why)})",
@@ -283,7 +283,7 @@ class Daemon:
             return True
         changed, _ = self.source.changed(None)
         if not changed:
-            log.debug("hint: no change")
+            log.debug("hint (%s): no change", LazyWhy(why))
             return False
         note = self.source.change_note   # the kernel-log tier's
         self.bump(lambda: f"{note} (seen on {why_text(why)})" if note

@@ -48,6 +48,17 @@ Why = Union[str, Callable[[], str]]
 def why_text(why: Why) -> str:
     return why() if callable(why) else why
 
+
+class LazyWhy:
+    """For a log call's argument: made into text only if the line is
+    written (a debug line usually is not)."""
+
+    def __init__(self, why: Why):
+        self.why = why
+
+    def __str__(self) -> str:
+        return why_text(self.why)
+
 POLLIN_READY = select.POLLIN | select.POLLRDNORM
 
 
