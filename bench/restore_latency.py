@@ -4,7 +4,7 @@
 against the kernel's own signal of it; and the daemon's idle CPU.
 
     .venv/bin/python bench/restore_latency.py [-n 20] [--kernel 6.12]
-        [--poll-interval-ms 200] [--lockdown] [--console FILE]
+        [--poll-interval-ms 100] [--lockdown] [--console FILE]
 
 --lockdown boots the guest with lockdown=integrity (what Secure Boot turns
 on): no /dev/mem, so the daemon serves from the kernel-log tier, and the
@@ -63,7 +63,7 @@ def marker(vm: GuestVM, start: int, pattern: str):
     return found, vm.arrived_at(found.end())
 
 
-def measure(n: int = 20, kernel: str = "6.12", poll_interval_ms: int = 200,
+def measure(n: int = 20, kernel: str = "6.12", poll_interval_ms: int = 100,
             mem_mb: int = 1024, console: str | None = None,
             lockdown: bool = False) -> dict:
     """Boot, restore @n times, return the figures (raises GuestError; the
@@ -210,7 +210,7 @@ def main() -> int:
     p.add_argument("-n", type=int, default=20, help="restores (%(default)s)")
     p.add_argument("--kernel", default="6.12",
                    choices=("6.12", "6.1", "5.10"))
-    p.add_argument("--poll-interval-ms", type=int, default=200,
+    p.add_argument("--poll-interval-ms", type=int, default=100,
                    help="the daemon's GUID poll thread (%(default)s)")
     p.add_argument("--mem-mb", type=int, default=1024)
     p.add_argument("--lockdown", action="store_true",

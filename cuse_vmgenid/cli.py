@@ -58,7 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--source", choices=SOURCE_CHOICES, default="auto",
                    help="where changes come from: auto takes the first "
                         "tier that works, best first (default: auto)")
-    p.add_argument("--poll-interval-ms", type=int, default=200,
+    p.add_argument("--poll-interval-ms", type=int, default=100,
                    help="how often a C thread compares the GUID in memory "
                         "(default: %(default)s)")
     p.add_argument("--max-watchers-per-uid", type=int, default=1024,
