@@ -28,6 +28,7 @@ from typing import Iterable, Optional
 from ._cuse import ffi, lib
 from .guid.kmsg import DEV_KMSG, MARKER, KmsgReader
 from .guidpoll import RecordPoller
+from .unseen import unseen
 
 log = logging.getLogger(__name__)
 
@@ -189,9 +190,8 @@ class KernelLogSource:
         self._thread.take()
         err = self._thread.kmsg_error()
         if err and self.unseen is None:
-            from .sources import UNSEEN
-            self.unseen = (f"{UNSEEN}: cannot read {DEV_KMSG}: "
-                           f"{os.strerror(err)}")
+            self.unseen = unseen(f"cannot read {DEV_KMSG}: "
+                                 f"{os.strerror(err)}")
             log.error("%s", self.unseen)
         return None
 

@@ -53,6 +53,7 @@ class Publisher:
         if self._pub == ffi.NULL:
             raise MemoryError("publisher")
         self._counter = lib.vmgenid_publisher_counter(self._pub)
+        self._settled: Optional[int] = None   # the last counter settled
         self._out = ffi.new("struct vmgenid_publication *")
         self._guid = ffi.new("unsigned char[]", GUID_SIZE)
 
@@ -69,8 +70,6 @@ class Publisher:
         if counter != self._settled:
             counter = self._settled = lib.vmgenid_publisher_settle(self._pub)
         return counter
-
-    _settled = None
 
     def set_guid(self, guid: Optional[bytes]) -> None:
         lib.vmgenid_publisher_set_guid(self._pub,

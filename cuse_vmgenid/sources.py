@@ -20,6 +20,7 @@ from .guid import GuidSource, GuidUnavailable, KmsgReader, discover
 from .guid.memory import guid_string
 from .guidpoll import GuidPoller
 from .hint import KERNEL_LOG_HINT, Hint
+from .unseen import unseen
 from .vmclockdevice import VmclockUnavailable, open_kernel_device
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,6 @@ log = logging.getLogger(__name__)
 # The tiers, best first (docs/interface.rst, "Where changes come from").
 TIERS = ("fwcfg", "acpi", "vmclock", "kernel-log")
 SOURCE_CHOICES = ("auto", *TIERS, "none")
-UNSEEN = "HARDWARE CHANGES WILL NOT BE SEEN (snapshot restores, clones)"
 
 
 class NoSource:
@@ -41,7 +41,7 @@ class NoSource:
 
     def __init__(self, why: str):
         # What the log, the status file and `vmgenid status` say.
-        self.unseen = f"{UNSEEN}: {why}"
+        self.unseen = unseen(why)
 
     def changed(self, known_guid: Optional[str]) -> tuple[bool, Optional[str]]:
         """(did the hardware generation change?, the GUID now)."""

@@ -12,6 +12,7 @@ import pytest
 from cuse_vmgenid import kernellog, sources
 from cuse_vmgenid.guid import GuidUnavailable
 from cuse_vmgenid.vmclockdevice import VmclockUnavailable
+from cuse_vmgenid.unseen import UNSEEN
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -54,7 +55,7 @@ def test_a_tier_asked_for_is_the_only_one_tried(tiers):
     assert sources.open_source("acpi", 200) == "acpi's"
     source = sources.open_source("kernel-log", 200)
     assert isinstance(source, sources.NoSource)
-    assert source.unseen == (f"{sources.UNSEEN}: kernel-log: bound to no "
+    assert source.unseen == (f"{UNSEEN}: kernel-log: bound to no "
                              "device")
 
 
