@@ -2,7 +2,6 @@
 """The daemon: wires the state machine, the CUSE transport, the page, the
 state file and the change sources, and runs the loop on the main thread."""
 
-import errno
 import logging
 import os
 import select
