@@ -249,10 +249,8 @@ class Daemon:
             return
         seen_on = (KERNEL_LOG_HINT if publication.kernel_log
                    else "GUID poll thread")
-        committed_ms, replied_ms = publication.timings
-        self._published(f"GUID changed (seen on {seen_on}; published by "
-                        f"the thread: state file at {committed_ms:.1f} ms, "
-                        f"reads answered at {replied_ms:.1f} ms)",
+        self._published(f"GUID changed (seen on {seen_on}; "
+                        f"{publication.by_the_thread()})",
                         ChangeReason.HARDWARE, publication)
 
     def notify(self, why: Why, reason: ChangeReason = ChangeReason.HINT,

@@ -110,9 +110,7 @@ def thread_note(publication) -> str:
     if publication.records > 1:
         why += (f", {publication.records} records up to "
                 f"{publication.kmsg_seq}")
-    committed_ms, replied_ms = publication.timings
-    return (f"{why} (published by the thread: state file at "
-            f"{committed_ms:.1f} ms, reads answered at {replied_ms:.1f} ms)")
+    return f"{why} ({publication.by_the_thread()})"
 
 
 class KernelLogSource:

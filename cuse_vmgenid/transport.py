@@ -121,7 +121,9 @@ class CuseTransport:
     def read(self, req, size: int, off: int, fi) -> None:
         data = self.state.read(fi.fh, size, bool(fi.flags & os.O_NONBLOCK))
         if isinstance(data, Blocked):
-            self.publisher.wait(req, self._watch_interrupt(req), data.counter)
+            token = self._new_token()
+            self._watch_interrupt(req, token)
+            self.publisher.wait(req, token, data.counter)
             return
         lib.fuse_reply_buf(req, data, len(data))
 
@@ -172,12 +174,12 @@ class CuseTransport:
             raise DeviceError(errno.EINVAL, f"unknown ioctl {cmd:#x}")
 
     def _wait_watchers(self, req, fi, timeout_ms: int) -> None:
-        token = self._next_token
+        token = self._new_token()
         result = self.state.wait_watchers(fi.fh, timeout_ms,
                                           time.monotonic(), token)
         if result is None:
             self._waiting[token] = req
-            self._watch_interrupt(req)
+            self._watch_interrupt(req, token)
             return
         lib.fuse_reply_ioctl(req, result, ffi.NULL, 0)
 
@@ -188,14 +190,16 @@ class CuseTransport:
 
     # -- interrupts and later replies ------------------------------------
 
-    def _watch_interrupt(self, req) -> int:
-        """Only for a call that waits (an interrupt that came first runs the
-        callback now, which only queues the token): its token."""
+    def _new_token(self) -> int:
         token = self._next_token
         self._next_token += 1
+        return token
+
+    def _watch_interrupt(self, req, token: int) -> None:
+        """Only for a call that waits (an interrupt that came first runs the
+        callback now, which only queues the token)."""
         lib.fuse_req_interrupt_func(req, lib.vmgenid_interrupt,
                                     ffi.cast("void *", token))
-        return token
 
     def interrupt_arrived(self, token: int) -> None:
         """Runs under the request's lock: queue only, never reply here."""

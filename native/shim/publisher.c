@@ -169,6 +169,17 @@ static void read_unlink(struct vmgenid_blocked_read *read)
 	read->prev = read->next = read;
 }
 
+/* The state file's "guid": the last GUID published, spelled in @text, or
+ * NULL if none is known. */
+static const char *guid_text_locked(const struct vmgenid_publisher *pub,
+				    char *text)
+{
+	if (!pub->has_guid)
+		return NULL;
+	vmgenid_guid_format(pub->guid, text);
+	return text;
+}
+
 /*
  * Publish @to: the order of docs/interface.rst.  A failed commit does not
  * stop it: a missed wake-up is worse than a stale file (the daemon reports
@@ -180,13 +191,9 @@ static void publish_locked(struct vmgenid_publisher *pub, uint32_t to,
 	struct vmgenid_publication *report = &pub->report;
 	struct vmgenid_blocked_read *read;
 	char text[VMGENID_GUID_TEXT + 1];
-	const char *guid = NULL;
+	const char *guid = guid_text_locked(pub, text);
 	int ret;
 
-	if (pub->has_guid) {
-		vmgenid_guid_format(pub->guid, text);
-		guid = text;
-	}
 	if (!report->count)
 		report->bumped_from = pub->counter;
 	ret = vmgenid_state_save(pub->state, to, guid, pub->kmsg_seq);
@@ -321,10 +328,8 @@ int vmgenid_publisher_save(struct vmgenid_publisher *pub, int64_t kmsg_seq)
 	pthread_mutex_lock(&pub->lock);
 	if (kmsg_seq >= 0)
 		pub->kmsg_seq = kmsg_seq;
-	if (pub->has_guid)
-		vmgenid_guid_format(pub->guid, text);
 	ret = vmgenid_state_save(pub->state, pub->counter,
-				 pub->has_guid ? text : NULL, pub->kmsg_seq);
+				 guid_text_locked(pub, text), pub->kmsg_seq);
 	pthread_mutex_unlock(&pub->lock);
 	return ret;
 }
