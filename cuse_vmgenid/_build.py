@@ -24,7 +24,8 @@ SHIM = os.path.join("native", "shim")
 # cdef order: each file after those whose types it names.
 DECLS = ("fuse.h", "callbacks.h", "signalfd.h")
 SHIM_HEADERS = ("guid.h", "kmsg.h", "page.h", "statefile.h", "vmclock.h",
-                "publisher.h", "cuse_reply.h", "guidpoll.h", "session.h")
+                "state.h", "publisher.h", "cuse_reply.h", "guidpoll.h",
+                "session.h")
 WARNINGS = ["-Wall", "-Wextra", "-Werror"]
 # "#define NAME value": cffi takes integer constants as "NAME ...".
 DEFINE = re.compile(r"^#define\s+(\w+)\s+.*$")

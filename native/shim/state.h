@@ -50,6 +50,14 @@ struct vmgenid_watcher_info {
 	uint32_t acked;
 };
 
+/* The figures of one vmgenid_state_snapshot(), under the same lock. */
+struct vmgenid_state_summary {
+	uint32_t counter;
+	size_t outdated;
+	size_t watchers;
+	size_t pending;
+};
+
 /* The counter published now (the publisher's, or a test's). */
 typedef uint32_t (*vmgenid_published_fn)(void *ctx);
 
@@ -71,9 +79,14 @@ int vmgenid_state_next_deadline(struct vmgenid_state *st, double *deadline);
 size_t vmgenid_state_list(struct vmgenid_state *st, int outdated_only,
 			  struct vmgenid_watcher_info *out, size_t room,
 			  uint32_t *counter);
+/* Every watcher (up to room, oldest open first) and the figures, at once. */
+size_t vmgenid_state_snapshot(struct vmgenid_state *st,
+			      struct vmgenid_watcher_info *out, size_t room,
+			      struct vmgenid_state_summary *summary);
 
-int vmgenid_state_open(struct vmgenid_state *st, uint32_t uid, int32_t pid,
-		       uint64_t *wid);
+/* (vmgenid_state_open() is the state file's: statefile.h.) */
+int vmgenid_state_open_watcher(struct vmgenid_state *st, uint32_t uid,
+			       int32_t pid, uint64_t *wid);
 int vmgenid_state_read(struct vmgenid_state *st, uint64_t wid, size_t size,
 		       int nonblock, uint32_t *counter);
 int vmgenid_state_ack(struct vmgenid_state *st, uint64_t wid,

@@ -7,30 +7,35 @@ The C publisher itself is tested in test_publisher.py."""
 import threading
 from typing import Optional
 
+from cuse_vmgenid._cuse import ffi, lib
 from cuse_vmgenid.state import Changes, GenerationState
 
 
 class Published:
-    """The published counter, as the state machine reads it."""
+    """The published counter, in a cell the state machine reads from C
+    (vmgenid_counter_load, under its own lock)."""
 
     def __init__(self, counter: int):
-        self.counter = counter
+        self._cell = ffi.new("uint32_t *", counter)
+        self.c_source = (ffi.addressof(lib, "vmgenid_counter_load"),
+                         self._cell)
         self._lock = threading.Lock()
 
-    def __call__(self) -> int:
-        return self.counter
+    @property
+    def counter(self) -> int:
+        return self._cell[0]
 
     def publish(self, bumped_from: int, counter: int) -> bool:
         with self._lock:
-            if self.counter != bumped_from:
+            if self._cell[0] != bumped_from:
                 return False
-            self.counter = counter
+            self._cell[0] = counter
             return True
 
     def hardware(self) -> None:
         """The GUID poll thread's bump, outside the state machine's lock."""
         with self._lock:
-            self.counter += 1
+            self._cell[0] += 1
 
 
 class PublishingState(GenerationState):

@@ -152,7 +152,7 @@ def test_ack_while_up_to_date_changes_nothing():
     state = PublishingState(counter=3)
     outdated = outdated_watcher(state)  # counter 4
     wid = state.open(1000)
-    state.wait_watchers(wid, 0, now=0.0, token="w")
+    state.wait_watchers(wid, 0, now=0.0, token=1)
     before = state.snapshot()
     changes = state.ack(wid, counter_bytes(4))
     assert (changes.completions, changes.notify, changes.release) == ([], [], [])
@@ -177,10 +177,10 @@ def test_last_ack_completes_wait_watchers_with_zero():
     outdated = outdated_watcher(state)  # counter 1
     waiter_a = state.open(0)
     waiter_b = state.open(0)
-    assert state.wait_watchers(waiter_a, 0, now=0.0, token="a") is None
-    assert state.wait_watchers(waiter_b, 500, now=0.0, token="b") is None
+    assert state.wait_watchers(waiter_a, 0, now=0.0, token=1) is None
+    assert state.wait_watchers(waiter_b, 500, now=0.0, token=2) is None
     changes = state.ack(outdated, counter_bytes(1))
-    assert completions(changes) == {"a": (0, 0), "b": (0, 0)}
+    assert completions(changes) == {1: (0, 0), 2: (0, 0)}
     assert state.pending_count() == 0
 
 
@@ -194,16 +194,16 @@ def test_the_daemons_hooks_watcher_holds_wait_watchers_until_its_ack():
     waiter = state.open(0)
     state.bump()
     state.ack(waiter, counter_bytes(1))
-    assert state.wait_watchers(waiter, 0, now=0.0, token="w1") is None
+    assert state.wait_watchers(waiter, 0, now=0.0, token=1) is None
     changes = state.bump()                  # a change during the hooks
-    assert completions(changes) == {"w1": (None, errno.EINTR)}
+    assert completions(changes) == {1: (None, errno.EINTR)}
     state.ack(waiter, counter_bytes(2))
-    assert state.wait_watchers(waiter, 0, now=0.0, token="w2") is None
+    assert state.wait_watchers(waiter, 0, now=0.0, token=2) is None
     assert state.snapshot()["watchers"][hooks] == (0, 4242, 0)
     with raises_errno(errno.EINVAL):
         state.ack(hooks, counter_bytes(1))
     changes = state.ack(hooks, counter_bytes(2))
-    assert completions(changes) == {"w2": (0, 0)}
+    assert completions(changes) == {2: (0, 0)}
     assert state.outdated_count() == 0
 
 
@@ -258,7 +258,7 @@ def test_wait_watchers_returns_zero_at_once_when_nobody_is_outdated():
     state = PublishingState()
     wid = state.open(1000)
     state.open(1000)
-    assert state.wait_watchers(wid, 100, now=0.0, token="w") == 0
+    assert state.wait_watchers(wid, 100, now=0.0, token=1) == 0
     assert state.pending_count() == 0
 
 
@@ -266,7 +266,7 @@ def test_wait_watchers_fails_eintr_when_the_caller_is_outdated():
     state = PublishingState()
     wid = outdated_watcher(state)
     with raises_errno(errno.EINTR):
-        state.wait_watchers(wid, 0, now=0.0, token="w")
+        state.wait_watchers(wid, 0, now=0.0, token=1)
     assert state.pending_count() == 0
 
 
@@ -274,19 +274,19 @@ def test_wait_watchers_fails_eintr_when_a_bump_outdates_the_caller():
     state = PublishingState()
     outdated_watcher(state)
     wid = state.open(0)
-    assert state.wait_watchers(wid, 0, now=0.0, token="w") is None
+    assert state.wait_watchers(wid, 0, now=0.0, token=1) is None
     changes = state.bump()
-    assert changes.completions == [Completion("w", error=errno.EINTR)]
+    assert changes.completions == [Completion(1, error=errno.EINTR)]
 
 
 def test_wait_watchers_fails_etime_once_its_deadline_passes():
     state = PublishingState()
     outdated_watcher(state)
     wid = state.open(0)
-    assert state.wait_watchers(wid, 250, now=10.0, token="w") is None
+    assert state.wait_watchers(wid, 250, now=10.0, token=1) is None
     assert state.expire(10.2).completions == []
     assert state.expire(10.25).completions == [
-        Completion("w", error=errno.ETIME)]
+        Completion(1, error=errno.ETIME)]
     assert state.expire(99.0).completions == []
     assert state.pending_count() == 0
 
@@ -295,7 +295,7 @@ def test_wait_watchers_with_timeout_zero_never_expires():
     state = PublishingState()
     outdated_watcher(state)
     wid = state.open(0)
-    state.wait_watchers(wid, 0, now=10.0, token="w")
+    state.wait_watchers(wid, 0, now=10.0, token=1)
     assert state.next_deadline() is None
     assert state.expire(1e12).completions == []
     assert state.pending_count() == 1
@@ -306,9 +306,9 @@ def test_next_deadline_is_the_earliest_wait_deadline():
     assert state.next_deadline() is None
     outdated_watcher(state)
     waiter = state.open(0)
-    state.wait_watchers(waiter, 3000, now=1.0, token="late")
-    state.wait_watchers(waiter, 500, now=2.0, token="early")
-    state.wait_watchers(waiter, 0, now=0.0, token="never")
+    state.wait_watchers(waiter, 3000, now=1.0, token=1)
+    state.wait_watchers(waiter, 500, now=2.0, token=2)
+    state.wait_watchers(waiter, 0, now=0.0, token=3)
     assert state.next_deadline() == 2.5
     state.expire(2.5)
     assert state.next_deadline() == 4.0
@@ -379,10 +379,10 @@ def test_interrupt_answers_a_pending_wait_eintr_exactly_once():
     state = PublishingState()
     outdated_watcher(state)
     wid = state.open(0)
-    state.wait_watchers(wid, 100, now=0.0, token="t")
-    assert state.interrupt("t").completions == [
-        Completion("t", error=errno.EINTR)]
-    assert state.interrupt("t").completions == []
+    state.wait_watchers(wid, 100, now=0.0, token=1)
+    assert state.interrupt(1).completions == [
+        Completion(1, error=errno.EINTR)]
+    assert state.interrupt(1).completions == []
     assert state.bump().completions == []
     assert state.expire(1e9).completions == []
 
@@ -391,14 +391,14 @@ def test_interrupt_after_the_call_was_answered_yields_nothing():
     state = PublishingState()
     outdated_watcher(state)
     wid = state.open(0)
-    state.wait_watchers(wid, 100, now=0.0, token="t")
+    state.wait_watchers(wid, 100, now=0.0, token=1)
     assert len(state.bump().completions) == 1
-    assert state.interrupt("t").completions == []
+    assert state.interrupt(1).completions == []
 
 
 def test_interrupt_of_an_unknown_token_yields_nothing():
     state = PublishingState()
-    assert state.interrupt("never-issued").completions == []
+    assert state.interrupt(99).completions == []
 
 
 # -- release (close of the last reference) ---------------------------------
@@ -424,8 +424,8 @@ def test_release_of_the_last_outdated_watcher_completes_waiters_with_zero():
     state = PublishingState()
     outdated = outdated_watcher(state)
     waiter = state.open(0)
-    state.wait_watchers(waiter, 0, now=0.0, token="w")
-    assert completions(state.release(outdated)) == {"w": (0, 0)}
+    state.wait_watchers(waiter, 0, now=0.0, token=1)
+    assert completions(state.release(outdated)) == {1: (0, 0)}
     assert state.outdated_count() == 0
 
 
@@ -434,10 +434,10 @@ def test_release_answers_the_watchers_own_pending_calls_ebadf():
     outdated_watcher(state)
     wid = state.open(0)
     other = state.open(0)
-    state.wait_watchers(wid, 0, now=0.0, token="own-wait")
-    state.wait_watchers(other, 0, now=0.0, token="other-wait")
+    state.wait_watchers(wid, 0, now=0.0, token=1)
+    state.wait_watchers(other, 0, now=0.0, token=2)
     changes = state.release(wid)
-    assert completions(changes) == {"own-wait": (None, errno.EBADF)}
+    assert completions(changes) == {1: (None, errno.EBADF)}
     assert state.pending_count() == 1
 
 
@@ -448,7 +448,7 @@ def test_calls_on_a_released_watcher_fail_ebadf():
     for call in (lambda: state.read(wid, 4, False),
                  lambda: state.ack(wid, counter_bytes(0)),
                  lambda: state.poll(wid),
-                 lambda: state.wait_watchers(wid, 0, 0.0, "t"),
+                 lambda: state.wait_watchers(wid, 0, 0.0, 1),
                  lambda: state.release(wid)):
         with raises_errno(errno.EBADF):
             call()
@@ -458,9 +458,9 @@ def test_a_token_can_pend_only_once():
     state = PublishingState()
     outdated_watcher(state)
     wid = state.open(0)
-    state.wait_watchers(wid, 0, now=0.0, token="t")
+    state.wait_watchers(wid, 0, now=0.0, token=1)
     with pytest.raises(ValueError):
-        state.wait_watchers(wid, 0, now=0.0, token="t")
+        state.wait_watchers(wid, 0, now=0.0, token=1)
 
 
 # -- adoption: a bump published outside the state machine -------------------
@@ -488,13 +488,13 @@ def test_adoption_owes_eintr_to_waiters_and_a_notification_to_pollers():
     outdated_watcher(state)
     waiter = state.open(0)
     state.poll(waiter, "handle")
-    state.wait_watchers(waiter, 0, now=0.0, token="w")
+    state.wait_watchers(waiter, 0, now=0.0, token=1)
     state.published.hardware()
     # Owed by the read that adopted it, handed over by the next Changes.
     assert state.read(waiter, 4, nonblock=True) == counter_bytes(5)
     changes = state.adopt()
     assert changes.bumped_from == 4
-    assert completions(changes) == {"w": (None, errno.EINTR)}
+    assert completions(changes) == {1: (None, errno.EINTR)}
     assert changes.notify == ["handle"]
     assert state.adopt().completions == []      # owed once
 
