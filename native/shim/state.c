@@ -308,11 +308,15 @@ static int hand_over(struct vmgenid_state *st, struct vmgenid_changes *changes,
 			      owed->nnotify, nrelease);
 	if (err)
 		return err;
-	memcpy(changes->completions + changes->ncompletions, owed->completions,
-	       owed->ncompletions * sizeof(*owed->completions));
+	/* Empty arrays may be NULL, which memcpy() may not be given. */
+	if (owed->ncompletions)
+		memcpy(changes->completions + changes->ncompletions,
+		       owed->completions,
+		       owed->ncompletions * sizeof(*owed->completions));
 	changes->ncompletions += owed->ncompletions;
-	memcpy(changes->notify + changes->nnotify, owed->notify,
-	       owed->nnotify * sizeof(*owed->notify));
+	if (owed->nnotify)
+		memcpy(changes->notify + changes->nnotify, owed->notify,
+		       owed->nnotify * sizeof(*owed->notify));
 	changes->nnotify += owed->nnotify;
 	if (changes->bumped_from < 0)
 		changes->bumped_from = owed->bumped_from;
