@@ -493,7 +493,8 @@ static int reserve_slot(struct vmgenid_state *st, uint32_t *slot)
 int vmgenid_state_open_watcher(struct vmgenid_state *st, uint32_t uid,
 			       int32_t pid, uint64_t *wid)
 {
-	struct uid_count *held;
+	const struct uid_count *held;
+	unsigned int count;
 	struct watcher *w;
 	uint32_t slot;
 	size_t at;
@@ -501,11 +502,11 @@ int vmgenid_state_open_watcher(struct vmgenid_state *st, uint32_t uid,
 
 	pthread_mutex_lock(&st->lock);
 	adopt(st);
+	/* held dangles once reserve() moves st->uids: keep at and count. */
 	held = find_uid(st, uid, &at);
+	count = held ? held->count : 0;
 	err = -EDQUOT;
-	if (uid != 0 && held && held->count >= st->max_per_uid)
-		goto out;
-	if (uid != 0 && !held && !st->max_per_uid)
+	if (uid != 0 && count >= st->max_per_uid)
 		goto out;
 	err = reserve((void **)&st->uids, &st->uids_room, st->nuids + 1,
 		      sizeof(*st->uids));
@@ -517,8 +518,8 @@ int vmgenid_state_open_watcher(struct vmgenid_state *st, uint32_t uid,
 	if (err)
 		goto out;
 
-	if (held) {
-		held->count++;
+	if (count) {
+		st->uids[at].count++;
 	} else {
 		memmove(&st->uids[at + 1], &st->uids[at],
 			(st->nuids - at) * sizeof(*st->uids));
