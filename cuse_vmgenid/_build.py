@@ -22,10 +22,10 @@ TOP = os.path.dirname(HERE)
 # Relative to the top of the tree (setuptools wants relative sources).
 SHIM = os.path.join("native", "shim")
 # cdef order: each file after those whose types it names.
-DECLS = ("fuse.h", "callbacks.h", "signalfd.h")
+DECLS = ("fuse.h", "callbacks.h", "signalfd.h", "poll.h")
 SHIM_HEADERS = ("guid.h", "kmsg.h", "page.h", "statefile.h", "vmclock.h",
                 "state.h", "publisher.h", "cuse_reply.h", "guidpoll.h",
-                "session.h")
+                "transport.h", "session.h")
 WARNINGS = ["-Wall", "-Wextra", "-Werror"]
 # "#define NAME value": cffi takes integer constants as "NAME ...".
 DEFINE = re.compile(r"^#define\s+(\w+)\s+.*$")
@@ -80,7 +80,9 @@ ffibuilder.set_source(
     "#include <cuse_lowlevel.h>\n"
     + "".join(f'#include "{header}"\n' for header in SHIM_HEADERS),
     sources=shim_sources(),
-    include_dirs=[os.path.join(TOP, SHIM)],
+    # native/include: the device's own <linux/vmgenid.h>.
+    include_dirs=[os.path.join(TOP, SHIM),
+                  os.path.join(TOP, "native", "include")],
     extra_compile_args=_pkg_config("--cflags") + WARNINGS
     + shlex.split(os.environ.get("VMGENID_SHIM_CFLAGS", "")),
     extra_link_args=_pkg_config("--libs")

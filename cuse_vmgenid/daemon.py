@@ -4,7 +4,6 @@ state file and the change sources, and runs the loop on the main thread."""
 
 import logging
 import os
-import select
 import signal
 import time
 from typing import Optional
@@ -17,7 +16,7 @@ from .page import Page
 from .publisher import Publication, Publisher
 from .session import CuseSession
 from .sources import open_source
-from .state import COUNTER_MAX, GenerationState, encode_counter
+from .state import COUNTER_MAX, GenerationState
 from .status import STATUS_SCHEMA, ChangeReason, StatusFile
 from .transport import Caller, CuseTransport, LazyWhy, Why, why_text
 from .vmclock import VmclockPage, page_path as vmclock_page_path
@@ -51,7 +50,7 @@ class Daemon:
             rng_fd=-1 if self._urandom is None else self._urandom)
         self.publisher.set_guid(self.source.guid_bytes())
         self.state = GenerationState(counter, options.max_watchers_per_uid,
-                                     self.publisher.published_counter)
+                                     self.publisher)
         self.transport = CuseTransport(
             self.state,
             bump=lambda why, minimum: self.bump(why, minimum,
@@ -129,8 +128,7 @@ class Daemon:
         file, and holding the ack would leave every WAIT_WATCHERS caller
         waiting for a hook that will not get better by itself."""
         if generation == self.state.counter:
-            self.transport.apply(self.state.ack(self.hooks_watcher,
-                                                encode_counter(generation)))
+            self.transport.ack(self.hooks_watcher, generation)
         # Else a newer change is queued: its run acks it.
         self._mark_status()
 
@@ -144,7 +142,7 @@ class Daemon:
         elif not list_hooks(self.options.hooks_dir):
             log.info("no hooks in %s any more", self.options.hooks_dir)
             self.hooks.stop()
-            self.transport.apply(self.state.release(self.hooks_watcher))
+            self.transport.release(self.hooks_watcher)
             self.hooks = self.hooks_watcher = None
         self._mark_status()
         _notify_systemd("READY=1")
@@ -152,15 +150,18 @@ class Daemon:
     def _mark_status(self) -> None:
         self.status.mark_dirty()
 
-    def _requests_answered(self, now: float) -> None:
+    def _requests_answered(self) -> None:
         """An open, close or ack changes a figure the status shows; a read
         or a query changes none, and a stream of them writes no status.
         (The listed outdated watchers only change with these figures:
         between bumps their set can only shrink.)  Requests keep the
-        status's write off their path while they come (status.py)."""
-        self.status.busy(now)
-        if self.transport.figures_changed:
-            self.transport.figures_changed = False
+        status's write off their path while they come (status.py).
+        transport.c keeps both facts while it serves without us."""
+        flags = self.transport.flags
+        if flags.last_request:
+            self.status.busy(flags.last_request)
+        if flags.figures_changed:
+            flags.figures_changed = 0
             self._mark_status()
 
     # -- generation changes ----------------------------------------------
@@ -213,7 +214,7 @@ class Daemon:
         only its class to the world-readable status."""
         if publication is None:
             publication = self.publisher.take()
-        self.transport.apply(self.state.adopt())
+        self.transport.adopt()
         if publication is None:
             return
         why = why_text(why)
@@ -358,41 +359,39 @@ class Daemon:
 
         session = CuseSession(self.options.devname, self.transport,
                               self.options.fuse_debug)
-        poller = select.poll()
-        poller.register(session.fd, select.POLLIN)
-        poller.register(wake_r, select.POLLIN)
-        poller.register(hint_signal.fileno(), select.POLLIN)
         hint_fds = self.source.hint_fds()
-        for fd in hint_fds:
-            poller.register(fd, select.POLLIN)
         self._next_guid_poll = self._guid_poll_after(time.monotonic())
-        hook_fd = None
+        flags = self.transport.flags
         try:
             while not self._stop:
-                hook_fd = self._watch_hook(poller, hook_fd)
-                events = poller.poll(self._timeout_ms())
-                for fd, _ in events:
+                hook_fd = self.hooks.fd() if self.hooks is not None else None
+                watched = [wake_r, hint_signal.fileno(), *hint_fds]
+                if hook_fd is not None:
+                    watched.append(hook_fd)
+                flags.daemon_wanted = 0
+                flags.status_dirty = self.status.dirty
+                try:
+                    ready = session.serve(watched, self._timeout_ms())
+                except EOFError:
+                    self._connection_ended()
+                    return 1
+                if self.transport.fatal is not None:
+                    return 1
+                # Pollers and waiters, if a request found a bump the thread
+                # published.
+                self.transport.adopt()
+                self._requests_answered()
+                for fd in ready:
                     if fd == wake_r:
                         _drain(wake_r)
                     elif fd == hint_signal.fileno():
                         self._guarded("SIGUSR1 hint", self._signal_hints,
                                       hint_signal)
-                    elif fd in hint_fds:
-                        self._guarded("hint", self._take_hint, fd)
                     elif fd == hook_fd:
                         self._guarded("hook exit", self.hooks.exited,
                                       time.monotonic())
-                    elif not session.process_pending():
-                        self._connection_ended()
-                        return 1
                     else:
-                        # Pollers and waiters, if a request found a bump
-                        # the thread published.
-                        self.transport.apply(self.state.adopt())
-                        self._requests_answered(time.monotonic())
-                    if self.transport.fatal is not None:
-                        return 1
-                    self.transport.answer_interrupts()
+                        self._guarded("hint", self._take_hint, fd)
                 now = time.monotonic()
                 deadline = self.state.next_deadline()
                 if deadline is not None and now >= deadline:
@@ -424,6 +423,7 @@ class Daemon:
                 self.hooks.stop()
             self.transport.abort_pending()
             session.close()
+            self.transport.close()
             self.publisher.close()
             self.state_file.close()
             hint_signal.close()
@@ -457,16 +457,6 @@ class Daemon:
     def _guid_poll_after(self, now: float) -> Optional[float]:
         interval = self.source.poll_interval
         return None if interval is None else now + interval
-
-    def _watch_hook(self, poller, watched: Optional[int]) -> Optional[int]:
-        """Keep the running hook's pidfd (and only it) in the poll set."""
-        current = self.hooks.fd() if self.hooks is not None else None
-        if current != watched:
-            if watched is not None:
-                poller.unregister(watched)
-            if current is not None:
-                poller.register(current, select.POLLIN)
-        return current
 
     def _write_status(self, now: float) -> None:
         try:

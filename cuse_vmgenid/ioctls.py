@@ -26,15 +26,6 @@ FORCE_GEN_UPDATE = _ioc(0, VMGENID_IOCTL, 3, 0)
 NOTIFY = _ioc(0, VMGENID_IOCTL, 4, 0)
 FORCE_GEN_UPDATE_MIN = _ioc(_IOC_WRITE, VMGENID_IOCTL, 5, 4)
 
-U32_MAX = 0xFFFFFFFF
-
-
-def wait_timeout_ms(arg: int) -> int:
-    """WAIT_WATCHERS's timeout from the ioctl's argument (an unsigned long):
-    every u32 is valid, 0 = none (docs/interface.rst); a wider value cannot mean a
-    short wait, so it is the longest."""
-    return min(arg, U32_MAX)
-
 
 def force_min_value(data: bytes) -> int:
     """FORCE_GEN_UPDATE_MIN's __u32, which the kernel copies in."""

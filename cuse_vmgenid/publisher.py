@@ -4,10 +4,10 @@ in C, under one lock: the state file, then the page (and the VMClock-ABI
 page), then a reply to every blocked read.  The daemon's own bumps and the
 GUID poll thread's go through it.
 
-The state machine (state.py) stays the one truth: it chooses each bump's
-counter, which is published only if nothing was published since it chose;
-and each of its transitions first adopts what was published
-(`published_counter`).  Blocked reads are registered here only, with the
+The state machine (native/shim/state.c) stays the one truth: it chooses
+each bump's counter, which is published only if nothing was published
+since it chose; and each of its transitions first adopts what was
+published (`c_source`).  Blocked reads are registered here only, with the
 counter the state machine decided they wait at.
 """
 
@@ -59,8 +59,9 @@ class Publisher:
             replies, rng_fd, counter, _seq(kmsg_seq))
         if self._pub == ffi.NULL:
             raise MemoryError("publisher")
-        self._counter = lib.vmgenid_publisher_counter(self._pub)
-        self._settled: Optional[int] = None   # the last counter settled
+        # Where the state machine reads the published counter (state.c).
+        self.c_source = (ffi.addressof(lib, "vmgenid_publisher_published"),
+                         self._pub)
         self._out = ffi.new("struct vmgenid_publication *")
         self._guid = ffi.new("unsigned char[]", GUID_SIZE)
 
@@ -70,13 +71,8 @@ class Publisher:
         return self._pub
 
     def published_counter(self) -> int:
-        """What the state machine adopts before each transition: one load,
-        and the lock only when it changed (a publication may be under
-        way)."""
-        counter = self._counter[0]
-        if counter != self._settled:
-            counter = self._settled = lib.vmgenid_publisher_settle(self._pub)
-        return counter
+        """The counter published now (what the state machine adopts)."""
+        return lib.vmgenid_publisher_settle(self._pub)
 
     def set_guid(self, guid: Optional[bytes]) -> None:
         lib.vmgenid_publisher_set_guid(self._pub,

@@ -3,23 +3,20 @@
 
 We open /dev/cuse ourselves (libfuse would open it without O_CLOEXEC, and a
 child holding it would keep a dead device alive) and hand it over as
-/dev/fd/N.  The daemon polls the fd with its other fds and feeds each buffer
-to libfuse on the main thread, where Python's signal handlers run.
+/dev/fd/N.  The daemon's loop hands its fds and its next deadline to
+`serve` (native/shim/session.c), which polls them with the session's,
+answers requests on the main thread and returns as soon as the daemon has
+something to do, so Python's signal handlers run.
 """
 
 import errno
 import os
+import select
 
 from . import transport
 from ._cuse import ffi, lib
 
 CUSE_DEVICE = "/dev/cuse"
-# A bound above any burst of real clients (each has at most a few requests
-# queued): the loop answers everything queued before it polls again, but
-# a flood cannot starve signals, interrupts and the hint sources.
-MAX_BATCH = 16384
-
-
 class SessionError(Exception):
     pass
 
@@ -36,15 +33,6 @@ class CuseSession:
         info.dev_info_argc = 1
         info.dev_info_argv = dev_info_argv
 
-        ops = ffi.new("struct cuse_lowlevel_ops *")
-        ops.init_done = lib.vmgenid_init_done
-        ops.open = lib.vmgenid_open
-        ops.read = lib.vmgenid_read
-        ops.write = lib.vmgenid_write
-        ops.release = lib.vmgenid_release
-        ops.ioctl = lib.vmgenid_ioctl
-        ops.poll = lib.vmgenid_poll
-
         argv_strings = [ffi.new("char[]", b"cuse-vmgenid")]
         if fuse_debug:
             argv_strings.append(ffi.new("char[]", b"-d"))
@@ -52,10 +40,13 @@ class CuseSession:
         args = ffi.new("struct fuse_args *")
         args.argc = len(argv_strings)
         args.argv = argv
-        self._keep += [dev_info, dev_info_argv, info, ops, argv_strings,
-                       argv, args]
+        self._keep += [dev_info, dev_info_argv, info, argv_strings, argv,
+                       args]
 
-        self._se = lib.cuse_lowlevel_new(args, info, ops, ffi.NULL)
+        self._transport = cuse_transport.c_handle
+        self._se = lib.cuse_lowlevel_new(args, info,
+                                         lib.vmgenid_transport_cuse_ops(),
+                                         self._transport)
         if self._se == ffi.NULL:
             raise SessionError("cuse_lowlevel_new failed")
         try:
@@ -69,20 +60,31 @@ class CuseSession:
             lib.fuse_session_destroy(self._se)
             raise SessionError("fuse_session_mount failed")
         self.fd = lib.fuse_session_fd(self._se)
-        # Non-blocking: the loop answers every queued request, then does
-        # its housekeeping once, not once per request.
+        # Non-blocking: the loop answers every queued request, then looks
+        # at the daemon's fds, not once per request.
         os.set_blocking(self.fd, False)
         self._buf = ffi.new("struct fuse_buf *")
+        self._fds = ffi.new("struct pollfd[]", 0)
+        self._watched: list[int] = []
 
-    def process_pending(self) -> bool:
-        """Answer every request the kernel has queued (up to MAX_BATCH);
-        False once the kernel ended us."""
-        res = lib.vmgenid_session_drain(self._se, self._buf, MAX_BATCH)
+    def serve(self, fds: list[int], timeout_ms: int) -> list[int]:
+        """Answer requests until one of fds is readable (returned), a
+        signal came, timeout_ms (-1: none) passed, or a request wants the
+        daemon (transport.c's flags).  EOFError once the kernel ended us."""
+        if fds != self._watched:
+            self._fds = ffi.new("struct pollfd[]", 1 + len(fds))
+            for i, fd in enumerate([self.fd] + fds):
+                self._fds[i].fd = fd
+                self._fds[i].events = select.POLLIN
+            self._watched = list(fds)
+        res = lib.vmgenid_session_serve(self._se, self._buf, self._transport,
+                                        self._fds, 1 + len(fds), timeout_ms)
         if res == -errno.ENODEV:
-            return False
+            raise EOFError("the kernel ended the CUSE session")
         if res < 0:
-            raise SessionError(f"reading {CUSE_DEVICE}: {os.strerror(-res)}")
-        return True
+            raise SessionError(f"serving {CUSE_DEVICE}: {os.strerror(-res)}")
+        return [fd for i, fd in enumerate(fds, 1)
+                if self._fds[i].revents]
 
     def close(self) -> None:
         if self._se is None:

@@ -94,6 +94,10 @@ class StatusFile:
         self._last_busy: Optional[float] = None
         self._interval = MIN_INTERVAL
 
+    @property
+    def dirty(self) -> bool:
+        return self._dirty
+
     def mark_dirty(self) -> None:
         if not self._dirty:
             self._dirty = True

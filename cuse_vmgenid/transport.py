@@ -1,34 +1,24 @@
 # SPDX-License-Identifier: MIT
-"""The CUSE transport: one function per kernel file operation.
+"""The CUSE transport's Python half: the file operations the daemon
+answers itself.
 
-Shaped like libfuse's example/cuse.c.  Each operation asks the state
-machine, which raises DeviceError for a bad call; `_answer` turns that into
-fuse_reply_err in one place, and any other exception into EIO, so no request
-is ever left without a reply.
+native/shim/transport.c answers the kernel's requests, one function per
+file operation like libfuse's example/cuse.c, and everything a watcher
+does all day (read, ack, poll, close, GET_OUTDATED_WATCHERS,
+WAIT_WATCHERS) without entering Python.  It hands over the operations that
+need the daemon: open (whose user namespace the watcher counts against, a
+/proc read) and the ioctls that change the generation (who may, the log,
+the hooks).  Here a DeviceError becomes fuse_reply_err in one place
+(`_answer`), and any other exception EIO, so no request is ever left
+without a reply.
 
-An operation sends its own reply last, after any replies it owes others,
-so an exception can never reach `_answer` after the request was answered.
-
-Everything runs on the daemon's main thread, inside
-fuse_session_process_buf().  Requests that must wait (a blocked read, a
-WAIT_WATCHERS) are kept by token and answered later, when the state machine
-hands back their Completion.  The interrupt callback may run under the
-request's lock (libfuse calls it at once if the interrupt came first), so it
-only queues the token; the loop answers it after process_buf returns.
-
-A blocked read is registered with the publisher (publisher.py) and
-answered there, by the next bump whoever publishes it, or by an interrupt
-or the end; the transport keeps only the WAIT_WATCHERS calls that wait.
-The state machine adopts what the publisher published before each of its
-transitions, so no request is answered from a generation older than one a
-reader may have seen.
+The daemon's own transitions that owe others replies (its adoption of a
+bump, the hooks' watcher's ack and close, WAIT_WATCHERS timeouts, the end)
+go through transport.c too, which applies what they owe.
 """
 
 import errno
 import logging
-import os
-import select
-import time
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
@@ -36,7 +26,7 @@ from . import ioctls, privilege, procinfo
 from ._cuse import ffi, lib
 from .errors import DeviceError
 from .publisher import Publisher
-from .state import Blocked, Changes, GenerationState
+from .state import GenerationState
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +49,6 @@ class LazyWhy:
     def __str__(self) -> str:
         return why_text(self.why)
 
-POLLIN_READY = select.POLLIN | select.POLLRDNORM
-
 
 @dataclass
 class Caller:
@@ -79,7 +67,7 @@ class Caller:
 
 
 class CuseTransport:
-    """Answers the kernel's requests for one CUSE device."""
+    """The daemon's side of one CUSE device's transport (transport.c)."""
 
     def __init__(self, state: GenerationState, *,
                  bump: Callable[[Why, Optional[int]], None],
@@ -92,15 +80,23 @@ class CuseTransport:
         self._notify = notify        # (why) -> bumped?
         self._authorize = authorize  # raises DeviceError(EACCES)
         self._on_ready = on_ready
-        self.publisher = publisher
-        # WAIT_WATCHERS calls that wait, by token.
-        self._waiting: dict[int, object] = {}
-        self._next_token = 1
-        self._interrupted: list[int] = []
-        # An open, ack or close since the daemon last looked: a figure of
-        # the status changed (a read or a query changes none).
-        self.figures_changed = False
         self.fatal: Optional[BaseException] = None
+        self._daemon_ops = ffi.new("struct vmgenid_daemon_ops *")
+        self._daemon_ops.init_done = lib.vmgenid_init_done
+        self._daemon_ops.open = lib.vmgenid_open
+        self._daemon_ops.ioctl = lib.vmgenid_ioctl
+        self._t = lib.vmgenid_transport_new(state.c_handle,
+                                            publisher.c_handle,
+                                            self._daemon_ops)
+        if self._t == ffi.NULL:
+            raise MemoryError("transport")
+        # Read and cleared by the daemon's loop between two serve() calls.
+        self.flags = lib.vmgenid_transport_flags(self._t)
+
+    @property
+    def c_handle(self):
+        """For the session: libfuse's userdata, the C loop's transport."""
+        return self._t
 
     # -- file operations -------------------------------------------------
 
@@ -113,130 +109,65 @@ class CuseTransport:
         wid = self.state.open(privilege.counted_uid(caller.pid, caller.uid),
                               caller.pid)
         fi.fh = wid
-        self.figures_changed = True
         # -ENOENT: the caller is gone and release will never come.
         if lib.fuse_reply_open(req, fi) == -errno.ENOENT:
-            self.apply(self.state.release(wid))
-
-    def read(self, req, size: int, off: int, fi) -> None:
-        data = self.state.read(fi.fh, size, bool(fi.flags & os.O_NONBLOCK))
-        if isinstance(data, Blocked):
-            token = self._new_token()
-            self._watch_interrupt(req, token)
-            self.publisher.wait(req, token, data.counter)
-            return
-        lib.fuse_reply_buf(req, data, len(data))
-
-    def write(self, req, buf, size: int, off: int, fi) -> None:
-        self.apply(self.state.ack(fi.fh, ffi.buffer(buf, size)[:]))
-        self.figures_changed = True
-        lib.fuse_reply_write(req, size)
-
-    def release(self, req, fi) -> None:
-        self.apply(self.state.release(fi.fh))
-        self.figures_changed = True
-        lib.fuse_reply_err(req, 0)
-
-    def poll(self, req, fi, ph) -> None:
-        handle = ph if ph != ffi.NULL else None
-        ready, changes = self.state.poll(fi.fh, handle)
-        self.apply(changes)
-        lib.fuse_reply_poll(req, POLLIN_READY if ready else 0)
+            self.release(wid)
 
     def ioctl(self, req, cmd: int, arg, fi, flags: int,
               in_buf, in_bufsz: int) -> None:
+        """transport.c hands over only the ioctls that change the
+        generation."""
         cmd &= 0xFFFFFFFF
-        if cmd == ioctls.GET_OUTDATED_WATCHERS:
-            lib.fuse_reply_ioctl(req, self.state.outdated_count(),
-                                 ffi.NULL, 0)
-        elif cmd == ioctls.WAIT_WATCHERS:
-            self._wait_watchers(req, fi, ioctls.wait_timeout_ms(
-                int(ffi.cast("uintptr_t", arg))))
-        elif cmd == ioctls.FORCE_GEN_UPDATE:
-            caller = self._authorized(req)
+        caller = Caller.of(req)
+        self._authorize(caller)
+        if cmd == ioctls.FORCE_GEN_UPDATE:
             # Who asked goes to the log after the wake-ups (a /proc read).
             self._bump(lambda: f"FORCE_GEN_UPDATE by {caller.describe()}",
                        None)
             lib.fuse_reply_ioctl(req, 0, ffi.NULL, 0)
         elif cmd == ioctls.FORCE_GEN_UPDATE_MIN:
-            caller = self._authorized(req)
             minimum = ioctls.force_min_value(
                 ffi.buffer(in_buf, in_bufsz)[:] if in_bufsz else b"")
             self._bump(lambda: f"FORCE_GEN_UPDATE_MIN {minimum} by "
                        f"{caller.describe()}", minimum)
             lib.fuse_reply_ioctl(req, 0, ffi.NULL, 0)
         elif cmd == ioctls.NOTIFY:
-            caller = self._authorized(req)
             bumped = self._notify(
                 lambda: f"VMGENID_NOTIFY by {caller.describe()}")
             lib.fuse_reply_ioctl(req, int(bumped), ffi.NULL, 0)
         else:
             raise DeviceError(errno.EINVAL, f"unknown ioctl {cmd:#x}")
 
-    def _wait_watchers(self, req, fi, timeout_ms: int) -> None:
-        token = self._new_token()
-        result = self.state.wait_watchers(fi.fh, timeout_ms,
-                                          time.monotonic(), token)
-        if result is None:
-            self._waiting[token] = req
-            self._watch_interrupt(req, token)
-            return
-        lib.fuse_reply_ioctl(req, result, ffi.NULL, 0)
+    # -- the daemon's own transitions (what they owe, transport.c applies)
 
-    def _authorized(self, req) -> Caller:
-        caller = Caller.of(req)
-        self._authorize(caller)
-        return caller
+    def adopt(self) -> None:
+        """The counter published since: EINTR to WAIT_WATCHERS callers,
+        pollers notified."""
+        lib.vmgenid_transport_adopt(self._t)
 
-    # -- interrupts and later replies ------------------------------------
+    def ack(self, wid: int, counter: int) -> None:
+        _check(lib.vmgenid_transport_ack(self._t, wid, counter))
 
-    def _new_token(self) -> int:
-        token = self._next_token
-        self._next_token += 1
-        return token
-
-    def _watch_interrupt(self, req, token: int) -> None:
-        """Only for a call that waits (an interrupt that came first runs the
-        callback now, which only queues the token)."""
-        lib.fuse_req_interrupt_func(req, lib.vmgenid_interrupt,
-                                    ffi.cast("void *", token))
-
-    def interrupt_arrived(self, token: int) -> None:
-        """Runs under the request's lock: queue only, never reply here."""
-        self._interrupted.append(token)
-
-    def answer_interrupts(self) -> None:
-        """EINTR to each interrupted call still waiting: a WAIT_WATCHERS
-        (here) or a read (the publisher's)."""
-        while self._interrupted:
-            token = self._interrupted.pop(0)
-            self.apply(self.state.interrupt(token))
-            self.publisher.cancel(token, errno.EINTR)
+    def release(self, wid: int) -> None:
+        _check(lib.vmgenid_transport_release(self._t, wid))
 
     def expire(self, now: float) -> None:
-        self.apply(self.state.expire(now))
-
-    def apply(self, changes: Changes) -> None:
-        """Reply to completed requests, notify and free poll handles."""
-        for done in changes.completions:
-            req = self._waiting.pop(done.token, None)
-            if req is None:
-                log.error("completion for unknown token %s", done.token)
-            elif done.error:
-                lib.fuse_reply_err(req, done.error)
-            else:
-                lib.fuse_reply_ioctl(req, done.result, ffi.NULL, 0)
-        for ph in changes.notify:
-            lib.fuse_lowlevel_notify_poll(ph)
-        for ph in changes.release:
-            lib.fuse_pollhandle_destroy(ph)
+        """WAIT_WATCHERS calls whose deadline passed get ETIME."""
+        lib.vmgenid_transport_expire(self._t, now)
 
     def abort_pending(self) -> None:
         """At exit: nothing may stay unanswered."""
-        for req in self._waiting.values():
-            lib.fuse_reply_err(req, errno.ECONNABORTED)
-        self._waiting.clear()
-        self.publisher.abort(errno.ECONNABORTED)
+        lib.vmgenid_transport_abort(self._t, errno.ECONNABORTED)
+
+    def close(self) -> None:
+        if self._t is not None:
+            lib.vmgenid_transport_free(self._t)
+            self._t = None
+
+
+def _check(res: int) -> None:
+    if res < 0:
+        raise DeviceError(-res)
 
 
 # The transport that the C callbacks below reach; set by the session.
@@ -271,30 +202,5 @@ def vmgenid_open(req, fi):
 
 
 @ffi.def_extern()
-def vmgenid_read(req, size, off, fi):
-    _answer(CuseTransport.read, req, size, off, fi)
-
-
-@ffi.def_extern()
-def vmgenid_write(req, buf, size, off, fi):
-    _answer(CuseTransport.write, req, buf, size, off, fi)
-
-
-@ffi.def_extern()
-def vmgenid_release(req, fi):
-    _answer(CuseTransport.release, req, fi)
-
-
-@ffi.def_extern()
 def vmgenid_ioctl(req, cmd, arg, fi, flags, in_buf, in_bufsz, out_bufsz):
     _answer(CuseTransport.ioctl, req, cmd, arg, fi, flags, in_buf, in_bufsz)
-
-
-@ffi.def_extern()
-def vmgenid_poll(req, fi, ph):
-    _answer(CuseTransport.poll, req, fi, ph)
-
-
-@ffi.def_extern()
-def vmgenid_interrupt(req, data):
-    current.interrupt_arrived(int(ffi.cast("uintptr_t", data)))

@@ -14,12 +14,12 @@
  * waiting for the interpreter, and the replies to 1,000 readers are 1,000
  * calls from C, not from Python.
  *
- * The state machine (state.py) stays the only truth for the counter: the
+ * The state machine (state.c) stays the only truth for the counter: the
  * daemon's bump asks it for the next value and publishes it here only if
  * nothing was published since (vmgenid_publisher_publish() compares the
  * counter it started from), and every transition of the state machine
- * first adopts what was published (vmgenid_publisher_counter(), then
- * vmgenid_publisher_settle() to wait out a publication under way).
+ * first adopts what was published (vmgenid_publisher_published(): the
+ * counter, and the lock to wait out a publication under way).
  *
  * Blocked reads are registered here only (vmgenid_publisher_wait()), with
  * the counter the state machine decided they wait at: one registered
@@ -58,6 +58,7 @@ struct vmgenid_publisher {
 	const struct vmgenid_reply_ops *replies;
 	int rng_fd;			/* /dev/urandom, or -1 */
 	uint32_t counter;		/* published: loaded without the lock */
+	uint32_t settled;		/* vmgenid_publisher_published()'s */
 	unsigned char guid[VMGENID_GUID_SIZE];	/* the last one published */
 	int has_guid;
 	int64_t kmsg_seq;		/* the last kernel record applied, or -1 */
@@ -82,6 +83,7 @@ vmgenid_publisher_new(struct vmgenid_state_file *state,
 	pub->replies = replies;
 	pub->rng_fd = rng_fd;
 	pub->counter = counter;
+	pub->settled = counter;
 	pub->kmsg_seq = kmsg_seq;
 	pub->reads.prev = &pub->reads;
 	pub->reads.next = &pub->reads;
@@ -139,6 +141,21 @@ uint32_t vmgenid_publisher_settle(struct vmgenid_publisher *pub)
 	pthread_mutex_lock(&pub->lock);
 	counter = pub->counter;
 	pthread_mutex_unlock(&pub->lock);
+	return counter;
+}
+
+/*
+ * What the state machine adopts before each transition (state.c's published
+ * fn, called under its lock, so @settled is that lock's): one load, and
+ * the publisher's lock only when it changed.
+ */
+uint32_t vmgenid_publisher_published(void *ctx)
+{
+	struct vmgenid_publisher *pub = ctx;
+	uint32_t counter = __atomic_load_n(&pub->counter, __ATOMIC_ACQUIRE);
+
+	if (counter != pub->settled)
+		counter = pub->settled = vmgenid_publisher_settle(pub);
 	return counter;
 }
 

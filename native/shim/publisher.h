@@ -46,6 +46,7 @@ void vmgenid_publisher_set_guid(struct vmgenid_publisher *pub,
 int vmgenid_publisher_guid(struct vmgenid_publisher *pub, void *out);
 const uint32_t *vmgenid_publisher_counter(struct vmgenid_publisher *pub);
 uint32_t vmgenid_publisher_settle(struct vmgenid_publisher *pub);
+uint32_t vmgenid_publisher_published(void *pub);
 
 int vmgenid_publisher_publish(struct vmgenid_publisher *pub, uint32_t from,
 			      uint32_t to, int64_t kmsg_seq);

@@ -1,42 +1,113 @@
 // SPDX-License-Identifier: MIT
 /*
- * The loop around libfuse's requests, in C: each request still goes to its
- * file operation in Python (transport.py, through cffi's callbacks), but
- * reading it from /dev/cuse and handing it to libfuse costs no interpreter
- * time, which on a synchronous client's round trip was a good part of the
- * daemon's own.
+ * The loop around libfuse's requests, in C.  The daemon's loop (Python)
+ * hands over its file descriptors and its next deadline; this one serves
+ * requests until the daemon has something to do.  A client's round trip
+ * to the state machine (transport.c) then costs no interpreter time at all.
  */
 #define FUSE_USE_VERSION 31
 
 #include <errno.h>
-
-#include <fuse_lowlevel.h>
+#include <time.h>
 
 #include "session.h"
+#include "transport.h"
+
+/* A bound above any burst of real clients (each has at most a few requests
+ * queued): a flood cannot starve signals, interrupts and hint sources. */
+#define MAX_BATCH	16384
+
+static double monotonic_now(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec + now.tv_nsec / 1e9;
+}
 
 /*
  * Answer the requests the kernel has queued (the session's fd is
- * non-blocking), up to @max: 0 once none is left, 1 if @max were answered
- * (more may wait), -ENODEV once the kernel ended the session, or another
- * -errno if reading /dev/cuse failed.
+ * non-blocking), up to MAX_BATCH, then the interrupts they brought: 0 once
+ * none is left, 1 if MAX_BATCH were answered (more may wait), -ENODEV once
+ * the kernel ended the session, or another -errno if reading failed.
  */
-int vmgenid_session_drain(struct fuse_session *se, struct fuse_buf *buf,
-			  unsigned int max)
+static int drain(struct fuse_session *se, struct fuse_buf *buf,
+		 struct vmgenid_transport *t)
 {
+	unsigned int i;
+	int res = 1;
+
+	for (i = 0; i < MAX_BATCH; i++) {
+		if (fuse_session_exited(se)) {
+			res = -ENODEV;
+			break;
+		}
+		/* 0: an interrupted request, or the end (the session exited). */
+		res = fuse_session_receive_buf(se, buf);
+		if (res == -EAGAIN || res == -EINTR) {
+			res = 0;
+			break;
+		}
+		if (res < 0)
+			break;
+		if (res > 0)
+			fuse_session_process_buf(se, buf);
+		res = 1;
+	}
+	vmgenid_transport_answer_interrupts(t);
+	vmgenid_transport_flags(t)->last_request = monotonic_now();
+	return res;
+}
+
+static int daemon_wanted(struct vmgenid_transport_flags *flags)
+{
+	return flags->daemon_wanted ||
+	       (flags->figures_changed && !flags->status_dirty);
+}
+
+/*
+ * Serve until the daemon's loop has something to do: another of @fds is
+ * ready (fds[0] is the session's; the others are the daemon's, their
+ * revents left for it), a signal came, @timeout_ms passed (-1: none), a
+ * request wants the daemon (an operation answered in Python, a new
+ * WAIT_WATCHERS deadline), a figure of a clean status changed, or a full
+ * batch was answered.  0, or -ENODEV once the kernel ended the session,
+ * or -errno.
+ */
+int vmgenid_session_serve(struct fuse_session *se, struct fuse_buf *buf,
+			  struct vmgenid_transport *t, struct pollfd *fds,
+			  unsigned int nfds, int timeout_ms)
+{
+	struct vmgenid_transport_flags *flags = vmgenid_transport_flags(t);
+	double deadline = monotonic_now() + timeout_ms / 1000.0;
+	double left;
 	unsigned int i;
 	int res;
 
-	for (i = 0; i < max; i++) {
-		if (fuse_session_exited(se))
-			return -ENODEV;
-		/* 0: an interrupted request, or the end (the session exited). */
-		res = fuse_session_receive_buf(se, buf);
-		if (res == -EAGAIN || res == -EINTR)
-			return 0;
+	for (;;) {
+		/* poll() leaves them as they were when a signal cuts it short. */
+		for (i = 0; i < nfds; i++)
+			fds[i].revents = 0;
+		res = poll(fds, nfds, timeout_ms);
 		if (res < 0)
-			return res;
-		if (res > 0)
-			fuse_session_process_buf(se, buf);
+			return errno == EINTR ? 0 : -errno;
+		if (res == 0)
+			return 0;
+		if (fds[0].revents) {
+			res = drain(se, buf, t);
+			if (res)
+				return res < 0 ? res : 0;
+		}
+		for (i = 1; i < nfds; i++)
+			if (fds[i].revents)
+				return 0;
+		if (daemon_wanted(flags))
+			return 0;
+		if (timeout_ms >= 0) {
+			left = deadline - monotonic_now();
+			if (left <= 0)
+				return 0;
+			timeout_ms = (int)(left * 1000) + 1;
+		}
 	}
-	return fuse_session_exited(se) ? -ENODEV : 1;
 }

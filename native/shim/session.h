@@ -3,10 +3,14 @@
 #ifndef VMGENID_SESSION_H
 #define VMGENID_SESSION_H
 
+#include <poll.h>
+
 struct fuse_session;
 struct fuse_buf;
+struct vmgenid_transport;
 
-int vmgenid_session_drain(struct fuse_session *se, struct fuse_buf *buf,
-			  unsigned int max);
+int vmgenid_session_serve(struct fuse_session *se, struct fuse_buf *buf,
+			  struct vmgenid_transport *t, struct pollfd *fds,
+			  unsigned int nfds, int timeout_ms);
 
 #endif /* VMGENID_SESSION_H */
