@@ -14,6 +14,7 @@ from contextlib import contextmanager
 
 import pytest
 
+from cuse_vmgenid._cuse import ffi
 from cuse_vmgenid.errors import DeviceError
 from cuse_vmgenid.state import (
     COUNTER_MAX, MIN_TARGET_MAX, Blocked, Completion)
@@ -627,3 +628,57 @@ def test_v2_close_race_bump_between_outdated_test_and_release_count():
     for wid in stayers:
         state.release(wid)
     assert (state.watcher_count(), state.outdated_count()) == (0, 0)
+
+
+# -- the C state machine's own edges -----------------------------------------
+
+def test_a_stale_id_of_a_reused_slot_fails_ebadf():
+    """A watcher id names a slot and its generation: the next open may take
+    the slot, never the id."""
+    state = PublishingState()
+    stale = state.open(1000)
+    state.release(stale)
+    fresh = state.open(1000)
+    assert fresh != stale
+    with raises_errno(errno.EBADF):
+        state.read(stale, 4, nonblock=True)
+    with raises_errno(errno.EAGAIN):
+        state.read(fresh, 4, nonblock=True)
+
+
+def test_figures_change_with_adoption_ack_and_release_only():
+    """Changes.figures: the status shows counter, outdated and watchers."""
+    state = PublishingState()
+    first = state.open(1000)
+    second = state.open(1000)
+    assert state.bump().figures is True
+    assert state.poll(first)[1].figures is False
+    assert state.ack(first, counter_bytes(1)).figures is True
+    assert state.ack(first, counter_bytes(1)).figures is False  # again
+    assert state.expire(1e9).figures is False
+    assert state.release(second).figures is True
+
+
+def test_abort_answers_every_pending_wait_with_its_errno():
+    state = PublishingState()
+    outdated_watcher(state)
+    waiter = state.open(0)
+    state.wait_watchers(waiter, 0, now=0.0, token=1)
+    state.wait_watchers(waiter, 100, now=0.0, token=2)
+    changes = state.abort(errno.ESHUTDOWN)
+    assert completions(changes) == {1: (None, errno.ESHUTDOWN),
+                                    2: (None, errno.ESHUTDOWN)}
+    assert state.pending_count() == 0
+    assert state.abort(errno.ESHUTDOWN).completions == []
+
+
+def test_a_cdata_poll_handle_goes_through_unchanged():
+    """The C transport's handles are pointers: they come back as such."""
+    state = PublishingState()
+    wid = state.open(1000)
+    cells = ffi.new("char[2]")
+    first, second = ffi.cast("void *", cells), ffi.cast("void *", cells + 1)
+    state.poll(wid, first)
+    assert state.bump().notify == [first]
+    assert state.poll(wid, second)[1].release == [first]
+    assert state.release(wid).release == [second]

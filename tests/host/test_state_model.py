@@ -149,9 +149,10 @@ class GenerationStateVsModel(RuleBasedStateMachine):
         assert token not in self.answered, f"{token} answered twice"
         self.answered.add(token)
 
-    def check_changes(self, changes, completions=(), notify=(), release=()):
+    def check_changes(self, changes, completions=(), notify=(), release=(),
+                      figures=False):
         """A transition that returns Changes: its own, after what an
-        adopted bump owed."""
+        adopted bump owed (a bump changes the figures status shows)."""
         owed_completions, owed_notify, bumped_from = self.model.take_owed()
         completions = owed_completions + list(completions)
         notify = owed_notify + list(notify)
@@ -162,6 +163,7 @@ class GenerationStateVsModel(RuleBasedStateMachine):
         assert sorted(changes.notify) == sorted(notify)
         assert sorted(changes.release) == sorted(release)
         assert changes.bumped_from == bumped_from
+        assert changes.figures == (figures or bumped_from is not None)
 
     # -- setup -------------------------------------------------------------
 
@@ -214,7 +216,7 @@ class GenerationStateVsModel(RuleBasedStateMachine):
             expected += model.after_drop()
         handles = [gone["handle"]] if gone["handle"] is not None else []
         self.check_changes(self.state.release(wid), expected,
-                           release=handles)
+                           release=handles, figures=True)
 
     @rule(target=tokens, wid=watchers,
           size=st.sampled_from([0, 1, 3, 4, 5, 4096]),
@@ -261,10 +263,11 @@ class GenerationStateVsModel(RuleBasedStateMachine):
             assert kind == "ok"
             watcher = model.watchers[wid]
             expected = []
-            if watcher["acked"] != model.counter:
+            was_outdated = watcher["acked"] != model.counter
+            if was_outdated:
                 watcher["acked"] = model.counter
                 expected = model.after_drop()
-            self.check_changes(changes, expected)
+            self.check_changes(changes, expected, figures=was_outdated)
 
     @rule(wid=watchers, new_handle=st.booleans())
     def poll(self, wid, new_handle):
@@ -381,6 +384,13 @@ class GenerationStateVsModel(RuleBasedStateMachine):
                    if p[2] is not None and p[2] <= self.now]
         expected = self.model.take(expired, error=errno.ETIME)
         self.check_changes(self.state.expire(self.now), expected)
+
+    @rule(err=st.sampled_from([errno.ESHUTDOWN, errno.EIO]))
+    def abort(self, err):
+        """The daemon's end: every pending wait gets err."""
+        self.step()
+        expected = self.model.take(list(self.model.waits()), error=err)
+        self.check_changes(self.state.abort(err), expected)
 
     # -- after every step --------------------------------------------------
 
