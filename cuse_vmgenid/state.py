@@ -110,9 +110,9 @@ class GenerationState:
 
     def close(self) -> None:
         """Frees the C state now (every later call is an error)."""
-        if self._state is not None:
-            lib.vmgenid_state_free(ffi.gc(self._state, None))
-            self._state = None
+        state, self._state = self._state, None
+        if state is not None:
+            ffi.release(state)      # its ffi.gc destructor, now
 
     # -- queries ---------------------------------------------------------
 

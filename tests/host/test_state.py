@@ -7,6 +7,7 @@ question here" on write): a generation change landing between the
 """
 
 import errno
+import gc
 import struct
 import sys
 import threading
@@ -682,3 +683,16 @@ def test_a_cdata_poll_handle_goes_through_unchanged():
     assert state.bump().notify == [first]
     assert state.poll(wid, second)[1].release == [first]
     assert state.release(wid).release == [second]
+
+
+def test_close_frees_the_c_state_once():
+    """close() frees it now; a second close and the collector free nothing
+    more (the sanitized suite would see a double free)."""
+    state = PublishingState()
+    state.open(1000)
+    assert state.c_handle is not None
+    state.close()
+    state.close()
+    assert state.c_handle is None
+    del state
+    gc.collect()
