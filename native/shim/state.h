@@ -2,7 +2,13 @@
 /*
  * The generation state machine (state.c): counter, watchers, acks, polls,
  * WAIT_WATCHERS.  Pure (no I/O, no clock: callers pass "now"), one lock;
- * every function below is one atomic transition.
+ * every function below is one atomic transition.  They return 0 or -errno
+ * unless said otherwise, and an error (-ENOMEM too) changes nothing but
+ * the adoption of a published counter, which never fails.  A transition
+ * with "changes" appends to it what adopting a bump owes (each poll handle
+ * once, however many bumps) and its own completions and releases.
+ * Watcher ids are never 0; one comes again only after 2^32 opens of
+ * its slot.
  */
 #ifndef VMGENID_STATE_H
 #define VMGENID_STATE_H
@@ -96,6 +102,7 @@ int vmgenid_state_poll(struct vmgenid_state *st, uint64_t wid, void *handle,
 		       struct vmgenid_changes *changes);
 int vmgenid_state_release(struct vmgenid_state *st, uint64_t wid,
 			  struct vmgenid_changes *changes);
+/* 0: answered (none outdated); 1: kept under token; -EEXIST: token kept. */
 int vmgenid_state_wait_watchers(struct vmgenid_state *st, uint64_t wid,
 				uint32_t timeout_ms, double now,
 				uint64_t token, void *req);
