@@ -115,28 +115,34 @@ class CuseTransport:
 
     def ioctl(self, req, cmd: int, arg, fi, flags: int,
               in_buf, in_bufsz: int) -> None:
-        """transport.c hands over only the ioctls that change the
-        generation."""
+        """transport.c hands over the ioctls that change the generation,
+        and unknown ones."""
         cmd &= 0xFFFFFFFF
-        caller = Caller.of(req)
-        self._authorize(caller)
         if cmd == ioctls.FORCE_GEN_UPDATE:
+            caller = self._authorized(req)
             # Who asked goes to the log after the wake-ups (a /proc read).
             self._bump(lambda: f"FORCE_GEN_UPDATE by {caller.describe()}",
                        None)
             lib.fuse_reply_ioctl(req, 0, ffi.NULL, 0)
         elif cmd == ioctls.FORCE_GEN_UPDATE_MIN:
+            caller = self._authorized(req)
             minimum = ioctls.force_min_value(
                 ffi.buffer(in_buf, in_bufsz)[:] if in_bufsz else b"")
             self._bump(lambda: f"FORCE_GEN_UPDATE_MIN {minimum} by "
                        f"{caller.describe()}", minimum)
             lib.fuse_reply_ioctl(req, 0, ffi.NULL, 0)
         elif cmd == ioctls.NOTIFY:
+            caller = self._authorized(req)
             bumped = self._notify(
                 lambda: f"VMGENID_NOTIFY by {caller.describe()}")
             lib.fuse_reply_ioctl(req, int(bumped), ffi.NULL, 0)
         else:
             raise DeviceError(errno.EINVAL, f"unknown ioctl {cmd:#x}")
+
+    def _authorized(self, req) -> Caller:
+        caller = Caller.of(req)
+        self._authorize(caller)
+        return caller
 
     # -- the daemon's own transitions (what they owe, transport.c applies)
 

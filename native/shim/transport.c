@@ -202,7 +202,6 @@ static void transport_read(fuse_req_t req, size_t size, off_t off,
 		fuse_reply_buf(req, NULL, 0);
 		return;
 	}
-	reply_result(req, res);
 }
 
 static void transport_write(fuse_req_t req, const char *buf, size_t size,
@@ -288,7 +287,6 @@ static void transport_ioctl(fuse_req_t req, int cmd, void *arg,
 {
 	struct vmgenid_transport *t = transport_of(req);
 	size_t outdated;
-	int res = 0;
 
 	switch ((unsigned int)cmd) {
 	case VMGENID_GET_OUTDATED_WATCHERS:
@@ -297,19 +295,15 @@ static void transport_ioctl(fuse_req_t req, int cmd, void *arg,
 				 : (int)outdated, NULL, 0);
 		return;
 	case VMGENID_WAIT_WATCHERS:
-		res = wait_watchers(t, req, fi, (uintptr_t)arg);
-		break;
-	case VMGENID_FORCE_GEN_UPDATE:
-	case VMGENID_FORCE_GEN_UPDATE_MIN:
-	case VMGENID_NOTIFY:
+		reply_result(req, wait_watchers(t, req, fi, (uintptr_t)arg));
+		return;
+	default:
+		/* Those that change the generation, and unknown ones (logged). */
 		t->flags.daemon_wanted = 1;
 		t->daemon->ioctl(req, cmd, arg, fi, flags, in_buf, in_bufsz,
 				 out_bufsz);
 		return;
-	default:
-		res = -EINVAL;
 	}
-	reply_result(req, res);
 }
 
 static const struct cuse_lowlevel_ops transport_ops = {
