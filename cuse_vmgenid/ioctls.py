@@ -1,7 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""ioctl numbers of /dev/vmgenid (native/include/linux/vmgenid.h; a host test
-compares them), and
-their arguments as the contract reads them."""
+"""ioctl numbers of /dev/vmgenid (native/include/linux/vmgenid.h; a host
+test compares them), and their arguments as the contract reads them."""
 
 import errno
 import struct
