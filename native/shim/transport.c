@@ -202,6 +202,7 @@ static void transport_read(fuse_req_t req, size_t size, off_t off,
 		fuse_reply_buf(req, NULL, 0);
 		return;
 	}
+	reply_result(req, res);
 }
 
 static void transport_write(fuse_req_t req, const char *buf, size_t size,
