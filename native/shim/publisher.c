@@ -123,10 +123,11 @@ int vmgenid_publisher_guid(struct vmgenid_publisher *pub, void *out)
 }
 
 /*
- * The published counter, for the state machine to compare with its own
- * before every transition (an aligned load, no call).  It changes before
- * the page does, so a request sent after its sender saw the new value
- * finds it changed; vmgenid_publisher_settle() then waits for the rest.
+ * Where the published counter is, for a reader that loads it without the
+ * lock (native/tests/publisher-race.c; the state machine goes through
+ * vmgenid_publisher_published()).  It changes before the page does, so a
+ * request sent after its sender saw the new value finds it changed;
+ * vmgenid_publisher_settle() then waits for the rest.
  */
 const uint32_t *vmgenid_publisher_counter(struct vmgenid_publisher *pub)
 {
