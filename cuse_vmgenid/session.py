@@ -12,6 +12,7 @@ something to do, so Python's signal handlers run.
 import errno
 import os
 import select
+from typing import Optional
 
 from . import transport
 from ._cuse import ffi, lib
@@ -64,8 +65,9 @@ class CuseSession:
         # at the daemon's fds, not once per request.
         os.set_blocking(self.fd, False)
         self._buf = ffi.new("struct fuse_buf *")
-        self._fds = ffi.new("struct pollfd[]", 0)
-        self._watched: list[int] = []
+        # Built at the first serve(): the session's fd and the daemon's.
+        self._fds = None
+        self._watched: Optional[list[int]] = None
 
     def serve(self, fds: list[int], timeout_ms: int) -> list[int]:
         """Answer requests until one of fds is readable (returned), a
