@@ -17,7 +17,10 @@ def _version() -> str:
                                              "version.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.build_version()
+    try:
+        return module.build_version()
+    except module.TagMismatch as e:
+        raise SystemExit(str(e)) from None
 
 
 setup(

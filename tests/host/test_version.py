@@ -1,12 +1,14 @@
 # SPDX-License-Identifier: MIT
 """The version (cuse_vmgenid/version.py): a later commit's build sorts
-after an earlier one's for pip and for dpkg, and the release it names is
-the top of debian/changelog."""
+after an earlier one's for pip and for dpkg, the commit tagged as the
+release builds as the release exactly, and the release it names is the
+top of debian/changelog."""
 
 import datetime
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -74,3 +76,61 @@ def test_a_tree_inside_another_git_repository_is_not_versioned_by_it(
 def test_the_release_is_the_top_debian_changelog_entry():
     top = (REPO_ROOT / "debian" / "changelog").read_text().splitlines()[0]
     assert re.match(r"cuse-vmgenid \((.*?)\) ", top)[1] == version.RELEASE
+
+
+def git(repo, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=test", "-c",
+         "user.email=test@example.invalid", *args], check=True,
+        capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def clone(tmp_path):
+    """A clone of this checkout's HEAD, with this checkout's version.py
+    (committed or not): its tags are its own."""
+    path = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--shared", str(REPO_ROOT),
+                    str(path)], check=True)
+    shutil.copy(version.__file__, path / "cuse_vmgenid" / "version.py")
+    return path
+
+
+def script(clone) -> subprocess.CompletedProcess:
+    """version.py run as tools/build-deb runs it."""
+    return subprocess.run([sys.executable, "cuse_vmgenid/version.py"],
+                          cwd=clone, capture_output=True, text=True)
+
+
+def test_the_commit_tagged_as_the_release_builds_as_the_release_exactly(
+        clone):
+    git(clone, "tag", "-a", "-m", "release", version.TAG)
+    built = version.build_version(str(clone / "cuse_vmgenid"))
+    assert built == version.RELEASE
+    assert Version(built).public == built      # no local part: PyPI takes it
+    assert version.recorded(str(clone / "cuse_vmgenid")) == version.RELEASE
+    assert script(clone).stdout == version.RELEASE + "\n"
+
+
+@pytest.mark.parametrize("tag", [None, "experiment", "vmclock-probe"])
+def test_a_commit_after_the_release_or_tagged_otherwise_is_a_git_build(
+        clone, tag):
+    git(clone, "tag", version.TAG)
+    git(clone, "commit", "-q", "--allow-empty", "-m", "after the release")
+    if tag:
+        git(clone, "tag", tag)
+    built = version.build_version(str(clone / "cuse_vmgenid"))
+    sha = git(clone, "rev-parse", "--short", "HEAD")
+    assert re.fullmatch(re.escape(version.RELEASE) + r"\+git\d{14}\.g"
+                        + sha, built), built
+    assert Version(built) > Version(version.RELEASE)
+
+
+def test_a_commit_tagged_as_another_release_does_not_build(clone):
+    git(clone, "tag", "v99.0.0")
+    with pytest.raises(version.TagMismatch, match="tagged v99.0.0, but"):
+        version.build_version(str(clone / "cuse_vmgenid"))
+    proc = script(clone)
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr.startswith("cuse-vmgenid: the commit is tagged "
+                                  "v99.0.0, but"), proc.stderr
