@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 """The build: metadata in pyproject.toml; here what it cannot say (the
-version from git, the cffi shim, the package data)."""
+version from git, the cffi shim, the package data).  What else the sdist
+carries: MANIFEST.in."""
 
 import importlib.util
 import os
@@ -26,6 +27,7 @@ def _version() -> str:
 setup(
     version=_version(),
     packages=find_packages(include=["cuse_vmgenid", "cuse_vmgenid.*"]),
-    package_data={"cuse_vmgenid": ["decl/*.h"]},
-    cffi_modules=["cuse_vmgenid/_build.py:ffibuilder"],
+    # PEP 561: the package's annotations are for its users' type checkers.
+    package_data={"cuse_vmgenid": ["py.typed"]},
+    cffi_modules=["native/cffi/builder.py:ffibuilder"],
 )

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * vmclock-layout: our struct vmclock_abi (cuse_vmgenid/decl/vmclock_abi.h)
+ * vmclock-layout: our struct vmclock_abi (native/shim/vmclock_abi.h)
  * against the kernel's own <linux/vmclock-abi.h>, whose path the build
  * passes as VMCLOCK_ABI_H (`make -C native vmclock-layout
  * VMCLOCK_ABI_H=/path/to/linux/vmclock-abi.h`; bookworm's headers predate

@@ -2,10 +2,12 @@
 """The Python packages as a Python user gets them: `python -m build` makes
 the sdist from this checkout, pip the wheel from that sdist (as for a
 user who installs the sdist), and the wheel, installed in a fresh venv,
-imports its compiled shim and runs its console scripts.  One build of
-each for the whole module (about half a minute)."""
+imports its compiled shim and runs its console scripts.  The wheel holds
+the package, its compiled shim and py.typed, not what builds the shim.
+One build of each for the whole module (about half a minute)."""
 
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -18,6 +20,10 @@ from tests.harness.cache import REPO_ROOT
 # What the build writes into the sdist besides files from git.
 GENERATED = {"PKG-INFO", "setup.cfg", "cuse_vmgenid/_version.py"}
 CONSOLE_SCRIPTS = ("cuse-vmgenid", "vmgenid")
+# What the wheel may hold: modules, the compiled shim, the PEP 561 marker,
+# the metadata.
+WHEEL_FILE = re.compile(r"cuse_vmgenid/(\w+/)*\w+\.py|cuse_vmgenid/_cuse\..*\.so"
+                        r"|cuse_vmgenid/py\.typed|cuse_vmgenid-[^/]+\.dist-info/.*")
 
 
 def run(command: list, **kwargs) -> subprocess.CompletedProcess:
@@ -101,6 +107,24 @@ def test_the_sdist_holds_only_files_from_git_and_the_build(sdist_files):
     extra = {name for name in sdist_files - tracked() - GENERATED
              if not name.startswith("cuse_vmgenid.egg-info/")}
     assert extra == set()
+
+
+def test_the_wheel_holds_modules_the_shim_py_typed_and_metadata_only(
+        wheel_files):
+    assert "cuse_vmgenid/py.typed" in wheel_files
+    assert {name for name in wheel_files
+            if not WHEEL_FILE.fullmatch(name)} == set()
+
+
+def test_the_wheel_holds_no_module_that_builds_the_shim(wheel):
+    # The builder imports cffi's FFI; the package needs only the compiled
+    # module (and cffi's backend, which that imports).
+    with zipfile.ZipFile(wheel) as archive:
+        builders = {name for name in archive.namelist()
+                    if name.endswith(".py") and re.search(
+                        rb"^(from cffi import|import cffi\b)",
+                        archive.read(name), re.MULTILINE)}
+    assert builders == set()
 
 
 def test_the_wheel_from_the_sdist_imports_its_shim_in_a_fresh_venv(venv):

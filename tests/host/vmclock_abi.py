@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
 """struct vmclock_abi as the kernel's <linux/vmclock-abi.h> lays it out,
-written independently of cuse_vmgenid/decl/vmclock_abi.h so that the host
+written independently of native/shim/vmclock_abi.h so that the host
 tests check the daemon's C against the ABI, not against itself (the C
 layout test, native/tests/vmclock-layout.c, checks the header against the
 kernel's own)."""

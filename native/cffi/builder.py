@@ -1,5 +1,7 @@
 # SPDX-License-Identifier: MIT
-"""cffi builder of cuse_vmgenid._cuse (API mode, against libfuse3).
+"""cffi builder of cuse_vmgenid._cuse (API mode, against libfuse3), named
+by setup.py's cffi_modules; with decl/, a build-time file: in the sdist,
+not in the wheel (tests/host/test_packages.py).
 
 The C is in native/shim/: translation units with their own headers,
 compiled with -Wall -Wextra -Werror beside the module cffi generates.
@@ -18,7 +20,7 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DECL = os.path.join(HERE, "decl")
-TOP = os.path.dirname(HERE)
+TOP = os.path.dirname(os.path.dirname(HERE))
 # Relative to the top of the tree (setuptools wants relative sources).
 SHIM = os.path.join("native", "shim")
 # cdef order: each file after those whose types it names.
