@@ -3,10 +3,10 @@
 
 from typing import NamedTuple
 
-from .guid.kmsg import MARKER
+from .guid.kmsg import VMFORK_LINE
 
 # The kernel's own words: one copy, in native/shim/guid.c.
-KERNEL_LOG_HINT = f"kernel log: {MARKER.decode()}"
+KERNEL_LOG_HINT = f"kernel log: {VMFORK_LINE.decode()}"
 
 
 class Hint(NamedTuple):

@@ -26,7 +26,7 @@ import os
 from typing import Iterable, Optional
 
 from ._cuse import ffi, lib
-from .guid.kmsg import DEV_KMSG, MARKER, KmsgReader
+from .guid.kmsg import DEV_KMSG, VMFORK_LINE, KmsgReader
 from .guidpoll import RecordPoller
 from .unseen import unseen
 
@@ -97,7 +97,7 @@ class RecordCounter:
 
 
 def record_note(seq: int) -> str:
-    return f"kernel log record {seq}: {MARKER.decode()}"
+    return f"kernel log record {seq}: {VMFORK_LINE.decode()}"
 
 
 def thread_note(publication) -> str:
@@ -196,7 +196,7 @@ class KernelLogSource:
     def describe(self) -> str:
         return (f"kernel-log: the kernel's vmgenid driver is bound to "
                 f"{', '.join(self.devices)}; one bump per kernel record "
-                f"{MARKER.decode()!r} in {DEV_KMSG}")
+                f"{VMFORK_LINE.decode()!r} in {DEV_KMSG}")
 
     def close(self) -> None:
         """The thread first: it reads the fd closed next."""

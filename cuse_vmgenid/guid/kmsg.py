@@ -1,15 +1,17 @@
 # SPDX-License-Identifier: MIT
 """The kernel log hint: the kernel's vmgenid driver, on every GUID change,
-has random.c log "crng reseeded due to virtual machine fork" (6.1, 6.12).
+has random.c log "random: crng reseeded due to virtual machine fork" at
+KERN_NOTICE (5.18 and later).
 
 KmsgReader reads /dev/kmsg without blocking, from the end of the log at
 open (older records are history, not news); the daemon polls fileno() for
 POLLIN and calls drain(), until it says False.  It is a hint: the caller
 then reads the GUID.  Without a GUID, the kernel-log tier (kernellog.py)
 reads it from the start and counts the records themselves.
-Only kernel records count (facility 0): userspace writes to /dev/kmsg get
-facility LOG_USER whatever they ask, so they cannot fake one.  The parse
-is in C (native/shim/kmsg.c), shared with the poll thread.
+Only the kernel's own record counts: facility 0 and level 5 (userspace
+writes to /dev/kmsg get LOG_USER whatever they ask), and that whole text,
+since other kernel records carry text a user chose.  The parse is in C
+(native/shim/kmsg.c), shared with the poll thread.
 """
 
 import os
@@ -17,8 +19,8 @@ import os
 from .._cuse import ffi, lib
 
 DEV_KMSG = "/dev/kmsg"
-# The kernel's words: one definition, in native/shim/guid.c.
-MARKER = ffi.string(lib.vmgenid_vmfork_marker)
+# The whole text of the kernel's record: one definition, native/shim/guid.c.
+VMFORK_LINE = ffi.string(lib.vmgenid_vmfork_line)
 RECORD_MAX = lib.VMGENID_KMSG_RECORD_MAX
 
 
@@ -33,7 +35,7 @@ def parse_record(record: bytes) -> tuple[int, bool] | None:
 
 
 def is_vmfork_record(record: bytes) -> bool:
-    """True for a kernel record whose text holds MARKER."""
+    """True for the kernel's own record whose whole text is VMFORK_LINE."""
     parsed = parse_record(record)
     return parsed is not None and parsed[1]
 

@@ -1,9 +1,14 @@
 // SPDX-License-Identifier: MIT
-/* The GUID's spelling, and the kernel's words for a VM fork. */
+/* The GUID's spelling, and the kernel's line for a VM fork. */
 #include "guid.h"
 
-const char vmgenid_vmfork_marker[] =
-	"crng reseeded due to virtual machine fork";
+/*
+ * random.c's add_vmfork_randomness(): pr_notice("crng reseeded due to
+ * virtual machine fork\n") under pr_fmt "random: ", since 5.18 (read in
+ * the images of 6.1, 6.12 and 7.2 as "\0015random: crng reseeded ...").
+ */
+const char vmgenid_vmfork_line[] =
+	"random: crng reseeded due to virtual machine fork";
 
 /* The GUID as QEMU's guid= spells it: the first three fields are LE. */
 void vmgenid_guid_format(const unsigned char *raw, char *out)

@@ -3,15 +3,14 @@
  * The kernel log's records, as /dev/kmsg hands them out one per read:
  * "prio,seq,usec,flags[,...];text\n" then optional " KEY=value\n"
  * dictionary lines.  And the kernel-log tier's record rule
- * (docs/interface.rst, "Where changes come from"): each kernel record
- * "crng reseeded due to virtual machine fork" newer than the last one
- * applied is one change, and records lost before they were read are one
- * change too (one of them may have been it).
+ * (docs/interface.rst, "Where changes come from"): each record of the
+ * kernel's own VM fork line newer than the last one applied is one change,
+ * and records lost before they were read are one change too (one of them
+ * may have been it).
  *
  * Text the kernel hands us is not trusted: a record is read within its
  * length only, and anything not in this format is no record.
  */
-#define _GNU_SOURCE		/* memmem */
 #include <stdint.h>
 #include <string.h>
 
@@ -36,10 +35,14 @@ static int64_t kmsg_number(const char **p, const char *end)
 
 /*
  * The record's sequence number in @seq, and 1 if it is the kernel's VM
- * fork record, 0 if another record, -1 if not a record.  Only facility 0
- * is the kernel's: a process's write to /dev/kmsg gets LOG_USER whatever
- * it asks, so it cannot fake one.  The marker counts in the text only,
- * not in the dictionary.
+ * fork record, 0 if another record, -1 if not a record.  The kernel's
+ * record is its priority (facility 0, KERN_NOTICE: a process's write to
+ * /dev/kmsg gets LOG_USER whatever it asks) and its whole text line
+ * exactly: many kernel records carry text a user chose (a segfaulting
+ * binary's name, a failed mount's options), so the words anywhere inside
+ * another record are no change.  /dev/kmsg escapes a newline inside a
+ * record's text, so the text ends at the first one; the dictionary lines
+ * after it never count.
  */
 int vmgenid_kmsg_parse(const char *record, size_t len, int64_t *seq)
 {
@@ -59,9 +62,9 @@ int vmgenid_kmsg_parse(const char *record, size_t len, int64_t *seq)
 	line_end = memchr(text, '\n', end - text);
 	if (!line_end)
 		line_end = end;
-	return prio >> 3 == 0 &&
-	       memmem(text, line_end - text, vmgenid_vmfork_marker,
-		      strlen(vmgenid_vmfork_marker)) != NULL;
+	return prio == VMGENID_VMFORK_PRIO &&
+	       (size_t)(line_end - text) == strlen(vmgenid_vmfork_line) &&
+	       memcmp(text, vmgenid_vmfork_line, line_end - text) == 0;
 }
 
 /*

@@ -370,8 +370,16 @@ def test_mapping_permission_denied(tmp_path):
 @pytest.mark.parametrize("record, expected", [
     (b"5,1234,567890,-;random: crng reseeded due to virtual machine fork\n",
      True),
-    (b"5,1234,567890,-;crng reseeded due to virtual machine fork\n"
+    (b"5,1234,567890,-;random: crng reseeded due to virtual machine fork\n"
      b" SUBSYSTEM=acpi\n", True),
+    # The words without random.c's prefix, or inside a longer kernel
+    # record (a user's text): not the kernel's line.
+    (b"5,1234,567890,-;crng reseeded due to virtual machine fork\n", False),
+    (b"3,1238,1,-;tmpfs: Unknown parameter 'crng reseeded due to virtual "
+     b"machine fork'\n", False),
+    # Another level than KERN_NOTICE.
+    (b"6,1239,1,-;random: crng reseeded due to virtual machine fork\n",
+     False),
     # Written to /dev/kmsg by a process: facility LOG_USER (1), prio 13.
     (b"13,1235,567891,-;crng reseeded due to virtual machine fork\n", False),
     (b"6,1236,567892,-;random: crng init done\n", False),

@@ -101,14 +101,14 @@ def test_the_kernels_vm_fork_line_wakes_the_daemon(page):
     try:
         os.write(kmsg_w, b"14,1,100,-;" + VMFORK + b"\n")
         assert not readable(poller, QUIET_POLLS * INTERVAL_MS)
-        os.write(kmsg_w, b"6,2,200,-;" + VMFORK + b"\n SUBSYSTEM=x\n")
+        os.write(kmsg_w, b"5,2,200,-;" + VMFORK + b"\n SUBSYSTEM=x\n")
         assert readable(poller, 10_000)
         assert poller.take() is True
         assert poller.take_kernel_log() is True
         assert poller.take_kernel_log() is False    # taken once
 
         page[GUID_AT:GUID_AT + 16] = b"B" * 16
-        os.write(kmsg_w, b"6,3,300,-;" + VMFORK + b"\n")
+        os.write(kmsg_w, b"5,3,300,-;" + VMFORK + b"\n")
         assert readable(poller, 10_000)
         assert poller.take() is True
         assert poller.take_kernel_log() is True

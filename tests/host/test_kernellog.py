@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from cuse_vmgenid import kernellog
-from cuse_vmgenid.guid.kmsg import MARKER, KmsgReader, parse_record
+from cuse_vmgenid.guid.kmsg import VMFORK_LINE, KmsgReader, parse_record
 from cuse_vmgenid.kernellog import KernelLogSource, RecordCounter
 from cuse_vmgenid.statefile import SavedState, StateFile, load
 
@@ -30,15 +30,29 @@ def record(seq: int, text: bytes = b"eth0: link up",
 
 
 def vmfork(seq: int, facility: int = KERNEL) -> bytes:
-    return record(seq, b"random: " + MARKER, facility)
+    return record(seq, VMFORK_LINE, facility)
 
 
 def test_parse_record():
     assert parse_record(vmfork(7)) == (7, True)
     assert parse_record(vmfork(7, USER)) == (7, False)
     assert parse_record(record(8)) == (8, False)
-    # The marker in a dictionary line, not the text: not the kernel's.
-    assert parse_record(b"6,9,0,-;other\n SUBSYSTEM=" + MARKER) == (9, False)
+    # The line in a dictionary line, not the text: not the kernel's.
+    assert parse_record(b"5,9,0,-;other\n SUBSYSTEM=" + VMFORK_LINE) == \
+        (9, False)
+    # The kernel's facility, but other levels: not random.c's pr_notice.
+    assert parse_record(record(10, VMFORK_LINE, level=6)) == (10, False)
+    assert parse_record(record(11, VMFORK_LINE, level=3)) == (11, False)
+    # Kernel records that carry a user's text (issue 20): a segfaulting
+    # binary so named, a failed mount's option, a prefix or a suffix.
+    words = VMFORK_LINE.split(b": ", 1)[1]
+    for text in (b"a[1]: segfault at 10 ip 0 sp 0 error 6 in " + words
+                 + b"[401000+1000] likely on CPU 0 (core 0, socket 0)",
+                 b"tmpfs: Unknown parameter '" + words + b"'",
+                 words, b" " + VMFORK_LINE, VMFORK_LINE + b" ",
+                 VMFORK_LINE + b"\\x0a", b"x" + VMFORK_LINE):
+        assert parse_record(record(12, text, level=3)) == (12, False)
+        assert parse_record(record(12, text)) == (12, False), text
     for bad in (b"", b"no header", b"6;x\n", b"x,1,0,-;x\n", b"6,-1,0,-;x"):
         assert parse_record(bad) is None
 
@@ -53,12 +67,13 @@ TEXT = st.binary(max_size=200).filter(lambda b: b"\n" not in b)
 def test_parse_any_kernel_record(facility, level, seq, before, after,
                                  marked, flags, dictionary):
     """Whatever the text around it: the sequence number, and the kernel's
-    VM fork record iff facility 0 with the marker in the text line."""
-    text = before + (MARKER if marked else b"") + after
+    VM fork record iff facility 0, level 5 (KERN_NOTICE) and the text line
+    is the kernel's line, whole."""
+    text = before + (VMFORK_LINE if marked else b"") + after
     record = (b"%d,%d,123,%s;" % (facility << 3 | level, seq, flags) + text
               + b"\n" + dictionary)
     assert parse_record(record) == (
-        seq, facility == 0 and MARKER in text)
+        seq, (facility, level) == (0, 5) and text == VMFORK_LINE)
 
 
 @given(st.binary(max_size=300))
@@ -169,7 +184,7 @@ def test_restart_bumps_once_for_records_after_the_saved_one(kmsg):
         write(r)
     s = source(path)
     assert s.changed_since(same_boot(3)) == (True, None)
-    assert s.change_note == ("kernel log record 4: " + MARKER.decode()
+    assert s.change_note == ("kernel log record 4: " + VMFORK_LINE.decode()
                              + " and 1 more, after record 3")
     assert s.kmsg_seq == 5
     assert s.changed(None) == (False, None)
@@ -241,7 +256,7 @@ def test_live_each_kernel_record_is_one_change_published_by_the_thread(
         assert load(setup.state_path).kmsg_seq == 4
         assert setup.page.load() == 6
         assert kernellog.thread_note(first).startswith(
-            "kernel log record 4: " + MARKER.decode())
+            "kernel log record 4: " + VMFORK_LINE.decode())
         write(vmfork(5))
         write(record(6))
         [second] = published(s, setup, 1)

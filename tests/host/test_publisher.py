@@ -357,8 +357,8 @@ def test_the_thread_tells_the_publisher_the_kernel_reseeded(tmp_path):
         s.pub.set_guid(A)
         poller.publish_to(s.pub)
         page[:16] = B
-        os.write(kmsg_w, b"6,3,300,-;random: "
-                 + ffi.string(lib.vmgenid_vmfork_marker) + b"\n")
+        os.write(kmsg_w, b"5,3,300,-;"
+                 + ffi.string(lib.vmgenid_vmfork_line) + b"\n")
         p = select.poll()
         p.register(poller.fileno(), select.POLLIN)
         assert p.poll(10_000)

@@ -240,8 +240,8 @@ def test_a_restart_before_a_save_and_a_restore_while_the_daemon_is_down_each_giv
 # slept through the restore (issue 11).
 
 LOCKDOWN = "lockdown=integrity"
-KERNEL_LOG_BUMP = re.compile(r"^kernel log record (\d+): crng reseeded due "
-                             r"to virtual machine fork")
+KERNEL_LOG_BUMP = re.compile(r"^kernel log record (\d+): random: crng "
+                             r"reseeded due to virtual machine fork")
 
 
 def save_and_restore(vm: GuestVM, path, guid: str) -> None:
@@ -311,8 +311,9 @@ def test_under_lockdown_a_restore_while_the_daemon_is_down_gives_one_bump_at_sta
     [(old, new, why)] = generations(out)
     assert (old, new) == (0, 1)
     assert re.fullmatch(r"restart: a change may have been missed \(source "
-                        r"kernel-log: kernel log record \d+: crng reseeded "
-                        r"due to virtual machine fork, after record \d+\) "
+                        r"kernel-log: kernel log record \d+: random: crng "
+                        r"reseeded due to virtual machine fork, after record "
+                        r"\d+\) "
                         r"\(0 reads answered\)", why), why
     assert lines(out, "PAGE") == ["1"]
     assert lines(out, "COUNTER") == ["1"]

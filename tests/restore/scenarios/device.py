@@ -29,7 +29,7 @@ from guestlib import (SYSCALL_POLL, SYSCALL_PPOLL, SYSCALL_READ,  # noqa: E402
 from tests.guest.device import (ack, open_device, outdated,  # noqa: E402
                                 read_counter, wait_watchers)
 
-KMSG_HINT = r"kernel log: crng reseeded"
+KMSG_HINT = r"kernel log: random: crng reseeded"
 POLL_HINT = r"\bGUID poll\b"   # the bump's cause, or a look that found it done
 PING_SECONDS = 1.0
 HINT_TIMEOUT = 90
