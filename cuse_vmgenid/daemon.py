@@ -32,6 +32,8 @@ class Daemon:
         self.options = options
         _check_node_free(options.devname)   # before touching any file
         self._urandom = _open_urandom()
+        # First, while descriptors are plenty: see privilege.Reserve.
+        self._reserve = privilege.Reserve()
         self.source = open_source(options.source, options.poll_interval_ms)
         self.page = Page(options.page)
         if options.page_link:
@@ -56,7 +58,8 @@ class Daemon:
             bump=lambda why, minimum: self.bump(why, minimum,
                                                 ChangeReason.FORCED),
             notify=lambda why: self.notify(why, ChangeReason.NOTIFY),
-            authorize=lambda caller: privilege.authorize_change(caller.pid),
+            authorize=lambda caller: privilege.authorize_change(
+                caller.pid, self._reserve),
             on_ready=self._ready, publisher=self.publisher)
         self._persist()
         # The counter resumed from, where readers look (not a bump).
@@ -105,12 +108,19 @@ class Daemon:
         """The hook runner and the daemon's own watcher, only when the
         hooks folder holds executables at start or reload (else
         WAIT_WATCHERS means what it always meant)."""
-        hooks = list_hooks(self.options.hooks_dir)
-        if not hooks:
-            log.info("no hooks in %s", self.options.hooks_dir)
-            return None, None
-        log.info("hooks in %s: %s", self.options.hooks_dir,
-                 ", ".join(os.path.basename(h) for h in hooks))
+        try:
+            hooks = list_hooks(self.options.hooks_dir)
+        except OSError as e:
+            # Maybe hooks, maybe none: the runner lists again at each
+            # change, and says so if it still cannot.
+            log.error("cannot list hooks in %s: %s", self.options.hooks_dir,
+                      e.strerror)
+        else:
+            if not hooks:
+                log.info("no hooks in %s", self.options.hooks_dir)
+                return None, None
+            log.info("hooks in %s: %s", self.options.hooks_dir,
+                     ", ".join(os.path.basename(h) for h in hooks))
         # Where this daemon's files are, for `vmgenid` inside a hook.
         env = {"VMGENID_DEVICE": f"/dev/{self.options.devname}",
                "VMGENID_PAGE": self.options.page}
@@ -139,13 +149,22 @@ class Daemon:
         _notify_systemd("RELOADING=1")
         if self.hooks is None:
             self.hooks, self.hooks_watcher = self._hooks(self.state.counter)
-        elif not list_hooks(self.options.hooks_dir):
+        elif not self._still_hooks():
             log.info("no hooks in %s any more", self.options.hooks_dir)
             self.hooks.stop()
             self.transport.release(self.hooks_watcher)
             self.hooks = self.hooks_watcher = None
         self._mark_status()
         _notify_systemd("READY=1")
+
+    def _still_hooks(self) -> bool:
+        """At a reload: True unless hooks.d surely holds none now."""
+        try:
+            return bool(list_hooks(self.options.hooks_dir))
+        except OSError as e:
+            log.error("cannot list hooks in %s: %s (the runner stays)",
+                      self.options.hooks_dir, e.strerror)
+            return True
 
     def _mark_status(self) -> None:
         self.status.mark_dirty()

@@ -118,13 +118,11 @@ class HookResult:
 
 def list_hooks(folder: str, trust: Trust = ROOT) -> list[str]:
     """The executables of folder in name order that trust lets run (the
-    rest logged); [] if it does not exist."""
+    rest logged); [] if it does not exist.  OSError if it cannot be read:
+    that is not "no hooks"."""
     try:
         names = sorted(os.listdir(folder))
     except FileNotFoundError:
-        return []
-    except OSError as e:
-        log.error("cannot list hooks in %s: %s", folder, e)
         return []
     found = []
     for name in names:
@@ -201,8 +199,16 @@ class HookRunner:
                 self._finished(generation)
             elif self.wanted is not None:
                 self.running_for, self.wanted = self.wanted, None
-                self._queue = list_hooks(self.folder, self.trust)
                 self.results = []
+                try:
+                    self._queue = list_hooks(self.folder, self.trust)
+                except OSError as e:
+                    log.error("hooks for generation %d not run: cannot "
+                              "list %s: %s", self.running_for, self.folder,
+                              e.strerror)
+                    self._queue = []
+                    self.results.append(HookResult(
+                        self.folder, f"not listed: {e.strerror}"))
                 log.info("hooks: %d to run for generation %d",
                          len(self._queue), self.running_for)
             else:

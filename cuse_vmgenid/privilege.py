@@ -15,12 +15,16 @@ its containers' users are not, so each counts as the uid it maps to.
 
 import errno
 import fcntl
+import logging
 import os
 import struct
+from contextlib import contextmanager
 from typing import Optional
 
 from .errors import DeviceError
 from .procinfo import read_text
+
+log = logging.getLogger(__name__)
 
 CAP_SYS_ADMIN = 21
 CAP_CHECKPOINT_RESTORE = 40
@@ -84,12 +88,62 @@ def counted_uid(tid: int, uid: int) -> int:
     return uid if owner in (None, 0) else owner
 
 
-def authorize_change(tid: int) -> None:
-    """Raise EACCES unless thread `tid` may change the generation."""
+# What /proc answers about a thread it will not show (hidepid) or that is
+# gone: a refusal.  Any other error is the daemon's own (out of
+# descriptors, memory): no answer about the caller at all.
+NOT_SHOWN = (errno.ENOENT, errno.ESRCH, errno.EACCES, errno.EPERM)
+# Descriptors the decision opens at most at once (the status file, or a
+# user namespace and its parent).
+RESERVE = 4
+
+
+class Reserve:
+    """Descriptors held open for the decision on privilege, and released
+    around it, so that a daemon whose RLIMIT_NOFILE is used up still
+    answers root's FORCE (what takes up the limit is not the caller's
+    business)."""
+
+    def __init__(self, count: int = RESERVE):
+        self.count = count
+        self._fds: list[int] = []
+        self._refill()
+
+    def _refill(self) -> None:
+        try:
+            while len(self._fds) < self.count:
+                self._fds.append(os.open("/dev/null",
+                                         os.O_RDONLY | os.O_CLOEXEC))
+        except OSError as e:
+            log.warning("%d of %d descriptors in reserve for the privilege "
+                        "check: %s", len(self._fds), self.count, e.strerror)
+
+    @contextmanager
+    def released(self):
+        while self._fds:
+            os.close(self._fds.pop())
+        try:
+            yield
+        finally:
+            self._refill()
+
+
+def authorize_change(tid: int, reserve: Optional[Reserve] = None) -> None:
+    """Raise EACCES unless thread `tid` may change the generation; EAGAIN
+    when the daemon cannot decide (its own failure, logged)."""
     try:
-        caps = effective_caps(tid)
-        same_ns = same_user_namespace(tid)
+        if reserve is None:
+            caps = effective_caps(tid)
+            same_ns = same_user_namespace(tid)
+        else:
+            with reserve.released():
+                caps = effective_caps(tid)
+                same_ns = same_user_namespace(tid)
     except OSError as e:
+        if e.errno not in NOT_SHOWN:
+            log.error("cannot decide whether thread %d may change the "
+                      "generation: %s: answered EAGAIN", tid, e)
+            raise DeviceError(errno.EAGAIN,
+                              f"cannot inspect {tid}: {e}") from e
         # hidepid, or the thread is gone: refuse rather than guess.
         raise DeviceError(errno.EACCES, f"cannot inspect {tid}: {e}") from e
     if not caps & CHANGE_CAPS:

@@ -7,14 +7,18 @@ and process names, root (a careless admin) for the files in /run.
 """
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
+import time
 
 from .daemon_process import DaemonProcess
-from .device import (NODE, force, native, open_device, page_counter,
-                     read_counter, run_native)
-from .processes import HANG, NOBODY, SYS_IOCTL, Child, wait_blocked
+from .device import (NODE, force, force_from_elsewhere, native,
+                     open_device, page_counter, read_counter, run_native)
+from .processes import (HANG, NOBODY, SYS_IOCTL, Child, wait_blocked,
+                        wait_state)
 
 U32_MAX = 0xFFFFFFFF
 # nobody cannot run root's interpreter (under /root); the holder needs
@@ -219,3 +223,124 @@ def test_second_daemon_names_the_served_node(daemon, tmp_path):
         out.stderr
     daemon_alive(daemon)
     assert stat.S_ISCHR(os.stat(NODE).st_mode)
+
+
+# -- issue 20, item 1: kernel records that carry a user's text ---------------
+
+MARKER = "crng reseeded due to virtual machine fork"
+SEGFAULT_C = "int main(void) { *(volatile int *)16 = 0; return 0; }\n"
+
+
+def kernel_records_holding(text: str) -> list:
+    """The kernel's own records (facility 0) whose text holds @text, as
+    /dev/kmsg hands them out."""
+    found = []
+    fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        while True:
+            try:
+                record = os.read(fd, 8192).decode(errors="replace")
+            except BlockingIOError:
+                return found
+            except BrokenPipeError:
+                continue
+            prefix, _, body = record.partition(";")
+            if int(prefix.split(",")[0]) >> 3 == 0 and \
+                    text in body.split("\n")[0]:
+                found.append(body.split("\n")[0])
+    finally:
+        os.close(fd)
+
+
+def test_kernel_records_with_a_users_text_are_no_change_as_nobody(
+        daemon_factory, tmp_path):
+    """The kernel-log tier counts the kernel's own line only: `nobody`
+    puts the words into facility-0 records twice (a segfaulting binary
+    so named; a failed mount's option), and the generation stays 0."""
+    d = daemon_factory("--source", "kernel-log")
+    assert "source tier kernel-log" in d.log(), d.log()
+    before = len(kernel_records_holding(MARKER))
+    public = tmp_path / "public"
+    public.mkdir()
+    os.chmod(tmp_path, 0o755)
+    os.chmod(public, 0o755)
+    binary = public / MARKER
+    subprocess.run(["gcc", "-O0", "-o", str(binary), "-x", "c", "-"],
+                   input=SEGFAULT_C, text=True, check=True)
+    crash = subprocess.run([*NOBODY, str(binary)], capture_output=True)
+    assert crash.returncode == -11, crash
+    mount = subprocess.run(
+        [*NOBODY, "unshare", "-Urm", "mount", "-t", "tmpfs", "-o", MARKER,
+         "none", "/mnt"], capture_output=True, text=True)
+    assert mount.returncode != 0, mount
+    forged = kernel_records_holding(MARKER)[before:]
+    # The attack reached the kernel log: two records of the kernel's own
+    # facility that hold the words, neither of them the kernel's line.
+    assert len(forged) == 2, forged
+    assert any("segfault" in r for r in forged), forged
+    assert any("tmpfs" in r for r in forged), forged
+    # Every thread of the daemon asleep after the records exist: the
+    # kernel-log thread has read them (/dev/kmsg stays readable until).
+    assert wait_state(d.proc.pid, "S"), d.log()
+    assert page_counter(d) == 0, d.log()
+    fd = open_device()
+    try:
+        assert read_counter(fd) == 0
+    finally:
+        os.close(fd)
+    assert "kernel log record" not in d.log()
+    daemon_alive(d)
+
+
+# -- issue 20, item 8: a daemon out of descriptors ---------------------------
+
+def test_out_of_descriptors_root_still_bumps_and_hooks_say_why(
+        daemon_factory):
+    """A careless admin's `prlimit --nofile` leaves the daemon no free
+    descriptor: root's FORCE still succeeds (the privilege check has
+    descriptors in reserve; EACCES would tell root it lacks a right), and
+    the hooks folder it cannot list is an error, not "no hooks".  With
+    the limit back, the next change runs the hook."""
+    folder = tempfile.mkdtemp(prefix="vmgenid-test-", dir="/run")
+    try:
+        os.chmod(folder, 0o755)
+        hooks = os.path.join(folder, "hooks.d")
+        os.mkdir(hooks, 0o755)
+        ran = os.path.join(folder, "ran")
+        with open(os.path.join(hooks, "10-mark"), "w") as f:
+            f.write(f'#!/bin/sh\necho "$VMGENID_GENERATION" >> {ran}\n')
+        os.chmod(os.path.join(hooks, "10-mark"), 0o755)
+        d = daemon_factory("--hooks-dir", hooks)
+        pid = d.proc.pid
+        assert wait_state(pid, "S"), d.log()
+        fds = {int(fd) for fd in os.listdir(f"/proc/{pid}/fd")}
+        # The lowest free number: every new descriptor would be at or
+        # above it.
+        first_free = min(set(range(len(fds) + 1)) - fds)
+        subprocess.run(["prlimit", f"--pid={pid}",
+                        f"--nofile={first_free}:{first_free}"], check=True)
+        out = run_native("vmgenid-ioctl", "force").stdout
+        assert out == "ioctl=VMGENID_FORCE_GEN_UPDATE ret=0 errno=0\n", \
+            (out, d.log())
+        assert page_counter(d) == 1
+        deadline = time.monotonic() + HANG
+        while "not run: cannot list" not in d.log():
+            assert time.monotonic() < deadline, d.log()
+            time.sleep(0.05)
+        [line] = [line for line in d.log().splitlines()
+                  if "not run: cannot list" in line]
+        assert "ERROR" in line and "Too many open files" in line, line
+        assert "no hooks" not in d.log()
+        daemon_alive(d)
+
+        subprocess.run(["prlimit", f"--pid={pid}", "--nofile=1024:1024"],
+                       check=True)
+        force_from_elsewhere()
+        deadline = time.monotonic() + HANG
+        while not os.path.exists(ran) or \
+                open(ran).read().split() != ["2"]:
+            assert time.monotonic() < deadline, d.log()
+            time.sleep(0.05)
+        daemon_alive(d)
+    finally:
+        shutil.rmtree(folder)
