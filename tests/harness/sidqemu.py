@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """Debian sid's QEMU, run on this machine without installing it: for
 devices the machine's own QEMU (bookworm's 7.2) does not have, such as
-`-device vmclock` (QEMU 10+).
+`-device vmclock`.
 
 Its packages (the Depends closure of qemu-system-x86 in sid, first
 alternatives, without systemd: libibverbs1's, for a udev rule) come
