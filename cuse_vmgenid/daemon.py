@@ -81,7 +81,8 @@ class Daemon:
                     f"({counter}), so the change this restart may have "
                     "missed cannot be published; reboot (a new boot starts "
                     "at 0)")
-            self.bump(missed_why, reason=ChangeReason.RESTART)
+            self.bump(missed_why, reason=ChangeReason.RESTART,
+                      reseed=self.source.daemon_reseeds)
         self.source.publish_to(self.publisher)
         self._stop = False
         self._reload = False    # SIGHUP: list hooks.d again, once idle
@@ -209,18 +210,26 @@ class Daemon:
         return 0, None
 
     def bump(self, why: Why, minimum: Optional[int] = None,
-             reason: ChangeReason = ChangeReason.FORCED) -> None:
+             reason: ChangeReason = ChangeReason.FORCED,
+             reseed: bool = False) -> None:
         """The daemon's own bump: the state machine chooses the counter,
         the publisher publishes it (docs/interface.rst's order), unless
         the GUID poll thread published one since the choice: then it is
         chosen again from there, so this bump gets a generation of its
-        own."""
+        own.  @reseed: a hardware change the kernel did not reseed its
+        RNG for (source.daemon_reseeds): the publisher reseeds it first."""
         self._take_publications()   # the thread's, logged as its own
         kmsg_seq = self.source.kmsg_seq
-        self.state_file.set_vmclock(self.source.vmclock_counter)
+        generation = self.source.vmclock_counter
+        self.state_file.set_vmclock(generation)
         while True:
             bumped_from, counter = self.state.plan_bump(minimum)
-            if self.publisher.publish(bumped_from, counter, kmsg_seq):
+            if reseed:
+                done = self.publisher.change(bumped_from, counter,
+                                             generation or 0)
+            else:
+                done = self.publisher.publish(bumped_from, counter, kmsg_seq)
+            if done:
                 break
         self._published(why, reason)
 
@@ -250,6 +259,9 @@ class Daemon:
         log.info("generation %d -> %d: %s (%d reads answered)",
                  publication.bumped_from, publication.counter, why,
                  publication.replies)
+        reseed = publication.reseed_note()
+        if reseed:
+            (log.error if publication.reseed_error else log.info)(reseed)
         self.last_change = {"time": time.time(),
                             "from": publication.bumped_from,
                             "to": publication.counter,
@@ -304,7 +316,8 @@ class Daemon:
             return False
         note = self.source.change_note   # the kernel-log tier's
         self.bump(lambda: f"{note} (seen on {why_text(why)})" if note
-                  else f"hint: {why_text(why)}", reason=reason)
+                  else f"hint: {why_text(why)}", reason=reason,
+                  reseed=self.source.daemon_reseeds)
         return True
 
     def _persist(self) -> None:
@@ -582,8 +595,8 @@ def _open_urandom() -> Optional[int]:
     try:
         return os.open("/dev/urandom", os.O_WRONLY | os.O_CLOEXEC)
     except OSError as e:
-        log.warning("cannot open /dev/urandom (no reseed on a GUID "
-                    "change): %s", e)
+        log.warning("cannot open /dev/urandom (no reseed of the kernel "
+                    "RNG on a hardware change): %s", e)
         return None
 
 

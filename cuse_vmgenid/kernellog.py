@@ -119,6 +119,7 @@ class KernelLogSource:
     poll_interval: Optional[float] = None
     has_guid = False
     vmclock_counter: Optional[int] = None
+    daemon_reseeds = False      # the kernel's driver reseeded (its line)
 
     def __init__(self, reader: KmsgReader, devices: list[str]):
         self._reader = reader

@@ -11,6 +11,7 @@ published (`c_source`).  Blocked reads are registered here only, with the
 counter the state machine decided they wait at.
 """
 
+import os
 from typing import NamedTuple, Optional
 
 from ._cuse import ffi, lib
@@ -34,6 +35,22 @@ class Publication(NamedTuple):
     records: int = 0    # of them for kernel log records (kernellog.py)
     lost: bool = False  # one for records lost before they were read
     kmsg_seq: int = -1  # the last of those records
+    reseed_error: int = 0   # an errno if a reseed of the kernel RNG failed
+    reseeds: int = 0    # of them reseeded without a GUID (change())
+    reseed_cpu_words: int = 0   # the last such: 32-bit words from
+                                # RDSEED/RDRAND
+
+    def reseed_note(self) -> Optional[str]:
+        """For the log: a reseed that failed, or how the daemon reseeded
+        without a GUID; None if neither (a GUID's is not logged)."""
+        if self.reseed_error:
+            return ("cannot reseed the kernel RNG: "
+                    f"{os.strerror(self.reseed_error)}")
+        if self.reseeds:
+            return ("kernel RNG reseeded before the wake-up "
+                    f"({self.reseed_cpu_words} words from RDSEED/RDRAND, "
+                    "the counters, the time)")
+        return None
 
     def by_the_thread(self) -> str:
         """For the log line of a publication the thread made."""
@@ -49,7 +66,8 @@ class Publisher:
                  rng_fd: int = -1, replies=None):
         """replies: a `struct vmgenid_reply_ops *` (a test's); libfuse's
         by default.  vmclock_page: the VMClock-ABI page, or None.  rng_fd:
-        /dev/urandom, reseeded with each new GUID, or -1."""
+        /dev/urandom, where each hardware change the kernel did not
+        reseed for reseeds the kernel RNG (a new GUID, change()), or -1."""
         if replies is None:
             replies = lib.vmgenid_cuse_replies()
         self._replies = replies     # a test's must outlive us
@@ -91,6 +109,15 @@ class Publisher:
         return lib.vmgenid_publisher_publish(
             self._pub, bumped_from, counter, _seq(kmsg_seq)) == 0
 
+    def change(self, bumped_from: int, counter: int, generation: int) -> bool:
+        """A hardware change without a GUID, on a tier whose kernel does
+        not reseed its RNG (VMClock): as publish(), but the kernel RNG is
+        reseeded first with what differs between clones (RDSEED/RDRAND,
+        @generation: the hypervisor's counter, the new counter, the
+        time)."""
+        return lib.vmgenid_publisher_change(
+            self._pub, bumped_from, counter, generation) == 0
+
     def hardware(self, guid: bytes, kernel_reseeded: bool = False) -> int:
         """The GUID read now: 1 if it was new and is published (the RNG
         reseeded with it first, unless the kernel did), 0 if not new,
@@ -112,7 +139,9 @@ class Publisher:
                            out.count, out.hardware, bool(out.kernel_log),
                            -out.state_err, out.page_result, out.replies,
                            (out.committed_us / 1000, out.replied_us / 1000),
-                           out.records, bool(out.lost), out.kmsg_seq)
+                           out.records, bool(out.lost), out.kmsg_seq,
+                           -out.reseed_err, out.reseeds,
+                           out.reseed_cpu_words)
 
     def wait(self, req, token: int, seen: int) -> None:
         """A read blocks at seen: the next publication answers it (or this

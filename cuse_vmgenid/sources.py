@@ -38,6 +38,10 @@ class NoSource:
     kmsg_seq: Optional[int] = None
     vmclock_counter: Optional[int] = None   # VmclockSource's alone
     change_note: Optional[str] = None
+    # A change this tier sees is one the kernel did not reseed its RNG
+    # for: the daemon reseeds it (publisher.change()).  Not without a tier
+    # (a hint is no hardware change); the GUID tier reseeds with the GUID.
+    daemon_reseeds = False
 
     def __init__(self, why: str):
         # What the log, the status file and `vmgenid status` say.
@@ -76,6 +80,7 @@ class GuidWatcher:
     kmsg_seq: Optional[int] = None
     vmclock_counter: Optional[int] = None
     change_note: Optional[str] = None
+    daemon_reseeds = False      # the publisher reseeds with the GUID
     unseen: Optional[str] = None
 
     def __init__(self, guid: GuidSource, kmsg: Optional[KmsgReader],
@@ -170,15 +175,17 @@ def _kernel_log_tier(poll_interval_ms: int):
 class VmclockSource(NoSource):
     """The kernel's own VMClock device (vmclockdevice.py): one change per
     new vm_generation_counter, read under the seqlock.  Like NoSource it
-    has no GUID (no RNG reseed, no thread that publishes: the kernel's
-    driver owns the RNG here), but it answers whether the generation
-    changed.
+    has no GUID (no thread that publishes), but it answers whether the
+    generation changed.  The kernel's driver (ptp_vmclock) does not
+    reseed the kernel RNG on a change: the daemon does, before anyone
+    wakes (daemon_reseeds).
 
     A new disruption_marker alone (a live migration: the clock moved, the
     guest's memory did not fork) is not a change of generation, as the ABI
     says; only vm_generation_counter counts."""
     name = "vmclock"
     unseen: Optional[str] = None
+    daemon_reseeds = True
 
     def __init__(self, device, poll_interval_ms: int):
         self._device = device

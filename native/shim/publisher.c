@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * The publisher: the one path of every bump, in the order of
- * docs/interface.rst, "The page": the state file (write, fsync, rename),
+ * docs/interface.rst, "The page": for a change of the hardware generation
+ * that the kernel did not reseed its RNG for, that reseed (the one home of
+ * the daemon's reseeds); then the state file (write, fsync, rename),
  * then the page's atomic store (and the VMClock-ABI page's, if the daemon
  * keeps one), then a reply to every blocked read.  The daemon's own bumps
  * (FORCE, FORCE_MIN, NOTIFY, SIGUSR1, a restart, a kernel log record) and
@@ -37,6 +39,12 @@
 
 #include <sys/ioctl.h>
 #include <linux/random.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#include <immintrin.h>
+#include <x86intrin.h>
+#endif
 
 #include "guid.h"
 #include "page.h"
@@ -240,13 +248,132 @@ static void publish_locked(struct vmgenid_publisher *pub, uint32_t to,
 }
 
 /*
+ * Mix @size bytes of @seed into the kernel RNG and reseed its crng now:
+ * a write to /dev/urandom only feeds the input pool, which the crng draws
+ * from at its next reseed; RNDRESEEDCRNG (CAP_SYS_ADMIN) is that reseed.
+ * The report keeps the error (-errno) if it failed.
+ */
+static void reseed_rng_locked(struct vmgenid_publisher *pub,
+			      const void *seed, size_t size)
+{
+	ssize_t n = write(pub->rng_fd, seed, size);
+
+	if (n != (ssize_t)size)
+		pub->report.reseed_err = n < 0 ? -errno : -EIO;
+	else if (ioctl(pub->rng_fd, RNDRESEEDCRNG) < 0)
+		pub->report.reseed_err = -errno;
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+/* Intel's advice: RDRAND fails only transiently; give up after 10. */
+#define CPU_RANDOM_RETRIES 10
+
+__attribute__((target("rdseed")))
+static int cpu_rdseed(unsigned int *out)
+{
+	int i;
+
+	for (i = 0; i < CPU_RANDOM_RETRIES; i++)
+		if (_rdseed32_step(out))
+			return 1;
+	return 0;
+}
+
+__attribute__((target("rdrnd")))
+static int cpu_rdrand(unsigned int *out)
+{
+	int i;
+
+	for (i = 0; i < CPU_RANDOM_RETRIES; i++)
+		if (_rdrand32_step(out))
+			return 1;
+	return 0;
+}
+
+/*
+ * Fill @words from the CPU's own random source: RDSEED (the conditioned
+ * entropy), else RDRAND, for each word; as many as it gave.  A clone's
+ * CPU state is a copy, but these instructions draw from the hardware of
+ * the host it runs on now: they differ between clones.
+ */
+static unsigned int cpu_random(unsigned int *words, unsigned int n)
+{
+	unsigned int a, b, c, d, got = 0;
+	int rdrand = 0, rdseed = 0;
+
+	if (__get_cpuid(1, &a, &b, &c, &d))
+		rdrand = !!(c & bit_RDRND);
+	if (__get_cpuid_count(7, 0, &a, &b, &c, &d))
+		rdseed = !!(b & bit_RDSEED);
+	while (got < n && ((rdseed && cpu_rdseed(&words[got])) ||
+			   (rdrand && cpu_rdrand(&words[got]))))
+		got++;
+	return got;
+}
+
+static uint64_t cpu_cycles(void)
+{
+	return __rdtsc();
+}
+#else
+static unsigned int cpu_random(unsigned int *words, unsigned int n)
+{
+	(void)words;
+	(void)n;
+	return 0;
+}
+
+static uint64_t cpu_cycles(void)
+{
+	return 0;
+}
+#endif
+
+/* 256 bits from the CPU where it has a random source. */
+#define CPU_RANDOM_WORDS 8
+
+/*
+ * What a change without a GUID mixes into the kernel RNG: the CPU's random
+ * words, the hypervisor's new generation counter, the daemon's new
+ * counter, the cycle counter and the clocks at nanosecond resolution.
+ * Clones of one snapshot share everything else, the RNG's state included.
+ */
+struct vmgenid_reseed {
+	unsigned int cpu[CPU_RANDOM_WORDS];
+	uint64_t generation;
+	uint32_t counter;
+	uint32_t cpu_words;		/* of cpu[] filled */
+	uint64_t cycles;
+	struct timespec monotonic, realtime, boottime;
+};
+
+static void reseed_from_cpu_locked(struct vmgenid_publisher *pub,
+				   uint64_t generation, uint32_t counter)
+{
+	struct vmgenid_reseed seed;
+
+	memset(&seed, 0, sizeof(seed));
+	seed.cpu_words = cpu_random(seed.cpu, CPU_RANDOM_WORDS);
+	seed.generation = generation;
+	seed.counter = counter;
+	seed.cycles = cpu_cycles();
+	clock_gettime(CLOCK_MONOTONIC_RAW, &seed.monotonic);
+	clock_gettime(CLOCK_REALTIME, &seed.realtime);
+	clock_gettime(CLOCK_BOOTTIME, &seed.boottime);
+	pub->report.reseeds++;
+	pub->report.reseed_cpu_words = seed.cpu_words;
+	reseed_rng_locked(pub, &seed, sizeof(seed));
+}
+
+/*
  * The daemon's bump: publish @to if the counter is still @from (the state
  * machine's, when it chose @to); @kmsg_seq, if not -1, is the kernel
- * record it applies.  0, or -EAGAIN if something was published since: the
- * state machine adopts it and chooses again.
+ * record it applies; @generation, if not NULL, the hypervisor's counter
+ * of a change the kernel did not reseed for: the RNG is reseeded first.
  */
-int vmgenid_publisher_publish(struct vmgenid_publisher *pub, uint32_t from,
-			      uint32_t to, int64_t kmsg_seq)
+static int publish_from(struct vmgenid_publisher *pub, uint32_t from,
+			uint32_t to, int64_t kmsg_seq,
+			const uint64_t *generation)
 {
 	struct timespec start;
 
@@ -258,16 +385,36 @@ int vmgenid_publisher_publish(struct vmgenid_publisher *pub, uint32_t from,
 	}
 	if (kmsg_seq >= 0)
 		pub->kmsg_seq = kmsg_seq;
+	if (generation && pub->rng_fd >= 0)
+		reseed_from_cpu_locked(pub, *generation, to);
 	publish_locked(pub, to, &start);
 	pthread_mutex_unlock(&pub->lock);
 	return 0;
 }
 
-static void reseed_rng(int rng_fd, const unsigned char *guid)
+/*
+ * The daemon's bump (publish_from()).  0, or -EAGAIN if something was
+ * published since: the state machine adopts it and chooses again.
+ */
+int vmgenid_publisher_publish(struct vmgenid_publisher *pub, uint32_t from,
+			      uint32_t to, int64_t kmsg_seq)
 {
-	/* A write only feeds the input pool; the crng draws from it later. */
-	if (write(rng_fd, guid, VMGENID_GUID_SIZE) == VMGENID_GUID_SIZE)
-		ioctl(rng_fd, RNDRESEEDCRNG);
+	return publish_from(pub, from, to, kmsg_seq, NULL);
+}
+
+/*
+ * A change of the hardware generation found without a GUID, on a tier
+ * whose kernel driver does not reseed the RNG (VMClock: ptp_vmclock has no
+ * reseed of its own): @generation is the hypervisor's counter now.  As
+ * vmgenid_publisher_publish(), but first, under the lock and before anyone
+ * wakes, the kernel RNG is fed what differs between clones (struct
+ * vmgenid_reseed) and its crng reseeded, as the GUID tier does with the
+ * GUID: a woken reader's first draw must differ between clones.
+ */
+int vmgenid_publisher_change(struct vmgenid_publisher *pub, uint32_t from,
+			     uint32_t to, uint64_t generation)
+{
+	return publish_from(pub, from, to, -1, &generation);
 }
 
 /*
@@ -300,7 +447,7 @@ int vmgenid_publisher_hardware(struct vmgenid_publisher *pub,
 		return -EOVERFLOW;
 	}
 	if (!kernel_reseeded && pub->rng_fd >= 0)
-		reseed_rng(pub->rng_fd, guid);
+		reseed_rng_locked(pub, guid, VMGENID_GUID_SIZE);
 	memcpy(pub->guid, guid, VMGENID_GUID_SIZE);
 	pub->has_guid = 1;
 	publish_locked(pub, pub->counter + 1, woke);

@@ -29,6 +29,10 @@ struct vmgenid_publication {
 	int64_t kmsg_seq;		/* the last of those records */
 	int state_err;			/* the last state file commit: 0, -errno */
 	int page_result;		/* the last vmgenid_page_store() */
+	int reseed_err;			/* a reseed failed: -errno, else 0 */
+	unsigned int reseeds;		/* of them reseeded without a GUID */
+	unsigned int reseed_cpu_words;	/* the last such: 32-bit words from
+					 * RDSEED/RDRAND */
 	unsigned int replies;		/* blocked reads answered */
 	/* The last one, from its start (the thread: its wake-up), in us. */
 	unsigned int committed_us, replied_us;
@@ -50,6 +54,8 @@ uint32_t vmgenid_publisher_published(void *pub);
 
 int vmgenid_publisher_publish(struct vmgenid_publisher *pub, uint32_t from,
 			      uint32_t to, int64_t kmsg_seq);
+int vmgenid_publisher_change(struct vmgenid_publisher *pub, uint32_t from,
+			     uint32_t to, uint64_t generation);
 int vmgenid_publisher_hardware(struct vmgenid_publisher *pub,
 			       const void *guid, int kernel_reseeded,
 			       const struct timespec *woke);

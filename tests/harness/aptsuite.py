@@ -92,34 +92,46 @@ class Suite:
     def download(self, package: str) -> Path:
         """The .deb of the candidate version of @package, downloaded into
         the cache once."""
+        return self.download_all([package])[0]
+
+    def download_all(self, packages: list[str]) -> list[Path]:
+        """The .debs of the candidate versions of @packages, in order,
+        those not in the cache yet downloaded by one apt-get."""
         self.update()
         try:
-            return self.fetch(package)
+            return self.fetch(packages)
         except (HarnessError, subprocess.CalledProcessError):
             # Lists up to a day old: the mirror may have dropped that
             # version since.
             self.update(max_age=0)
-            return self.fetch(package)
+            return self.fetch(packages)
 
-    def fetch(self, package: str) -> Path:
+    def fetch(self, packages: list[str]) -> list[Path]:
         found = subprocess.run(
-            ["apt-get", "download", "--print-uris", *self.options(), package],
-            capture_output=True, text=True)
-        uris = found.stdout.split()
-        if found.returncode or len(uris) < 2:
-            raise HarnessError(f"{self.label} has no package {package}: "
+            ["apt-get", "download", "--print-uris", *self.options(),
+             *packages], capture_output=True, text=True)
+        # One line per package: 'URI' file size hash.
+        files = [line.split()[1] for line in found.stdout.splitlines()]
+        if found.returncode or len(files) != len(packages):
+            raise HarnessError(f"{self.label} lacks some of "
+                               f"{' '.join(packages)}: "
                                f"{found.stderr.strip()}")
-        cached = DEB_DIR / uris[1]
-        if cached.is_file():
+        # apt prints them in its own order: match each file to its package.
+        by_name = {name.split("_")[0]: DEB_DIR / name for name in files}
+        cached = [by_name[package] for package in packages]
+        if all(deb.is_file() for deb in cached):
             return cached
         DEB_DIR.mkdir(parents=True, exist_ok=True)
         with locked(self.dir), tempfile.TemporaryDirectory(dir=DEB_DIR) as tmp:
-            if cached.is_file():
-                return cached
-            run_apt(["apt-get", "download", *self.options(), package],
-                    f"downloading {package} ({self.label})", cwd=tmp)
-            deb, = Path(tmp).glob("*.deb")
-            return Path(shutil.move(deb, cached))
+            missing = [package for package, deb in zip(packages, cached)
+                       if not deb.is_file()]
+            if missing:
+                run_apt(["apt-get", "download", *self.options(), *missing],
+                        f"downloading {' '.join(missing)} ({self.label})",
+                        cwd=tmp)
+            for deb in Path(tmp).glob("*.deb"):
+                shutil.move(deb, DEB_DIR / deb.name)
+        return cached
 
 
 @contextlib.contextmanager

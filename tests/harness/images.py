@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .cache import CACHE_DIR, write_atomically
 from .initramfs import build_initramfs, initramfs_key
-from .kernels import kernel_release, unpack_kernel
+from .kernels import flavour_of, kernel_release, unpack_kernel
 from .modules import NEEDED, modules_to_load
 
 
@@ -23,9 +23,10 @@ def prepare(flavour: str) -> GuestImage:
     """The image of @flavour (kernels.FLAVOURS), built if missing or
     stale."""
     release = kernel_release(flavour)
+    needed = NEEDED + list(flavour_of(flavour).modules)
     imagedir = CACHE_DIR / release
     image = GuestImage(release, imagedir / "vmlinuz", imagedir /
-                       f"initramfs-{initramfs_key(release, NEEDED)}.cpio.gz")
+                       f"initramfs-{initramfs_key(release, needed)}.cpio.gz")
     if image.vmlinuz.is_file() and image.initramfs.is_file():
         return image
 
@@ -35,7 +36,7 @@ def prepare(flavour: str) -> GuestImage:
     try:
         kernel = unpack_kernel(flavour, release, unpacked)
         write_atomically(image.vmlinuz, kernel.vmlinuz.read_bytes())
-        modules = modules_to_load(kernel.moddir)
+        modules = modules_to_load(kernel.moddir, needed)
         write_atomically(image.initramfs, build_initramfs(release, modules))
     finally:
         shutil.rmtree(unpacked)

@@ -22,6 +22,9 @@ class Flavour:
     # The kernel's own vmgenid driver (5.18 and later): it reseeds its RNG
     # and logs "crng reseeded due to virtual machine fork" on a change.
     vmgenid_driver: bool = True
+    # Modules the guest loads besides modules.NEEDED, for what only these
+    # kernels have.
+    modules: tuple[str, ...] = ()
 
 
 # Flavour (CLI name) -> where its kernels come from.  "newest" is sid's
@@ -31,7 +34,10 @@ FLAVOURS = {
                     vmgenid_driver=False),
     "6.1": Flavour(None, r"6\.1\.0-[0-9]+-amd64"),
     "6.12": Flavour(None, r"6\.12\.[0-9]+\+deb12-amd64"),
-    "newest": Flavour("sid", r"[0-9]+\.[0-9]+[.0-9]*(\+deb[0-9]+)?-amd64"),
+    # ptp_vmclock: the kernel's VMClock driver (/dev/vmclock0), for QEMU's
+    # -device vmclock (sidqemu.py).
+    "newest": Flavour("sid", r"[0-9]+\.[0-9]+[.0-9]*(\+deb[0-9]+)?-amd64",
+                      modules=("ptp_vmclock",)),
 }
 
 

@@ -60,8 +60,9 @@ def module_depends(image: bytes) -> list[str]:
     raise HarnessError("module without .modinfo")
 
 
-def modules_to_load(moddir: Path) -> list[tuple[str, bytes]]:
-    """NEEDED and their dependencies from @moddir (lib/modules/<release>),
+def modules_to_load(moddir: Path, needed: list[str] = NEEDED
+                    ) -> list[tuple[str, bytes]]:
+    """@needed and their dependencies from @moddir (lib/modules/<release>),
     decompressed, in insmod order; built-in ones are skipped."""
     files = {module_name(p): p for p in moddir.rglob("*.ko*")}
     builtin = {module_name(Path(line))
@@ -80,6 +81,6 @@ def modules_to_load(moddir: Path) -> list[tuple[str, bytes]]:
             visit(dep)
         order.append((name, image))
 
-    for name in NEEDED:
+    for name in needed:
         visit(name)
     return order

@@ -6,6 +6,7 @@ import os
 import select
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from .console import Console
@@ -19,16 +20,22 @@ KERNEL_ARGS = "console=ttyS0 loglevel=1 panic=-1"
 GRACE_SECONDS = 10
 
 
+QEMU = ("qemu-system-x86_64",)     # the machine's own
+
+
 def qemu_command(image: GuestImage, kernel_args: str, *, mem_mb: int,
-                 guid: str, block_root: RootImages | None = None,
+                 guid: str | None, block_root: RootImages | None = None,
                  script: Path | None = None,
-                 systemd: bool = False) -> list[str]:
+                 systemd: bool = False, qemu: Sequence[str] = QEMU,
+                 devices: Sequence[str] = ()) -> list[str]:
     """The whole QEMU command line, in one place so that saving and
     restoring a guest can reuse it.  The root is the host's over 9p, or
     with @block_root the read-only squashfs disks (9p blocks migration),
     the guest's script (init.sh) then coming from the file @script via
     fw_cfg; with @systemd too, systemd is the guest's init and runs the
-    script from a unit."""
+    script from a unit.  @guid: the vmgenid device's, or None for none.
+    @qemu: the command that runs qemu-system-x86_64 (sidqemu.py's, for
+    devices the machine's own lacks); @devices: more -device values."""
     if block_root is None:
         if systemd:
             raise ValueError("systemd as init needs the block root")
@@ -43,14 +50,15 @@ def qemu_command(image: GuestImage, kernel_args: str, *, mem_mb: int,
                             "format=raw"]]
         root += ["-fw_cfg", f"name=opt/vmgenid/script,file={script}"]
     return [
-        "qemu-system-x86_64", "-nodefaults", "-no-user-config",
+        *qemu, "-nodefaults", "-no-user-config",
         "-accel", "tcg,thread=multi", "-cpu", "max", "-smp", "2",
         "-m", str(mem_mb), "-display", "none", "-serial", "stdio",
         "-no-reboot",
         "-kernel", str(image.vmlinuz), "-initrd", str(image.initramfs),
         "-append", f"{KERNEL_ARGS} {kernel_args}",
         *root,
-        "-device", f"vmgenid,guid={guid}",
+        *([] if guid is None else ["-device", f"vmgenid,guid={guid}"]),
+        *(arg for device in devices for arg in ["-device", device]),
     ]
 
 

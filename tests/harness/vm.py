@@ -40,13 +40,15 @@ from .cache import HarnessError
 from .console import BOOT_ATTEMPTS, Console
 from .guest import guest_script
 from .images import GuestImage, prepare
-from .qemu import GRACE_SECONDS, qemu_command
+from .qemu import GRACE_SECONDS, QEMU, qemu_command
 from .qmp import QMP, QMPError
 from .rootimage import RootImages, prepare_root
 
 # Migration's default bandwidth cap (32 MiB/s) would make saving slow.
 SAVE_BANDWIDTH = 64 << 30
 SAVE_TIMEOUT = 300
+# The QEMU that migrates to a file: URI (and no longer to a file's fd:).
+FILE_MIGRATION = (8, 2)
 RESTORE_TIMEOUT = 300
 
 
@@ -63,6 +65,9 @@ class VMConfig:
     mem_mb: int
     systemd: bool           # systemd is init and runs the script
     kernel_args: str = ""   # more for the guest's command line
+    qemu: tuple[str, ...] = QEMU    # the command that runs QEMU
+    vmgenid: bool = True    # a vmgenid device (with the GUID of each run)
+    devices: tuple[str, ...] = ()   # more -device values
 
 
 @dataclass(frozen=True)
@@ -77,12 +82,17 @@ class GuestVM:
     def __init__(self, kernel: str, command: list[str] | str, *,
                  guid: str | None = None, env: dict[str, str] | None = None,
                  mem_mb: int = 1024, systemd: bool = False, out=None,
-                 kernel_args: str = "", _config: VMConfig = None):
+                 kernel_args: str = "", qemu: list[str] | None = None,
+                 vmgenid: bool = True, devices: list[str] | None = None,
+                 _config: VMConfig = None):
         """Boot a @kernel (kernels.FLAVOURS) guest that runs @command (argv
         list or shell code) as root in the repo; returns at once.  With
         @systemd, systemd is the guest's init and runs @command from a
         unit once basic.target is reached (init.sh).  @kernel_args: more
-        for the kernel's command line (e.g. "lockdown=integrity")."""
+        for the kernel's command line (e.g. "lockdown=integrity").
+        @qemu: the command that runs QEMU (sidqemu.SidQemu.argv(): sid's,
+        for -device vmclock), the machine's own by default; @vmgenid False:
+        no vmgenid device (no GUID); @devices: more -device values."""
         self.console = Console(out)
         self.cond = threading.Condition()
         self.cursor = 0         # wait_for() searches vm.output from here
@@ -105,12 +115,22 @@ class GuestVM:
             command = shlex.join(command)
         self.config = VMConfig(prepare(kernel), prepare_root(),
                                guest_script(command, env or {}), mem_mb,
-                               systemd, kernel_args)
+                               systemd, kernel_args, tuple(qemu or QEMU),
+                               vmgenid, tuple(devices or ()))
         self._boots_left = BOOT_ATTEMPTS - 1
-        self._start(guid or str(uuid.uuid4()))
+        self._start(self._guid(guid))
+
+    def _guid(self, guid: str | None) -> str | None:
+        """The GUID a run of this VM gets: @guid, or a random one; None
+        without a vmgenid device."""
+        if not self.config.vmgenid:
+            if guid is not None:
+                raise GuestError("a GUID for a VM without a vmgenid device")
+            return None
+        return guid or str(uuid.uuid4())
 
     @classmethod
-    def from_snapshot(cls, snapshot: Snapshot, *, guid: str,
+    def from_snapshot(cls, snapshot: Snapshot, *, guid: str | None = None,
                       out=None) -> "GuestVM":
         """Another VM restored from @snapshot (a clone: any number of
         them, one after another or at once); its output starts at the
@@ -134,7 +154,9 @@ class GuestVM:
         command = qemu_command(self.config.image, self.config.kernel_args,
                                mem_mb=self.config.mem_mb, guid=guid,
                                block_root=self.config.root, script=script,
-                               systemd=self.config.systemd)
+                               systemd=self.config.systemd,
+                               qemu=self.config.qemu,
+                               devices=self.config.devices)
         command += ["-qmp", f"unix:{qmp_path},server=on,wait=off"]
         if incoming is not None:
             command += ["-incoming",
@@ -307,10 +329,16 @@ class GuestVM:
                          **{"max-bandwidth": SAVE_BANDWIDTH})
         # A file QEMU writes itself: once migration has completed, all of
         # it is written (with exec:cat QEMU may SIGTERM cat before that).
-        with open(path, "wb") as snapshot:
-            self.qmp.command("getfd", fdname="snapshot",
-                             fds=[snapshot.fileno()])
-        self.qmp.command("migrate", uri="fd:snapshot")
+        # QEMU 8.2+ opens it (file:, and refuses a file's fd since); 7.2
+        # is given it open.
+        version = self.qmp.command("query-version")["qemu"]
+        if (version["major"], version["minor"]) >= FILE_MIGRATION:
+            self.qmp.command("migrate", uri=f"file:{path.resolve()}")
+        else:
+            with open(path, "wb") as snapshot:
+                self.qmp.command("getfd", fdname="snapshot",
+                                 fds=[snapshot.fileno()])
+            self.qmp.command("migrate", uri="fd:snapshot")
         while True:
             state = self.qmp.command("query-migrate")
             status = state.get("status")
@@ -331,16 +359,18 @@ class GuestVM:
             self.cursor = len("".join(self.console.output))
         return Snapshot(path, self.config, path.stat().st_size, seconds)
 
-    def restore(self, snapshot: Snapshot, *, guid: str) -> float:
+    def restore(self, snapshot: Snapshot, *,
+                guid: str | None = None) -> float:
         """Start a new QEMU with the same options and the VM Generation
-        ID @guid, load @snapshot into it and let it run; the host's
+        ID @guid (a random one if None; none without a vmgenid device),
+        load @snapshot into it and let it run; the host's
         time.monotonic() when QEMU answered `cont`."""
         if self.qemu is not None:
             raise GuestError("restore(): the VM is still running; save() it")
         if snapshot.config != self.config:
             raise GuestError("restore(): the snapshot is of another VM; "
                              "use GuestVM.from_snapshot()")
-        self._start(guid, incoming=snapshot.path)
+        self._start(self._guid(guid), incoming=snapshot.path)
         deadline = time.monotonic() + RESTORE_TIMEOUT
         while (status := self.qmp.command("query-status")["status"]
                ) == "inmigrate":

@@ -225,9 +225,64 @@ def test_a_new_guid_goes_into_the_rng_unless_the_kernel_did_it(tmp_path):
         os.close(w)
 
 
+def test_a_change_without_a_guid_reseeds_the_rng_before_anyone_wakes(
+        tmp_path):
+    """The VMClock tier's change (change()): no GUID, and no kernel reseed
+    of its own, so what differs between clones goes to the RNG before the
+    blocked read is answered: a pipe stands in for /dev/urandom (the
+    reseed ioctl then fails there, ENOTTY, and the publication says so).
+    Never twice the same bytes: the CPU's random words (where it has
+    them), the hypervisor's counter, the new counter, the time."""
+    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    seen = []
+    s = Setup(tmp_path, rng_fd=w, during=lambda: seen.append(_drain(r)))
+    try:
+        s.pub.wait(req(1), 1, 0)
+        assert s.pub.change(0, 1, 7)
+        assert s.replies.sent == [(1, u32(1))]
+        [first] = seen
+        assert struct.pack("=Q", 7) in first and u32(1) in first
+        publication = s.pub.take()
+        assert publication.counter == 1 and publication.reseeds == 1
+        assert publication.reseed_error == errno.ENOTTY
+        assert publication.reseed_note().startswith(
+            "cannot reseed the kernel RNG: ")
+        assert not s.pub.change(0, 2, 7)        # stale: nothing written
+        assert _drain(r) == b""
+        assert s.pub.change(1, 2, 7)            # same counter, later
+        second = _drain(r)
+        assert len(second) == len(first) and second != first
+        assert s.pub.take().reseeds == 1
+        assert s.pub.publish(2, 3)              # a bump, no change
+        assert _drain(r) == b""
+        assert s.pub.take().reseed_note() is None
+    finally:
+        s.close()
+        os.close(r)
+        os.close(w)
+
+
+def test_a_cpu_random_source_is_used_where_the_cpu_has_one(tmp_path):
+    """RDSEED/RDRAND: 8 words where /proc/cpuinfo lists either, else 0
+    (the reseed goes on with the counters and the time)."""
+    with open("/proc/cpuinfo") as f:
+        flags = set(next(line for line in f if line.startswith("flags"))
+                    .split(":", 1)[1].split())
+    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    s = Setup(tmp_path, rng_fd=w)
+    try:
+        assert s.pub.change(0, 1, 1)
+        words = s.pub.take().reseed_cpu_words
+        assert words == (8 if {"rdrand", "rdseed"} & flags else 0), flags
+    finally:
+        s.close()
+        os.close(r)
+        os.close(w)
+
+
 def _drain(fd: int) -> bytes:
     try:
-        return os.read(fd, 64)
+        return os.read(fd, 4096)
     except BlockingIOError:
         return b""
 

@@ -181,3 +181,13 @@ def page_counter() -> int:
 
 def errname(err: int) -> str:
     return errno.errorcode.get(err, str(err))
+
+
+def run_scenario(main) -> None:
+    """Exit with main()'s status; 2 if something it waited for never came
+    (a TimeoutError, said on the console as MISSING)."""
+    try:
+        sys.exit(main())
+    except TimeoutError as e:
+        say("MISSING", e)
+        sys.exit(2)
