@@ -75,3 +75,37 @@ def test_add_spdx_puts_the_line_first_or_after_the_shebang_and_keeps_other_licen
     again = subprocess.run([ADD_SPDX, "--check", str(tmp_path)],
                            capture_output=True, text=True)
     assert (again.returncode, again.stdout) == (0, "")
+
+
+# Each license and exception an SPDX line names, and where its text is.
+LICENSE_TEXTS = {"MIT": "LICENSE",
+                 "GPL-2.0+": "LICENSES/GPL-2.0-or-later.txt",
+                 "Linux-syscall-note": "LICENSES/Linux-syscall-note.txt"}
+
+
+def test_every_license_named_ships_its_text():
+    """The tree's SPDX lines name only licenses whose text it carries
+    (README.rst says which files are under which)."""
+    tracked = subprocess.run(["git", "-C", str(REPO_ROOT), "ls-files", "-z"],
+                             capture_output=True, check=True).stdout
+    named = set()
+    for name in tracked.decode().split("\0"):
+        path = REPO_ROOT / name
+        if not name or name.startswith("tests/host/test_license") \
+                or not path.is_file():
+            continue
+        with open(path, errors="replace") as f:
+            head = f.read(400)
+        for line in head.splitlines()[:3]:
+            if "SPDX-License-Identifier:" in line:
+                spec = line.split("SPDX-License-Identifier:", 1)[1]
+                spec = spec.replace("*/", "").replace("-->", "").strip()
+                named.update(part for part in spec.split()
+                             if part not in ("WITH", "AND", "OR"))
+    assert named == set(LICENSE_TEXTS), named
+    for text in LICENSE_TEXTS.values():
+        assert (REPO_ROOT / text).stat().st_size > 500 or \
+            text.endswith("note.txt")
+    readme = (REPO_ROOT / "README.rst").read_text()
+    for text in LICENSE_TEXTS.values():
+        assert text in readme, text
