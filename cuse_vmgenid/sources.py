@@ -286,7 +286,9 @@ def open_source(choice: str, poll_interval_ms: int):
             source = TIER_OPENERS[name](poll_interval_ms)
         except (GuidUnavailable, VmclockUnavailable,
                 kernellog.TierUnavailable) as e:
-            log.warning("source tier %s skipped: %s", name, e)
+            # Normal where the hypervisor has no such device: INFO.  If
+            # no tier works, the error below repeats every reason.
+            log.info("source tier %s skipped: %s", name, e)
             skipped.append(f"{name}: {e}")
             continue
         log.info("source tier %s (--source %s)", name, choice)
