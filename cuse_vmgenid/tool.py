@@ -32,6 +32,7 @@ EXIT_REOPEN = 6         # --fd: its daemon went away; a change may have
                         # happened: reopen the descriptor
 EXIT_UNSEEN = 7         # status: the daemon has no source tier, hardware
                         # changes will not be seen
+EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C), as a shell reports it
 
 EPILOG = f"""\
 exit codes:
@@ -48,6 +49,7 @@ exit codes:
      a change and reopen the descriptor (exec N<>/dev/vmgenid)
   {EXIT_UNSEEN}  status: the daemon serves with no source tier (--source none):
      hardware changes (snapshot restores, clones) will not be seen
+  {EXIT_INTERRUPTED}  interrupted (SIGINT, Ctrl-C)
 
 A shell script keeps its own watcher open across calls:
   exec 3<>/dev/vmgenid                  # read-write: ack writes to it
@@ -437,7 +439,7 @@ def main(argv=None) -> int:
         print(f"vmgenid: {e.strerror}", file=sys.stderr)
         return EXIT_REOPEN
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

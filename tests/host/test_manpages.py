@@ -86,3 +86,21 @@ def test_each_page_has_the_sections_a_manual_page_needs(name):
     wanted += ["SIGNALS"] if name.endswith(".8") else ["ENVIRONMENT"]
     assert [s for s in wanted if f"\n{s}\n{'=' * len(s)}\n" not in text] \
         == []
+
+
+def exit_status_codes(name: str) -> list[int]:
+    """The codes of a page's EXIT STATUS section, in order."""
+    section = page(name).split("EXIT STATUS\n", 1)[1].split("\n\n", 1)[1]
+    section = section.split("\nSEE ALSO\n", 1)[0]
+    return [int(line.strip("*")) for line in section.splitlines()
+            if line.startswith("**") and line.strip("*").isdigit()]
+
+
+def test_vmgenid_1_exit_status_is_the_tools_codes():
+    """Every exit code tool.py defines is in the page and its --help, and
+    the page lists no other (values, not only names)."""
+    codes = sorted({value for name, value in vars(tool).items()
+                    if name.startswith("EXIT_")})
+    assert exit_status_codes("vmgenid.1") == codes
+    for code in codes:
+        assert f"\n  {code}  " in tool.EPILOG, code
