@@ -15,6 +15,7 @@ Run on the host (one guest under emulation, saved and restored once):
     .venv/bin/python -m pytest -v -s tests/system
 """
 
+import os
 import time
 import uuid
 
@@ -116,6 +117,9 @@ def test_the_package_serves_vmgenid_under_systemd_across_restore_upgrade_restart
     # The layout: the daemon in /usr/sbin, the header through pkg-config,
     # and every example of the -dev package built against it.
     assert lines(out, "DAEMON-PATH") == ["/usr/sbin/cuse-vmgenid"]
+    # What is Debian's own (upgrades, the sandbox, the node's mode).
+    assert [os.path.basename(p).split(".gz")[0]
+            for p in lines(out, "README-DEBIAN")] == ["README.Debian"]
     assert [line.strip() for line in lines(out, "PKG-CONFIG")] == [
         "-I/usr/include/cuse-vmgenid"]      # pkg-config ends with a space
     assert lines(out, "EXAMPLES-MAKE") == ["0"], lines(out, "EXAMPLES-LOG")

@@ -127,6 +127,7 @@ echo "CLIENT-AFTER $(systemctl show -p After --value vmgenid-client |
 # pkg-config, and the -dev package's examples built against it from a
 # copy, as its README says.
 echo "DAEMON-PATH $(command -v cuse-vmgenid)"
+ls /usr/share/doc/cuse-vmgenid/README.Debian* | tag README-DEBIAN
 echo "PKG-CONFIG $(pkg-config --cflags vmgenid 2>&1)"
 rm -rf /tmp/examples
 cp -r /usr/share/doc/cuse-vmgenid-dev/examples /tmp/examples
