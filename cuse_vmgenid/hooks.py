@@ -225,7 +225,8 @@ class HookRunner:
         else:
             result = f"exit {code}"
         self.results.append(HookResult(self._name, result))
-        level = logging.INFO if result == "exit 0" else logging.WARNING
+        # A failure at error priority: `journalctl -p err` shows it.
+        level = logging.INFO if result == "exit 0" else logging.ERROR
         log.log(level, "hook %s (generation %d): %s", self._name,
                 self.running_for, result)
         os.close(self._pidfd)
