@@ -7,7 +7,8 @@ import sys
 
 from .journal import PriorityFormatter, is_journal
 from .options import (DEVNAME_RULE, HOOK_TIMEOUT, MAX_WATCHERS_PER_UID, MODE,
-                      POLL_INTERVAL_MS, OneLineParser, devname, with_span)
+                      POLL_INTERVAL_MS, OneLineParser, devname, path,
+                      with_span)
 from .sources import SOURCE_CHOICES
 from .version import __version__
 
@@ -23,22 +24,23 @@ def parse_args(argv=None) -> argparse.Namespace:
                    metavar="NAME",
                    help=f"node name under /dev: {DEVNAME_RULE} "
                         "(default: %(default)s)")
-    p.add_argument("--page", default="/run/vmgenid/page",
+    p.add_argument("--page", type=path, default="/run/vmgenid/page",
                    help="the counter page file (default: %(default)s)")
     p.add_argument("--page-link", metavar="PATH",
                    help="also expose the page at PATH, as a symlink (for "
-                        "libraries that map a file, e.g. /dev/sysgenid)")
+                        "libraries that map a file, e.g. /dev/sysgenid); "
+                        "'' for none")
     p.add_argument("--vmclock-link", metavar="PATH",
                    help="also keep the counter in a VMClock-ABI page "
                         "beside --page and expose it at PATH, as a symlink "
                         "(for libraries that map /dev/vmclock0); a real "
-                        "VMClock device there is left alone")
-    p.add_argument("--state", default="/run/vmgenid/state",
+                        "VMClock device there is left alone; '' for none")
+    p.add_argument("--state", type=path, default="/run/vmgenid/state",
                    help="the state file (default: %(default)s)")
     p.add_argument("--status", default="/run/vmgenid/status.json",
                    help="the status file `vmgenid status` reads, mode 0644; "
                         "'' for none (default: %(default)s)")
-    p.add_argument("--hooks-dir", default="/etc/vmgenid/hooks.d",
+    p.add_argument("--hooks-dir", type=path, default="/etc/vmgenid/hooks.d",
                    help="executables run on each change, in name order; "
                         "missing = no hooks (default: %(default)s)")
     p.add_argument("--hook-timeout", type=HOOK_TIMEOUT, default=60.0,

@@ -554,14 +554,17 @@ MAX_POLL_MS = 0x7FFFFFFF
 
 def poll_timeout_ms(deadlines, now: float) -> int:
     """poll()'s timeout for the nearest of deadlines (None: none), or -1.
-    Any float: one beyond MAX_POLL_MS (inf, nan too) waits MAX_POLL_MS."""
+    Any float: one beyond MAX_POLL_MS (inf and nan too) waits MAX_POLL_MS,
+    one past (-inf too) 0."""
     deadlines = [d for d in deadlines if d is not None]
     if not deadlines:
         return -1
     left_ms = (min(deadlines) - now) * 1000
     if not left_ms < MAX_POLL_MS:
         return MAX_POLL_MS
-    return max(0, int(left_ms) + 1)
+    if left_ms < 0:
+        return 0
+    return int(left_ms) + 1
 
 
 # A daemon that just died leaves its node to devtmpfs, which removes it a
@@ -577,6 +580,9 @@ def _check_node_free(devname: str) -> None:
     # lexists: a symbolic link there (even a dangling one) is taken too.
     while os.path.lexists(node) and time.monotonic() < deadline:
         time.sleep(0.05)
+    if os.path.islink(node):
+        raise FileExistsError(f"{node} is a symbolic link, not a node: "
+                              "remove it or choose another --devname")
     if os.path.lexists(node):
         raise FileExistsError(
             f"{node} is already served (by another cuse-vmgenid?): stop it "

@@ -93,6 +93,16 @@ def devname(text: str) -> str:
     return text
 
 
+def path(text: str) -> str:
+    """A path the daemon cannot do without (--page, --state, --hooks-dir):
+    '' is refused.  The optional ones (--status, --page-link,
+    --vmclock-link) take '' for none."""
+    if not text:
+        raise argparse.ArgumentTypeError("'' is not a path (this one "
+                                         "cannot be none)")
+    return text
+
+
 # -- vmgenid ----------------------------------------------------------------
 
 # wait --timeout: one poll(2) call, whose timeout is an int of ms; 0 looks

@@ -17,7 +17,7 @@ from typing import Optional
 
 from . import client, procinfo
 from .options import (DESCRIPTOR, GENERATION, WAIT_TIMEOUT, OneLineParser,
-                      with_span)
+                      path, with_span)
 from .status import STATUS_SCHEMA, watcher_file, watchers_dir
 from .version import __version__
 
@@ -351,7 +351,7 @@ def cmd_bump(args) -> int:
 def parser() -> argparse.ArgumentParser:
     # Every value is checked here, before the device is opened (options.py).
     common = OneLineParser(add_help=False)
-    common.add_argument("--device", default=client.DEVICE,
+    common.add_argument("--device", type=path, default=client.DEVICE,
                         help="the device (default: %(default)s)")
     common.add_argument("--page", default=client.PAGE,
                         help="the counter page (default: %(default)s)")
@@ -375,7 +375,7 @@ def parser() -> argparse.ArgumentParser:
     status = command("status", cmd_status, "the daemon's status: counter, "
                      "outdated watchers, source, last change, hooks",
                      parents=())
-    status.add_argument("--status-file", default=STATUS,
+    status.add_argument("--status-file", type=path, default=STATUS,
                         help="the daemon's status file (default: "
                              "%(default)s)")
     status.add_argument("--json", action="store_true",
