@@ -5,6 +5,7 @@ state file and the change sources, and runs the loop on the main thread."""
 import logging
 import os
 import signal
+import stat
 import time
 from typing import Optional
 
@@ -334,11 +335,9 @@ class Daemon:
     def _ready(self) -> None:
         node = f"/dev/{self.options.devname}"
         for _ in range(100):
-            try:
-                os.chmod(node, self.options.mode)
+            if _chmod_node(self.options.devname, self.options.mode):
                 break
-            except FileNotFoundError:
-                time.sleep(0.01)
+            time.sleep(0.01)
         else:
             raise RuntimeError(f"{node} did not appear")
         log.info("serving %s (mode %o) at generation %d, page %s",
@@ -554,11 +553,18 @@ MAX_POLL_MS = 0x7FFFFFFF
 
 
 def poll_timeout_ms(deadlines, now: float) -> int:
-    """poll()'s timeout for the nearest of deadlines (None: none), or -1."""
+    """poll()'s timeout for the nearest of deadlines (None: none), or -1.
+    Any float: one beyond MAX_POLL_MS (inf and nan too) waits MAX_POLL_MS,
+    one past (-inf too) 0."""
     deadlines = [d for d in deadlines if d is not None]
     if not deadlines:
         return -1
-    return max(0, min(MAX_POLL_MS, int((min(deadlines) - now) * 1000) + 1))
+    left_ms = (min(deadlines) - now) * 1000
+    if not left_ms < MAX_POLL_MS:
+        return MAX_POLL_MS
+    if left_ms < 0:
+        return 0
+    return int(left_ms) + 1
 
 
 # A daemon that just died leaves its node to devtmpfs, which removes it a
@@ -571,12 +577,41 @@ def _check_node_free(devname: str) -> None:
     and state file behind its back before the kernel refuses it."""
     node = f"/dev/{devname}"
     deadline = time.monotonic() + NODE_GONE_WAIT_S
-    while os.path.exists(node) and time.monotonic() < deadline:
+    # lexists: a symbolic link there (even a dangling one) is taken too.
+    while os.path.lexists(node) and time.monotonic() < deadline:
         time.sleep(0.05)
-    if os.path.exists(node):
+    if os.path.islink(node):
+        raise FileExistsError(f"{node} is a symbolic link, not a node: "
+                              "remove it or choose another --devname")
+    if os.path.lexists(node):
         raise FileExistsError(
             f"{node} is already served (by another cuse-vmgenid?): stop it "
             "or choose another --devname")
+
+
+def _chmod_node(devname: str, mode: int) -> bool:
+    """The mode of our node, /dev/<devname> (a name options.devname
+    checked: no '/', not '..'), set on the node itself: opened in /dev
+    without following a symbolic link, and only if it is a character
+    device.  False while it is not there yet."""
+    dev = os.open("/dev", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = os.open(devname, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     dir_fd=dev)
+    except FileNotFoundError:
+        return False
+    finally:
+        os.close(dev)
+    try:
+        if not stat.S_ISCHR(os.fstat(fd).st_mode):
+            raise FileExistsError(f"/dev/{devname} is not a character "
+                                  "device: its mode is left alone")
+        # An O_PATH descriptor has no fchmod(); its /proc link is the
+        # inode itself (what fchmodat(AT_SYMLINK_NOFOLLOW) does in glibc).
+        os.chmod(f"/proc/self/fd/{fd}", mode)
+    finally:
+        os.close(fd)
+    return True
 
 
 def _notify_systemd(message: str) -> None:

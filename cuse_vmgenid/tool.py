@@ -16,6 +16,8 @@ import time
 from typing import Optional
 
 from . import client, procinfo
+from .options import (DESCRIPTOR, GENERATION, WAIT_TIMEOUT, OneLineParser,
+                      path, with_span)
 from .status import STATUS_SCHEMA, watcher_file, watchers_dir
 from .version import __version__
 
@@ -346,28 +348,15 @@ def cmd_bump(args) -> int:
 
 # -- command line ---------------------------------------------------------
 
-def _counter(text: str) -> int:
-    value = int(text, 0)
-    if not 0 <= value <= 0xFFFFFFFF:
-        raise argparse.ArgumentTypeError(f"not a u32: {text}")
-    return value
-
-
-def _descriptor(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"not a descriptor: {text}")
-    return value
-
-
 def parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--device", default=client.DEVICE,
+    # Every value is checked here, before the device is opened (options.py).
+    common = OneLineParser(add_help=False)
+    common.add_argument("--device", type=path, default=client.DEVICE,
                         help="the device (default: %(default)s)")
     common.add_argument("--page", default=client.PAGE,
                         help="the counter page (default: %(default)s)")
 
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="vmgenid", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Look at and use /dev/vmgenid (VM Generation ID).")
@@ -386,7 +375,7 @@ def parser() -> argparse.ArgumentParser:
     status = command("status", cmd_status, "the daemon's status: counter, "
                      "outdated watchers, source, last change, hooks",
                      parents=())
-    status.add_argument("--status-file", default=STATUS,
+    status.add_argument("--status-file", type=path, default=STATUS,
                         help="the daemon's status file (default: "
                              "%(default)s)")
     status.add_argument("--json", action="store_true",
@@ -394,9 +383,10 @@ def parser() -> argparse.ArgumentParser:
 
     wait = command("wait", cmd_wait, "block until the generation changes, "
                    "print the new counter and acknowledge it")
-    wait.add_argument("--timeout", type=float, metavar="SECONDS",
-                      help=f"give up after SECONDS (exit {EXIT_TIMEOUT})")
-    wait.add_argument("--fd", type=_descriptor, metavar="N",
+    wait.add_argument("--timeout", type=WAIT_TIMEOUT, metavar="SECONDS",
+                      help=with_span(f"give up after SECONDS (exit "
+                                     f"{EXIT_TIMEOUT})", WAIT_TIMEOUT))
+    wait.add_argument("--fd", type=DESCRIPTOR, metavar="N",
                       help="wait on inherited descriptor N (a watcher the "
                            "caller keeps open), returning at once if it is "
                            "outdated; it is not acknowledged (see ack)")
@@ -406,10 +396,10 @@ def parser() -> argparse.ArgumentParser:
     ack = command("ack", cmd_ack, "acknowledge the generation on inherited "
                   "descriptor N (a fresh open is always up to date, so "
                   "there is nothing to acknowledge without --fd)")
-    ack.add_argument("--fd", type=_descriptor, metavar="N", required=True,
+    ack.add_argument("--fd", type=DESCRIPTOR, metavar="N", required=True,
                      help="the descriptor, opened read-write "
                           "(exec N<>/dev/vmgenid)")
-    ack.add_argument("generation", type=_counter, nargs="?",
+    ack.add_argument("generation", type=GENERATION, nargs="?",
                      help="the generation the caller reacted to (default: "
                           f"the current one); if it changed again, exit "
                           f"{EXIT_CHANGED_AGAIN}")
@@ -422,9 +412,9 @@ def parser() -> argparse.ArgumentParser:
 
     bump = command("bump", cmd_bump, "change the generation "
                    "(VMGENID_FORCE_GEN_UPDATE) and print the new counter")
-    bump.add_argument("--min", type=_counter, metavar="N",
-                      help="at least N (VMGENID_FORCE_GEN_UPDATE_MIN: "
-                           "max(N, counter + 1))")
+    bump.add_argument("--min", type=GENERATION, metavar="N",
+                      help=with_span("at least N (VMGENID_FORCE_GEN_UPDATE_"
+                                     "MIN: max(N, counter + 1))", GENERATION))
     return p
 
 

@@ -1,14 +1,16 @@
 # SPDX-License-Identifier: MIT
 """The manual pages (docs/*.rst, built by rst2man in the package) name
 every option, choice and subcommand the two commands' parsers accept, so
-an option added to the code without its page fails here."""
+an option added to the code without its page fails here; they, and
+README's options paragraph, state each option's range as options.py
+defines it."""
 
 import argparse
 from unittest import mock
 
 import pytest
 
-from cuse_vmgenid import cli, tool
+from cuse_vmgenid import cli, options, tool
 from tests.harness.cache import REPO_ROOT
 
 
@@ -104,3 +106,69 @@ def test_vmgenid_1_exit_status_is_the_tools_codes():
     assert exit_status_codes("vmgenid.1") == codes
     for code in codes:
         assert f"\n  {code}  " in tool.EPILOG, code
+
+
+# -- the ranges (cuse_vmgenid/options.py) ----------------------------------
+
+def flat(text: str) -> str:
+    """text with its line breaks and indentation as single spaces."""
+    return " ".join(text.split())
+
+
+def paragraph(text: str, option: str) -> str:
+    """The description under the entry of option (`**--x** *X*` at the
+    start of a line) in text, up to the next entry or section."""
+    head = f"\n**{option}**"
+    if head not in text:
+        return ""
+    body = text.split(head, 1)[1]
+    ends = [body.find(mark) for mark in ("\n\n**", "\n\n*", "\n---", "\n===")]
+    return flat(body[:min([e for e in ends if e >= 0] or [len(body)])])
+
+
+def range_text(action: argparse.Action) -> str:
+    """How a page states the values action takes."""
+    if action.type is options.devname:
+        return f"1 to {options.DEVNAME_MAX} characters"
+    return action.type.span
+
+
+def ranged_actions(parser: argparse.ArgumentParser) -> list:
+    return [a for a in parser._actions
+            if isinstance(a.type, options.Range)
+            or a.type is options.devname]
+
+
+def test_cuse_vmgenid_8_states_each_option_s_range():
+    text = page("cuse-vmgenid.8")
+    wrong = {a.option_strings[0]: range_text(a)
+             for a in ranged_actions(daemon_parser())
+             if range_text(a) not in paragraph(text, a.option_strings[0])}
+    assert wrong == {}
+
+
+def test_vmgenid_1_states_each_option_s_range_in_its_command_s_section():
+    text = page("vmgenid.1")
+    wrong = {}
+    for name, sub in subcommands(tool.parser()).items():
+        own = section(text, name, "-")
+        for action in ranged_actions(sub):
+            where = paragraph(own, action.option_strings[0]) \
+                if action.option_strings else flat(own)
+            if range_text(action) not in where:
+                wrong[name, action.dest] = range_text(action)
+    assert wrong == {}
+
+
+def test_readme_options_paragraph_states_each_daemon_range():
+    readme = (REPO_ROOT / "README.rst").read_text()
+    start = readme.index("\nOptions: ``--devname``")
+    listed = flat(readme[start:readme.index("\n\n", start)])
+    wrong = {}
+    for action in ranged_actions(daemon_parser()):
+        option = action.option_strings[0]
+        after = listed.split(f"``{option}``", 1)[-1].split("``--", 1)[0] \
+            if f"``{option}``" in listed else ""
+        if range_text(action) not in after:
+            wrong[option] = range_text(action)
+    assert wrong == {}
