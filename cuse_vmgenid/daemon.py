@@ -187,27 +187,27 @@ class Daemon:
     # -- generation changes ----------------------------------------------
 
     def _resume(self) -> tuple[int, Optional[str]]:
-        """The starting counter, and why to bump once (None: no bump)."""
+        """The starting counter (statefile.resume(): the page is repaired
+        from it by the store that follows), and why to bump once (None: no
+        bump)."""
         saved = self.state_file.load()
         same_boot = saved is not None and saved.boot_id == self.boot_id
         changed, _ = self.source.changed_since(saved if same_boot else None)
-        if same_boot:
-            counter = max(saved.counter, self.page.load())
-            log.info("same boot: resuming at %d (state %d, page %d)",
-                     counter, saved.counter, self.page.load())
-            if changed:
-                note = self.source.change_note
-                return counter, ("restart: a change may have been missed "
-                                 f"(source {self.source.name}"
-                                 f"{': ' + note if note else ''})")
-            return counter, None
-        if not self.page.created:
-            counter = self.page.load()
-            log.warning("no state file for this boot but %s holds %d: "
-                        "resuming from it", self.page.path, counter)
-            return counter, "restart without a state file"
-        log.info("new boot: counter starts at 0")
-        return 0, None
+        resumed = statefile.resume(
+            saved, self.boot_id,
+            None if self.page.created else self.page.load(), self.page.path)
+        if resumed.warning:
+            log.warning("%s", resumed.warning)
+        elif resumed.same_boot:
+            log.info("same boot: resuming at %d", resumed.counter)
+        else:
+            log.info("new boot: counter starts at 0")
+        if resumed.same_boot and changed:
+            note = self.source.change_note
+            return resumed.counter, ("restart: a change may have been "
+                                     f"missed (source {self.source.name}"
+                                     f"{': ' + note if note else ''})")
+        return resumed.counter, resumed.bump_why
 
     def bump(self, why: Why, minimum: Optional[int] = None,
              reason: ChangeReason = ChangeReason.FORCED,
