@@ -37,9 +37,15 @@ class Daemon:
         self._reserve = privilege.Reserve()
         self.source = open_source(options.source, options.poll_interval_ms)
         self.page = Page(options.page)
+        # The links the daemon made, each with its page: kept (and checked
+        # after each publication: _check_files()).
+        self._links: list[tuple[str, Page]] = []
+        self._broken_links: dict[str, Optional[tuple[int, int]]] = {}
+        self._files_due = False
         if options.page_link:
             try:
                 self.page.link(options.page_link)
+                self._links.append((options.page_link, self.page))
             except OSError as e:
                 log.error("no page link: %s", e)
         self.boot_id = statefile.current_boot_id()
@@ -101,9 +107,53 @@ class Daemon:
             return None
         try:
             page.link(self.options.vmclock_link)
+            self._links.append((self.options.vmclock_link, page))
         except OSError as e:
             log.error("no VMClock link: %s", e)
         return page
+
+    def _check_files(self) -> None:
+        """After a publication: each page still at its path, each link the
+        daemon made still leading to its page; what is not is put right
+        and logged in one line (docs/interface.rst, "The page")."""
+        self._files_due = False
+        for page in (self.page, self.vmclock_page):
+            if page is None:
+                continue
+            try:
+                line = page.replaced()
+            except OSError as e:
+                log.error("%s", e)
+                continue
+            if line:
+                log.warning("%s", line)
+        for link, page in self._links:
+            self._check_link(link, page)
+
+    def _check_link(self, link: str, page) -> None:
+        """The link made again (as at start) if it no longer leads to
+        page; what cannot be made again is logged once and left alone."""
+        try:
+            if os.readlink(link) == page.path:
+                self._broken_links.pop(link, None)
+                return
+        except OSError:
+            pass
+        try:
+            page.link(link)
+        except OSError as e:
+            try:
+                st = os.lstat(link)
+                found = (st.st_dev, st.st_ino)
+            except OSError:
+                found = None
+            if self._broken_links.get(link, -1) != found:
+                self._broken_links[link] = found
+                log.error("%s no longer leads to %s: %s", link, page.path, e)
+            return
+        self._broken_links.pop(link, None)
+        log.warning("%s no longer led to %s: the link is made again", link,
+                    page.path)
 
     def _hooks(self, counter: int) -> tuple[Optional[HookRunner],
                                             Optional[int]]:
@@ -188,27 +238,27 @@ class Daemon:
     # -- generation changes ----------------------------------------------
 
     def _resume(self) -> tuple[int, Optional[str]]:
-        """The starting counter, and why to bump once (None: no bump)."""
+        """The starting counter (statefile.resume(): the page is repaired
+        from it by the store that follows), and why to bump once (None: no
+        bump)."""
         saved = self.state_file.load()
         same_boot = saved is not None and saved.boot_id == self.boot_id
         changed, _ = self.source.changed_since(saved if same_boot else None)
-        if same_boot:
-            counter = max(saved.counter, self.page.load())
-            log.info("same boot: resuming at %d (state %d, page %d)",
-                     counter, saved.counter, self.page.load())
-            if changed:
-                note = self.source.change_note
-                return counter, ("restart: a change may have been missed "
-                                 f"(source {self.source.name}"
-                                 f"{': ' + note if note else ''})")
-            return counter, None
-        if not self.page.created:
-            counter = self.page.load()
-            log.warning("no state file for this boot but %s holds %d: "
-                        "resuming from it", self.page.path, counter)
-            return counter, "restart without a state file"
-        log.info("new boot: counter starts at 0")
-        return 0, None
+        resumed = statefile.resume(
+            saved, self.boot_id,
+            None if self.page.created else self.page.load(), self.page.path)
+        if resumed.warning:
+            log.warning("%s", resumed.warning)
+        elif resumed.same_boot:
+            log.info("same boot: resuming at %d", resumed.counter)
+        else:
+            log.info("new boot: counter starts at 0")
+        if resumed.same_boot and changed:
+            note = self.source.change_note
+            return resumed.counter, ("restart: a change may have been "
+                                     f"missed (source {self.source.name}"
+                                     f"{': ' + note if note else ''})")
+        return resumed.counter, resumed.bump_why
 
     def bump(self, why: Why, minimum: Optional[int] = None,
              reason: ChangeReason = ChangeReason.FORCED,
@@ -269,6 +319,7 @@ class Daemon:
                             "reason": reason.value}
         if self.hooks is not None:
             self.hooks.changed(publication.counter)
+        self._files_due = True   # checked by the loop, after this returns
         self._mark_status()   # written by the loop, after this returns
 
     def _take_publications(self) -> None:
@@ -432,7 +483,10 @@ class Daemon:
                     self._next_guid_poll = self._guid_poll_after(now)
                     self._guarded("periodic check", self.notify,
                                   "periodic check")
-                # After every reply and wake-up of this round.
+                # After every reply and wake-up of this round; the files
+                # before the hooks, which may read the page.
+                if self._files_due:
+                    self._guarded("file check", self._check_files)
                 if self.hooks is not None:
                     self._guarded("hooks", self.hooks.service, now)
                 if self._reload and (self.hooks is None

@@ -10,6 +10,13 @@ A page someone cut short (a careless `truncate`) is repaired in place,
 never a reason to stop: at start, and at every store (native/shim/page.c).  A
 name in its place that is not a regular file (a planted symlink) is
 replaced by a new page, never followed.
+
+A page replaced at its path (`mv new page`) or removed is noticed by
+replaced(), which the daemon runs after each publication: a new file of
+the page's own, with its content, is renamed into place, and every later
+store goes to it and to the files programs mapped before (up to
+MAX_FILES of them).  The links to the page are checked likewise
+(check_link()).
 """
 
 import errno
@@ -18,6 +25,7 @@ import mmap
 import os
 import stat
 import sys
+from typing import Optional
 
 from . import safefiles
 from ._cuse import ffi, lib
@@ -27,6 +35,8 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 4096
 PAGE_MODE = 0o444
 COUNTER_SIZE = 4
+# The files a page keeps writing: the one at its path and older ones.
+MAX_FILES = lib.VMGENID_PAGE_FILES
 
 
 class Page:
@@ -50,6 +60,11 @@ class Page:
         self._page = lib.vmgenid_page_new(fd, self._pointer)
         if self._page == ffi.NULL:
             raise MemoryError("page")
+        # (fd, mapping, pointer) of every file the page writes, newest
+        # (the one at its path) first.
+        self._files = [(fd, self._map, self._pointer)]
+        # What was at the path when a repair last failed: not logged again.
+        self._unrepaired = None
 
     @staticmethod
     def _open_existing(path: str):
@@ -107,6 +122,77 @@ class Page:
         except OSError:
             os.unlink(tmp)
             raise
+
+    def replaced(self) -> Optional[str]:
+        """None if the file at the page's path is the page's own newest
+        file; else (replaced or removed) a new file of its own, with its
+        content, is renamed into place and the log line is returned, or
+        raised (OSError) if it could not be done.  Never follows a
+        symlink.  Programs that mapped the old file keep seeing stores."""
+        mine = os.fstat(self._fd)
+        try:
+            st = os.stat(self.path, follow_symlinks=False)
+        except FileNotFoundError:
+            st = None
+        if st is not None and (st.st_dev, st.st_ino) == (mine.st_dev,
+                                                         mine.st_ino):
+            self._unrepaired = None
+            return None
+        found = "removed" if st is None else (
+            "replaced by another file" if stat.S_ISREG(st.st_mode)
+            else "replaced by something that is not a regular file")
+        key = None if st is None else (st.st_dev, st.st_ino)
+        try:
+            self._put_back()
+        except OSError as e:
+            if key == self._unrepaired:
+                return None     # logged when it was found
+            self._unrepaired = key
+            raise OSError(e.errno, f"{self.path} was {found} and cannot be "
+                          f"put back: {e.strerror}") from None
+        self._unrepaired = None
+        return (f"{self.path} was {found}: a new page with the counter "
+                f"({self.load()}) is in its place (programs that mapped the "
+                "old one keep seeing changes)")
+
+    def _put_back(self) -> None:
+        """A new file, with the newest one's content and every later store
+        (native/shim/page.c), renamed to the page's path."""
+        fd, tmp = safefiles.create_exclusive(self.path, PAGE_MODE)
+        try:
+            os.ftruncate(fd, PAGE_SIZE)
+            mapping = mmap.mmap(fd, PAGE_SIZE, mmap.MAP_SHARED,
+                                mmap.PROT_READ | mmap.PROT_WRITE)
+        except OSError:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+        pointer = ffi.from_buffer(mapping)
+        if len(self._files) == MAX_FILES:
+            self._forget(self._files[-1])
+        err = lib.vmgenid_page_adopt(self._page, fd, pointer)
+        try:
+            if err < 0:
+                raise OSError(-err, os.strerror(-err))
+            os.rename(tmp, self.path)
+        except OSError:
+            if err == 0:
+                lib.vmgenid_page_forget(self._page, pointer)
+            os.close(fd)    # the mapping goes with its last reference
+            os.unlink(tmp)
+            raise
+        self._files.insert(0, (fd, mapping, pointer))
+        self._fd, self._map, self._pointer = fd, mapping, pointer
+
+    def _forget(self, file) -> None:
+        """Stop writing the oldest file (its readers see no more changes)."""
+        fd, _, pointer = file
+        lib.vmgenid_page_forget(self._page, pointer)
+        self._files.remove(file)
+        log.error("%s was replaced more than %d times: a program that "
+                  "mapped its oldest file (inode %d) sees no more changes",
+                  self.path, MAX_FILES - 1, os.fstat(fd).st_ino)
+        os.close(fd)    # the mapping goes with its last reference
 
     @property
     def c_pointer(self):

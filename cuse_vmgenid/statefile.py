@@ -15,9 +15,13 @@ from typing import Optional
 from . import safefiles
 from ._cuse import ffi, lib
 from .procinfo import read_text
-from .state import COUNTER_MAX
+from .state import COUNTER_MAX, MIN_TARGET_MAX
 
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
+# The largest page value a restart with no state file for this boot takes
+# from the page: FORCE_GEN_UPDATE_MIN stops there, and one bump a second
+# would need 68 years to pass it.  A larger one is taken for junk.
+PAGE_TRUSTED_MAX = MIN_TARGET_MAX
 # What the daemon writes is under 160 bytes (native/shim/statefile.c), its GUID
 # 36 characters.
 STATE_MAX = 4096
@@ -107,6 +111,53 @@ def _vmclock_counter(value) -> Optional[int]:
     if type(value) is int and 0 <= value < 1 << 64:
         return value
     return None
+
+
+@dataclass(frozen=True)
+class Resumption:
+    """Where a starting daemon resumes (docs/interface.rst, "The restart
+    rule"): the counter, whether the state file is of this boot (then the
+    change source decides whether to bump), why to bump once regardless
+    (None: no such reason), and the line to log at WARNING when the page
+    is repaired or read (None: the page holds the state file's counter,
+    logged at INFO)."""
+    counter: int
+    same_boot: bool
+    bump_why: Optional[str]
+    warning: Optional[str]
+
+
+def resume(saved: Optional[SavedState], boot_id: str,
+           page: Optional[int], page_path: str) -> Resumption:
+    """The restart rule, for the state file's @saved state (None: none)
+    and the value @page holds (None: the page was just created).  The
+    state file of this boot is the authority: the page is the daemon's
+    output, and a value it does not back is repaired from it.  Only
+    without one is the page read, and then only a value up to
+    PAGE_TRUSTED_MAX (else 0); both count one change."""
+    if saved is not None and saved.boot_id == boot_id:
+        repair = None
+        if page is None:
+            repair = (f"same boot: resuming at {saved.counter} (the state "
+                      f"file's); {page_path} was missing and is created "
+                      "with it")
+        elif page != saved.counter:
+            repair = (f"same boot: resuming at {saved.counter} (the state "
+                      f"file's); {page_path} held {page}, which the state "
+                      "file does not back, and is repaired")
+        return Resumption(saved.counter, True, None, repair)
+    if page is None:
+        return Resumption(0, False, None, None)
+    if page > PAGE_TRUSTED_MAX:
+        return Resumption(
+            0, False, "restart without a state file",
+            f"no state file for this boot and {page_path} holds {page}, "
+            f"above {PAGE_TRUSTED_MAX:#x}: not a counter the daemon wrote; "
+            "resuming from 0")
+    return Resumption(
+        page, False, "restart without a state file",
+        f"no state file for this boot but {page_path} holds {page}: "
+        "resuming from it")
 
 
 class StateFile:

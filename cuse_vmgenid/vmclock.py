@@ -60,6 +60,11 @@ class VmclockPage:
             self._file.c_handle, STORE, counter, changed))
         return bool(changed[0])
 
+    def replaced(self):
+        """The page put back at its path if it was replaced or removed:
+        Page.replaced()."""
+        return self._file.replaced()
+
     def link(self, path: str) -> None:
         """Expose the page at @path (e.g. /dev/vmclock0) as a symlink.
         Only ever creates one, never replaces anything: @path may be the

@@ -9,7 +9,7 @@ import os
 import struct
 import threading
 
-from cuse_vmgenid.page import PAGE_SIZE, Page
+from cuse_vmgenid.page import MAX_FILES, PAGE_SIZE, Page
 
 
 def mapped(path):
@@ -87,3 +87,93 @@ def test_symlink_at_the_page_is_replaced_not_followed(tmp_path, caplog):
     assert victim.read_bytes() == b"x" * 10
     assert not path.is_symlink() and page.created and page.load() == 9
     assert "not a regular file" in caplog.text
+
+
+# -- a page replaced at its path (issue 20, item 6) --------------------------
+
+def replace_by_mv(path, content=b"\0" * PAGE_SIZE):
+    """What a careless admin does: a new file renamed over the page."""
+    new = f"{path}.admin"
+    with open(new, "wb") as f:
+        f.write(content)
+    os.rename(new, path)
+
+
+def test_a_page_replaced_by_mv_is_put_back_and_every_file_sees_stores(
+        tmp_path):
+    page = Page(str(tmp_path / "page"))
+    page.store(3)
+    early = mapped(page.path)           # a program that mapped it first
+    replace_by_mv(page.path)
+    assert value(mapped(page.path)) == 0
+
+    line = page.replaced()
+    assert "replaced by another file" in line and "(3)" in line
+    st = os.stat(page.path)
+    assert (st.st_size, st.st_mode & 0o777) == (PAGE_SIZE, 0o444)
+    late = mapped(page.path)            # a program that maps it now
+    assert value(late) == 3 and page.load() == 3
+    page.store(4)
+    assert (value(early), value(late)) == (4, 4)
+    assert page.replaced() is None
+    assert sorted(os.listdir(tmp_path)) == ["page"]     # no temp left
+
+
+def test_a_removed_page_is_put_back(tmp_path):
+    page = Page(str(tmp_path / "page"))
+    page.store(7)
+    early = mapped(page.path)
+    os.unlink(page.path)
+    assert "removed" in page.replaced()
+    page.store(8)
+    assert value(mapped(page.path)) == 8 and value(early) == 8
+
+
+def test_a_symlink_put_at_the_page_is_replaced_not_followed(tmp_path):
+    page = Page(str(tmp_path / "page"))
+    page.store(2)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"x" * 10)
+    link = tmp_path / "link"
+    os.symlink(victim, link)
+    os.rename(link, page.path)
+    assert "not a regular file" in page.replaced()
+    page.store(3)
+    assert victim.read_bytes() == b"x" * 10
+    assert not os.path.islink(page.path)
+    assert value(mapped(page.path)) == 3
+
+
+def test_what_cannot_be_put_back_is_raised_once_and_the_page_serves_on(
+        tmp_path):
+    page = Page(str(tmp_path / "page"))
+    early = mapped(page.path)
+    os.unlink(page.path)
+    os.mkdir(page.path)
+    (tmp_path / "page" / "x").write_bytes(b"")     # rename cannot replace
+    try:
+        page.replaced()
+    except OSError as e:
+        assert "cannot be put back" in str(e)
+    else:
+        raise AssertionError("a folder at the page's path went unnoticed")
+    assert page.replaced() is None      # the same folder: logged already
+    page.store(5)
+    assert value(early) == 5 and page.load() == 5
+    assert sorted(os.listdir(tmp_path)) == ["page"]
+
+
+def test_past_max_files_the_oldest_file_is_let_go_and_logged(tmp_path,
+                                                             caplog):
+    page = Page(str(tmp_path / "page"))
+    first = mapped(page.path)
+    maps = []
+    for n in range(MAX_FILES):
+        replace_by_mv(page.path)
+        with caplog.at_level(logging.ERROR):
+            assert page.replaced() is not None
+        maps.append(mapped(page.path))
+        page.store(n + 1)
+    assert "replaced more than" in caplog.text
+    assert value(first) == MAX_FILES - 1       # let go before the last
+    assert [value(m) for m in maps] == [MAX_FILES] * MAX_FILES

@@ -74,6 +74,25 @@ def test_the_file_is_kept_across_daemons(tmp_path):
     mapped.close()
 
 
+
+def test_a_page_replaced_by_mv_is_put_back_laid_out(tmp_path):
+    path = str(tmp_path / "vmclock")
+    page = VmclockPage(path, 0)
+    page.store(3)
+    with open(path, "rb") as f:     # a library's mapping of it
+        early = mmap.mmap(f.fileno(), 4096, mmap.MAP_SHARED, mmap.PROT_READ)
+    new = tmp_path / "new"
+    new.write_bytes(bytes(4096))
+    os.rename(new, path)
+    assert "replaced" in page.replaced()
+    assert contents(path) == bytes(early)      # the whole layout, copied
+    page.store(4)
+    for data in (contents(path), early):
+        assert abi.get(data, "vm_generation_counter") == 4
+        assert abi.get(data, "seq_count") % 2 == 0
+    assert page.replaced() is None
+    early.close()
+
 def test_a_page_without_the_layout_is_laid_out(tmp_path):
     path = tmp_path / "vmclock"
     VmclockPage(str(path), 0)

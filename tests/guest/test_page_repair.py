@@ -1,0 +1,130 @@
+# SPDX-License-Identifier: MIT
+"""The page is the daemon's output, never its input beyond the restart rule
+(issue 20, items 5 and 6; docs/interface.rst, "The restart rule" and "The
+page").  As root, as an administrator would: a page overwritten in place is
+repaired from the state file at the restart; a page replaced by `mv` is
+put back at its path after the next bump, for every program that maps it
+later, while those that mapped the old one keep seeing changes."""
+
+import mmap
+import os
+import struct
+import time
+
+from .device import bump, page_counter
+from .processes import HANG
+from .test_daemon_lifecycle import restart, saved_state, wait_log
+from .test_page_link import mapped_counter
+from .test_vmclock_link import reading
+from .tool_run import start_daemon, vmgenid
+
+
+def overwrite_in_place(path: str, data: bytes) -> None:
+    """Root's write over the page: the same file, other bytes."""
+    inode = os.stat(path).st_ino
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, data, 0)
+    finally:
+        os.close(fd)
+    assert os.stat(path).st_ino == inode
+
+
+def stopped_at(daemon_factory, bumps: int):
+    """A daemon that bumped @bumps times, then stopped (SIGTERM)."""
+    first = daemon_factory()
+    for n in range(1, bumps + 1):
+        assert bump() == n
+    assert first.stop() == 0 and first.wait_node_gone()
+    assert saved_state(first)["counter"] == bumps
+    return first
+
+
+def test_a_page_of_0xff_bytes_is_repaired_from_the_state_file(
+        daemon_factory):
+    first = stopped_at(daemon_factory, 2)
+    overwrite_in_place(first.page, b"\xff" * 4096)
+    second = restart(daemon_factory, 2)
+    wait_log(second, "held 4294967295, which the state file does not back")
+    assert "resuming at 2 (the state file's)" in second.log()
+    # --source none: the restart is one change, from the state file's 2.
+    assert page_counter(second) == 3
+    assert saved_state(second)["counter"] == 3
+    assert bump() == 4
+    assert page_counter(second) == 4
+    assert saved_state(second)["counter"] == 4
+
+
+def test_a_page_value_the_state_file_does_not_back_is_repaired(
+        daemon_factory):
+    first = stopped_at(daemon_factory, 2)
+    overwrite_in_place(first.page, struct.pack("=I", 5))
+    second = restart(daemon_factory, 2)
+    wait_log(second, "held 5, which the state file does not back")
+    warning = [line for line in second.log().splitlines()
+               if "does not back" in line]
+    assert len(warning) == 1 and "WARNING" in warning[0], warning
+    assert "resuming at 2 (the state file's)" in warning[0]
+    assert page_counter(second) == 3        # 2, and the restart's change
+
+
+def wait_counter(path: str, counter: int, read=mapped_counter) -> None:
+    deadline = time.monotonic() + HANG
+    while read(path) != counter:
+        assert time.monotonic() < deadline, \
+            f"{path} never held {counter} (holds {read(path)})"
+        time.sleep(0.05)
+
+
+def vmclock_counter(path: str) -> int:
+    return int(reading(path)["vm_generation_counter"])
+
+
+def test_a_page_replaced_by_mv_is_put_back_after_the_next_bump(
+        daemon_factory, tmp_path):
+    link, vmclock_link = str(tmp_path / "sysgenid"), str(tmp_path / "vmc")
+    daemon = start_daemon(daemon_factory, tmp_path, "--page-link", link,
+                          "--vmclock-link", vmclock_link)
+    vmclock = os.readlink(vmclock_link)
+    assert vmgenid(daemon, "bump").returncode == 0
+    with open(daemon.page, "rb") as f:     # a program that mapped it first
+        early = mmap.mmap(f.fileno(), 4096, mmap.MAP_SHARED, mmap.PROT_READ)
+    for path in (daemon.page, vmclock):
+        new = path + ".admin"
+        with open(new, "wb") as f:
+            f.write(bytes(4096))
+        os.rename(new, path)
+    assert mapped_counter(link) == 0
+
+    done = vmgenid(daemon, "bump")
+    assert done.returncode == 0, done.stderr
+    wait_counter(daemon.page, 2)
+    wait_counter(vmclock_link, 2, vmclock_counter)
+    wait_log(daemon, f"{daemon.page} was replaced by another file")
+    wait_log(daemon, f"{vmclock} was replaced by another file")
+    assert struct.unpack_from("=I", early)[0] == 2
+    # Programs that map the path (or its link) now see every later bump.
+    with open(link, "rb") as f:
+        late = mmap.mmap(f.fileno(), 4096, mmap.MAP_SHARED, mmap.PROT_READ)
+    assert vmgenid(daemon, "bump").returncode == 0
+    assert struct.unpack_from("=I", late)[0] == 3
+    assert struct.unpack_from("=I", early)[0] == 3
+    assert vmclock_counter(vmclock_link) == 3
+    # One line each: the next bump finds everything in place.
+    assert daemon.log().count("was replaced by another file") == 2
+    assert not [n for n in os.listdir(os.path.dirname(daemon.page))
+                if n.startswith((".page.", ".vmclock."))]    # no temp left
+    early.close()
+    late.close()
+
+
+def test_a_removed_link_is_made_again_after_the_next_bump(daemon_factory,
+                                                         tmp_path):
+    link = str(tmp_path / "sysgenid")
+    daemon = start_daemon(daemon_factory, tmp_path, "--page-link", link)
+    os.unlink(link)
+    assert vmgenid(daemon, "bump").returncode == 0
+    wait_log(daemon, f"{link} no longer led to {daemon.page}: the link is "
+             "made again")
+    assert os.readlink(link) == daemon.page
+    assert mapped_counter(link) == 1

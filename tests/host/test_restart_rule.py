@@ -1,0 +1,52 @@
+# SPDX-License-Identifier: MIT
+"""The restart rule's counter (docs/interface.rst, "The restart rule"; issue
+20, item 5): the state file of this boot is the authority, the page only
+its output; the page is read only when there is no state file for this
+boot, and then only a value the daemon could have written."""
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cuse_vmgenid.state import COUNTER_MAX
+from cuse_vmgenid.statefile import PAGE_TRUSTED_MAX, SavedState, resume
+
+BOOT = "boot-1"
+PAGE = "/run/vmgenid/page"
+COUNTERS = st.integers(0, COUNTER_MAX)
+PAGES = st.one_of(st.none(), COUNTERS)     # None: the page was created
+
+
+@given(COUNTERS, PAGES)
+def test_same_boot_resumes_at_the_state_file_and_repairs_the_rest(saved,
+                                                                  page):
+    r = resume(SavedState(BOOT, saved), BOOT, page, PAGE)
+    assert (r.counter, r.same_boot, r.bump_why) == (saved, True, None)
+    if page == saved:
+        assert r.warning is None
+    else:
+        # One line, naming both values.
+        assert PAGE in r.warning and f"resuming at {saved} " in r.warning
+        assert ("missing" if page is None else f"held {page},") in r.warning
+
+
+def test_a_page_of_all_ones_is_repaired_from_the_state_file():
+    r = resume(SavedState(BOOT, 2), BOOT, 0xFFFFFFFF, PAGE)
+    assert r.counter == 2
+    assert "held 4294967295, which the state file does not back" in r.warning
+
+
+@given(st.one_of(st.none(), st.just("boot-0")), PAGES, COUNTERS)
+def test_without_a_state_file_of_this_boot_a_counter_page_is_read(
+        other_boot, page, saved):
+    saved_state = None if other_boot is None else SavedState(other_boot,
+                                                             saved)
+    r = resume(saved_state, BOOT, page, PAGE)
+    assert not r.same_boot
+    if page is None:        # a new boot: nothing to resume from
+        assert (r.counter, r.bump_why, r.warning) == (0, None, None)
+        return
+    # One change counted, and the counter never taken from junk.
+    assert r.bump_why == "restart without a state file"
+    assert r.counter == (page if page <= PAGE_TRUSTED_MAX else 0)
+    assert f"holds {page}" in r.warning
+    assert r.counter <= PAGE_TRUSTED_MAX
