@@ -70,6 +70,7 @@ class Daemon:
         # Without --status the report still goes to systemd (STATUS=).
         self.status = StatusFile(options.status, self._status_report,
                                  self._watcher_lists,
+                                 self.state.outdated_by_uid,
                                  published=self._tell_systemd_status)
         self._systemd_status: Optional[str] = None   # the last STATUS= sent
         self._started = procinfo.start_time(os.getpid())
@@ -520,7 +521,8 @@ class Daemon:
 
     def _watcher_lists(self) -> list[dict]:
         """The outdated watchers, oldest first, each under the uid it
-        counts against; status.py gives each uid its own list."""
+        counts against; status.py gives each uid its own list, with how
+        many it holds in all (state.outdated_by_uid: the list is cut)."""
         # Only the listed watchers are copied and looked up in /proc: with
         # thousands outdated, a full snapshot stalled the loop for seconds.
         listed = self.state.outdated_watchers(MAX_LISTED_WATCHERS)

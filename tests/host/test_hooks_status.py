@@ -342,7 +342,8 @@ def test_outdated_watchers_go_to_their_uids_file_and_away_when_none(
     assert stat.S_IMODE(os.stat(mine).st_mode) == 0o400
     assert os.stat(mine).st_uid == me
     with open(mine) as f:
-        assert json.load(f) == {"uid": me, "outdated_watchers": watchers}
+        assert json.load(f) == {"uid": me, "outdated": 1,
+                                "outdated_watchers": watchers}
     everyone = watcher_file(folder, None)
     assert stat.S_IMODE(os.stat(everyone).st_mode) == 0o600
     with open(everyone) as f:
@@ -354,6 +355,23 @@ def test_outdated_watchers_go_to_their_uids_file_and_away_when_none(
     assert os.listdir(folder) == ["all.json"]
     with open(everyone) as f:
         assert json.load(f) == {"outdated_watchers": []}
+
+
+def test_a_cut_list_says_how_many_its_uid_holds_in_all(tmp_path):
+    """The daemon lists a few (MAX_LISTED_WATCHERS); each uid's file says
+    how many it holds, also a uid none of whose watchers made the list."""
+    me = os.geteuid()
+    path = str(tmp_path / "status.json")
+    StatusFile(path, dict, lambda: [{"pid": 1, "uid": me}],
+               lambda: {me: 300}, clock=lambda: 0.0).write_if_due(0.0)
+    with open(watcher_file(watchers_dir(path), me)) as f:
+        assert json.load(f) == {"uid": me, "outdated": 300,
+                                "outdated_watchers": [{"pid": 1, "uid": me}]}
+    StatusFile(path, dict, list, lambda: {me: 7},
+               clock=lambda: 0.0).write_if_due(0.0)
+    with open(watcher_file(watchers_dir(path), me)) as f:
+        assert json.load(f) == {"uid": me, "outdated": 7,
+                                "outdated_watchers": []}
 
 
 def test_a_new_daemon_removes_the_lists_an_old_one_left(tmp_path):
