@@ -397,10 +397,10 @@ class Daemon:
         flags = self.transport.flags
         try:
             while not self._stop:
-                hook_fd = self.hooks.fd() if self.hooks is not None else None
-                watched = [wake_r, hint_signal.fileno(), *hint_fds]
-                if hook_fd is not None:
-                    watched.append(hook_fd)
+                hook_fds = self.hooks.fds() if self.hooks is not None \
+                    else []
+                watched = [wake_r, hint_signal.fileno(), *hint_fds,
+                           *hook_fds]
                 flags.daemon_wanted = 0
                 flags.status_dirty = self.status.dirty
                 try:
@@ -420,11 +420,14 @@ class Daemon:
                     elif fd == hint_signal.fileno():
                         self._guarded("SIGUSR1 hint", self._signal_hints,
                                       hint_signal)
-                    elif fd == hook_fd:
-                        self._guarded("hook exit", self.hooks.exited,
-                                      time.monotonic())
+                    elif fd in hook_fds:
+                        pass    # below, all at once
                     else:
                         self._guarded("hint", self._take_hint, fd)
+                if set(ready) & set(hook_fds):
+                    self._guarded("hook", self.hooks.ready,
+                                  set(ready) & set(hook_fds),
+                                  time.monotonic())
                 now = time.monotonic()
                 deadline = self.state.next_deadline()
                 if deadline is not None and now >= deadline:
