@@ -9,6 +9,7 @@ from .journal import PriorityFormatter, is_journal
 from .options import (DEVNAME_RULE, HOOK_TIMEOUT, MAX_WATCHERS_PER_UID, MODE,
                       POLL_INTERVAL_MS, OneLineParser, devname, path,
                       with_span)
+from .printable import Formatter
 from .sources import SOURCE_CHOICES
 from .version import __version__
 
@@ -78,7 +79,7 @@ def main(argv=None) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(PriorityFormatter(LOG_FORMAT)
                          if is_journal(sys.stderr)
-                         else logging.Formatter(LOG_FORMAT))
+                         else Formatter(LOG_FORMAT))
     logging.basicConfig(level=options.log_level.upper(), handlers=[handler])
     from .daemon import Daemon  # after logging: it logs while starting
     from .session import SessionError

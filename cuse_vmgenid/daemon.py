@@ -77,6 +77,7 @@ class Daemon:
         # Without --status the report still goes to systemd (STATUS=).
         self.status = StatusFile(options.status, self._status_report,
                                  self._watcher_lists,
+                                 self.state.outdated_by_uid,
                                  published=self._tell_systemd_status)
         self._systemd_status: Optional[str] = None   # the last STATUS= sent
         self._started = procinfo.start_time(os.getpid())
@@ -446,10 +447,10 @@ class Daemon:
         flags = self.transport.flags
         try:
             while not self._stop:
-                hook_fd = self.hooks.fd() if self.hooks is not None else None
-                watched = [wake_r, hint_signal.fileno(), *hint_fds]
-                if hook_fd is not None:
-                    watched.append(hook_fd)
+                hook_fds = self.hooks.fds() if self.hooks is not None \
+                    else []
+                watched = [wake_r, hint_signal.fileno(), *hint_fds,
+                           *hook_fds]
                 flags.daemon_wanted = 0
                 flags.status_dirty = self.status.dirty
                 try:
@@ -469,11 +470,14 @@ class Daemon:
                     elif fd == hint_signal.fileno():
                         self._guarded("SIGUSR1 hint", self._signal_hints,
                                       hint_signal)
-                    elif fd == hook_fd:
-                        self._guarded("hook exit", self.hooks.exited,
-                                      time.monotonic())
+                    elif fd in hook_fds:
+                        pass    # below, all at once
                     else:
                         self._guarded("hint", self._take_hint, fd)
+                if set(ready) & set(hook_fds):
+                    self._guarded("hook", self.hooks.ready,
+                                  set(ready) & set(hook_fds),
+                                  time.monotonic())
                 now = time.monotonic()
                 deadline = self.state.next_deadline()
                 if deadline is not None and now >= deadline:
@@ -573,7 +577,8 @@ class Daemon:
 
     def _watcher_lists(self) -> list[dict]:
         """The outdated watchers, oldest first, each under the uid it
-        counts against; status.py gives each uid its own list."""
+        counts against; status.py gives each uid its own list, with how
+        many it holds in all (state.outdated_by_uid: the list is cut)."""
         # Only the listed watchers are copied and looked up in /proc: with
         # thousands outdated, a full snapshot stalled the loop for seconds.
         listed = self.state.outdated_watchers(MAX_LISTED_WATCHERS)

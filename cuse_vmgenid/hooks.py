@@ -25,6 +25,13 @@ kept across exec), so while it lives every one of them stays in its tree;
 kill_tree() stops the hook and that tree, then kills them all.  Not
 covered: what a hook hands to another service (systemd-run, at, a
 daemon's socket), and what it leaves running after it exits in time.
+
+A hook's standard output and error are one pipe the loop reads (HookOutput):
+its lines go to the log, escaped, up to OUTPUT_LINES lines and
+OUTPUT_BYTES bytes per hook run; the rest is read and dropped, counted in
+one last line, so a hook that writes without end never fills the log and
+never blocks on a full pipe.  The pipe is closed when the hook ends: what
+it left running then writes to a closed pipe (EPIPE).
 """
 
 import ctypes
@@ -39,6 +46,10 @@ from typing import Callable, Optional
 log = logging.getLogger(__name__)
 
 SKIPPED_MARKS = (".dpkg-", ".ucf-")
+OUTPUT_LINES = 100                  # of a hook's output in the log, per run
+OUTPUT_BYTES = 16384                # at most, the rest dropped and counted
+READ_SIZE = 65536
+READS_PER_ROUND = 16                # the loop serves between two rounds
 MAX_SYMLINKS = 40                   # as the kernel's path walk
 PR_SET_CHILD_SUBREAPER = 36         # linux/prctl.h
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -116,6 +127,86 @@ class HookResult:
         return self.result == "exit 0"
 
 
+class HookOutput:
+    """One hook's standard output and error: a pipe, read from the loop,
+    logged line by line up to the caps, the rest counted and dropped."""
+
+    def __init__(self, name: str):
+        self.name = name
+        read_end, self.write_end = os.pipe2(os.O_CLOEXEC)
+        os.set_blocking(read_end, False)
+        self.fd: Optional[int] = read_end
+        self._partial = b""
+        self._lines = 0
+        self._kept = 0          # bytes logged or waiting in _partial
+        self.dropped = 0        # bytes read and not logged
+
+    def started(self) -> None:
+        """The hook holds its copy of the write end: ours goes."""
+        os.close(self.write_end)
+        self.write_end = -1
+
+    def read(self) -> None:
+        """What the pipe holds now, a bounded amount per call (the loop
+        comes back while it stays readable); at EOF, the end."""
+        for _ in range(READS_PER_ROUND):
+            try:
+                chunk = os.read(self.fd, READ_SIZE)
+            except BlockingIOError:
+                return
+            if not chunk:
+                self.close()
+                return
+            self._take(chunk)
+
+    def _take(self, chunk: bytes) -> None:
+        room = 0 if self._lines >= OUTPUT_LINES \
+            else max(0, OUTPUT_BYTES - self._kept)
+        kept, self.dropped = chunk[:room], self.dropped + len(chunk[room:])
+        self._kept += len(kept)
+        *lines, self._partial = (self._partial + kept).split(b"\n")
+        for line in lines:
+            self._log(line)
+        if self._lines >= OUTPUT_LINES and self._partial:
+            self.dropped += len(self._partial)
+            self._partial = b""
+
+    def _log(self, line: bytes) -> None:
+        if self._lines < OUTPUT_LINES:
+            self._lines += 1
+            # Any bytes: escaped by the log's formatter (printable.py).
+            log.info("hook %s: %s", self.name,
+                     line.decode(errors="surrogateescape"))
+        else:
+            self.dropped += len(line) + 1
+
+    def close(self) -> None:
+        """The hook ended (or the daemon stops): what the pipe holds now
+        is read, the last line logged, the count of what was dropped."""
+        if self.fd is None:
+            return
+        try:
+            for _ in range(READS_PER_ROUND):
+                chunk = os.read(self.fd, READ_SIZE)
+                if not chunk:
+                    break
+                self._take(chunk)
+        except BlockingIOError:
+            pass    # what the hook left running may write on: not waited
+        os.close(self.fd)
+        self.fd = None
+        if self.write_end >= 0:
+            os.close(self.write_end)
+            self.write_end = -1
+        if self._partial:
+            self._log(self._partial)
+            self._partial = b""
+        if self.dropped:
+            log.warning("hook %s: %d more bytes of output dropped (at most "
+                        "%d lines, %d bytes logged per run)", self.name,
+                        self.dropped, OUTPUT_LINES, OUTPUT_BYTES)
+
+
 def list_hooks(folder: str, trust: Trust = ROOT) -> list[str]:
     """The executables of folder in name order that trust lets run (the
     rest logged); [] if it does not exist.  OSError if it cannot be read:
@@ -159,6 +250,7 @@ class HookRunner:
         self._queue: list[str] = []
         self._proc: Optional[subprocess.Popen] = None
         self._pidfd: Optional[int] = None
+        self._output: Optional[HookOutput] = None
         self._name: Optional[str] = None
         self._deadline: Optional[float] = None
         self._timed_out = False
@@ -166,9 +258,19 @@ class HookRunner:
 
     # -- what the loop asks ---------------------------------------------
 
-    def fd(self) -> Optional[int]:
-        """The running hook's pidfd: readable once it has exited."""
-        return self._pidfd
+    def fds(self) -> list[int]:
+        """The running hook's pidfd (readable once it has exited) and
+        output pipe: for ready()."""
+        return [fd for fd in (self._pidfd, self._output and self._output.fd)
+                if fd is not None]
+
+    def ready(self, fds: set[int], now: float) -> None:
+        """Those of fds() in fds are readable: the output first, then
+        the exit (which may start the next hook, on the same numbers)."""
+        if self._output is not None and self._output.fd in fds:
+            self._output.read()
+        if self._pidfd is not None and self._pidfd in fds:
+            self.exited(now)
 
     def deadline(self) -> Optional[float]:
         return None if self._timed_out else self._deadline
@@ -218,6 +320,8 @@ class HookRunner:
         """The pidfd is readable: reap the hook, log how it ended, go on."""
         proc = self._proc
         code = proc.wait()
+        self._output.close()
+        self._output = None
         if self._timed_out:
             result = "killed at timeout"
         elif code < 0:
@@ -240,7 +344,8 @@ class HookRunner:
             self._kill_group()
             self._proc.wait()
             os.close(self._pidfd)
-            self._proc = self._pidfd = None
+            self._output.close()
+            self._proc = self._pidfd = self._output = None
 
     # -- internals ----------------------------------------------------------
 
@@ -248,19 +353,27 @@ class HookRunner:
         env = dict(os.environ, **self._env,
                    VMGENID_GENERATION=str(self.running_for),
                    VMGENID_PREVIOUS=str(self.done_for))
+        output = None
         try:
+            output = HookOutput(path)
             # Its own session and the subreaper of what it starts, so a
             # timeout finds and kills all of that; SIGUSR1 unblocked: the
             # daemon blocks it for its signalfd, and a blocked mask
             # survives exec.
             proc = subprocess.Popen(
-                [path], env=env, stdin=subprocess.DEVNULL, close_fds=True,
-                start_new_session=True, preexec_fn=_prepare_hook)
+                [path], env=env, stdin=subprocess.DEVNULL,
+                stdout=output.write_end, stderr=output.write_end,
+                close_fds=True, start_new_session=True,
+                preexec_fn=_prepare_hook)
         except OSError as e:
+            if output is not None:
+                output.close()
             self.results.append(HookResult(path, f"not started: {e}"))
             log.error("hook %s (generation %d): not started: %s", path,
                       self.running_for, e)
             return
+        output.started()
+        self._output = output
         self._proc = proc
         self._pidfd = os.pidfd_open(proc.pid)
         self._name = path

@@ -11,6 +11,8 @@ import logging
 import os
 from typing import TextIO
 
+from .printable import Formatter
+
 # logging's levels as syslog(3) priorities, highest level first.
 PRIORITIES = ((logging.CRITICAL, 2), (logging.ERROR, 3),
               (logging.WARNING, 4), (logging.INFO, 6))
@@ -34,8 +36,9 @@ def is_journal(stream: TextIO) -> bool:
         return False
 
 
-class PriorityFormatter(logging.Formatter):
-    """Each line of a record (a traceback too) prefixed "<N>"."""
+class PriorityFormatter(Formatter):
+    """Each line of a record (a traceback too) prefixed "<N>"; the text
+    escaped (printable.py)."""
 
     def format(self, record: logging.LogRecord) -> str:
         prefix = f"<{priority(record.levelno)}>"

@@ -3,23 +3,27 @@
 
 The kernel's text need not be UTF-8: any user can name a process with any
 bytes (prctl PR_SET_NAME), and the kernel cuts a name at 15 bytes, in the
-middle of a character if need be.  So it is read as bytes and decoded
-with backslashreplace: shown as it is, and never a reason to fail.
+middle of a character if need be.  So it is read as bytes and never a
+reason to fail: a process name is decoded with surrogateescape (each byte
+that is not UTF-8 kept, exactly, as U+DC80 + the byte), other text with
+backslashreplace.  Either is shown only through printable.printable().
 """
 
 from typing import Optional
 
 
-def read_text(path: str) -> str:
+def read_text(path: str, errors: str = "backslashreplace") -> str:
     """The file's text; OSError if it cannot be read."""
     with open(path, "rb") as f:
-        return f.read().decode(errors="backslashreplace")
+        return f.read().decode(errors=errors)
 
 
 def comm(pid: int) -> Optional[str]:
-    """Its command name, or None once it is gone (or hidden by hidepid)."""
+    """Its command name, every byte kept (surrogateescape), or None once
+    it is gone (or hidden by hidepid)."""
     try:
-        return read_text(f"/proc/{pid}/comm").rstrip("\n")
+        return read_text(f"/proc/{pid}/comm",
+                         "surrogateescape").removesuffix("\n")
     except OSError:
         return None
 

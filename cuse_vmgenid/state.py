@@ -157,6 +157,19 @@ class GenerationState:
         return [(out[i].wid, out[i].uid, out[i].pid, out[i].acked)
                 for i in range(n)]
 
+    def outdated_by_uid(self) -> dict[int, int]:
+        """How many outdated watchers each uid holds (those holding
+        any): counted in C, nothing copied per watcher."""
+        need = ffi.new("size_t *")
+        room = 16
+        while True:
+            out = ffi.new("struct vmgenid_uid_outdated[]", room)
+            n = lib.vmgenid_state_outdated_by_uid(self._state, out, room,
+                                                  need)
+            if need[0] <= room:
+                return {out[i].uid: out[i].outdated for i in range(n)}
+            room = need[0] + 16     # more uids came meanwhile
+
     def next_deadline(self) -> Optional[float]:
         deadline = ffi.new("double *")
         if lib.vmgenid_state_next_deadline(self._state, deadline):

@@ -23,7 +23,8 @@ Two parts (docs/interface.rst, "Privacy"):
 - the outdated watchers (pid, uid, command), in a folder next to it
   (watchers_dir()) only root may list (0711): all of them in `all.json`
   (root's, 0600), and each uid's in `<uid>.json`, owned by that uid, mode
-  0400.  A user reads its own file by name and nothing else.  Root reads
+  0400, with how many that uid holds in all ("outdated": the lists are
+  cut).  A user reads its own file by name and nothing else.  Root reads
   all.json only: a user may rewrite the file it owns, which then misleads
   no one but that user.
 
@@ -76,14 +77,17 @@ def watcher_file(folder: str, uid: Optional[int]) -> str:
 class StatusFile:
     def __init__(self, path: str, report: Callable[[], dict],
                  watchers: Callable[[], list[dict]] = list,
+                 counts: Callable[[], dict[int, int]] = dict,
                  clock: Callable[[], float] = time.monotonic,
                  published: Callable[[dict], None] = lambda report: None):
-        """report(): the status; watchers(): the outdated watchers to list
-        (WatcherFiles.write); published(report): told each report written.
+        """report(): the status; watchers(): the outdated watchers to list,
+        counts(): how many each uid holds in all (WatcherFiles.write);
+        published(report): told each report written.
         path '': no files, the report only goes to published()."""
         self.path = path
         self._report = report
         self._watchers = watchers
+        self._counts = counts
         self._published = published
         self._watcher_files = (WatcherFiles(watchers_dir(path)) if path
                                else None)
@@ -131,7 +135,7 @@ class StatusFile:
             self._published(report)
             if self.path:
                 # The lists first: a status a reader sees is never newer.
-                self._watcher_files.write(self._watchers())
+                self._watcher_files.write(self._watchers(), self._counts())
                 write_atomically(self.path, _json(report))
         finally:
             spent = self._clock() - started
@@ -146,13 +150,21 @@ class WatcherFiles:
         # None until the first write, which finds a previous daemon's.
         self._written: Optional[dict[int, bytes]] = None
 
-    def write(self, watchers: list[dict]) -> None:
-        """watchers: the listed outdated ones, each with its "uid"."""
+    def write(self, watchers: list[dict],
+              outdated: Optional[dict[int, int]] = None) -> None:
+        """watchers: the listed outdated ones, each with its "uid";
+        outdated: how many each uid holds in all (default: those
+        listed)."""
+        outdated = outdated or {}
         lists: dict[int, dict] = {}
+        for uid in [w["uid"] for w in watchers] + list(outdated):
+            lists.setdefault(uid, {"uid": uid, "outdated": 0,
+                                   "outdated_watchers": []})
         for w in watchers:
-            lists.setdefault(w["uid"], {"uid": w["uid"],
-                                        "outdated_watchers": []})
             lists[w["uid"]]["outdated_watchers"].append(w)
+        for uid, content in lists.items():
+            content["outdated"] = max(len(content["outdated_watchers"]),
+                                      outdated.get(uid, 0))
         if self._written is None:
             os.makedirs(self.folder, mode=WATCHERS_DIR_MODE, exist_ok=True)
             os.chmod(self.folder, WATCHERS_DIR_MODE)

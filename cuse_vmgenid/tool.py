@@ -18,6 +18,7 @@ from typing import Optional
 from . import client, procinfo
 from .options import (DESCRIPTOR, GENERATION, WAIT_TIMEOUT, OneLineParser,
                       path, with_span)
+from .printable import printable
 from .status import STATUS_SCHEMA, watcher_file, watchers_dir
 from .version import __version__
 
@@ -95,22 +96,28 @@ def load_status(path: str) -> dict:
     return status
 
 
-def load_watchers(status_path: str) -> tuple[list[dict], bool]:
+def load_watchers(status_path: str) -> tuple[list[dict], bool, int]:
     """(the outdated watchers the caller may see, whether they are only
-    the caller's): root reads the list of all; anyone else its own, and of
-    that only the processes /proc shows it as its own (hidepid)."""
+    the caller's, how many of its own are outdated): root reads the list
+    of all; anyone else its own (cut as the daemon cut it, with its
+    count), and of that only the processes /proc shows it as its own
+    (hidepid)."""
     uid = os.geteuid()
     path = watcher_file(watchers_dir(status_path), None if uid == 0 else uid)
     try:
         with open(path) as f:
-            watchers = list(json.load(f)["outdated_watchers"])
+            content = json.load(f)
+        watchers = list(content["outdated_watchers"])
+        own_outdated = len(watchers) if uid == 0 \
+            else int(content["outdated"])
         if uid != 0:
             watchers = [w for w in watchers if _shown_to_me(w)]
     except FileNotFoundError:
         watchers = []           # none outdated (or no daemon: the status
-    except (OSError, ValueError, KeyError, TypeError) as e:   # says so)
+        own_outdated = 0        # says so)
+    except (OSError, ValueError, KeyError, TypeError) as e:
         raise Failure(f"unreadable watcher list {path}: {e!r}") from None
-    return watchers, uid != 0
+    return watchers, uid != 0, own_outdated
 
 
 def _shown_to_me(watcher: dict) -> bool:
@@ -144,7 +151,9 @@ def daemon_running(status: dict) -> bool:
     return True
 
 
-def format_status(status: dict) -> str:
+def format_status(status: dict) -> list[str]:
+    """The lines of `vmgenid status`, raw: they hold other users' text
+    (process names), so they are printed only through show()."""
     unseen = status["source"].get("unseen")
     lines = [f"WARNING: {unseen}"] if unseen else []
     lines += [f"generation {status['counter']}",
@@ -159,7 +168,9 @@ def format_status(status: dict) -> str:
         lines.append(f"  outdated: {who}, acknowledged "
                      f"{w['acknowledged']}")
     unlisted = status["outdated"] - len(status["outdated_watchers"])
-    if unlisted > 0 and not status["only_own_watchers"]:
+    if status["only_own_watchers"]:
+        unlisted = status["own_outdated"] - len(status["outdated_watchers"])
+    if unlisted > 0:
         lines.append(f"  ... and {unlisted} more")
     source = status["source"]
     lines.append(f"source {source['name']} (GUID "
@@ -175,14 +186,14 @@ def format_status(status: dict) -> str:
     pid = status["daemon_pid"]
     lines.append(f"daemon pid {pid} "
                  f"({'running' if daemon_running(status) else 'NOT running'})")
-    lines.append(format_hooks(status["hooks"]))
-    return "\n".join(lines)
+    lines += format_hooks(status["hooks"])
+    return lines
 
 
-def format_hooks(hooks: dict) -> str:
+def format_hooks(hooks: dict) -> list[str]:
     if not hooks["enabled"]:
-        return (f"hooks: none (no executable in {hooks['dir']} when the "
-                "daemon started or last reloaded)")
+        return [f"hooks: none (no executable in {hooks['dir']} when the "
+                "daemon started or last reloaded)"]
     if hooks["running"]:
         state = f"running {hooks['running']} for generation " \
                 f"{hooks['running_for']}"
@@ -194,26 +205,38 @@ def format_hooks(hooks: dict) -> str:
            f"{hooks['done_for']}"
     if hooks["queued_for"] is not None:
         text += f", next for generation {hooks['queued_for']}"
-    for r in hooks["results"]:
-        text += f"\n  {os.path.basename(r['hook'])}: {r['result']}"
-    return text
+    return [text] + [f"  {os.path.basename(r['hook'])}: {r['result']}"
+                     for r in hooks["results"]]
+
+
+def show(lines: list[str], file=None) -> None:
+    """Print lines, each escaped (printable.py): a process name or a
+    hook's name can hold any bytes, escape sequences too."""
+    print("\n".join(printable(line) for line in lines), file=file,
+          flush=True)
 
 
 def cmd_status(args) -> int:
     status = load_status(args.status_file)
     try:
         running = daemon_running(status)
-        status["outdated_watchers"], status["only_own_watchers"] = \
-            load_watchers(args.status_file)
-        text = json.dumps(status, indent=2, sort_keys=True) if args.json \
+        (status["outdated_watchers"], status["only_own_watchers"],
+         own_outdated) = load_watchers(args.status_file)
+        if status["only_own_watchers"]:
+            status["own_outdated"] = own_outdated
+        # JSON escapes every control character itself.
+        lines = [json.dumps(status, indent=2, sort_keys=True)] if args.json \
             else format_status(status)
     except (KeyError, TypeError) as e:
         raise Failure(f"status file {args.status_file}: bad or missing "
                       f"field {e}") from None
-    print(text)
+    if args.json:
+        print(lines[0])
+    else:
+        show(lines)
     if not running:
-        print(f"vmgenid: stale status file {args.status_file}: daemon pid "
-              f"{status['daemon_pid']} is not running", file=sys.stderr)
+        show([f"vmgenid: stale status file {args.status_file}: daemon pid "
+              f"{status['daemon_pid']} is not running"], file=sys.stderr)
         return EXIT_NOT_RUNNING
     return EXIT_UNSEEN if status["source"].get("unseen") else EXIT_OK
 
@@ -311,8 +334,7 @@ def cmd_watch(args) -> int:
         watcher = open_watcher(args, wait_for_node=False)
     except NoDeviceFailure:
         # Said once; the watcher then retries until the daemon serves.
-        print(f"vmgenid: waiting for {args.device}", file=sys.stderr,
-              flush=True)
+        show([f"vmgenid: waiting for {args.device}"], file=sys.stderr)
         watcher = open_watcher(args, wait_for_node=True)
     with watcher:
         for generation in watcher.changes():   # acks after the command
@@ -323,8 +345,8 @@ def cmd_watch(args) -> int:
                        else "change")
             code = subprocess.call(["/bin/sh", "-c", args.exec], env=env)
             if code != 0:
-                print(f"vmgenid: {args.exec!r} exited {code} for generation "
-                      f"{generation}", file=sys.stderr, flush=True)
+                show([f"vmgenid: '{args.exec}' exited {code} for "
+                      f"generation {generation}"], file=sys.stderr)
     return EXIT_OK
 
 
@@ -423,10 +445,10 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except Failure as e:
-        print(f"vmgenid: {e}", file=sys.stderr)
+        show([f"vmgenid: {e}"], file=sys.stderr)
         return e.code
     except client.DeviceGone as e:
-        print(f"vmgenid: {e.strerror}", file=sys.stderr)
+        show([f"vmgenid: {e.strerror}"], file=sys.stderr)
         return EXIT_REOPEN
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

@@ -454,6 +454,39 @@ size_t vmgenid_state_list(struct vmgenid_state *st, int outdated_only,
 	return n;
 }
 
+size_t vmgenid_state_outdated_by_uid(struct vmgenid_state *st,
+				     struct vmgenid_uid_outdated *out,
+				     size_t room, size_t *need)
+{
+	size_t i, at, n = 0;
+	uint32_t slot;
+
+	pthread_mutex_lock(&st->lock);
+	adopt(st);
+	*need = st->nuids;
+	if (room < st->nuids)
+		goto out;
+	/* out starts as st->uids (sorted, every uid with a watcher)... */
+	for (i = 0; i < st->nuids; i++) {
+		out[i].uid = st->uids[i].uid;
+		out[i].outdated = 0;
+	}
+	for (slot = st->oldest; st->outdated && slot != NO_SLOT;
+	     slot = st->slots[slot].next) {
+		const struct watcher *w = &st->slots[slot];
+
+		if (is_outdated(st, w) && find_uid(st, w->uid, &at))
+			out[at].outdated++;
+	}
+	/* ...and keeps those with an outdated one. */
+	for (i = 0; i < st->nuids; i++)
+		if (out[i].outdated)
+			out[n++] = out[i];
+out:
+	pthread_mutex_unlock(&st->lock);
+	return n;
+}
+
 size_t vmgenid_state_snapshot(struct vmgenid_state *st,
 			      struct vmgenid_watcher_info *out, size_t room,
 			      struct vmgenid_state_summary *summary)

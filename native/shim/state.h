@@ -56,6 +56,12 @@ struct vmgenid_watcher_info {
 	uint32_t acked;
 };
 
+/* How many outdated watchers one uid holds. */
+struct vmgenid_uid_outdated {
+	uint32_t uid;
+	uint32_t outdated;
+};
+
 /* The figures of one vmgenid_state_snapshot(), under the same lock. */
 struct vmgenid_state_summary {
 	uint32_t counter;
@@ -85,6 +91,14 @@ int vmgenid_state_next_deadline(struct vmgenid_state *st, double *deadline);
 size_t vmgenid_state_list(struct vmgenid_state *st, int outdated_only,
 			  struct vmgenid_watcher_info *out, size_t room,
 			  uint32_t *counter);
+/*
+ * Each uid that holds outdated watchers and how many, by uid, into out
+ * (room entries); returns how many.  *need: the room it takes (the uids
+ * holding any watcher): with less room nothing is written and it returns 0.
+ */
+size_t vmgenid_state_outdated_by_uid(struct vmgenid_state *st,
+				     struct vmgenid_uid_outdated *out,
+				     size_t room, size_t *need);
 /* Every watcher (up to room, oldest open first) and the figures, at once. */
 size_t vmgenid_state_snapshot(struct vmgenid_state *st,
 			      struct vmgenid_watcher_info *out, size_t room,

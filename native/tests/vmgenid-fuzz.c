@@ -51,11 +51,13 @@
 static const int open_errnos[] = { EDQUOT, 0 };
 /*
  * EBADF: the kernel's, for a read on an O_WRONLY file (and a write on an
- * O_RDONLY one).  ESPIPE: the kernel's, for pread/pwrite at an offset on
- * a file opened nonseekable (CUSE's).
+ * O_RDONLY one).  EINVAL is also the kernel's for pread/pwrite at a
+ * negative offset or one the size would overflow; every other offset is
+ * ignored (CUSE passes none to the daemon and opens the device seekable:
+ * docs/interface.rst), so never ESPIPE.
  */
-static const int read_errnos[] = { EINVAL, EAGAIN, EINTR, EBADF, ESPIPE, 0 };
-static const int write_errnos[] = { EINVAL, EBADF, ESPIPE, 0 };
+static const int read_errnos[] = { EINVAL, EAGAIN, EINTR, EBADF, 0 };
+static const int write_errnos[] = { EINVAL, EBADF, 0 };
 /*
  * EFAULT and ENOTTY: the kernel's, for an argument it cannot copy (a
  * _IOW/_IOR number with a bad pointer) and for a number it refuses itself.

@@ -299,10 +299,36 @@ def test_write_of_other_than_four_bytes_fails_with_einval(daemon):
 
 
 def test_write_of_zero_bytes_returns_zero(daemon):
+    """The kernel answers it without asking the daemon (fuse_direct_io
+    sends nothing for 0 bytes): documented, not EINVAL as v3's."""
     fd = open_device()
     try:
         force(fd)
         assert os.write(fd, b"") == 0
+        assert outdated(fd) == 1
+    finally:
+        os.close(fd)
+
+
+def test_an_offset_is_ignored_as_cuse_passes_none(daemon):
+    """CUSE hands the daemon no offset (the kernel's cuse_read_iter and
+    cuse_write_iter pass 0) and opens the device seekable (noop_llseek):
+    pread and pwrite at any offset are read and write, as with v3's
+    driver; only the kernel's own checks of the offset remain (EINVAL
+    below 0 or past the largest)."""
+    fd = open_device()
+    try:
+        force(fd)
+        assert os.pread(fd, 4, 4096) == struct.pack("=I", 1)
+        assert outdated(fd) == 1
+        assert os.pwrite(fd, struct.pack("=I", 1), 4) == 4     # acked
+        assert outdated(fd) == 0
+        assert os.lseek(fd, 4096, os.SEEK_SET) == 0
+        force(fd)
+        assert errno_of(os.pwrite, fd, struct.pack("=I", 2), -1) \
+            == errno.EINVAL
+        assert errno_of(os.pwrite, fd, struct.pack("=I", 2),
+                        (1 << 63) - 2) == errno.EINVAL
         assert outdated(fd) == 1
     finally:
         os.close(fd)

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from cuse_vmgenid.hooks import OUTPUT_BYTES, OUTPUT_LINES
+
 from .device import REPO, force_from_elsewhere, outdated_now
 from .processes import HANG, SYS_IOCTL, start_waiter, wait_blocked
 from .tool_run import start_daemon, wait_status
@@ -341,3 +343,34 @@ def test_a_hook_can_use_the_device_and_the_status_while_it_runs(
     assert status["hooks"]["running"] == hook
     assert status["hooks"]["running_for"] == 1
     assert lines(wait_rc) == ["3"]          # exit code of a timed-out wait
+
+
+# -- a hook's output in the log (issue 20, item 10) ------------------------------
+
+def test_a_hook_writing_without_end_fills_no_log_and_no_pipe(
+        daemon_factory, tmp_path, hooks_dir):
+    """`yes` with a control sequence, until the timeout kills it: the
+    log holds at most the cap, escaped, and one line saying how much was
+    dropped; the daemon serves meanwhile, and the next hook runs."""
+    after = tmp_path / "after"
+    chatty = write_hook(hooks_dir, "10-chatty",
+                        "yes \"$(printf 'y\\033]2;PWN\\007')\"\n")
+    write_hook(hooks_dir, "20-after", f"echo ran > {after}\n")
+    d = start_daemon(daemon_factory, tmp_path, "--hooks-dir", str(hooks_dir),
+                     "--hook-timeout", "3")
+    force_from_elsewhere()
+    assert outdated_now() == 1      # served while the hook writes
+    assert wait_for_watchers() == WAIT_DONE
+    assert lines(after) == ["ran"]
+    with open(d.log_path, "rb") as f:
+        log = f.read()
+    assert b"\x1b" not in log and b"\x07" not in log
+    from_hook = [line for line in log.decode().splitlines()
+                 if f"hook {chatty}: " in line]
+    assert 1 < len(from_hook) <= OUTPUT_LINES + 1, len(from_hook)
+    assert all(line.endswith(f"hook {chatty}: y\\x1b]2;PWN\\x07")
+               for line in from_hook[:-1]), from_hook[:2]
+    assert "more bytes of output dropped" in from_hook[-1]
+    assert sum(map(len, from_hook)) < OUTPUT_BYTES + 4096 * 2
+    assert "10-chatty (generation 1): still running after 3s: killed" \
+        in d.log()

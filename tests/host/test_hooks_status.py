@@ -19,7 +19,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cuse_vmgenid.hooks import HookRunner, Trust, list_hooks
+from cuse_vmgenid import hooks as hooks_module
+from cuse_vmgenid.hooks import (OUTPUT_BYTES, OUTPUT_LINES, HookOutput,
+                                HookRunner, Trust, list_hooks)
 from cuse_vmgenid.status import (MAX_DELAY, MAX_SHARE, MIN_INTERVAL, QUIET,
                                  StatusFile,
                                  watcher_file, watchers_dir)
@@ -39,7 +41,8 @@ def write_hook(folder, name, body, mode=0o755):
 
 
 class Loop:
-    """The daemon loop's part for hooks: service, then wait on the pidfd."""
+    """The daemon loop's part for hooks: service, then wait on the pidfd
+    and the output pipe."""
 
     def __init__(self, runner):
         self.runner = runner
@@ -47,15 +50,19 @@ class Loop:
         self.finished = []
 
     def step(self) -> None:
-        """One hook ends (the pidfd is readable), the runner goes on."""
-        fd = self.runner.fd()
-        assert fd is not None, "no hook running"
-        assert select.select([fd], [], [], HANG)[0], "hook never exited"
-        self.runner.exited(self.now)
+        """One hook ends (its output read, its pidfd readable), the
+        runner goes on."""
+        hook = (self.runner.running, self.runner.running_for)
+        assert self.runner.fds(), "no hook running"
+        while self.runner.fds() and \
+                (self.runner.running, self.runner.running_for) == hook:
+            ready = select.select(self.runner.fds(), [], [], HANG)[0]
+            assert ready, "hook never exited"
+            self.runner.ready(set(ready), self.now)
 
     def run_out(self) -> None:
         self.runner.service(self.now)
-        while self.runner.fd() is not None:
+        while self.runner.fds():
             self.step()
 
 
@@ -228,6 +235,56 @@ def test_a_hook_past_its_timeout_is_killed_and_the_run_goes_on(tmp_path,
     assert loop.finished == [1]
 
 
+def hook_lines(caplog, name: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.getMessage().startswith(f"hook {name}: ")]
+
+
+def test_a_hooks_output_goes_to_the_log_capped(tmp_path, make_loop, caplog):
+    """Lines with the hook's name, up to the caps; the rest read (the
+    hook never blocks on a full pipe: it ends by itself) and counted."""
+    caplog.set_level("INFO", "cuse_vmgenid")
+    path = write_hook(tmp_path / "hooks.d", "10-chatty",
+                      "echo first\necho error >&2\n"
+                      "yes 'a line' | head -c 3000000\nprintf tail\n")
+    loop = make_loop()
+    loop.runner.changed(1)
+    loop.run_out()
+    assert [r.result for r in loop.runner.results] == ["exit 0"]
+    lines = hook_lines(caplog, path)
+    assert lines[:3] == [f"hook {path}: first", f"hook {path}: error",
+                         f"hook {path}: a line"]
+    assert len(lines) == OUTPUT_LINES + 1
+    logged = sum(len(line) - len(f"hook {path}: ") + 1
+                 for line in lines[:-1])
+    assert lines[-1] == (f"hook {path}: {3000000 + 16 - logged} more bytes "
+                         f"of output dropped (at most {OUTPUT_LINES} lines, "
+                         f"{OUTPUT_BYTES} bytes logged per run)")
+
+
+@given(st.lists(st.binary(max_size=3000), max_size=30))
+@settings(deadline=None, max_examples=50)
+def test_hook_output_logged_and_dropped_add_up(chunks):
+    logged = []
+    output = HookOutput("h")
+    output.started()
+    real_log = hooks_module.log.info
+    hooks_module.log.info = lambda fmt, name, line: logged.append(line)
+    try:
+        for chunk in chunks:
+            output._take(chunk)
+        output.close()
+    finally:
+        hooks_module.log.info = real_log
+    total = sum(map(len, chunks))
+    assert len(logged) <= OUTPUT_LINES
+    text = sum(len(line.encode(errors="surrogateescape")) for line in logged)
+    assert text <= OUTPUT_BYTES
+    # Each logged line had its newline, but perhaps the last.
+    assert total - output.dropped in (text + len(logged), text + len(logged)
+                                      - 1)
+
+
 def alive(pid: int) -> bool:
     """Running: not gone and not a zombie."""
     try:
@@ -342,7 +399,8 @@ def test_outdated_watchers_go_to_their_uids_file_and_away_when_none(
     assert stat.S_IMODE(os.stat(mine).st_mode) == 0o400
     assert os.stat(mine).st_uid == me
     with open(mine) as f:
-        assert json.load(f) == {"uid": me, "outdated_watchers": watchers}
+        assert json.load(f) == {"uid": me, "outdated": 1,
+                                "outdated_watchers": watchers}
     everyone = watcher_file(folder, None)
     assert stat.S_IMODE(os.stat(everyone).st_mode) == 0o600
     with open(everyone) as f:
@@ -354,6 +412,23 @@ def test_outdated_watchers_go_to_their_uids_file_and_away_when_none(
     assert os.listdir(folder) == ["all.json"]
     with open(everyone) as f:
         assert json.load(f) == {"outdated_watchers": []}
+
+
+def test_a_cut_list_says_how_many_its_uid_holds_in_all(tmp_path):
+    """The daemon lists a few (MAX_LISTED_WATCHERS); each uid's file says
+    how many it holds, also a uid none of whose watchers made the list."""
+    me = os.geteuid()
+    path = str(tmp_path / "status.json")
+    StatusFile(path, dict, lambda: [{"pid": 1, "uid": me}],
+               lambda: {me: 300}, clock=lambda: 0.0).write_if_due(0.0)
+    with open(watcher_file(watchers_dir(path), me)) as f:
+        assert json.load(f) == {"uid": me, "outdated": 300,
+                                "outdated_watchers": [{"pid": 1, "uid": me}]}
+    StatusFile(path, dict, list, lambda: {me: 7},
+               clock=lambda: 0.0).write_if_due(0.0)
+    with open(watcher_file(watchers_dir(path), me)) as f:
+        assert json.load(f) == {"uid": me, "outdated": 7,
+                                "outdated_watchers": []}
 
 
 def test_a_new_daemon_removes_the_lists_an_old_one_left(tmp_path):

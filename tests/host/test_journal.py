@@ -4,10 +4,12 @@ when JOURNAL_STREAM names the stream itself."""
 
 import logging
 import os
+import sys
 
 from hypothesis import given, strategies as st
 
 from cuse_vmgenid.journal import PriorityFormatter, is_journal, priority
+from cuse_vmgenid.printable import printable
 
 
 def record(level: int, message: str) -> logging.LogRecord:
@@ -27,14 +29,27 @@ def test_a_higher_level_never_gets_a_lower_priority(a, b):
     assert priority(high) <= priority(low)
 
 
-@given(st.lists(st.text(alphabet=st.characters(blacklist_characters="\n"),
-                        max_size=20), min_size=1, max_size=5),
+@given(st.lists(st.text(max_size=20), min_size=1, max_size=5),
        st.sampled_from([logging.ERROR, logging.WARNING, logging.INFO]))
-def test_every_line_of_a_record_carries_its_priority(parts, level):
-    text = PriorityFormatter("%(message)s").format(
-        record(level, "\n".join(parts)))
-    prefix = f"<{priority(level)}>"
-    assert text.split("\n") == [prefix + part for part in parts]
+def test_a_message_is_one_line_with_its_priority_escaped(parts, level):
+    """A newline in a message (a hook's output, a process name) cannot
+    make a line of its own: the message is escaped whole."""
+    message = "\n".join(parts)
+    text = PriorityFormatter("%(message)s").format(record(level, message))
+    assert text == f"<{priority(level)}>" + printable(message)
+    assert "\n" not in text
+
+
+def test_every_line_of_a_traceback_carries_its_priority():
+    try:
+        raise ValueError("bad\x1b]2;title\x07")
+    except ValueError:
+        failed = logging.LogRecord("cuse_vmgenid", logging.ERROR, __file__,
+                                   1, "failed", None, sys.exc_info())
+    lines = PriorityFormatter("%(message)s").format(failed).split("\n")
+    assert len(lines) > 2
+    assert all(line.startswith("<3>") for line in lines)
+    assert lines[-1] == "<3>ValueError: bad\\x1b]2;title\\x07"
 
 
 def test_only_the_stream_journal_stream_names_is_the_journal(

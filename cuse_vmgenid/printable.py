@@ -1,0 +1,69 @@
+# SPDX-License-Identifier: MIT
+r"""Text from others, made safe for a terminal and for the log.
+
+A process name, a hook's name or output, a path: any user can put any
+bytes there (prctl PR_SET_NAME, the name of a file it runs), escape
+sequences too, which a terminal would obey (hide the rest of the output,
+set the window title, ...).  Like ps, everything shown passes through
+here first; unlike ps, which prints "?", the escaping is unambiguous, so
+the name can be told exactly (docs/interface.rst, "Privacy"):
+
+- a backslash is shown as ``\\``;
+- a byte that is not UTF-8 (text decoded with surrogateescape, as
+  procinfo.comm() does) as ``\xNN``;
+- a character that is not printable (str.isprintable(): controls, DEL,
+  C1 controls, format characters such as U+202E) as ``\xNN`` below
+  U+0080, else ``\uNNNN`` or ``\UNNNNNNNN``;
+- every other character as itself.
+
+So ``\x9b`` is the byte 0x9b, ``\u009b`` the character U+009B.  Only
+what is printed is escaped: the status files are JSON, which escapes
+controls itself (a byte that is not UTF-8 is there U+DC80 + the byte,
+surrogateescape's convention).
+"""
+
+import logging
+
+_SURROGATE_ESCAPES = range(0xDC80, 0xDD00)
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    if code in _SURROGATE_ESCAPES:
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x80:
+        return f"\\x{code:02x}"
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def printable(text: str) -> str:
+    """text with every backslash, undecodable byte and non-printable
+    character escaped: one line, nothing a terminal would act on."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join("\\\\" if c == "\\" else c if c.isprintable()
+                   else _escaped(c) for c in text)
+
+
+def printable_lines(text: str) -> str:
+    """Each line of text made printable, the line breaks kept (a
+    traceback)."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
+class Formatter(logging.Formatter):
+    """The daemon's log lines: each record's message escaped whole (a
+    newline in it too, so no text can forge a line of its own), a
+    traceback line by line."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei) -> str:
+        return printable_lines(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return printable_lines(super().formatStack(stack_info))
