@@ -54,11 +54,20 @@ exit codes:
      hardware changes (snapshot restores, clones) will not be seen
   {EXIT_INTERRUPTED}  interrupted (SIGINT, Ctrl-C)
 
-A shell script keeps its own watcher open across calls:
-  exec 3<>/dev/vmgenid                  # read-write: ack writes to it
-  while gen=$(vmgenid wait --fd 3); do  # blocks until a change
-      reseed "$gen"
-      vmgenid ack --fd 3 "$gen"         # exit 5: changed again, loop
+A shell script keeps its own watcher open across calls, and opens it
+again when the daemon restarts (exit 6; watch --exec does all this):
+  exec 3<>/dev/vmgenid                # read-write: ack writes to it
+  while :; do
+      gen=$(vmgenid wait --fd 3)      # blocks until a change
+      case $? in
+      0)  reseed "$gen"
+          vmgenid ack --fd 3 "$gen"   # 5: changed again, 6: daemon gone:
+          case $? in 0|5|6) ;; *) break ;; esac ;;  # the next wait says so
+      6)  # The daemon went away (restart): a change may have happened.
+          until command exec 3<>/dev/vmgenid; do sleep 1; done
+          reseed restart ;;
+      *)  break ;;
+      esac
   done
 """
 

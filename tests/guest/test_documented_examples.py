@@ -1,0 +1,84 @@
+# SPDX-License-Identifier: MIT
+"""The shell loop and the Python example of README, run as written.
+
+Each is taken out of README.rst as the reader sees it (tests/snippets.py);
+the man page's and --help's copies of the shell loop are the same text
+(tests/host/test_documented_snippets.py).  `reseed`, which the examples
+leave to the reader, prints what it was called with.
+"""
+
+import os
+import sys
+
+from ..snippets import snippet
+from .device import NODE, REPO, force_from_elsewhere
+from .processes import HANG, Child
+from .tool_run import start_daemon, tool_env, wait_status
+
+SHELL_LOOP = ("README.rst", "exec 3<>/dev/vmgenid")
+PYTHON_EXAMPLE = ("README.rst", "from cuse_vmgenid import client")
+
+
+def example_env(daemon) -> dict:
+    """The tool's environment, with `vmgenid` on PATH running this
+    checkout's code."""
+    env = tool_env(daemon)
+    env["PATH"] = os.path.dirname(sys.executable) + ":" + env["PATH"]
+    env["PYTHONPATH"] = REPO
+    return env
+
+
+def watchers(served, count: int) -> None:
+    wait_status(served, lambda s: s["watchers"] == count,
+                f"at {count} watchers")
+
+
+def idle(served) -> None:
+    """Every watcher acknowledged (the example acked and waits again)."""
+    wait_status(served, lambda s: s["outdated"] == 0, "without outdated")
+
+
+def test_shell_loop_reseeds_at_a_daemon_restart_and_sees_later_changes(
+        daemon_factory, tmp_path):
+    served = start_daemon(daemon_factory, tmp_path)
+    script = 'reseed() { echo "reseed $1"; }\n' + snippet(*SHELL_LOOP)
+    with Child(["/bin/sh", "-c", script], env=example_env(served)) as loop:
+        watchers(served, 1)             # fd 3 is open
+        force_from_elsewhere()
+        assert loop.line() == "reseed 1"
+        idle(served)
+        served.kill()
+        assert served.wait_node_gone()
+        served.start()      # same page and state; --source none bumps to 2
+        # `wait --fd` says the daemon went away (exit 6) and the shell may
+        # say it cannot open the node yet: the loop reopens, then reseeds.
+        seen = loop.lines_until("reseed restart")
+        assert "reopen it" in seen[0], seen
+        watchers(served, 1)             # the reopened fd 3
+        force_from_elsewhere()
+        assert loop.line() == "reseed 3"
+        idle(served)
+        assert loop.proc.poll() is None
+
+
+def test_python_example_reseeds_on_each_change(daemon_factory, tmp_path):
+    served = start_daemon(daemon_factory, tmp_path)
+    program = "def reseed():\n    print('reseed', flush=True)\n\n" + \
+        snippet(*PYTHON_EXAMPLE)
+    with Child([sys.executable, "-c", program],
+               env=example_env(served)) as example:
+        watchers(served, 1)
+        for _ in range(2):
+            force_from_elsewhere()
+            assert example.line() == "reseed"
+            idle(served)        # acked when the loop asked for the next
+
+
+def test_python_example_without_a_daemon_fails_at_once():
+    assert not os.path.exists(NODE), "a daemon serves /dev/vmgenid"
+    program = "def reseed():\n    pass\n\n" + snippet(*PYTHON_EXAMPLE)
+    with Child([sys.executable, "-c", program]) as example:
+        # HANG: a rescue only; the old client waited for the node forever.
+        assert example.wait(HANG) == 1
+        assert "cuse_vmgenid.client.NoDevice: [Errno 2] no /dev/vmgenid " \
+            "(is cuse-vmgenid running?)" in example.output()
