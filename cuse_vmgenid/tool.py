@@ -272,12 +272,19 @@ def open_watcher(args, wait_for_node: bool,
 
 
 def inherited_watcher(args) -> client.Watcher:
-    """Descriptor args.fd, checked to be the device."""
+    """Descriptor args.fd, checked to be the device, open read-write (a
+    read-only one fails every ack, a write-only one every read: never a
+    reason to reopen)."""
     try:
         fd_stat = os.fstat(args.fd)
+        mode = fcntl.fcntl(args.fd, fcntl.F_GETFL) & os.O_ACCMODE
     except OSError:
         raise Failure(f"descriptor {args.fd} is not open", EXIT_USAGE) \
             from None
+    if mode != os.O_RDWR:
+        only = "read-only" if mode == os.O_RDONLY else "write-only"
+        raise Failure(f"descriptor {args.fd} is {only}, not read-write: "
+                      f"open it with exec {args.fd}<>{args.device}")
     try:
         node = os.stat(args.device)
     except OSError:
@@ -322,9 +329,6 @@ def cmd_wait(args) -> int:
 
 def cmd_ack(args) -> int:
     watcher = inherited_watcher(args)
-    if fcntl.fcntl(args.fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
-        raise Failure(f"descriptor {args.fd} is read-only: open it with "
-                      f"exec {args.fd}<>{args.device}")
     generation = args.generation
     if generation is None:
         generation = watcher.wait(0)

@@ -142,6 +142,20 @@ def test_ack_needs_a_read_write_descriptor(served):
         os.close(fd)
 
 
+def test_wait_on_a_write_only_descriptor_exits_1_not_6(served):
+    """EBADF on every read is the caller's mistake: exit 6 would send the
+    documented loop into reopening with the same mistake forever."""
+    fd = os.open(NODE, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        force_from_elsewhere()
+        waiter = start_vmgenid(served, "wait", "--fd", fd, pass_fds=(fd,))
+        assert waiter.wait() == tool.EXIT_ERROR
+        assert waiter.output() == f"vmgenid: descriptor {fd} is write-only, " \
+            f"not read-write: open it with exec {fd}<>/dev/vmgenid\n"
+    finally:
+        os.close(fd)
+
+
 def test_ack_without_an_open_descriptor_is_a_usage_error(served):
     done = vmgenid(served, "ack")
     assert done.returncode == tool.EXIT_USAGE

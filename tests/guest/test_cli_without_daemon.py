@@ -4,9 +4,11 @@ ends (within its timeout), says why, and exits with its documented code;
 a status file left by a daemon that is gone (or by another version) is
 told apart from a running daemon's."""
 
+import asyncio
 import errno
 import json
 import os
+import threading
 
 import pytest
 
@@ -14,7 +16,7 @@ from cuse_vmgenid import client, tool
 
 from .daemon_process import DaemonProcess
 from .device import NODE, force_from_elsewhere
-from .processes import SYS_POLLS, Child, wait_blocked
+from .processes import HANG, SYS_POLLS, Child, wait_blocked
 from .tool_run import start_daemon, start_vmgenid, vmgenid, wait_status
 
 NO_DEVICE = "vmgenid: no /dev/vmgenid (is cuse-vmgenid running?)\n"
@@ -88,6 +90,37 @@ def test_wait_whose_daemon_goes_away_ends_within_its_timeout_with_exit_1(
         assert waiter.output() == (
             "vmgenid: no /dev/vmgenid (is cuse-vmgenid running?): it went "
             "away while waiting, a change may have happened\n")
+
+
+def test_client_open_fails_at_once_like_the_cli(absent):
+    """Waiting for the node is asked for (timeout=, wait_for_node=): by
+    default client.open() raises NoDevice at once, as `vmgenid wait`
+    exits 1 at once.  (The thread: the old default waited forever.)"""
+    raised = []
+
+    def open_it():
+        try:
+            client.open()
+        except client.NoDevice as e:
+            raised.append(e)
+
+    opening = threading.Thread(target=open_it, daemon=True)
+    opening.start()
+    opening.join(HANG)
+    assert not opening.is_alive(), "client.open() waits for the node"
+    assert [(e.errno, e.strerror) for e in raised] == \
+        [(errno.ENOENT, "no /dev/vmgenid (is cuse-vmgenid running?)")]
+
+
+def test_client_async_open_fails_at_once_or_within_its_timeout(absent):
+    async def open_it(**kwargs):
+        async with client.async_open(**kwargs):
+            pass
+
+    for kwargs in ({}, {"timeout": 0.5}):
+        with pytest.raises(client.NoDevice) as raised:
+            asyncio.run(asyncio.wait_for(open_it(**kwargs), HANG))
+        assert raised.value.errno == errno.ENOENT
 
 
 def test_client_open_with_a_timeout_raises_no_device(absent):

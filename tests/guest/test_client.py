@@ -3,6 +3,7 @@
 with selectors, asyncio, and the client rule after a daemon SIGKILL."""
 
 import asyncio
+import errno
 import os
 import selectors
 import threading
@@ -11,8 +12,8 @@ import pytest
 
 from cuse_vmgenid import client
 
-from .device import (force_from_elsewhere, open_device, outdated_now,
-                     page_counter)
+from .device import (NODE, force_from_elsewhere, open_device, outdated,
+                     outdated_now, page_counter)
 from .processes import HANG
 from .tool_run import start_daemon
 
@@ -160,3 +161,73 @@ def test_inherited_descriptor_of_a_dead_daemon_raises_device_gone(served):
         os.fstat(fd)            # still ours: an inherited fd is not closed
     finally:
         os.close(fd)
+
+
+# -- the client rule per operation -----------------------------------------------
+
+@pytest.mark.parametrize("mode", [os.O_RDONLY, os.O_WRONLY])
+def test_a_descriptor_not_read_write_is_refused_not_taken_for_a_restart(
+        served, mode):
+    """A descriptor that is not O_RDWR gets EBADF from read or write on
+    every call: that is the caller's mistake, never "the daemon went
+    away" (which would reopen, or make `wait --fd` exit 6, forever)."""
+    fd = os.open(NODE, mode | os.O_CLOEXEC)
+    try:
+        force_from_elsewhere()
+        with pytest.raises(OSError) as raised:
+            client.Watcher(page=served.page, fd=fd).wait(HANG)
+        assert type(raised.value) is OSError
+        assert raised.value.errno == errno.EBADF
+        assert "O_RDWR" in str(raised.value)
+        assert outdated(fd) == 1            # nothing acknowledged
+    finally:
+        os.close(fd)
+
+
+# -- asyncio -----------------------------------------------------------------------
+
+def test_async_wait_wakes_on_a_force_and_leaves_the_ack_to_ack(served):
+    async def follow() -> tuple:
+        loop = asyncio.get_running_loop()
+        async with client.async_open(page=served.page) as watcher:
+            waiting = asyncio.ensure_future(watcher.async_wait(HANG))
+            await asyncio.sleep(0)          # it waits in the loop
+            assert not waiting.done()
+            # The forcer's own descriptor is outdated until it exits.
+            await loop.run_in_executor(None, force_from_elsewhere)
+            generation = await waiting
+            outdated_before = outdated_now()
+            assert watcher.ack()
+            return generation, outdated_before, outdated_now(), \
+                watcher.reopened
+
+    assert asyncio.run(asyncio.wait_for(follow(), HANG)) == (1, 1, 0, False)
+
+
+def test_async_wait_past_its_timeout_raises_timeout_error(served):
+    async def wait_briefly(watcher):
+        await watcher.async_wait(0.3)
+
+    with client.open(page=served.page) as watcher:
+        with pytest.raises(TimeoutError):
+            asyncio.run(asyncio.wait_for(wait_briefly(watcher), HANG))
+        assert watcher.pending is None and not watcher.reopened
+        # A change after the timeout is still there for the next wait.
+        force_from_elsewhere()
+        assert asyncio.run(watcher.async_wait(HANG)) == 1
+
+
+def test_async_wait_reports_a_daemon_restart_as_a_change(served):
+    with client.open(page=served.page) as watcher:
+        served.kill()
+        assert served.wait_node_gone()
+        restarting = threading.Thread(target=served.start)
+        restarting.start()
+        generation = asyncio.run(asyncio.wait_for(watcher.async_wait(HANG),
+                                                  HANG))
+        restarting.join(HANG)
+        assert (generation, watcher.reopened, watcher.reopens) == (1, True, 1)
+        assert watcher.pending is None      # the new watcher is up to date
+        force_from_elsewhere()
+        assert asyncio.run(watcher.async_wait(HANG)) == 2
+        assert watcher.ack() and not watcher.reopened
