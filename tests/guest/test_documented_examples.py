@@ -46,6 +46,7 @@ def test_shell_loop_reseeds_at_a_daemon_restart_and_sees_later_changes(
         watchers(served, 1)             # fd 3 is open
         force_from_elsewhere()
         assert loop.line() == "reseed 1"
+        assert loop.line() == "1"       # `ack --fd` says what it acked
         idle(served)
         served.kill()
         assert served.wait_node_gone()
@@ -57,6 +58,7 @@ def test_shell_loop_reseeds_at_a_daemon_restart_and_sees_later_changes(
         watchers(served, 1)             # the reopened fd 3
         force_from_elsewhere()
         assert loop.line() == "reseed 3"
+        assert loop.line() == "3"
         idle(served)
         assert loop.proc.poll() is None
 
