@@ -56,7 +56,11 @@ exit codes:
 
 A shell script keeps its own watcher open across calls, and opens it
 again when the daemon restarts (exit 6; watch --exec does all this):
-  exec 3<>/dev/vmgenid                # read-write: ack writes to it
+  open_vmgenid() {{    # fd 3, read-write; never "3<>/dev/vmgenid", which
+      command exec 3</dev/vmgenid &&    # makes a plain file in /dev (as
+      command exec 3<>/proc/self/fd/3   # root) while the node is missing
+  }}
+  open_vmgenid || exit 1
   while :; do
       gen=$(vmgenid wait --fd 3)      # blocks until a change
       case $? in
@@ -64,7 +68,7 @@ again when the daemon restarts (exit 6; watch --exec does all this):
           vmgenid ack --fd 3 "$gen"   # 5: changed again, 6: daemon gone:
           case $? in 0|5|6) ;; *) break ;; esac ;;  # the next wait says so
       6)  # The daemon went away (restart): a change may have happened.
-          until command exec 3<>/dev/vmgenid; do sleep 1; done
+          until open_vmgenid; do sleep 1; done
           reseed restart ;;
       *)  break ;;
       esac

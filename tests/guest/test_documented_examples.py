@@ -8,6 +8,7 @@ leave to the reader, prints what it was called with.
 """
 
 import os
+import stat
 import sys
 
 from ..snippets import snippet
@@ -15,7 +16,7 @@ from .device import NODE, REPO, force_from_elsewhere
 from .processes import HANG, Child
 from .tool_run import start_daemon, tool_env, wait_status
 
-SHELL_LOOP = ("README.rst", "exec 3<>/dev/vmgenid")
+SHELL_LOOP = ("README.rst", "open_vmgenid() {")
 PYTHON_EXAMPLE = ("README.rst", "from cuse_vmgenid import client")
 
 
@@ -55,6 +56,8 @@ def test_shell_loop_reseeds_at_a_daemon_restart_and_sees_later_changes(
         # say it cannot open the node yet: the loop reopens, then reseeds.
         seen = loop.lines_until("reseed restart")
         assert "reopen it" in seen[0], seen
+        # Reopened on the daemon's node, never on a file made in its place.
+        assert stat.S_ISCHR(os.stat(NODE).st_mode)
         watchers(served, 1)             # the reopened fd 3
         force_from_elsewhere()
         assert loop.line() == "reseed 3"

@@ -8,7 +8,7 @@ import pytest
 from cuse_vmgenid import tool
 from tests.snippets import help_snippet, literal_blocks, snippet
 
-LOOP_START = "exec 3<>/dev/vmgenid"
+LOOP_START = "open_vmgenid() {"
 
 
 @pytest.mark.parametrize("command", [[], ["wait"], ["ack"]])
@@ -28,7 +28,12 @@ def test_the_shell_loop_handles_every_exit_of_wait_and_ack():
     loop = snippet("README.rst", LOOP_START)
     assert f"{tool.EXIT_REOPEN})" in loop
     assert f"0|{tool.EXIT_CHANGED_AGAIN}|{tool.EXIT_REOPEN})" in loop
-    assert "until command exec 3<>/dev/vmgenid; do sleep 1; done" in loop
+    assert "until open_vmgenid; do sleep 1; done" in loop
+    # `<>` opens with O_CREAT: with the node away (no daemon, a restart)
+    # root's script would make a plain file /dev/vmgenid, and no daemon
+    # could start until someone removed it.  `<` never creates.
+    assert "<>/dev/vmgenid" not in loop.replace('"3<>/dev/vmgenid"', "")
+    assert "command exec 3</dev/vmgenid &&" in loop
 
 
 @pytest.mark.parametrize("text, blocks", [
