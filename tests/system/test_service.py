@@ -186,7 +186,10 @@ def test_the_package_serves_vmgenid_under_systemd_across_restore_upgrade_restart
     reloaded = shown(out, "reloaded")
     assert (reloaded["ActiveState"], reloaded["MainPID"]) == (
         "active", installed["MainPID"])
-    assert "hook 50-mark ran for generation 3" in journal, journal
+    # A hook's output reaches the journal through the daemon's log, one
+    # line per line it wrote, under its path (docs/hooks.rst).
+    assert ("cuse-vmgenid: INFO hook /etc/vmgenid/hooks.d/50-mark: hook "
+            "50-mark ran for generation 3") in journal, journal
     errors = lines(out, "JOURNAL-ERR")
     assert any("60-broken (generation 3): not started" in line
                for line in errors), errors
