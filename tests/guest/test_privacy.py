@@ -39,6 +39,9 @@ GUID_SIZE = 16
 
 @pytest.fixture
 def public_dir():
+    """A folder under /run others may read.  Request it before
+    daemon_factory: fixtures are torn down in the reverse order, so the
+    daemon writing status files into it is stopped before it is removed."""
     folder = tempfile.mkdtemp(prefix="vmgenid-test-", dir="/run")
     os.chmod(folder, 0o755)
     yield folder
@@ -105,8 +108,8 @@ def guid_put_back():
     write_guid(original)
 
 
-def test_no_guid_in_the_log_the_status_or_vmgenid_status(daemon_factory,
-                                                        public_dir,
+def test_no_guid_in_the_log_the_status_or_vmgenid_status(public_dir,
+                                                        daemon_factory,
                                                         tmp_path,
                                                         guid_put_back):
     with discover("fwcfg") as source:
@@ -146,8 +149,9 @@ def own_watchers(prefix: tuple, daemon) -> list:
                   for w in status["outdated_watchers"])
 
 
-def test_each_user_sees_its_own_outdated_watchers_only(daemon_factory,
-                                                      public_dir, tmp_path):
+def test_each_user_sees_its_own_outdated_watchers_only(public_dir,
+                                                      daemon_factory,
+                                                      tmp_path):
     d = start(daemon_factory, public_dir, tmp_path)
     with hold_watcher() as root_w, hold_watcher(NOBODY) as nobody_w, \
             hold_watcher(SECOND_USER) as second_w:
@@ -190,8 +194,9 @@ def test_each_user_sees_its_own_outdated_watchers_only(daemon_factory,
             assert refused.returncode != 0, argv
 
 
-def test_with_hidepid_2_a_user_still_sees_only_its_own(daemon_factory,
-                                                       public_dir, tmp_path):
+def test_with_hidepid_2_a_user_still_sees_only_its_own(public_dir,
+                                                       daemon_factory,
+                                                       tmp_path):
     """/proc mounted hidepid=2 (in a mount namespace of the test's own):
     nobody's `vmgenid status` lists its own watcher and nothing of root's
     or the second user's."""

@@ -58,7 +58,7 @@ def named_holder(name: bytes) -> Child:
 
 
 def test_process_names_reach_terminals_and_the_log_escaped(
-        daemon_factory, public_dir, tmp_path):  # noqa: F811
+        public_dir, daemon_factory, tmp_path):  # noqa: F811
     d = start(daemon_factory, public_dir, tmp_path)
     with named_holder(HOSTILE) as hostile, named_holder(TRICKY) as tricky:
         force_from_elsewhere()
@@ -101,8 +101,8 @@ sys.stdin.read()
 LISTED = 256    # daemon.py's MAX_LISTED_WATCHERS
 
 
-def test_a_users_cut_list_says_how_many_more_it_holds(daemon_factory,
-                                                      public_dir,
+def test_a_users_cut_list_says_how_many_more_it_holds(public_dir,
+                                                      daemon_factory,
                                                       tmp_path):  # noqa: F811
     """Root's watchers, opened first, fill the daemon's list of the
     oldest outdated; nobody's three come after: nobody's `vmgenid status`
