@@ -18,7 +18,7 @@ import fcntl
 import logging
 import os
 import struct
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Optional
 
 from .errors import DeviceError
@@ -131,13 +131,9 @@ def authorize_change(tid: int, reserve: Optional[Reserve] = None) -> None:
     """Raise EACCES unless thread `tid` may change the generation; EAGAIN
     when the daemon cannot decide (its own failure, logged)."""
     try:
-        if reserve is None:
+        with nullcontext() if reserve is None else reserve.released():
             caps = effective_caps(tid)
             same_ns = same_user_namespace(tid)
-        else:
-            with reserve.released():
-                caps = effective_caps(tid)
-                same_ns = same_user_namespace(tid)
     except OSError as e:
         if e.errno not in NOT_SHOWN:
             log.error("cannot decide whether thread %d may change the "
