@@ -44,7 +44,7 @@ def record(pid: int, workload) -> list[tuple[list[str], int]]:
 
 
 def _function(frame: str) -> str:
-    """"handle (cuse_vmgenid/transport.py:120)" without the line."""
+    """"handle (cuse_vmgenid/device/transport.py:120)" without the line."""
     frame = re.sub(r":\d+\)$", ")", frame)
     return re.sub(r"\(/.*?/(cuse_vmgenid|bench|tests)/", r"(\1/", frame)
 

@@ -23,7 +23,7 @@ from .device import (NODE, REPO, ack, bump, errno_name, errno_of, force,
 from .processes import (HANG, SYS_IOCTL, SYS_READ, start_reader,
                         start_waiter, wait_blocked)
 from cuse_vmgenid import ioctls
-from cuse_vmgenid.statefile import current_boot_id
+from cuse_vmgenid.device.statefile import current_boot_id
 
 BUMP_LINE = re.compile(r"generation (\d+) -> (\d+): (.*)$")
 

@@ -127,9 +127,9 @@ def test_kernel_log_tier_finds_the_bound_driver_and_counts_no_user_line(
     import time
 
     from cuse_vmgenid import kernellog
-    from cuse_vmgenid.page import Page
-    from cuse_vmgenid.publisher import Publisher
-    from cuse_vmgenid.statefile import StateFile
+    from cuse_vmgenid.device.page import Page
+    from cuse_vmgenid.device.publisher import Publisher
+    from cuse_vmgenid.device.statefile import StateFile
     [device] = kernellog.bound_devices()
     assert device.split("/")[0] in ("acpi", "platform")
     source = kernellog.open_tier()

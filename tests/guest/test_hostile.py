@@ -196,7 +196,7 @@ def test_world_writable_folder_is_refused(tmp_path):
 # -- finding 8: corrupt state files ------------------------------------------
 
 def test_corrupt_state_file_gives_one_fatal_line(tmp_path):
-    from cuse_vmgenid.statefile import current_boot_id
+    from cuse_vmgenid.device.statefile import current_boot_id
     boot = current_boot_id()
     d = DaemonProcess(str(tmp_path))
     with open(d.state, "w") as f:

@@ -8,7 +8,7 @@ import threading
 from typing import Optional
 
 from cuse_vmgenid._cuse import ffi, lib
-from cuse_vmgenid.state import Changes, GenerationState
+from cuse_vmgenid.device.state import Changes, GenerationState
 
 
 class Published:

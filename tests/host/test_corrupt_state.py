@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from cuse_vmgenid.statefile import current_boot_id
+from cuse_vmgenid.device.statefile import current_boot_id
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))

@@ -8,7 +8,7 @@ import sys
 
 from hypothesis import given, strategies as st
 
-from cuse_vmgenid.journal import PriorityFormatter, is_journal, priority
+from cuse_vmgenid.service.journal import PriorityFormatter, is_journal, priority
 from cuse_vmgenid.printable import printable
 
 

@@ -16,7 +16,7 @@ from hypothesis import given, strategies as st
 from cuse_vmgenid import kernellog
 from cuse_vmgenid.guid.kmsg import VMFORK_LINE, KmsgReader, parse_record
 from cuse_vmgenid.kernellog import KernelLogSource, RecordCounter
-from cuse_vmgenid.statefile import SavedState, StateFile, load
+from cuse_vmgenid.device.statefile import SavedState, StateFile, load
 
 from .test_publisher import Setup, req, u32
 

@@ -10,7 +10,8 @@ from unittest import mock
 
 import pytest
 
-from cuse_vmgenid import cli, options, tool
+from cuse_vmgenid.service import cli
+from cuse_vmgenid import options, tool
 from tests.harness.cache import REPO_ROOT
 
 

@@ -14,7 +14,8 @@ import select
 import pytest
 from hypothesis import example, given, strategies as st
 
-from cuse_vmgenid import cli, daemon, options, tool
+from cuse_vmgenid.service import cli, daemon
+from cuse_vmgenid import options, tool
 from tests.host.test_manpages import daemon_parser, subcommands
 
 UINT_MAX = 0xFFFFFFFF

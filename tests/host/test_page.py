@@ -9,7 +9,7 @@ import os
 import struct
 import threading
 
-from cuse_vmgenid.page import MAX_FILES, PAGE_SIZE, Page
+from cuse_vmgenid.device.page import MAX_FILES, PAGE_SIZE, Page
 
 
 def mapped(path):

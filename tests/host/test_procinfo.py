@@ -7,9 +7,10 @@ kept byte for byte (surrogateescape), shown with backslash escapes
 import ctypes
 import threading
 
-from cuse_vmgenid import privilege, procinfo
+from cuse_vmgenid.device import privilege
+from cuse_vmgenid import procinfo
 from cuse_vmgenid.printable import printable
-from cuse_vmgenid.transport import Caller
+from cuse_vmgenid.device.transport import Caller
 
 PR_SET_NAME = 15
 # The name as read, and as shown.

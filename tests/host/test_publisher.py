@@ -25,10 +25,10 @@ from hypothesis.stateful import (RuleBasedStateMachine, initialize,
 from cuse_vmgenid._cuse import ffi, lib
 from cuse_vmgenid.guid.memory import guid_string
 from cuse_vmgenid.guidpoll import GuidPoller
-from cuse_vmgenid.page import Page
-from cuse_vmgenid.publisher import Publisher
-from cuse_vmgenid.statefile import StateFile, load
-from cuse_vmgenid.vmclock import VmclockPage
+from cuse_vmgenid.device.page import Page
+from cuse_vmgenid.device.publisher import Publisher
+from cuse_vmgenid.device.statefile import StateFile, load
+from cuse_vmgenid.device.vmclockpage import VmclockPage
 
 A, B, C = b"A" * 16, b"B" * 16, b"C" * 16
 

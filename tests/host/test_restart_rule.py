@@ -7,8 +7,8 @@ boot, and then only a value the daemon could have written."""
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cuse_vmgenid.state import COUNTER_MAX
-from cuse_vmgenid.statefile import PAGE_TRUSTED_MAX, SavedState, resume
+from cuse_vmgenid.device.state import COUNTER_MAX
+from cuse_vmgenid.device.statefile import PAGE_TRUSTED_MAX, SavedState, resume
 
 BOOT = "boot-1"
 PAGE = "/run/vmgenid/page"

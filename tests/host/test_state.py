@@ -17,7 +17,7 @@ import pytest
 
 from cuse_vmgenid._cuse import ffi
 from cuse_vmgenid.errors import DeviceError
-from cuse_vmgenid.state import (
+from cuse_vmgenid.device.state import (
     COUNTER_MAX, MIN_TARGET_MAX, Blocked, Completion)
 
 from .publishing import PublishingState

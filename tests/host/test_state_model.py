@@ -33,7 +33,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test)
 
 from cuse_vmgenid.errors import DeviceError
-from cuse_vmgenid.state import Blocked
+from cuse_vmgenid.device.state import Blocked
 
 from .publishing import PublishingState
 

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from cuse_vmgenid.statefile import SavedState, StateFile, load
+from cuse_vmgenid.device.statefile import SavedState, StateFile, load
 
 
 def test_save_then_load_round_trips(tmp_path):

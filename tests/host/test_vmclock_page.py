@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cuse_vmgenid.vmclock import VmclockPage, page_path
+from cuse_vmgenid.device.vmclockpage import VmclockPage, page_path
 
 from . import vmclock_abi as abi
 

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from cuse_vmgenid.sources import VmclockSource
-from cuse_vmgenid.statefile import SavedState, StateFile, load
+from cuse_vmgenid.device.statefile import SavedState, StateFile, load
 from cuse_vmgenid.vmclockdevice import (VmclockUnavailable, open_device,
                                         open_kernel_device)
 

@@ -15,7 +15,7 @@ import select
 from typing import Optional
 
 from . import transport
-from ._cuse import ffi, lib
+from .._cuse import ffi, lib
 
 CUSE_DEVICE = "/dev/cuse"
 class SessionError(Exception):

@@ -14,7 +14,7 @@ never unlinked, renamed or truncated.
 import os
 import stat
 
-from ._cuse import ffi, lib
+from .._cuse import ffi, lib
 from .page import PAGE_SIZE, Page
 
 PAGE_NAME = "vmclock"

@@ -9,18 +9,20 @@ import stat
 import time
 from typing import Optional
 
-from . import kernellog, privilege, procinfo, sdnotify, statefile
-from .hint import KERNEL_LOG_HINT
-from .hintsignal import HintSignal
-from .hooks import HookRunner, list_hooks
-from .page import Page
-from .publisher import Publication, Publisher
-from .session import CuseSession
-from .sources import open_source
-from .state import COUNTER_MAX, GenerationState
-from .status import STATUS_SCHEMA, ChangeReason, StatusFile
-from .transport import Caller, CuseTransport, LazyWhy, Why, why_text
-from .vmclock import VmclockPage, page_path as vmclock_page_path
+from .. import kernellog, procinfo
+from ..device import privilege, statefile
+from ..device.page import Page
+from ..device.publisher import Publication, Publisher
+from ..device.session import CuseSession
+from ..device.state import COUNTER_MAX, GenerationState
+from ..device.transport import Caller, CuseTransport, LazyWhy, Why, why_text
+from ..device.vmclockpage import VmclockPage, page_path as vmclock_page_path
+from ..hint import KERNEL_LOG_HINT
+from ..hintsignal import HintSignal
+from ..hooks import HookRunner, list_hooks
+from ..sources import open_source
+from ..status import STATUS_SCHEMA, ChangeReason, StatusFile
+from . import sdnotify
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ import stat
 from dataclasses import dataclass
 from typing import Optional
 
-from . import safefiles
-from ._cuse import ffi, lib
-from .procinfo import read_text
+from .. import safefiles
+from .._cuse import ffi, lib
+from ..procinfo import read_text
 from .state import COUNTER_MAX, MIN_TARGET_MAX
 
 BOOT_ID = "/proc/sys/kernel/random/boot_id"

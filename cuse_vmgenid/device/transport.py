@@ -22,9 +22,10 @@ import logging
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
-from . import ioctls, privilege, procinfo
-from ._cuse import ffi, lib
-from .errors import DeviceError
+from .. import ioctls, procinfo
+from .._cuse import ffi, lib
+from ..errors import DeviceError
+from . import privilege
 from .publisher import Publisher
 from .state import GenerationState
 

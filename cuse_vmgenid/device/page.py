@@ -27,8 +27,8 @@ import stat
 import sys
 from typing import Optional
 
-from . import safefiles
-from ._cuse import ffi, lib
+from .. import safefiles
+from .._cuse import ffi, lib
 
 log = logging.getLogger(__name__)
 

@@ -34,8 +34,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ._cuse import ffi, lib
-from .errors import DeviceError
+from .._cuse import ffi, lib
+from ..errors import DeviceError
 
 COUNTER_MAX = lib.VMGENID_COUNTER_MAX
 # FORCE_GEN_UPDATE_MIN stops here, so plain bumps can never wrap.

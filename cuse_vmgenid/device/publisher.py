@@ -14,7 +14,7 @@ counter the state machine decided they wait at.
 import os
 from typing import NamedTuple, Optional
 
-from ._cuse import ffi, lib
+from .._cuse import ffi, lib
 
 GUID_SIZE = lib.VMGENID_GUID_SIZE
 

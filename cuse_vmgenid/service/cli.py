@@ -6,12 +6,12 @@ import logging
 import sys
 
 from .journal import PriorityFormatter, is_journal
-from .options import (DEVNAME_RULE, HOOK_TIMEOUT, MAX_WATCHERS_PER_UID, MODE,
+from ..options import (DEVNAME_RULE, HOOK_TIMEOUT, MAX_WATCHERS_PER_UID, MODE,
                       POLL_INTERVAL_MS, OneLineParser, devname, path,
                       with_span)
-from .printable import Formatter
-from .sources import SOURCE_CHOICES
-from .version import __version__
+from ..printable import Formatter
+from ..sources import SOURCE_CHOICES
+from ..version import __version__
 
 LOG_FORMAT = "cuse-vmgenid: %(levelname)s %(message)s"
 
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
                          else Formatter(LOG_FORMAT))
     logging.basicConfig(level=options.log_level.upper(), handlers=[handler])
     from .daemon import Daemon  # after logging: it logs while starting
-    from .session import SessionError
+    from ..device.session import SessionError
     try:
         return Daemon(options).serve()
     except (OSError, ValueError, SessionError) as e:
