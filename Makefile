@@ -2,7 +2,7 @@
 # The two entry points of README.rst.
 PYTHON := .venv/bin/python
 
-.PHONY: bootstrap demo test host-test guest-test deb bench clean
+.PHONY: bootstrap demo test host-test guest-test lint deb bench clean
 
 bootstrap:
 	tools/bootstrap
@@ -18,6 +18,10 @@ host-test: bootstrap
 
 guest-test: bootstrap
 	$(PYTHON) tools/run-tests --guest-only
+
+# The lint step of `make test` alone (pyproject.toml [tool.ruff]).
+lint: bootstrap
+	.venv/bin/ruff check .
 
 # The Debian package, from the committed tree, into build/deb/.
 deb:

@@ -120,7 +120,7 @@ def grid(rows_: list[tuple]) -> str:
 
     def fmt(row):
         return "| " + " | ".join(str(c).ljust(w)
-                                 for c, w in zip(row, widths)) + " |"
+                                 for c, w in zip(row, widths, strict=True)) + " |"
     return "\n".join([line, fmt(HEADER), head,
                       *(x for r in rows_ for x in (fmt(r), line))])
 

@@ -22,9 +22,10 @@ daemon's CPU (utime + stime in /proc/<pid>/stat) over 30 s idle.
 
 Prints p50 and p99 of both latencies, their ratio, and the idle CPU as a
 percentage of one core.  A benchmark: no assertions (goals in
-bench/goals.py: RESTORE_RATIO at p50, IDLE_CPU_PCT).  On a kernel without its own vmgenid driver
-(--kernel 5.10) there is no kernel line, hence no reference: the GUID poll
-thread's timer alone sees the change, and the figures are absolute.
+bench/goals.py: RESTORE_RATIO at p50, IDLE_CPU_PCT).  On a kernel without
+its own vmgenid driver (--kernel 5.10) there is no kernel line, hence no
+reference: the GUID poll thread's timer alone sees the change, and the
+figures are absolute.
 Under TCG emulation every figure is inflated (guest CPU time is emulated
 time): compare runs on one host only.
 """

@@ -6,8 +6,9 @@ A GUID source reads the GUID, and the publisher (publisher.py) compares
 it with the last one published: one bump per new GUID, however many hints
 arrive and whoever reads it first (the daemon, or the source's GUID poll
 thread).  A source without a GUID answers "did the generation change?"
-itself.  Each says which fds hint that it is worth looking now.  The kernel-log tier (kernellog.py) has
-no GUID: each kernel VM fork record is one change.  Without any tier
+itself.  Each says which fds hint that it is worth looking now.  The
+kernel-log tier (kernellog.py) has no GUID: each kernel VM fork record is
+one change.  Without any tier
 (`none`) every hint is taken as a change, and hardware changes are not
 seen at all: the log, the status file and `vmgenid status` say so.
 """

@@ -536,8 +536,8 @@ class Daemon:
     def _signal_hints(self, hint_signal: HintSignal) -> None:
         for pid, uid in hint_signal.senders():
             caller = Caller(pid, uid)
-            self.notify(lambda: "SIGUSR1 from " + caller.describe(),
-                        ChangeReason.SIGNAL)
+            self.notify(lambda caller=caller: "SIGUSR1 from "
+                        + caller.describe(), ChangeReason.SIGNAL)
 
     def _take_hint(self, fd: int) -> None:
         hint = self.source.take_hint(fd)

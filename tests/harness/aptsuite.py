@@ -123,7 +123,7 @@ class Suite:
             return cached
         DEB_DIR.mkdir(parents=True, exist_ok=True)
         with locked(self.dir), tempfile.TemporaryDirectory(dir=DEB_DIR) as tmp:
-            missing = [package for package, deb in zip(packages, cached)
+            missing = [package for package, deb in zip(packages, cached, strict=True)
                        if not deb.is_file()]
             if missing:
                 run_apt(["apt-get", "download", *self.options(), *missing],

@@ -168,7 +168,7 @@ def test_refused_exactly_when_a_folder_or_the_file_is_writable_by_others(
     inner.mkdir(parents=True)
     hook = inner / "hook"
     hook.write_text("#!/bin/sh\n")
-    for path, mode in zip((outer, inner, hook), modes):
+    for path, mode in zip((outer, inner, hook), modes, strict=True):
         path.chmod(mode | (0o700 if path != hook else 0))
     refusal = Trust(owner=os.geteuid(), top=str(top)).refusal(str(hook))
     assert (refusal is None) == (not any(m & 0o022 for m in modes)), \

@@ -372,7 +372,7 @@ def test_counter_never_goes_lower():
     for minimum in (None, 3, 0, None, 999, 1500, 2, None):
         state.bump(minimum)
         seen.append(state.counter)
-    assert all(a < b for a, b in zip(seen, seen[1:]))
+    assert all(a < b for a, b in zip(seen[:-1], seen[1:], strict=True))
 
 
 # -- interrupts (FUSE_INTERRUPT) ------------------------------------------

@@ -165,7 +165,7 @@ def test_two_clones_of_one_snapshot_each_bump_once_and_regenerate_the_cached_sec
         snapshot.path.unlink()
 
     secrets = []
-    for clone, guid in zip(clones, guids):
+    for clone, guid in zip(clones, guids, strict=True):
         out = clone.output
         assert_clean(out)
         [(old, new, why)] = generations(out)

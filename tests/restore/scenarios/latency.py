@@ -90,7 +90,7 @@ def run(n: int, poll_ms: int) -> int:
                   r"reads answered at ([\d.]+) ms\)", line)
         for line in bumps) if m]
     p50 = [statistics.median(column) if published else 0.0
-           for column in zip(*published)] or [0.0] * 2
+           for column in zip(*published, strict=True)] or [0.0] * 2
     say("BENCH FIRED n=%d state=%.1f replied=%.1f" % (len(published), *p50))
     time.sleep(SETTLE_SECONDS)
     idle = idle_cpu(daemon.proc.pid, IDLE_SECONDS)
