@@ -244,4 +244,7 @@ else
 fi
 device_unit stopped
 journal
+# What systemd (PID 1) logged of the unit's device list, from any unit:
+# it logs a DeviceAllow= node that does not exist without the unit's name.
+journalctl -b _PID=1 -o cat --no-pager | grep -i 'device' | tag JOURNAL-PID1
 echo "DONE"
