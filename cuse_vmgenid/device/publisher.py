@@ -62,12 +62,19 @@ class Publication(NamedTuple):
 
 class Publisher:
     def __init__(self, state_file, page, counter: int, *,
-                 kmsg_seq: Optional[int] = None, vmclock_page=None,
-                 rng_fd: int = -1, replies=None):
-        """replies: a `struct vmgenid_reply_ops *` (a test's); libfuse's
-        by default.  vmclock_page: the VMClock-ABI page, or None.  rng_fd:
-        /dev/urandom, where each hardware change the kernel did not
-        reseed for reseeds the kernel RNG (a new GUID, change()), or -1."""
+                 kmsg_seq: Optional[int] = None, mark=None,
+                 vmclock_page=None, rng_fd: int = -1, replies=None):
+        """mark: the change source's mark() (sources.Mark: what the state
+        file keeps of it for the restart rule), asked at each commit and
+        at the start, when the GUID it gives is the first compared; or
+        None (then kmsg_seq).  replies: a `struct vmgenid_reply_ops *` (a
+        test's); libfuse's by default.  vmclock_page: the VMClock-ABI
+        page, or None.  rng_fd: /dev/urandom, where each hardware change
+        the kernel did not reseed for reseeds the kernel RNG (a new GUID,
+        change()), or -1."""
+        self._state_file = state_file
+        self._mark = mark
+        kmsg_seq = self._kept(kmsg_seq)
         if replies is None:
             replies = lib.vmgenid_cuse_replies()
         self._replies = replies     # a test's must outlive us
@@ -82,6 +89,17 @@ class Publisher:
                          self._pub)
         self._out = ffi.new("struct vmgenid_publication *")
         self._guid = ffi.new("unsigned char[]", GUID_SIZE)
+        if mark is not None:
+            self.set_guid(mark().guid)
+
+    def _kept(self, kmsg_seq: Optional[int]) -> Optional[int]:
+        """@kmsg_seq, or the source's mark's, which also gives the state
+        file its VMClock counter."""
+        if kmsg_seq is not None or self._mark is None:
+            return kmsg_seq
+        mark = self._mark()
+        self._state_file.set_vmclock(mark.vmclock_counter)
+        return mark.kmsg_seq
 
     @property
     def c_handle(self):
@@ -107,7 +125,8 @@ class Publisher:
         """Publish counter if bumped_from is still the published one; False
         if something was published since (adopt it and choose again)."""
         return lib.vmgenid_publisher_publish(
-            self._pub, bumped_from, counter, _seq(kmsg_seq)) == 0
+            self._pub, bumped_from, counter,
+            _seq(self._kept(kmsg_seq))) == 0
 
     def change(self, bumped_from: int, counter: int, generation: int) -> bool:
         """A hardware change without a GUID, on a tier whose kernel does
@@ -115,6 +134,7 @@ class Publisher:
         reseeded first with what differs between clones (RDSEED/RDRAND,
         @generation: the hypervisor's counter, the new counter, the
         time)."""
+        self._kept(None)
         return lib.vmgenid_publisher_change(
             self._pub, bumped_from, counter, generation) == 0
 
@@ -128,7 +148,8 @@ class Publisher:
     def save(self, kmsg_seq: Optional[int] = None) -> int:
         """The state file with what is published: 1 written, 0 already
         there, or -errno."""
-        return lib.vmgenid_publisher_save(self._pub, _seq(kmsg_seq))
+        return lib.vmgenid_publisher_save(self._pub,
+                                          _seq(self._kept(kmsg_seq)))
 
     def take(self) -> Optional[Publication]:
         """The publications since the last take, or None."""

@@ -9,7 +9,7 @@ import stat
 import time
 from typing import Optional
 
-from .. import kernellog, procinfo
+from .. import procinfo
 from ..device import privilege, statefile
 from ..device.page import Page
 from ..device.publisher import Publication, Publisher
@@ -17,12 +17,11 @@ from ..device.session import CuseSession
 from ..device.state import COUNTER_MAX, GenerationState
 from ..device.transport import Caller, CuseTransport, LazyWhy, Why, why_text
 from ..device.vmclockpage import VmclockPage, page_path as vmclock_page_path
-from ..hint import KERNEL_LOG_HINT
-from ..hintsignal import HintSignal
 from ..hooks import HookRunner, list_hooks
-from ..sources import open_source
+from ..sources import Change, open_source
 from ..status import STATUS_SCHEMA, ChangeReason, StatusFile
 from . import sdnotify
+from .signals import HintSignal
 
 log = logging.getLogger(__name__)
 
@@ -52,21 +51,21 @@ class Daemon:
                 log.error("no page link: %s", e)
         self.boot_id = statefile.current_boot_id()
         self.state_file = statefile.StateFile(options.state, self.boot_id)
-        counter, missed_why = self._resume()
+        counter, missed = self._resume()
         self.vmclock_page = self._vmclock_page(counter)
-        # Every bump from here on: one path (publisher.py).
+        # Every bump from here on: one path (publisher.py); what the
+        # source keeps for the restart rule goes with each commit.
         self.publisher = Publisher(
-            self.state_file, self.page, counter,
-            kmsg_seq=self.source.kmsg_seq, vmclock_page=self.vmclock_page,
+            self.state_file, self.page, counter, mark=self.source.mark,
+            vmclock_page=self.vmclock_page,
             rng_fd=-1 if self._urandom is None else self._urandom)
-        self.publisher.set_guid(self.source.guid_bytes())
         self.state = GenerationState(counter, options.max_watchers_per_uid,
                                      self.publisher)
         self.transport = CuseTransport(
             self.state,
             bump=lambda why, minimum: self.bump(why, minimum,
                                                 ChangeReason.FORCED),
-            notify=lambda why: self.notify(why, ChangeReason.NOTIFY),
+            notify=lambda why: self.look(why, ChangeReason.NOTIFY),
             authorize=lambda caller: privilege.authorize_change(
                 caller.pid, self._reserve),
             on_ready=self._ready, publisher=self.publisher)
@@ -84,19 +83,19 @@ class Daemon:
         self._systemd_status: Optional[str] = None   # the last STATUS= sent
         self._started = procinfo.start_time(os.getpid())
         self.hooks, self.hooks_watcher = self._hooks(counter)
-        if missed_why:
+        if missed:
+            why, change = missed
             if counter >= COUNTER_MAX:
                 raise ValueError(
                     f"{options.state}: the counter is at its maximum "
                     f"({counter}), so the change this restart may have "
                     "missed cannot be published; reboot (a new boot starts "
                     "at 0)")
-            self.bump(missed_why, reason=ChangeReason.RESTART,
-                      reseed=self.source.daemon_reseeds)
-        self.source.publish_to(self.publisher)
+            self.bump(why, reason=ChangeReason.RESTART, change=change)
+        self.source.start(self.publisher)
         self._stop = False
         self._reload = False    # SIGHUP: list hooks.d again, once idle
-        self._next_guid_poll: Optional[float] = None
+        self._next_look: Optional[float] = None
 
     def _vmclock_page(self, counter: int) -> Optional[VmclockPage]:
         """The VMClock-ABI page and its link, with --vmclock-link."""
@@ -240,13 +239,13 @@ class Daemon:
 
     # -- generation changes ----------------------------------------------
 
-    def _resume(self) -> tuple[int, Optional[str]]:
+    def _resume(self) -> tuple[int, Optional[tuple[str, Optional[Change]]]]:
         """The starting counter (statefile.resume(): the page is repaired
-        from it by the store that follows), and why to bump once (None: no
-        bump)."""
+        from it by the store that follows), and why to bump once, with the
+        source's change if it saw one (None: no bump)."""
         saved = self.state_file.load()
         same_boot = saved is not None and saved.boot_id == self.boot_id
-        changed, _ = self.source.changed_since(saved if same_boot else None)
+        change = self.source.restart(saved if same_boot else None)
         resumed = statefile.resume(
             saved, self.boot_id,
             None if self.page.created else self.page.load(), self.page.path)
@@ -256,33 +255,34 @@ class Daemon:
             log.info("same boot: resuming at %d", resumed.counter)
         else:
             log.info("new boot: counter starts at 0")
-        if resumed.same_boot and changed:
-            note = self.source.change_note
+        if resumed.same_boot and change is not None:
+            note = change.why
             return resumed.counter, ("restart: a change may have been "
                                      f"missed (source {self.source.name}"
-                                     f"{': ' + note if note else ''})")
-        return resumed.counter, resumed.bump_why
+                                     f"{': ' + note if note else ''})",
+                                     change)
+        if resumed.bump_why:
+            # The source's own change, if it saw one, asks for its reseed.
+            return resumed.counter, (resumed.bump_why, change)
+        return resumed.counter, None
 
     def bump(self, why: Why, minimum: Optional[int] = None,
              reason: ChangeReason = ChangeReason.FORCED,
-             reseed: bool = False) -> None:
+             change: Optional[Change] = None) -> None:
         """The daemon's own bump: the state machine chooses the counter,
         the publisher publishes it (docs/interface.rst's order), unless
         the GUID poll thread published one since the choice: then it is
         chosen again from there, so this bump gets a generation of its
-        own.  @reseed: a hardware change the kernel did not reseed its
-        RNG for (source.daemon_reseeds): the publisher reseeds it first."""
+        own.  @change: the source's, if it saw one; if the kernel did not
+        reseed its RNG for it (change.reseed), the publisher does first."""
         self._take_publications()   # the thread's, logged as its own
-        kmsg_seq = self.source.kmsg_seq
-        generation = self.source.vmclock_counter
-        self.state_file.set_vmclock(generation)
         while True:
             bumped_from, counter = self.state.plan_bump(minimum)
-            if reseed:
+            if change is not None and change.reseed:
                 done = self.publisher.change(bumped_from, counter,
-                                             generation or 0)
+                                             change.generation)
             else:
-                done = self.publisher.publish(bumped_from, counter, kmsg_seq)
+                done = self.publisher.publish(bumped_from, counter)
             if done:
                 break
         self._published(why, reason)
@@ -326,60 +326,55 @@ class Daemon:
         self._mark_status()   # written by the loop, after this returns
 
     def _take_publications(self) -> None:
-        """The GUID poll thread's publications since the daemon looked."""
+        """The source's thread's publications since the daemon looked."""
         publication = self.publisher.take()
         if publication is None:
             return
-        if publication.records:     # the kernel-log tier's thread
-            self._published(kernellog.thread_note(publication),
-                            ChangeReason.HARDWARE, publication)
-            return
-        seen_on = (KERNEL_LOG_HINT if publication.kernel_log
-                   else "GUID poll thread")
-        self._published(f"GUID changed (seen on {seen_on}; "
-                        f"{publication.by_the_thread()})",
+        self._published(self.source.published(publication),
                         ChangeReason.HARDWARE, publication)
 
-    def notify(self, why: Why, reason: ChangeReason = ChangeReason.HINT,
-               kernel_reseeded: bool = False) -> bool:
-        """A hint: bump iff the hardware generation changed (reason: the
-        hint's class, for a bump without a GUID to compare)."""
+    def look(self, why: Why, reason: ChangeReason = ChangeReason.HINT) -> bool:
+        """A hint (SIGUSR1, VMGENID_NOTIFY, the source's interval): the
+        source looks, and what it saw is published (reason: the hint's
+        class, for a change without a GUID to compare)."""
         self._take_publications()
-        if self.source.has_guid:
-            guid = self.source.read_guid()
-            if guid is not None:
-                # Compared with the last GUID published, whoever read it.
-                published = self.publisher.hardware(guid, kernel_reseeded)
-                if published < 0:
-                    log.error("GUID changed but the counter is at its "
-                              "maximum: %s", os.strerror(-published))
-                if published <= 0:
-                    log.debug("hint (%s): GUID unchanged", LazyWhy(why))
-                    return False
-                self._published(
-                    lambda: f"GUID changed (seen on {why_text(why)})",
-                    ChangeReason.HARDWARE)
-                return True
-            # Unreadable: a missed change would be a security bug.
-            self.publisher.set_guid(None)
-            self.bump(lambda: f"GUID unreadable (seen on {why_text(why)})",
-                      reason=reason)
-            return True
-        changed, _ = self.source.changed(None)
-        if not changed:
+        return self._take_change(self.source.check(), why, reason)
+
+    def _take_change(self, change: Optional[Change], why: Why,
+                     reason: ChangeReason) -> bool:
+        """Publish what the source saw on hint why; True if published."""
+        if change is None:
             log.debug("hint (%s): no change", LazyWhy(why))
             return False
-        note = self.source.change_note   # the kernel-log tier's
+        if change.seen_on:
+            why = change.seen_on
+        if change.guid is not None:
+            # Compared with the last GUID published, whoever read it.
+            published = self.publisher.hardware(change.guid,
+                                                not change.reseed)
+            if published < 0:
+                log.error("GUID changed but the counter is at its "
+                          "maximum: %s", os.strerror(-published))
+            if published <= 0:
+                log.debug("hint (%s): GUID unchanged", LazyWhy(why))
+                return False
+            self._published(
+                lambda: f"GUID changed (seen on {why_text(why)})",
+                ChangeReason.HARDWARE)
+            return True
+        # No GUID to compare: a GUID read later is new (a missed change
+        # would be a security bug).
+        self.publisher.set_guid(None)
+        note = change.why
         self.bump(lambda: f"{note} (seen on {why_text(why)})" if note
                   else f"hint: {why_text(why)}", reason=reason,
-                  reseed=self.source.daemon_reseeds)
+                  change=change)
         return True
 
     def _persist(self) -> None:
         """The state file with what is published (not a bump: at start and
         at the end, for the kernel-log tier's records read)."""
-        self.state_file.set_vmclock(self.source.vmclock_counter)
-        result = self.publisher.save(self.source.kmsg_seq)
+        result = self.publisher.save()
         if result < 0:
             log.error("cannot write %s: %s", self.state_file.path,
                       os.strerror(-result))
@@ -444,14 +439,14 @@ class Daemon:
 
         session = CuseSession(self.options.devname, self.transport,
                               self.options.fuse_debug)
-        hint_fds = self.source.hint_fds()
-        self._next_guid_poll = self._guid_poll_after(time.monotonic())
+        source_fds = self.source.fds()
+        self._next_look = self._look_after(time.monotonic())
         flags = self.transport.flags
         try:
             while not self._stop:
                 hook_fds = self.hooks.fds() if self.hooks is not None \
                     else []
-                watched = [wake_r, hint_signal.fileno(), *hint_fds,
+                watched = [wake_r, hint_signal.fileno(), *source_fds,
                            *hook_fds]
                 flags.daemon_wanted = 0
                 flags.status_dirty = self.status.dirty
@@ -475,7 +470,7 @@ class Daemon:
                     elif fd in hook_fds:
                         pass    # below, all at once
                     else:
-                        self._guarded("hint", self._take_hint, fd)
+                        self._guarded("source", self._source_ready, fd)
                 if set(ready) & set(hook_fds):
                     self._guarded("hook", self.hooks.ready,
                                   set(ready) & set(hook_fds),
@@ -484,10 +479,9 @@ class Daemon:
                 deadline = self.state.next_deadline()
                 if deadline is not None and now >= deadline:
                     self.transport.expire(now)
-                if self._next_guid_poll is not None \
-                        and now >= self._next_guid_poll:
-                    self._next_guid_poll = self._guid_poll_after(now)
-                    self._guarded("periodic check", self.notify,
+                if self._next_look is not None and now >= self._next_look:
+                    self._next_look = self._look_after(now)
+                    self._guarded("periodic check", self.look,
                                   "periodic check")
                 # After every reply and wake-up of this round; the files
                 # before the hooks, which may read the page.
@@ -508,7 +502,7 @@ class Daemon:
             _notify_systemd("STOPPING=1")
             # The thread lets go of the publisher; what it published is
             # logged.
-            self.source.publish_to(None)
+            self.source.stop()
             self._take_publications()
             if self.hooks is not None:
                 self.hooks.stop()
@@ -536,17 +530,16 @@ class Daemon:
     def _signal_hints(self, hint_signal: HintSignal) -> None:
         for pid, uid in hint_signal.senders():
             caller = Caller(pid, uid)
-            self.notify(lambda caller=caller: "SIGUSR1 from "
-                        + caller.describe(), ChangeReason.SIGNAL)
+            self.look(lambda caller=caller: "SIGUSR1 from "
+                      + caller.describe(), ChangeReason.SIGNAL)
 
-    def _take_hint(self, fd: int) -> None:
-        hint = self.source.take_hint(fd)
+    def _source_ready(self, fd: int) -> None:
+        change = self.source.ready(fd)
         self._take_publications()
-        if hint:
-            self.notify(hint.why, ChangeReason.HINT, hint.kernel_reseeded)
+        self._take_change(change, "source", ChangeReason.HINT)
 
-    def _guid_poll_after(self, now: float) -> Optional[float]:
-        interval = self.source.poll_interval
+    def _look_after(self, now: float) -> Optional[float]:
+        interval = self.source.interval
         return None if interval is None else now + interval
 
     def _write_status(self, now: float) -> None:
@@ -603,7 +596,7 @@ class Daemon:
 
     def _timeout_ms(self) -> int:
         return poll_timeout_ms(
-            (self.state.next_deadline(), self._next_guid_poll,
+            (self.state.next_deadline(), self._next_look,
              self.hooks and self.hooks.deadline(),
              self.status.due()), time.monotonic())
 

@@ -67,29 +67,6 @@ static void guid_copy(unsigned char *dst, const volatile unsigned char *guid)
 }
 
 /*
- * The next record in @record: its length, 0 if there is none now, -1 if
- * /dev/kmsg failed (errno).  After EPIPE (records overwritten before we
- * read them) it goes on from the oldest left: the sequence numbers show
- * the gap (kmsg.c).
- */
-static ssize_t kmsg_read(int fd, char *record)
-{
-	for (;;) {
-		ssize_t n = read(fd, record, VMGENID_KMSG_RECORD_MAX);
-
-		if (n > 0)
-			return n;
-		if (n < 0 && errno == EAGAIN)
-			return 0;
-		if (n < 0 && (errno == EPIPE || errno == EINTR))
-			continue;
-		if (n == 0)
-			errno = EPIPE;	/* a pipe's end, in the tests */
-		return -1;
-	}
-}
-
-/*
  * Read every record there is: 1 if the VM fork line was among them, 0 if
  * not, -1 if /dev/kmsg failed (the thread then goes on with its timer).
  */
@@ -100,7 +77,7 @@ static int kmsg_drain(int fd)
 	int64_t seq;
 	ssize_t n;
 
-	while ((n = kmsg_read(fd, record)) > 0)
+	while ((n = vmgenid_kmsg_read(fd, record)) > 0)
 		vmfork |= vmgenid_kmsg_parse(record, n, &seq) > 0;
 	return n < 0 ? -1 : vmfork;
 }
@@ -193,7 +170,7 @@ static int kmsg_apply(struct vmgenid_guid_poll *poll,
 	ssize_t n;
 	int change;
 
-	while ((n = kmsg_read(poll->kmsg_fd, record)) > 0) {
+	while ((n = vmgenid_kmsg_read(poll->kmsg_fd, record)) > 0) {
 		change = vmgenid_kmsg_feed(&poll->records, record, n);
 		if (change == VMGENID_KMSG_NONE)
 			continue;

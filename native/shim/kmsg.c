@@ -11,8 +11,10 @@
  * Text the kernel hands us is not trusted: a record is read within its
  * length only, and anything not in this format is no record.
  */
+#include <errno.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "guid.h"
 #include "kmsg.h"
@@ -90,4 +92,29 @@ int vmgenid_kmsg_feed(struct vmgenid_kmsg_records *records,
 	if (kind)
 		return VMGENID_KMSG_VMFORK;
 	return lost ? VMGENID_KMSG_LOST : VMGENID_KMSG_NONE;
+}
+
+/*
+ * The next record in @record: its length, 0 if there is none now, -1 if
+ * /dev/kmsg failed (errno; its end, which only a pipe in the tests has,
+ * is EPIPE).  The one reader of /dev/kmsg, the poll thread's and
+ * Python's (lib.vmgenid_kmsg_read).  After EPIPE (records overwritten
+ * before we read them) it goes on from the oldest left: the sequence
+ * numbers show the gap (vmgenid_kmsg_feed()).
+ */
+ssize_t vmgenid_kmsg_read(int fd, char *record)
+{
+	for (;;) {
+		ssize_t n = read(fd, record, VMGENID_KMSG_RECORD_MAX);
+
+		if (n > 0)
+			return n;
+		if (n < 0 && errno == EAGAIN)
+			return 0;
+		if (n < 0 && (errno == EPIPE || errno == EINTR))
+			continue;
+		if (n == 0)
+			errno = EPIPE;	/* a pipe's end, in the tests */
+		return -1;
+	}
 }

@@ -1,14 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The kernel log's records and the kernel-log tier's record rule
- * (kmsg.c): the one home of both, for the poll thread and for Python
- * (lib.vmgenid_kmsg_parse, lib.vmgenid_kmsg_feed).
+ * (kmsg.c), and the one reader of /dev/kmsg: the one home of each, for
+ * the poll thread and for Python (lib.vmgenid_kmsg_read, _parse, _feed).
  */
 #ifndef VMGENID_KMSG_H
 #define VMGENID_KMSG_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define VMGENID_KMSG_RECORD_MAX 8192	/* ~1 KiB of text, its dictionary */
 
@@ -25,6 +26,7 @@ struct vmgenid_kmsg_records {
 };
 
 int vmgenid_kmsg_parse(const char *record, size_t len, int64_t *seq);
+ssize_t vmgenid_kmsg_read(int fd, char *record);
 int vmgenid_kmsg_feed(struct vmgenid_kmsg_records *records,
 		      const char *record, size_t len);
 

@@ -14,8 +14,9 @@ import uuid
 
 import pytest
 
-from cuse_vmgenid.guid import (GuidUnavailable, KmsgReader, acpi, discover,
-                               fwcfg, locate)
+from cuse_vmgenid.sources import (SourceUnavailable, acpi, discover, fwcfg,
+                                  locate)
+from cuse_vmgenid.sources.kmsg import KmsgReader, is_vmfork_record
 
 EXPECTED = os.environ.get("VMGENID_EXPECTED_GUID")
 FW_CFG_GUID = os.path.join(fwcfg.FW_CFG_DIR, "by_name/etc/vmgenid_guid/raw")
@@ -75,7 +76,7 @@ def test_dev_mem_read_fails_there_so_the_page_is_mapped():
 
 
 def test_a_device_that_cannot_map_says_why():
-    with pytest.raises(GuidUnavailable, match="mmap /dev/null"):
+    with pytest.raises(SourceUnavailable, match="mmap /dev/null"):
         discover("fwcfg", dev_mem="/dev/null")
 
 
@@ -96,14 +97,22 @@ def kmsg_history() -> int:
         os.close(fd)
 
 
+def drain(reader: KmsgReader) -> list[bytes]:
+    """The records there are now."""
+    records = []
+    while (record := reader.read_record()) is not None:
+        records.append(record)
+    return records
+
+
 def test_kmsg_reader_starts_at_the_end_and_ignores_user_records():
     history = kmsg_history()
     assert history > 0  # the boot log
     with KmsgReader() as reader:
         # Nothing spurious at start: the boot log is history, not news.
-        assert reader.drain() is False
-        assert reader.records < history
-        before = reader.records
+        start = drain(reader)
+        assert not any(map(is_vmfork_record, start))
+        assert len(start) < history
         # A process can write the words, but only as LOG_USER: a record
         # that is read, and not taken for the kernel's.
         with open("/dev/kmsg", "w") as k:
@@ -112,9 +121,10 @@ def test_kmsg_reader_starts_at_the_end_and_ignores_user_records():
         poller = select.poll()
         poller.register(reader.fileno(), select.POLLIN)
         assert poller.poll(30_000), "no POLLIN after a /dev/kmsg write"
-        assert reader.drain() is False
-        assert reader.records > before
-        assert reader.drain() is False
+        news = drain(reader)
+        assert any(b"cuse-vmgenid test: crng reseeded" in record
+                   for record in news), news
+        assert not any(map(is_vmfork_record, news))
 
 
 def test_kernel_log_tier_finds_the_bound_driver_and_counts_no_user_line(
@@ -126,29 +136,30 @@ def test_kernel_log_tier_finds_the_bound_driver_and_counts_no_user_line(
     poll thread reads that record and publishes nothing."""
     import time
 
-    from cuse_vmgenid import kernellog
+    from cuse_vmgenid.sources import kernellog
     from cuse_vmgenid.device.page import Page
     from cuse_vmgenid.device.publisher import Publisher
     from cuse_vmgenid.device.statefile import StateFile
     [device] = kernellog.bound_devices()
     assert device.split("/")[0] in ("acpi", "platform")
-    source = kernellog.open_tier()
+    source = kernellog.open_tier(200)
     state_file = StateFile(str(tmp_path / "state"), "boot")
     publisher = Publisher(state_file, Page(str(tmp_path / "page")), 0)
     try:
-        assert source.changed_since(None) == (False, None)
-        history = source.kmsg_seq
+        assert source.restart(None) is None
+        history = source.mark().kmsg_seq
         assert history is not None
-        source.publish_to(publisher)
+        source.start(publisher)
         with open("/dev/kmsg", "w") as k:
             k.write("cuse-vmgenid test: crng reseeded due to virtual "
                     "machine fork\n")
         # Until the thread read it (no wake-up: it is no change).
         deadline = time.monotonic() + 30
-        while source.kmsg_seq == history and time.monotonic() < deadline:
+        while (source.mark().kmsg_seq == history
+               and time.monotonic() < deadline):
             time.sleep(0.05)
-        assert source.kmsg_seq > history    # read, and not a change
-        source.publish_to(None)
+        assert source.mark().kmsg_seq > history    # read, and not a change
+        source.stop()
         assert publisher.take() is None
         assert publisher.published_counter() == 0
     finally:

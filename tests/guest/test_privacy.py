@@ -25,7 +25,7 @@ import uuid
 import pytest
 
 from cuse_vmgenid import tool
-from cuse_vmgenid.guid import discover, locate
+from cuse_vmgenid.sources import discover, locate
 
 from .device import NODE, REPO, force_from_elsewhere
 from .processes import HANG, NOBODY, Child

@@ -18,9 +18,10 @@ import uuid
 import pytest
 from hypothesis import given, strategies as st
 
-from cuse_vmgenid.guid import GuidUnavailable, UnsupportedAddrForm, acpi, aml
-from cuse_vmgenid.guid import fwcfg, kmsg
-from cuse_vmgenid.guid.memory import GuidMapping, guid_string
+from cuse_vmgenid.sources import SourceUnavailable, acpi, aml
+from cuse_vmgenid.sources.acpi import UnsupportedAddrForm
+from cuse_vmgenid.sources import fwcfg, kmsg
+from cuse_vmgenid.sources.memory import GuidMapping, guid_string
 from tests.host.fixtures import aml_asm
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
@@ -75,7 +76,7 @@ def test_qemu_unpatched_vgia_is_unavailable_not_unsupported(qemu_tables):
     dsdt, ssdt = qemu_tables
     unpatched = patched(ssdt, b"VGIA\x0c\x00\xf0\xff\xbf",
                         b"VGIA\x0c\x00\x00\x00\x00")
-    with pytest.raises(GuidUnavailable, match="VGIA is 0") as info:
+    with pytest.raises(SourceUnavailable, match="VGIA is 0") as info:
         acpi.resolve_addr([dsdt, unpatched], VGEN)
     assert not isinstance(info.value, UnsupportedAddrForm)
 
@@ -101,12 +102,12 @@ def test_qemu_vgia_must_be_a_name(qemu_tables):
     dsdt, ssdt = qemu_tables
     # The method's VGIA -> VGIB, which is not declared anywhere.
     broken = patched(ssdt, b"\x72VGIA", b"\x72VGIB")
-    with pytest.raises(GuidUnavailable, match="VGIB .* is not declared"):
+    with pytest.raises(SourceUnavailable, match="VGIB .* is not declared"):
         acpi.resolve_addr([dsdt, broken], VGEN)
 
 
 def test_missing_tables_say_addr_is_absent(qemu_tables):
-    with pytest.raises(GuidUnavailable, match=r"no \\_SB_.VGEN.ADDR"):
+    with pytest.raises(SourceUnavailable, match=r"no \\_SB_.VGEN.ADDR"):
         acpi.resolve_addr(qemu_tables[:1], VGEN)
 
 
@@ -245,7 +246,7 @@ def test_unknown_opcode_is_recorded_not_guessed():
     ns = aml.read_namespace([aml.load_table("SSDT", data)])
     assert len(ns.problems) == 1 and "opcode 0x70" in ns.problems[0]
     assert ns.lookup(("_SB_", "VGEN", "_HID"))
-    with pytest.raises(GuidUnavailable, match="AML not read.*0x70"):
+    with pytest.raises(SourceUnavailable, match="AML not read.*0x70"):
         acpi.resolve_addr([aml.load_table("SSDT", data)], VGEN)
 
 
@@ -269,11 +270,11 @@ def test_find_device_by_ids(tmp_path, modalias):
 
 def test_find_device_none_or_two(tmp_path):
     make_device(tmp_path, "PNP0501:00", "acpi:PNP0501:", "\\_SB_.COM1")
-    with pytest.raises(GuidUnavailable, match="no VM Generation ID device"):
+    with pytest.raises(SourceUnavailable, match="no VM Generation ID device"):
         acpi.find_device(str(tmp_path))
     make_device(tmp_path, "A:00", "acpi:QEMUVGID:VM_GEN_COUNTER:")
     make_device(tmp_path, "B:00", "acpi:VMGENCTR:VM_GEN_COUNTER:")
-    with pytest.raises(GuidUnavailable, match="2 VM Generation ID devices"):
+    with pytest.raises(SourceUnavailable, match="2 VM Generation ID devices"):
         acpi.find_device(str(tmp_path))
 
 
@@ -290,16 +291,16 @@ def test_locate_through_sysfs_layout(tmp_path):
 
 
 def test_fwcfg_address(tmp_path):
-    with pytest.raises(GuidUnavailable,
+    with pytest.raises(SourceUnavailable,
                        match="no .*absent .*CONFIG_FW_CFG_SYSFS"):
         fwcfg.locate(str(tmp_path / "absent"), load=False)
     (tmp_path / "by_name" / "etc").mkdir(parents=True)
-    with pytest.raises(GuidUnavailable, match="without -device vmgenid"):
+    with pytest.raises(SourceUnavailable, match="without -device vmgenid"):
         fwcfg.locate(str(tmp_path), load=False)
     raw = tmp_path / "by_name" / "etc" / "vmgenid_addr"
     raw.mkdir()
     (raw / "raw").write_bytes(bytes(8))
-    with pytest.raises(GuidUnavailable, match="has not allocated"):
+    with pytest.raises(SourceUnavailable, match="has not allocated"):
         fwcfg.locate(str(tmp_path), load=False)
     (raw / "raw").write_bytes(bytes.fromhex("28f0ffbf00000000"))
     assert fwcfg.locate(str(tmp_path), load=False) == QEMU_GUID_ADDRESS
@@ -335,7 +336,7 @@ def test_mapping_reads_qemu_byte_order(tmp_path, address):
 
 
 def test_mapping_without_dev_mem(tmp_path):
-    with pytest.raises(GuidUnavailable, match="no .*nothere"):
+    with pytest.raises(SourceUnavailable, match="no .*nothere"):
         GuidMapping(0x1000, str(tmp_path / "nothere"))
 
 
@@ -356,7 +357,7 @@ def test_mapping_permission_denied(tmp_path):
                 os.setgid(65534)
                 os.setuid(65534)
             GuidMapping(0x1000, str(fake))
-        except GuidUnavailable as e:
+        except SourceUnavailable as e:
             os._exit(0 if "permission denied" in str(e) else 2)
         except BaseException:
             os._exit(3)

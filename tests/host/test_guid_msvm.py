@@ -20,8 +20,9 @@ import subprocess
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from cuse_vmgenid.guid import GuidUnavailable, UnsupportedAddrForm, acpi, aml
-from cuse_vmgenid.guid.memory import GuidMapping, read_physical
+from cuse_vmgenid.sources import SourceUnavailable, acpi, aml
+from cuse_vmgenid.sources.acpi import UnsupportedAddrForm
+from cuse_vmgenid.sources.memory import GuidMapping, read_physical
 
 MSVM = os.path.join(os.path.dirname(__file__), "fixtures", "msvm")
 GENC = "\\_SB_.GENC"
@@ -120,7 +121,7 @@ def test_hyper_v_address_is_high_then_low(tmp_path_factory, low, high,
                       high)
     table = patch_region(compiled(), region)
     if low == high == 0:
-        with pytest.raises(GuidUnavailable, match="gives 0"):
+        with pytest.raises(SourceUnavailable, match="gives 0"):
             acpi.resolve_addr([table], GENC, reader(mem))
         return
     found = acpi.resolve_addr([table], GENC, reader(mem))
@@ -129,12 +130,12 @@ def test_hyper_v_address_is_high_then_low(tmp_path_factory, low, high,
 
 def test_an_unpatched_region_is_unavailable_not_guessed(tmp_path):
     mem = fake_memory(tmp_path / "mem", REGION, 0x1000, 0)
-    with pytest.raises(GuidUnavailable, match="did not patch"):
+    with pytest.raises(SourceUnavailable, match="did not patch"):
         acpi.resolve_addr([patch_region(compiled(), 0)], GENC, reader(mem))
 
 
 def test_a_closed_dev_mem_is_unavailable(tmp_path):
-    with pytest.raises(GuidUnavailable, match="no .*nothere"):
+    with pytest.raises(SourceUnavailable, match="no .*nothere"):
         acpi.resolve_addr([patch_region(compiled(), REGION)], GENC,
                           reader(str(tmp_path / "nothere")))
 

@@ -10,7 +10,7 @@ import signal
 
 import pytest
 
-from cuse_vmgenid.guidpoll import GuidPoller
+from cuse_vmgenid.sources.guidpoll import GuidPoller
 
 GUID_AT = 40
 INTERVAL_MS = 5

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""The kernel-log tier (kernellog.py): one bump per kernel VM fork record,
+"""The kernel-log tier (sources/kernellog.py): one bump per kernel VM fork record,
 never for a line a process wrote, and the restart rule (the state file's
 kmsg_seq).  The rule is C's (native/shim/kmsg.c): the restart rule calls
 it through lib, and the poll thread applies it live and publishes.  The
@@ -13,9 +13,9 @@ import select
 import pytest
 from hypothesis import given, strategies as st
 
-from cuse_vmgenid import kernellog
-from cuse_vmgenid.guid.kmsg import VMFORK_LINE, KmsgReader, parse_record
-from cuse_vmgenid.kernellog import KernelLogSource, RecordCounter
+from cuse_vmgenid.sources import SourceUnavailable, kernellog
+from cuse_vmgenid.sources.kmsg import VMFORK_LINE, KmsgReader, parse_record
+from cuse_vmgenid.sources.kernellog import KernelLogSource, RecordCounter
 from cuse_vmgenid.device.statefile import SavedState, StateFile, load
 
 from .test_publisher import Setup, req, u32
@@ -174,8 +174,8 @@ def test_a_new_boot_bumps_for_nothing_in_the_ring(kmsg):
     for r in (record(1), vmfork(2), record(3)):
         write(r)
     s = source(path)
-    assert s.changed_since(None) == (False, None)
-    assert s.kmsg_seq == 3
+    assert s.restart(None) is None
+    assert s.mark().kmsg_seq == 3
 
 
 def test_restart_bumps_once_for_records_after_the_saved_one(kmsg):
@@ -183,18 +183,19 @@ def test_restart_bumps_once_for_records_after_the_saved_one(kmsg):
     for r in (record(1), vmfork(2), record(3), vmfork(4), vmfork(5)):
         write(r)
     s = source(path)
-    assert s.changed_since(same_boot(3)) == (True, None)
-    assert s.change_note == ("kernel log record 4: " + VMFORK_LINE.decode()
-                             + " and 1 more, after record 3")
-    assert s.kmsg_seq == 5
-    assert s.changed(None) == (False, None)
+    change = s.restart(same_boot(3))
+    assert change.why == ("kernel log record 4: " + VMFORK_LINE.decode()
+                          + " and 1 more, after record 3")
+    assert not change.reseed        # the kernel's driver reseeded
+    assert s.mark().kmsg_seq == 5
+    assert s.check() is None
 
 
 def test_restart_with_nothing_new_does_not_bump(kmsg):
     path, write = kmsg
     for r in (record(1), vmfork(2), record(3), vmfork(4, USER)):
         write(r)
-    assert source(path).changed_since(same_boot(2)) == (False, None)
+    assert source(path).restart(same_boot(2)) is None
 
 
 def test_restart_after_lost_records_bumps_once(kmsg):
@@ -202,17 +203,15 @@ def test_restart_after_lost_records_bumps_once(kmsg):
     for r in (record(10), record(11)):     # the ring lost 1-9
         write(r)
     s = source(path)
-    assert s.changed_since(same_boot(5)) == (True, None)
-    assert "lost records 6-9" in s.change_note
+    assert "lost records 6-9" in s.restart(same_boot(5)).why
 
 
 def test_restart_without_a_saved_position_bumps_once(kmsg):
     path, write = kmsg
     write(record(1))
     s = source(path)
-    assert s.changed_since(same_boot(None)) == (True, None)
-    assert "no kernel log position saved" in s.change_note
-    assert s.kmsg_seq == 1
+    assert "no kernel log position saved" in s.restart(same_boot(None)).why
+    assert s.mark().kmsg_seq == 1
 
 
 # -- live: the poll thread applies the rule and publishes ---------------------
@@ -221,12 +220,12 @@ def published(s: KernelLogSource, setup: Setup, count: int):
     """Wait for the thread's wake-ups until @count publications were taken;
     the publications, merged as the daemon takes them."""
     p = select.poll()
-    [fd] = s.hint_fds()
+    [fd] = s.fds()
     p.register(fd, select.POLLIN)
     taken = []
     while sum(t.count for t in taken) < count:
         assert p.poll(10_000), "the thread published nothing"
-        s.take_hint(fd)
+        s.ready(fd)
         if (publication := setup.pub.take()) is not None:
             taken.append(publication)
     return taken
@@ -243,9 +242,9 @@ def test_live_each_kernel_record_is_one_change_published_by_the_thread(
     s = source(path)
     setup = Setup(tmp_path, counter=5)
     try:
-        s.changed_since(None)
+        s.restart(None)
         setup.pub.wait(req(7), 7, 5)
-        s.publish_to(setup.pub)
+        s.start(setup.pub)
         for r in (record(2), vmfork(3, USER), vmfork(4)):
             write(r)
         [first] = published(s, setup, 1)
@@ -261,9 +260,9 @@ def test_live_each_kernel_record_is_one_change_published_by_the_thread(
         write(record(6))
         [second] = published(s, setup, 1)
         assert second.counter == 7
-        s.publish_to(None)
-        assert s.kmsg_seq == 6
-        assert s.changed(None) == (False, None)     # a hint: nothing here
+        s.stop()
+        assert s.mark().kmsg_seq == 6
+        assert s.check() is None        # a hint: nothing to look at here
     finally:
         s.close()
         setup.close()
@@ -277,8 +276,8 @@ def test_live_records_lost_unread_are_one_conservative_bump(kmsg, tmp_path):
     s = source(path)
     setup = Setup(tmp_path)
     try:
-        s.changed_since(None)
-        s.publish_to(setup.pub)
+        s.restart(None)
+        s.start(setup.pub)
         write(record(11))
         write(record(15))              # 12-14 lost
         [publication] = published(s, setup, 1)
@@ -290,7 +289,7 @@ def test_live_records_lost_unread_are_one_conservative_bump(kmsg, tmp_path):
         setup.close()
 
 
-def test_after_publish_to_none_records_stay_for_the_restart_rule(
+def test_after_stop_records_stay_for_the_restart_rule(
         kmsg, tmp_path):
     """The daemon stops: once the thread let go of the publisher, it reads
     no record, so the state file's kmsg_seq is the last record applied,
@@ -299,22 +298,22 @@ def test_after_publish_to_none_records_stay_for_the_restart_rule(
     s = source(path)
     setup = Setup(tmp_path)
     try:
-        s.changed_since(None)
-        s.publish_to(setup.pub)
+        s.restart(None)
+        s.start(setup.pub)
         write(record(1))
         write(vmfork(2))
         published(s, setup, 1)
-        s.publish_to(None)
+        s.stop()
         write(vmfork(3))
-        assert s.kmsg_seq == 2
+        assert s.mark().kmsg_seq == 2
         assert setup.pub.take() is None
     finally:
         s.close()
         setup.close()
     again = source(path)
     try:
-        assert again.changed_since(same_boot(2)) == (True, None)
-        assert again.change_note.startswith("kernel log record 3: ")
+        assert again.restart(same_boot(2)).why.startswith(
+            "kernel log record 3: ")
     finally:
         again.close()
 
@@ -326,13 +325,13 @@ def test_the_end_of_the_kernel_log_says_changes_are_unseen(tmp_path):
     s = KernelLogSource(_FdReader(r), ["platform/QEMUVGID:00"])
     setup = Setup(tmp_path)
     try:
-        s.publish_to(setup.pub)
+        s.start(setup.pub)
         os.close(w)
         p = select.poll()
-        [fd] = s.hint_fds()
+        [fd] = s.fds()
         p.register(fd, select.POLLIN)
         assert p.poll(10_000)
-        s.take_hint(fd)
+        s.ready(fd)
         assert s.unseen and "cannot read /dev/kmsg" in s.unseen
         assert setup.pub.take() is None
     finally:
@@ -374,10 +373,10 @@ def test_bound_devices(tmp_path):
         os.symlink("/sys/module/vmgenid", d / "module")
     pattern = str(drivers / "*" / "drivers" / "vmgenid")
     assert kernellog.bound_devices(pattern) == []
-    with pytest.raises(kernellog.TierUnavailable, match="bound to no"):
-        kernellog.open_tier(pattern)
+    with pytest.raises(SourceUnavailable, match="bound to no"):
+        kernellog.open_tier(200, pattern)
     os.symlink("../../../../devices/QEMUVGID:00",
                drivers / "platform" / "drivers" / "vmgenid" / "QEMUVGID:00")
     assert kernellog.bound_devices(pattern) == ["platform/QEMUVGID:00"]
-    with pytest.raises(kernellog.TierUnavailable, match="cannot read"):
-        kernellog.open_tier(pattern, str(tmp_path / "no-kmsg"))
+    with pytest.raises(SourceUnavailable, match="cannot read"):
+        kernellog.open_tier(200, pattern, str(tmp_path / "no-kmsg"))

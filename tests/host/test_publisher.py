@@ -23,8 +23,8 @@ from hypothesis.stateful import (RuleBasedStateMachine, initialize,
                                  invariant, rule)
 
 from cuse_vmgenid._cuse import ffi, lib
-from cuse_vmgenid.guid.memory import guid_string
-from cuse_vmgenid.guidpoll import GuidPoller
+from cuse_vmgenid.sources.memory import guid_string
+from cuse_vmgenid.sources.guidpoll import GuidPoller
 from cuse_vmgenid.device.page import Page
 from cuse_vmgenid.device.publisher import Publisher
 from cuse_vmgenid.device.statefile import StateFile, load

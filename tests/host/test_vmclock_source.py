@@ -8,14 +8,23 @@ import os
 
 import pytest
 
-from cuse_vmgenid.sources import VmclockSource
 from cuse_vmgenid.device.statefile import SavedState, StateFile, load
-from cuse_vmgenid.vmclockdevice import (VmclockUnavailable, open_device,
-                                        open_kernel_device)
+from cuse_vmgenid.sources import SourceUnavailable
+from cuse_vmgenid.sources.vmclock import (VmclockSource, open_device,
+                                          open_kernel_device)
 
 from . import vmclock_abi as abi
 
 INTERVAL_MS = 200
+
+
+def changed(source) -> bool:
+    """A change, for which the publisher reseeds the kernel RNG first
+    (ptp_vmclock does not), with the counter now."""
+    change = source.check()
+    assert change is not None and change.reseed
+    assert change.generation == (source.mark().vmclock_counter or 0)
+    return True
 
 
 class Device:
@@ -57,15 +66,15 @@ class Device:
 def test_one_change_per_new_counter(tmp_path):
     dev = Device(tmp_path, counter=10)
     source = dev.source()
-    assert source.changed(None) == (False, None)     # what it started at
+    assert source.check() is None     # what it started at
     dev.restore()
-    assert source.changed(None) == (True, None)
-    assert source.vmclock_counter == 11
-    assert source.changed(None) == (False, None)     # one bump per change
+    assert changed(source)
+    assert source.mark().vmclock_counter == 11
+    assert source.check() is None     # one bump per change
     dev.restore()
     dev.restore()                   # two before a look: one change
-    assert source.changed(None) == (True, None)
-    assert source.vmclock_counter == 13
+    assert changed(source)
+    assert source.mark().vmclock_counter == 13
 
 
 def test_a_live_migration_is_not_a_change_of_generation(tmp_path):
@@ -74,7 +83,7 @@ def test_a_live_migration_is_not_a_change_of_generation(tmp_path):
     dev = Device(tmp_path, counter=3)
     source = dev.source()
     dev.update(disruption_marker=dev.get("disruption_marker") + 1)
-    assert source.changed(None) == (False, None)
+    assert source.check() is None
 
 
 def test_a_torn_update_is_one_conservative_change(tmp_path):
@@ -84,25 +93,25 @@ def test_a_torn_update_is_one_conservative_change(tmp_path):
     dev = Device(tmp_path, counter=5)
     source = dev.source()
     dev.begin()
-    assert source.changed(None) == (True, None)
-    assert source.changed(None) == (False, None)
-    assert source.vmclock_counter == 5      # a restart compares with 5
+    assert changed(source)
+    assert source.check() is None
+    assert source.mark().vmclock_counter == 5      # a restart compares with 5
     dev.end()                               # the same generation after all
-    assert source.changed(None) == (False, None)
+    assert source.check() is None
     dev.begin()
     abi.put(dev.map, "vm_generation_counter", 6)
-    assert source.changed(None) == (True, None)
+    assert changed(source)
     dev.end()
-    assert source.changed(None) == (True, None)
-    assert source.vmclock_counter == 6
+    assert changed(source)
+    assert source.mark().vmclock_counter == 6
 
 
 def test_a_flag_that_goes_is_one_conservative_change(tmp_path):
     dev = Device(tmp_path, counter=5)
     source = dev.source()
     dev.update(flags=0)
-    assert source.changed(None) == (True, None)
-    assert source.changed(None) == (False, None)
+    assert changed(source)
+    assert source.check() is None
 
 
 @pytest.mark.parametrize("fields,why", [
@@ -111,44 +120,45 @@ def test_a_flag_that_goes_is_one_conservative_change(tmp_path):
 ])
 def test_a_device_that_cannot_serve_is_refused(tmp_path, fields, why):
     dev = Device(tmp_path, **fields)
-    with pytest.raises(VmclockUnavailable, match=why):
+    with pytest.raises(SourceUnavailable, match=why):
         open_device(dev.path)
 
 
 def test_a_wrong_magic_is_refused(tmp_path):
     dev = Device(tmp_path)
     abi.put(dev.map, "magic", 0)
-    with pytest.raises(VmclockUnavailable, match="wrong magic"):
+    with pytest.raises(SourceUnavailable, match="wrong magic"):
         open_device(dev.path)
 
 
 def test_only_the_kernels_character_device_is_taken(tmp_path):
     dev = Device(tmp_path)
-    with pytest.raises(VmclockUnavailable, match="not a character device"):
+    with pytest.raises(SourceUnavailable, match="not a character device"):
         open_kernel_device(dev.path)
     link = tmp_path / "link"        # e.g. the daemon's own --vmclock-link
     os.symlink(dev.path, link)
-    with pytest.raises(VmclockUnavailable, match="not a character device"):
+    with pytest.raises(SourceUnavailable, match="not a character device"):
         open_kernel_device(str(link))
-    with pytest.raises(VmclockUnavailable, match="No such file"):
+    with pytest.raises(SourceUnavailable, match="No such file"):
         open_kernel_device(str(tmp_path / "none"))
 
 
 def test_a_notify_less_device_is_looked_at_every_interval(tmp_path):
     source = Device(tmp_path).source()
-    assert source.hint_fds() == []
-    assert source.poll_interval == INTERVAL_MS / 1000
+    assert source.fds() == []
+    assert source.interval == INTERVAL_MS / 1000
 
 
 def test_a_notifying_device_is_polled(tmp_path):
     dev = Device(tmp_path, flags=abi.FLAG_VM_GEN_COUNTER_PRESENT
                  | abi.FLAG_NOTIFICATION_PRESENT)
     source = dev.source()
-    assert source.poll_interval is None
-    [fd] = source.hint_fds()
-    assert source.take_hint(fd).why == "VMClock notification"
+    assert source.interval is None
+    [fd] = source.fds()
+    assert source.ready(fd) is None     # acknowledged, nothing new
     dev.restore()
-    assert source.changed(None) == (True, None)
+    assert source.ready(fd).seen_on == "VMClock notification"
+    assert source.check() is None
 
 
 @pytest.mark.parametrize("saved,now,changed", [
@@ -158,9 +168,11 @@ def test_a_restart_compares_the_stored_counter(tmp_path, saved, now,
                                                changed):
     dev = Device(tmp_path, counter=now)
     source = dev.source()
-    assert source.changed_since(
-        SavedState("boot-1", 3, None, vmclock_counter=saved)) == (changed,
-                                                                   None)
+    change = source.restart(SavedState("boot-1", 3, None,
+                                       vmclock_counter=saved))
+    assert (change is not None) == changed
+    if change:
+        assert change.reseed and change.generation == now
 
 
 def test_the_state_file_keeps_the_counter_and_loads_old_files(tmp_path):

@@ -297,7 +297,7 @@ def sci_count() -> int:
 
 def kernel_vmfork_records() -> list[int]:
     """The sequence numbers of the kernel's VM fork records in the ring."""
-    from cuse_vmgenid.guid.kmsg import KmsgReader, parse_record
+    from cuse_vmgenid.sources.kmsg import KmsgReader, parse_record
     with KmsgReader(from_start=True) as reader:
         parsed = []
         while (record := reader.read_record()) is not None:

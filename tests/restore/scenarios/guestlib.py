@@ -170,7 +170,7 @@ def blocked_in(pid: int, syscalls: tuple[int, ...], tid: int | None = None,
 
 
 def guid_source():
-    from cuse_vmgenid.guid import discover
+    from cuse_vmgenid.sources import discover
     return discover("fwcfg")
 
 

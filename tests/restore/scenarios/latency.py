@@ -48,7 +48,7 @@ def vmgenid_loop() -> int:
 
 
 def kmsg_loop() -> int:
-    from cuse_vmgenid.guid.kmsg import is_vmfork_record
+    from cuse_vmgenid.sources.kmsg import is_vmfork_record
     fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_CLOEXEC)
     os.lseek(fd, 0, os.SEEK_END)
     while True:

@@ -33,8 +33,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from guestlib import (SYSCALL_READ, Daemon, Relay,  # noqa: E402
                       blocked_in, page_counter, run_scenario, say)
 
-from cuse_vmgenid.vmclockdevice import (DEVICE,  # noqa: E402
-                                        VmclockDevice)
+from cuse_vmgenid.sources.vmclock import (DEVICE,  # noqa: E402
+                                          VmclockDevice)
 
 WAIT = 3600         # for the host's save and restore, under emulation
 

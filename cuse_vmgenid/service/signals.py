@@ -8,7 +8,7 @@ record can, and the daemon logs the sender of every bump.
 import os
 import signal
 
-from ._cuse import ffi, lib
+from .._cuse import ffi, lib
 
 HINT_SIGNAL = signal.SIGUSR1
 

@@ -10,7 +10,8 @@ import os
 import shutil
 import subprocess
 
-from .errors import GuidUnavailable
+from . import guid
+from .base import SourceUnavailable
 
 FW_CFG_DIR = "/sys/firmware/qemu_fw_cfg"
 ADDR_FILE = "by_name/etc/vmgenid_addr/raw"
@@ -36,29 +37,36 @@ def _load_module() -> str:
 
 
 def locate(root: str = FW_CFG_DIR, load: bool = True) -> int:
-    """The GUID's physical address from fw_cfg, or GuidUnavailable."""
+    """The GUID's physical address from fw_cfg, or SourceUnavailable."""
     if not os.path.isdir(root):
         tried = _load_module() if load else "not loading modules"
         if not os.path.isdir(root):
-            raise GuidUnavailable(f"no {root} ({tried}): not QEMU, or a "
-                                  "kernel without CONFIG_FW_CFG_SYSFS")
+            raise SourceUnavailable(f"no {root} ({tried}): not QEMU, or a "
+                                    "kernel without CONFIG_FW_CFG_SYSFS")
     path = os.path.join(root, ADDR_FILE)
     try:
         with open(path, "rb") as f:
             raw = f.read()
     except FileNotFoundError:
         if not os.path.isdir(os.path.join(root, "by_name")):
-            raise GuidUnavailable(f"no {root}/by_name (kernel without "
-                                  "CONFIG_FW_CFG_SYSFS names)") from None
-        raise GuidUnavailable("fw_cfg has no etc/vmgenid_addr: QEMU runs "
-                              "without -device vmgenid") from None
+            raise SourceUnavailable(f"no {root}/by_name (kernel without "
+                                    "CONFIG_FW_CFG_SYSFS names)") from None
+        raise SourceUnavailable("fw_cfg has no etc/vmgenid_addr: QEMU runs "
+                                "without -device vmgenid") from None
     except OSError as err:
-        raise GuidUnavailable(f"cannot read {path}: {err.strerror}"
-                              ) from None
+        raise SourceUnavailable(f"cannot read {path}: {err.strerror}"
+                                ) from None
     if len(raw) != 8:
-        raise GuidUnavailable(f"{path}: {len(raw)} bytes, expected 8")
+        raise SourceUnavailable(f"{path}: {len(raw)} bytes, expected 8")
     address = int.from_bytes(raw, "little")
     if address == 0:
-        raise GuidUnavailable("etc/vmgenid_addr is 0: the firmware has not "
-                              "allocated the GUID")
+        raise SourceUnavailable("etc/vmgenid_addr is 0: the firmware has not "
+                                "allocated the GUID")
     return address
+
+
+def open_tier(poll_interval_ms: int):
+    """The tier fwcfg: the GUID at the address fw_cfg gives (guid.py);
+    SourceUnavailable says why not."""
+    return guid.open_tier("fwcfg", locate(), "fw_cfg etc/vmgenid_addr",
+                          poll_interval_ms)

@@ -19,7 +19,7 @@ import os
 
 from .._cuse import ffi, lib
 from ..procinfo import read_text
-from .errors import GuidUnavailable
+from .base import SourceUnavailable
 
 DEV_MEM = "/dev/mem"
 LOCKDOWN = "/sys/kernel/security/lockdown"
@@ -76,17 +76,17 @@ class PhysicalMapping:
         try:
             fd = os.open(dev_mem, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
-            raise GuidUnavailable(f"no {dev_mem} (a kernel without "
-                                  "CONFIG_DEVMEM, or no such node)") from None
+            raise SourceUnavailable(f"no {dev_mem} (a kernel without "
+                                    "CONFIG_DEVMEM, or no such node)") from None
         except OSError as err:
-            raise GuidUnavailable(_refusal("open", err, address, dev_mem)
-                                  ) from None
+            raise SourceUnavailable(_refusal("open", err, address, dev_mem)
+                                    ) from None
         try:
             self._map = mmap.mmap(fd, length, mmap.MAP_SHARED,
                                   mmap.PROT_READ, offset=self.base)
         except OSError as err:
-            raise GuidUnavailable(_refusal("mmap", err, address, dev_mem)
-                                  ) from None
+            raise SourceUnavailable(_refusal("mmap", err, address, dev_mem)
+                                    ) from None
         finally:
             os.close(fd)
 
@@ -104,7 +104,7 @@ class PhysicalMapping:
 
 def read_physical(address: int, size: int, dev_mem: str = DEV_MEM) -> bytes:
     """@size bytes at physical @address, once (an ACPI OperationRegion's
-    fields); GuidUnavailable says why not."""
+    fields); SourceUnavailable says why not."""
     mapping = PhysicalMapping(address, size, dev_mem)
     try:
         return mapping.read_bytes()

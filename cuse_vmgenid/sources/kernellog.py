@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""The kernel-log tier (docs/interface.rst, "Where changes come from", (c)): no GUID
+"""The tier kernel-log (docs/interface.rst, "Where changes come from", 3): no GUID
 to read (kernel lockdown closes /dev/mem; an ADDR form not read), but the
 kernel's own vmgenid driver is bound to the device, and on every GUID
 change it has random.c log "crng reseeded due to virtual machine fork",
@@ -25,10 +25,10 @@ import logging
 import os
 from typing import Iterable, Optional
 
-from ._cuse import ffi, lib
-from .guid.kmsg import DEV_KMSG, VMFORK_LINE, KmsgReader
+from .._cuse import ffi, lib
+from .base import Change, Mark, Source, SourceUnavailable, unseen
 from .guidpoll import RecordPoller
-from .unseen import unseen
+from .kmsg import DEV_KMSG, VMFORK_LINE, KmsgReader
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +36,6 @@ DRIVERS = "/sys/bus/*/drivers/vmgenid"
 # In a driver's folder, everything but the bound devices' links.
 DRIVER_FILES = frozenset({"bind", "unbind", "uevent", "module", "new_id",
                           "remove_id"})
-
-
-class TierUnavailable(Exception):
-    """The kernel-log tier cannot serve here: the message says why."""
 
 
 def bound_devices(drivers: str = DRIVERS) -> list[str]:
@@ -113,79 +109,71 @@ def thread_note(publication) -> str:
     return f"{why} ({publication.by_the_thread()})"
 
 
-class KernelLogSource:
-    """Changes from the kernel's own records; no GUID."""
+class KernelLogSource(Source):
+    """Changes from the kernel's own records; no GUID.  The kernel's
+    driver reseeded its RNG before it logged: no Change asks for a
+    reseed."""
     name = "kernel-log"
-    poll_interval: Optional[float] = None
-    has_guid = False
-    vmclock_counter: Optional[int] = None
-    daemon_reseeds = False      # the kernel's driver reseeded (its line)
 
     def __init__(self, reader: KmsgReader, devices: list[str]):
         self._reader = reader
         self.devices = devices
         self._counter = RecordCounter(None)
         self._thread: Optional[RecordPoller] = None
-        self.change_note: Optional[str] = None   # why the last change
-        self.unseen: Optional[str] = None
-
-    @property
-    def kmsg_seq(self) -> Optional[int]:
-        """The state file's record of what was applied."""
-        if self._thread is not None:
-            return self._thread.kmsg_seq
-        return self._counter.applied
 
     def _records(self):
         while (record := self._reader.read_record()) is not None:
             yield record
 
-    def changed_since(self, saved) -> tuple[bool, Optional[str]]:
-        """At start (@saved: this boot's saved state, or None): whether a
-        change happened while the daemon was down (the restart rule)."""
-        if saved is None:
-            self._counter.missed(self._records())   # history
-            return False, None
-        if saved.kmsg_seq is None:
-            self._counter.missed(self._records())
-            self.change_note = ("no kernel log position saved (a state "
-                                "file of another tier or version)")
-            return True, None
-        self._counter = RecordCounter(saved.kmsg_seq)
-        missed = self._counter.missed(self._records())
+    def restart(self, saved) -> Optional[Change]:
+        """The restart rule (@saved: this boot's saved state, or None):
+        a change if a record after the saved one is the kernel's VM fork
+        record, or if records after it were lost."""
+        try:
+            if saved is None:
+                self._counter.missed(self._records())   # history
+                return None
+            if saved.kmsg_seq is None:
+                self._counter.missed(self._records())
+                return Change("no kernel log position saved (a state file "
+                              "of another tier or version)")
+            self._counter = RecordCounter(saved.kmsg_seq)
+            missed = self._counter.missed(self._records())
+        except OSError as e:
+            return Change(f"cannot read the kernel log: {e.strerror}")
         if not missed:
-            return False, None
+            return None
         more = f" and {len(missed) - 1} more" if len(missed) > 1 else ""
-        self.change_note = f"{missed[0]}{more}, after record {saved.kmsg_seq}"
-        return True, None
+        return Change(f"{missed[0]}{more}, after record {saved.kmsg_seq}")
 
-    def changed(self, known_guid: Optional[str]
-                ) -> tuple[bool, Optional[str]]:
-        """A hint (a signal): nothing to look at here, the thread reads
-        every record as it comes and publishes the changes itself."""
-        return False, None
+    def mark(self) -> Mark:
+        """The last record accounted for: the thread's once it reads."""
+        if self._thread is not None:
+            return Mark(kmsg_seq=self._thread.kmsg_seq)
+        return Mark(kmsg_seq=self._counter.applied)
 
-    def guid_bytes(self) -> Optional[bytes]:
-        return None
-
-    def publish_to(self, publisher) -> None:
-        """From the records after those changed_since() read on, each
-        change is published by publisher, from the thread (None: the
-        thread reads no more; those left stay for the restart rule).
-        OSError if the thread cannot start."""
-        if publisher is None:
-            if self._thread is not None:
-                self._thread.publish_to(None)
-        elif self._thread is None:
+    def start(self, publisher) -> None:
+        """From the records after those restart() read on, each change is
+        published by publisher, from the thread.  OSError if the thread
+        cannot start."""
+        if self._thread is None:
             self._thread = RecordPoller(publisher, self._counter.applied,
                                         self._reader.fileno())
 
-    def hint_fds(self) -> list[int]:
+    def stop(self) -> None:
+        """The thread reads no more: the records left stay for the
+        restart rule."""
+        if self._thread is not None:
+            self._thread.publish_to(None)
+
+    def fds(self) -> list[int]:
         return [] if self._thread is None else [self._thread.fileno()]
 
-    def take_hint(self, fd: int) -> None:
+    def ready(self, fd: int) -> Optional[Change]:
         """The thread published (the daemon takes that from the
-        publisher), or it could not read the kernel log."""
+        publisher), or it could not read the kernel log: a hint has
+        nothing to look at here (check()), the thread reads every record
+        as it comes."""
         self._thread.take()
         err = self._thread.kmsg_error()
         if err and self.unseen is None:
@@ -194,10 +182,8 @@ class KernelLogSource:
             log.error("%s", self.unseen)
         return None
 
-    def describe(self) -> str:
-        return (f"kernel-log: the kernel's vmgenid driver is bound to "
-                f"{', '.join(self.devices)}; one bump per kernel record "
-                f"{VMFORK_LINE.decode()!r} in {DEV_KMSG}")
+    def published(self, publication) -> str:
+        return thread_note(publication)
 
     def close(self) -> None:
         """The thread first: it reads the fd closed next."""
@@ -206,17 +192,21 @@ class KernelLogSource:
         self._reader.close()
 
 
-def open_tier(drivers: str = DRIVERS, kmsg: str = DEV_KMSG
-              ) -> KernelLogSource:
-    """The kernel-log tier, or TierUnavailable saying why not."""
+def open_tier(poll_interval_ms: int, drivers: str = DRIVERS,
+              kmsg: str = DEV_KMSG) -> KernelLogSource:
+    """The tier kernel-log (no interval: the thread waits on the kernel
+    log), or SourceUnavailable saying why not."""
     devices = bound_devices(drivers)
     if not devices:
-        raise TierUnavailable(
+        raise SourceUnavailable(
             "the kernel's vmgenid driver is bound to no device (a kernel "
             "before 5.18 or without CONFIG_VMGENID, or no VM Generation ID "
             "device)")
     try:
         reader = KmsgReader(kmsg, from_start=True)
     except OSError as e:
-        raise TierUnavailable(f"cannot read {kmsg}: {e.strerror}") from None
+        raise SourceUnavailable(f"cannot read {kmsg}: {e.strerror}") from None
+    log.info("source: kernel-log: the kernel's vmgenid driver is bound to "
+             "%s; one bump per kernel record %r in %s", ", ".join(devices),
+             VMFORK_LINE.decode(), kmsg)
     return KernelLogSource(reader, devices)

@@ -20,7 +20,7 @@ import os
 
 from typing import Optional
 
-from ._cuse import ffi, lib
+from .._cuse import ffi, lib
 
 
 class _PollThread:

@@ -1,17 +1,16 @@
 # SPDX-License-Identifier: MIT
-"""The kernel log hint: the kernel's vmgenid driver, on every GUID change,
-has random.c log "random: crng reseeded due to virtual machine fork" at
-KERN_NOTICE (5.18 and later).
+"""The kernel log, /dev/kmsg: the kernel's vmgenid driver, on every GUID
+change, has random.c log "random: crng reseeded due to virtual machine
+fork" at KERN_NOTICE (5.18 and later).
 
-KmsgReader reads /dev/kmsg without blocking, from the end of the log at
-open (older records are history, not news); the daemon polls fileno() for
-POLLIN and calls drain(), until it says False.  It is a hint: the caller
-then reads the GUID.  Without a GUID, the kernel-log tier (kernellog.py)
-reads it from the start and counts the records themselves.
+KmsgReader opens /dev/kmsg without blocking, from the end of the log (older
+records are history, not news: the GUID poll thread wakes on what comes)
+or from the oldest record the ring holds (the kernel-log tier's restart
+rule, kernellog.py).  Reading, the parse and the record rule are C's
+(native/shim/kmsg.c), one copy for the poll thread and for Python.
 Only the kernel's own record counts: facility 0 and level 5 (userspace
 writes to /dev/kmsg get LOG_USER whatever they ask), and that whole text,
-since other kernel records carry text a user chose.  The parse is in C
-(native/shim/kmsg.c), shared with the poll thread.
+since other kernel records carry text a user chose.
 """
 
 import os
@@ -41,6 +40,8 @@ def is_vmfork_record(record: bytes) -> bool:
 
 
 class KmsgReader:
+    _buffer = None
+
     def __init__(self, path: str = DEV_KMSG, from_start: bool = False):
         """@from_start: from the oldest record the ring still holds (the
         kernel-log tier counts what it missed), else from the end."""
@@ -51,37 +52,22 @@ class KmsgReader:
             except OSError:
                 os.close(self._fd)
                 raise
-        self.records = 0   # records read (for tests and the log)
-        self.overruns = 0  # EPIPE: records overwritten before we read them
 
     def fileno(self) -> int:
         return self._fd
 
     def read_record(self) -> bytes | None:
-        """The next record, or None when there is none now.  After EPIPE
-        (the ring overwrote records not read yet) the next record is the
-        oldest one left: its sequence number shows the gap."""
-        while True:
-            try:
-                record = os.read(self._fd, RECORD_MAX)
-            except BlockingIOError:
-                return None
-            except BrokenPipeError:
-                self.overruns += 1
-                continue
-            if not record:
-                return None
-            self.records += 1
-            return record
-
-    def drain(self) -> bool:
-        """Read pending records up to the kernel's VM fork message; True
-        if it came.  Records after it stay for the next call (the fd stays
-        readable): the bump it starts should not wait for them."""
-        while (record := self.read_record()) is not None:
-            if is_vmfork_record(record):
-                return True
-        return False
+        """The next record, or None when there is none now; OSError if
+        /dev/kmsg failed (native/shim/kmsg.c's vmgenid_kmsg_read).  After
+        records were overwritten before they were read, the next record is
+        the oldest one left: its sequence number shows the gap."""
+        if self._buffer is None:
+            self._buffer = ffi.new("char[]", RECORD_MAX)
+        n = lib.vmgenid_kmsg_read(self._fd, self._buffer)
+        if n < 0:
+            err = ffi.errno
+            raise OSError(err, f"{DEV_KMSG}: {os.strerror(err)}")
+        return ffi.buffer(self._buffer, n)[:] if n else None
 
     def close(self) -> None:
         if self._fd >= 0:

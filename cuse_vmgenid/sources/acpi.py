@@ -47,8 +47,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..procinfo import read_text
-from . import aml
-from .errors import GuidUnavailable, UnsupportedAddrForm
+from . import aml, guid
+from .base import SourceUnavailable
 from .memory import read_physical
 
 DEVICES_DIR = "/sys/bus/acpi/devices"
@@ -57,6 +57,12 @@ HIDS = frozenset({"QEMUVGID", "VMGENCTR", "MSFT1002"})
 SYSTEM_MEMORY = 0x00    # an OperationRegion's RegionSpace
 CID = "VM_GEN_COUNTER"
 ADDR = "ADDR"
+
+
+class UnsupportedAddrForm(SourceUnavailable):
+    """The ACPI device's ADDR object is none of the forms read here
+    (QEMU's Method(ADDR) on VGIA, Firecracker's Name(ADDR, Package(2)),
+    Hyper-V's fields of a memory region)."""
 
 
 @dataclass
@@ -83,8 +89,8 @@ def find_device(devices_dir: str = DEVICES_DIR) -> tuple[str, str]:
     try:
         entries = sorted(os.listdir(devices_dir))
     except OSError as err:
-        raise GuidUnavailable(f"cannot list {devices_dir}: "
-                              f"{err.strerror} (no ACPI?)") from None
+        raise SourceUnavailable(f"cannot list {devices_dir}: "
+                                f"{err.strerror} (no ACPI?)") from None
     found = []
     for entry in entries:
         try:
@@ -95,17 +101,17 @@ def find_device(devices_dir: str = DEVICES_DIR) -> tuple[str, str]:
         if {i.upper() for i in ids} & (HIDS | {CID}):
             found.append(entry)
     if not found:
-        raise GuidUnavailable(f"no VM Generation ID device in {devices_dir} "
-                              f"(_HID {'/'.join(sorted(HIDS))} or _CID "
-                              "VM_Gen_Counter)")
+        raise SourceUnavailable(f"no VM Generation ID device in {devices_dir} "
+                                f"(_HID {'/'.join(sorted(HIDS))} or _CID "
+                                "VM_Gen_Counter)")
     if len(found) > 1:
-        raise GuidUnavailable(f"{len(found)} VM Generation ID devices in "
-                              f"{devices_dir}: {', '.join(found)}")
+        raise SourceUnavailable(f"{len(found)} VM Generation ID devices in "
+                                f"{devices_dir}: {', '.join(found)}")
     try:
         path = _read_text(os.path.join(devices_dir, found[0], "path"))
     except OSError as err:
-        raise GuidUnavailable(f"{devices_dir}/{found[0]}/path: "
-                              f"{err.strerror}") from None
+        raise SourceUnavailable(f"{devices_dir}/{found[0]}/path: "
+                                f"{err.strerror}") from None
     return found[0], path
 
 
@@ -122,15 +128,15 @@ def read_tables(tables_dir: str = TABLES_DIR) -> list[aml.Table]:
         except FileNotFoundError:
             continue
         except OSError as err:
-            raise GuidUnavailable(f"cannot read {path}: {err.strerror}"
-                                  ) from None
+            raise SourceUnavailable(f"cannot read {path}: {err.strerror}"
+                                    ) from None
         try:
             tables.append(aml.load_table(os.path.relpath(path, tables_dir),
                                          data))
         except aml.AmlError as err:
-            raise GuidUnavailable(f"{path}: {err}") from None
+            raise SourceUnavailable(f"{path}: {err}") from None
     if not tables:
-        raise GuidUnavailable(f"no DSDT or SSDT in {tables_dir}")
+        raise SourceUnavailable(f"no DSDT or SSDT in {tables_dir}")
     return tables
 
 
@@ -138,7 +144,7 @@ def resolve_addr(tables: list[aml.Table], device_path: str,
                  read_memory: Callable[[int, int], bytes] = read_physical
                  ) -> AcpiAddress:
     """The GUID address @device_path's ADDR gives, or the exact reason
-    why not (GuidUnavailable, UnsupportedAddrForm).  @read_memory(address,
+    why not (SourceUnavailable, UnsupportedAddrForm).  @read_memory(address,
     size): physical memory, for the fields of an OperationRegion."""
     device = aml.parse_path(device_path)
     ns = aml.read_namespace(tables)
@@ -148,8 +154,8 @@ def resolve_addr(tables: list[aml.Table], device_path: str,
         unread = f"; AML not read: {' | '.join(ns.problems)}" \
             if ns.problems else ""
         names = ", ".join(t.name for t in tables)
-        raise GuidUnavailable(f"no {where} in the ACPI tables ({names})"
-                              f"{unread}")
+        raise SourceUnavailable(f"no {where} in the ACPI tables ({names})"
+                                f"{unread}")
     if len(decls) > 1:
         raise UnsupportedAddrForm(f"{where} is declared {len(decls)} times: "
                                   + ", ".join(d.where() for d in decls))
@@ -194,8 +200,8 @@ def _firecracker_form(decl: aml.Decl, device_path: str) -> AcpiAddress:
             f"{{{low:#x}, {high:#x}}} holds more than two 32-bit halves")
     address = high << 32 | low
     if address == 0:
-        raise GuidUnavailable(f"{device_path}.ADDR is Package(2){{0, 0}}: "
-                              "no GUID address")
+        raise SourceUnavailable(f"{device_path}.ADDR is Package(2){{0, 0}}: "
+                                "no GUID address")
     return AcpiAddress(address, "firecracker", device_path,
                        f"Name(ADDR, Package(2){{{low:#x}, {high:#x}}}) in "
                        f"{table.name}")
@@ -246,9 +252,9 @@ def _qemu_form(ns: aml.Namespace, decl: aml.Decl,
     vgia = _vgia_value(ns, decl.path, vgia_ref, table, vgia_at, device_path)
     low = (vgia + offset) & mask
     if vgia == 0:
-        raise GuidUnavailable(f"{vgia_ref} is 0 in {table.name}: the "
-                              "firmware did not patch the GUID address in "
-                              "(QEMU's _STA then reports no device)")
+        raise SourceUnavailable(f"{vgia_ref} is 0 in {table.name}: the "
+                                "firmware did not patch the GUID address in "
+                                "(QEMU's _STA then reports no device)")
     if low > 0xFFFFFFFF or high > 0xFFFFFFFF:
         raise UnsupportedAddrForm(f"Method({device_path}.ADDR): {vgia_ref} "
                                   f"{vgia:#x} + {offset:#x}, high {high:#x}: "
@@ -303,8 +309,8 @@ def _field_form(ns: aml.Namespace, decl: aml.Decl, device_path: str,
                                   read_memory)
     address = high << 32 | low
     if address == 0:
-        raise GuidUnavailable(f"{device_path}.ADDR gives 0 ({low_how}, "
-                              f"{high_how}): no GUID address")
+        raise SourceUnavailable(f"{device_path}.ADDR gives 0 ({low_how}, "
+                                f"{high_how}): no GUID address")
     return AcpiAddress(address, "hyper-v", device_path,
                        f"Method(ADDR) in {table.name}: {low_how}, "
                        f"{high_how}")
@@ -332,8 +338,8 @@ def _field_value(ns, scope, ref, device_path, read_memory
         raise UnsupportedAddrForm(f"{where}: bytes {offset}-{offset + 3} "
                                   f"outside its {region.length}-byte region")
     if region.offset == 0:
-        raise GuidUnavailable(f"{aml.path_str(region_decl.path)} is at 0: "
-                              "the firmware did not patch its address in")
+        raise SourceUnavailable(f"{aml.path_str(region_decl.path)} is at 0: "
+                                "the firmware did not patch its address in")
     address = region.offset + offset
     value = int.from_bytes(read_memory(address, 4), "little")
     return value, (f"{aml.path_str(field.path)} = {value:#x} (at "
@@ -354,8 +360,8 @@ def _one(ns, scope, ref, kind, device_path) -> aml.Decl:
         return decls[0]
     unread = f"; AML not read: {' | '.join(ns.problems)}" \
         if ns.problems else ""
-    raise GuidUnavailable(f"{ref} (used by {device_path}.ADDR) is not "
-                          f"declared{unread}")
+    raise SourceUnavailable(f"{ref} (used by {device_path}.ADDR) is not "
+                            f"declared{unread}")
 
 
 def _expect_no_arguments(c: aml.Cursor) -> None:
@@ -401,13 +407,21 @@ def _vgia_value(ns, method_path, ref, table, at, device_path) -> int:
         return value
     unread = f"; AML not read: {' | '.join(ns.problems)}" \
         if ns.problems else ""
-    raise GuidUnavailable(f"{ref} (used by {device_path}.ADDR, "
-                          f"{table.name} offset {at:#x}) is not declared"
-                          f"{unread}")
+    raise SourceUnavailable(f"{ref} (used by {device_path}.ADDR, "
+                            f"{table.name} offset {at:#x}) is not declared"
+                            f"{unread}")
 
 
 def locate(devices_dir: str = DEVICES_DIR,
            tables_dir: str = TABLES_DIR) -> AcpiAddress:
-    """The GUID's physical address through ACPI, or GuidUnavailable."""
+    """The GUID's physical address through ACPI, or SourceUnavailable."""
     _, device_path = find_device(devices_dir)
     return resolve_addr(read_tables(tables_dir), device_path)
+
+
+def open_tier(poll_interval_ms: int):
+    """The tier acpi: the GUID at the address the ACPI device's ADDR gives
+    (guid.py); SourceUnavailable says why not."""
+    found = locate()
+    return guid.open_tier("acpi", found.address, f"ACPI {found.detail}",
+                          poll_interval_ms)
