@@ -7,8 +7,8 @@ GUID poll thread's go through it.
 The state machine (native/shim/state.c) stays the one truth: it chooses
 each bump's counter, which is published only if nothing was published
 since it chose; and each of its transitions first adopts what was
-published (`c_source`).  Blocked reads are registered here only, with the
-counter the state machine decided they wait at.
+published (`c_published`).  Blocked reads are registered here only, with
+the counter the state machine decided they wait at.
 """
 
 import os
@@ -85,8 +85,8 @@ class Publisher:
         if self._pub == ffi.NULL:
             raise MemoryError("publisher")
         # Where the state machine reads the published counter (state.c).
-        self.c_source = (ffi.addressof(lib, "vmgenid_publisher_published"),
-                         self._pub)
+        self.c_published = (
+            ffi.addressof(lib, "vmgenid_publisher_published"), self._pub)
         self._out = ffi.new("struct vmgenid_publication *")
         self._guid = ffi.new("unsigned char[]", GUID_SIZE)
         if mark is not None:

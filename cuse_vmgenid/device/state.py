@@ -86,13 +86,13 @@ class GenerationState:
                  published=None):
         """published: None (the state machine's own counter, for a test
         that adopts by hand: `adopt(counter)`), or an object whose
-        `c_source` is (a C `uint32_t (*)(void *)`, its `void *`): the
+        `c_published` is (a C `uint32_t (*)(void *)`, its `void *`): the
         counter published now (the Publisher's), read under the lock."""
         if not 0 <= counter <= COUNTER_MAX:
             raise ValueError(f"counter out of range: {counter}")
         # Kept alive as long as C may call it.
         self._published = published
-        fn, ctx = published.c_source if published is not None \
+        fn, ctx = published.c_published if published is not None \
             else (ffi.NULL, ffi.NULL)
         state = lib.vmgenid_state_new(counter, max_watchers_per_uid, fn, ctx)
         if state == ffi.NULL:

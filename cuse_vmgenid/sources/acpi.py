@@ -37,7 +37,7 @@ the AML of the DSDT and SSDTs, in exactly one of two forms:
   interpreter would.
 
 Anything else raises UnsupportedAddrForm: a wrong address would make the
-watcher read some other memory forever, so it is never guessed.
+GUID poll thread read some other memory forever, so it is never guessed.
 """
 
 import glob

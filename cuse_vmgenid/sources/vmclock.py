@@ -129,12 +129,12 @@ class VmclockSource(Source):
     def __init__(self, device: VmclockDevice, poll_interval_ms: int):
         self._device = device
         first = device.read()
-        self.notifies = first.notification_present
-        if self.notifies:
+        self.pollable = first.notification_present
+        if self.pollable:
             device.acknowledge()    # poll() then waits for what is new
-        # Notified: the device's poll() is the wait; else the interval.
+        # Its poll() tells: that is the wait; else the interval.
         self.interval: Optional[float] = (
-            None if self.notifies else poll_interval_ms / 1000.0)
+            None if self.pollable else poll_interval_ms / 1000.0)
         # The counter the last change (or the start) was made for.
         self._known: Optional[int] = first.vm_generation_counter
         self._marker = first.disruption_marker
@@ -182,7 +182,7 @@ class VmclockSource(Source):
         return Mark(vmclock_counter=self._known)
 
     def fds(self) -> list[int]:
-        return [self._device.fileno()] if self.notifies else []
+        return [self._device.fileno()] if self.pollable else []
 
     def ready(self, fd: int) -> Optional[Change]:
         """The device notified an update: read it, so that poll() waits
@@ -203,6 +203,6 @@ def open_tier(poll_interval_ms: int, path: str = DEVICE) -> VmclockSource:
         device.close()
         raise
     log.info("VMClock source: %s, %s", device.path,
-             "notified (poll)" if source.notifies
+             "its poll() tells of each update" if source.pollable
              else f"no notifications: looking every {poll_interval_ms} ms")
     return source

@@ -17,8 +17,8 @@ class Published:
 
     def __init__(self, counter: int):
         self._cell = ffi.new("uint32_t *", counter)
-        self.c_source = (ffi.addressof(lib, "vmgenid_counter_load"),
-                         self._cell)
+        self.c_published = (ffi.addressof(lib, "vmgenid_counter_load"),
+                            self._cell)
         self._lock = threading.Lock()
 
     @property

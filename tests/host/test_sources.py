@@ -181,7 +181,7 @@ def test_every_driver_satisfies_the_interface(driver):
 TIER_WORDS = {"has_guid", "kmsg_seq", "vmclock_counter", "guid_bytes",
               "read_guid", "daemon_reseeds", "change_note", "changed_since",
               "poll_interval", "hint_fds", "take_hint", "publish_to",
-              "notifies", "devices"}
+              "notifies", "pollable", "devices"}
 
 
 def daemon_tree() -> ast.Module:
