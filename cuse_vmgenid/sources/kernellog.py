@@ -1,10 +1,10 @@
 # SPDX-License-Identifier: MIT
-"""The tier kernel-log (docs/interface.rst, "Where changes come from", 3): no GUID
-to read (kernel lockdown closes /dev/mem; an ADDR form not read), but the
-kernel's own vmgenid driver is bound to the device, and on every GUID
-change it has random.c log "crng reseeded due to virtual machine fork",
-after its own compare of the old and the new GUID.  So each such kernel
-record is exactly one change: one bump per record.
+"""The tier kernel-log (docs/interface.rst, "Where changes come from",
+3): no GUID to read (kernel lockdown closes /dev/mem; an ADDR form not
+read), but the kernel's own vmgenid driver is bound to the device, and on
+every GUID change it has random.c log "crng reseeded due to virtual
+machine fork", after its own compare of the old and the new GUID.  So
+each such kernel record is exactly one change: one bump per record.
 
 The record rule (which record is a change) is C's, native/shim/kmsg.c,
 in one place for both its users: the poll thread (guidpoll.RecordPoller),

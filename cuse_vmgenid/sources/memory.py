@@ -77,7 +77,8 @@ class PhysicalMapping:
             fd = os.open(dev_mem, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             raise SourceUnavailable(f"no {dev_mem} (a kernel without "
-                                    "CONFIG_DEVMEM, or no such node)") from None
+                                    "CONFIG_DEVMEM, or no such node)"
+                                    ) from None
         except OSError as err:
             raise SourceUnavailable(_refusal("open", err, address, dev_mem)
                                     ) from None

@@ -4,8 +4,8 @@ the kernel's own VMClock device, Linux's ptp_vmclock driver (7.0+), which
 serves the hypervisor's struct vmclock_abi at /dev/vmclock0, to mmap and,
 when VMCLOCK_FLAG_NOTIFICATION_PRESENT is set, to poll.
 
-The page is read under the ABI's seqlock in C (native/shim/vmclock.c): Python has
-no memory fences.  poll() on the device reports POLLIN while seq_count
+The page is read under the ABI's seqlock in C (native/shim/vmclock.c):
+Python has no memory fences.  poll() on the device reports POLLIN while seq_count
 differs from what this file last read(); acknowledge() reads it.
 """
 

@@ -50,17 +50,17 @@ def test_memory_holds_what_qemu_put_in_fw_cfg():
     # its etc/vmgenid_guid blob at boot: same bytes, same order.
     with open(FW_CFG_GUID, "rb") as f:
         blob = f.read()
-    with discover("fwcfg") as source:
-        assert source.read_bytes() == blob[GUID_OFFSET:GUID_OFFSET + 16]
-        assert source.read() == str(uuid.UUID(
+    with discover("fwcfg") as guid:
+        assert guid.read_bytes() == blob[GUID_OFFSET:GUID_OFFSET + 16]
+        assert guid.read() == str(uuid.UUID(
             bytes_le=blob[GUID_OFFSET:GUID_OFFSET + 16]))
 
 
 def test_auto_takes_fwcfg_and_says_where():
-    with discover("auto") as source:
-        assert source.name == "fwcfg"
-        assert f"{source.address:#x}" in source.describe()
-        assert source.read() == source.read()
+    with discover("auto") as guid:
+        assert guid.name == "fwcfg"
+        assert f"{guid.address:#x}" in guid.describe()
+        assert guid.read() == guid.read()
 
 
 def test_dev_mem_read_fails_there_so_the_page_is_mapped():
