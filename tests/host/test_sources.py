@@ -215,3 +215,19 @@ def test_the_daemon_never_asks_which_tier_it_has():
     assert not named & {cls.__name__ for cls in drivers()}
     assert not named & {"isinstance", "type"}
     assert not named & {"acpi", "fwcfg", "kernellog", "vmclock", "none"}
+
+
+def test_the_sources_import_nothing_of_the_device_or_the_service():
+    """The arrows: sources -> publisher <- daemon.  A source is handed the
+    publisher (start()) and the publisher asks it for its mark; no module
+    of sources/ imports device/ or service/."""
+    folder = os.path.dirname(sources.__file__)
+    for name in sorted(os.listdir(folder)):
+        if not name.endswith(".py"):
+            continue
+        with open(os.path.join(folder, name)) as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 2:
+                assert (node.module or "").split(".")[0] not in (
+                    "device", "service"), (name, node.module)
