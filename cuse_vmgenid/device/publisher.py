@@ -26,7 +26,7 @@ class Publication(NamedTuple):
     count: int          # publications
     hardware: int       # of them on a new GUID
     kernel_log: bool    # the kernel's VM fork line woke one
-    state_error: int    # the last state file commit: 0 or an errno
+    statefile_error: int    # the last state file commit: 0 or an errno
     page_result: int    # the last page store: 0, 1 repaired, or -errno
     replies: int        # blocked reads answered
     # The last one, from its start (the thread: its wake-up), in ms:
@@ -158,7 +158,7 @@ class Publisher:
             return None
         return Publication(out.bumped_from, out.counter,
                            out.count, out.hardware, bool(out.kernel_log),
-                           -out.state_err, out.page_result, out.replies,
+                           -out.statefile_err, out.page_result, out.replies,
                            (out.committed_us / 1000, out.replied_us / 1000),
                            out.records, bool(out.lost), out.kmsg_seq,
                            -out.reseed_err, out.reseeds,

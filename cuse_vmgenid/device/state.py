@@ -301,7 +301,7 @@ class GenerationState:
                 else Completion(c.token, 0)
                 for c in changes.completions[0:changes.ncompletions]],
             notify=[self._handle_out(h)
-                    for h in changes.notify[0:changes.nnotify]],
+                    for h in changes.wake[0:changes.nwake]],
             release=[self._handle_out(h, forget=True)
                      for h in changes.release[0:changes.nrelease]],
             bumped_from=(changes.bumped_from

@@ -182,7 +182,7 @@ class StateFile:
                                os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         # This daemon's own temporary name: C creates it O_EXCL.
         tmp_name = os.path.basename(safefiles.unique_name(path))
-        self._sf = lib.vmgenid_state_open(self._dir_fd, name.encode(),
+        self._sf = lib.vmgenid_statefile_open(self._dir_fd, name.encode(),
                                           tmp_name.encode(),
                                           boot_id.encode())
         if self._sf == ffi.NULL:
@@ -201,21 +201,21 @@ class StateFile:
 
     def prepare(self) -> None:
         """Make the next save's temporary file, if not done yet."""
-        _check(lib.vmgenid_state_prepare(self._sf), self.path)
+        _check(lib.vmgenid_statefile_prepare(self._sf), self.path)
 
     def stage(self, counter: int, guid: Optional[str],
               kmsg_seq: Optional[int] = None) -> None:
         """Write (counter, guid, kmsg_seq) into the next commit's file now:
         a commit of it, or of it with another GUID, then only overwrites
         what differs.  (The publisher stages after each publication.)"""
-        _check(lib.vmgenid_state_stage(
+        _check(lib.vmgenid_statefile_stage(
             self._sf, counter, ffi.NULL if guid is None else guid.encode(),
             -1 if kmsg_seq is None else kmsg_seq), self.path)
 
     def set_vmclock(self, vmclock_counter: Optional[int]) -> None:
         """The vmclock tier's vm_generation_counter, kept by every later
         commit (None: none)."""
-        lib.vmgenid_state_set_vmclock(self._sf, vmclock_counter is not None,
+        lib.vmgenid_statefile_set_vmclock(self._sf, vmclock_counter is not None,
                                       vmclock_counter or 0)
 
     def save(self, counter: int, guid: Optional[str],
@@ -225,14 +225,14 @@ class StateFile:
         False if the file held exactly that already.  (The daemon commits
         through its publisher; tests and tools here.)"""
         self.set_vmclock(vmclock_counter)
-        return _check(lib.vmgenid_state_save(
+        return _check(lib.vmgenid_statefile_save(
             self._sf, counter,
             ffi.NULL if guid is None else guid.encode(),
             -1 if kmsg_seq is None else kmsg_seq), self.path) == 1
 
     def close(self) -> None:
         """After the publisher is gone."""
-        lib.vmgenid_state_close(self._sf)
+        lib.vmgenid_statefile_close(self._sf)
         self._sf = ffi.NULL
         os.close(self._dir_fd)
 

@@ -306,9 +306,9 @@ class Daemon:
                 else "new GUID"
             why += (f"; and {publication.hardware} {what} published by "
                     "the poll thread")
-        if publication.state_error:
+        if publication.statefile_error:
             log.error("cannot write %s: %s", self.state_file.path,
-                      os.strerror(publication.state_error))
+                      os.strerror(publication.statefile_error))
         self.page.report_store(publication.counter, publication.page_result)
         log.info("generation %d -> %d: %s (%d reads answered)",
                  publication.bumped_from, publication.counter, why,

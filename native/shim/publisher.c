@@ -60,7 +60,7 @@ struct vmgenid_blocked_read {
 
 struct vmgenid_publisher {
 	pthread_mutex_t lock;
-	struct vmgenid_state_file *state;
+	struct vmgenid_statefile *statefile;
 	struct vmgenid_page *page;
 	struct vmgenid_page *vmclock;	/* the VMClock-ABI page, or NULL */
 	const struct vmgenid_reply_ops *replies;
@@ -75,7 +75,7 @@ struct vmgenid_publisher {
 };
 
 struct vmgenid_publisher *
-vmgenid_publisher_new(struct vmgenid_state_file *state,
+vmgenid_publisher_new(struct vmgenid_statefile *statefile,
 		      struct vmgenid_page *page, struct vmgenid_page *vmclock,
 		      const struct vmgenid_reply_ops *replies, int rng_fd,
 		      uint32_t counter, int64_t kmsg_seq)
@@ -85,7 +85,7 @@ vmgenid_publisher_new(struct vmgenid_state_file *state,
 	if (!pub)
 		return NULL;
 	pthread_mutex_init(&pub->lock, NULL);
-	pub->state = state;
+	pub->statefile = statefile;
 	pub->page = page;
 	pub->vmclock = vmclock;
 	pub->replies = replies;
@@ -222,8 +222,8 @@ static void publish_locked(struct vmgenid_publisher *pub, uint32_t to,
 
 	if (!report->count)
 		report->bumped_from = pub->counter;
-	ret = vmgenid_state_save(pub->state, to, guid, pub->kmsg_seq);
-	report->state_err = ret < 0 ? ret : 0;
+	ret = vmgenid_statefile_save(pub->statefile, to, guid, pub->kmsg_seq);
+	report->statefile_err = ret < 0 ? ret : 0;
 	report->committed_us = us_since(start);
 	/* Before anyone can see the value: see vmgenid_publisher_counter(). */
 	counter_store(pub, to);
@@ -242,9 +242,10 @@ static void publish_locked(struct vmgenid_publisher *pub, uint32_t to,
 	report->counter = to;
 	report->count++;
 	/* Off the wake-ups' path: the next commit only overwrites bytes. */
-	vmgenid_state_prepare(pub->state);
+	vmgenid_statefile_prepare(pub->statefile);
 	if (to < UINT32_MAX)
-		vmgenid_state_stage(pub->state, to + 1, guid, pub->kmsg_seq);
+		vmgenid_statefile_stage(pub->statefile, to + 1, guid,
+					pub->kmsg_seq);
 }
 
 /*
@@ -493,8 +494,8 @@ int vmgenid_publisher_save(struct vmgenid_publisher *pub, int64_t kmsg_seq)
 	pthread_mutex_lock(&pub->lock);
 	if (kmsg_seq >= 0)
 		pub->kmsg_seq = kmsg_seq;
-	ret = vmgenid_state_save(pub->state, pub->counter,
-				 guid_text_locked(pub, text), pub->kmsg_seq);
+	ret = vmgenid_statefile_save(pub->statefile, pub->counter,
+				     guid_text_locked(pub, text), pub->kmsg_seq);
 	pthread_mutex_unlock(&pub->lock);
 	return ret;
 }

@@ -8,7 +8,7 @@
 #include <time.h>
 
 struct vmgenid_page;
-struct vmgenid_state_file;
+struct vmgenid_statefile;
 struct vmgenid_publisher;
 
 /* How a blocked read is answered: libfuse (cuse_reply.c), or a test's. */
@@ -27,7 +27,7 @@ struct vmgenid_publication {
 	unsigned int records;		/* of them for kernel records */
 	int lost;			/* one for records lost unread */
 	int64_t kmsg_seq;		/* the last of those records */
-	int state_err;			/* the last state file commit: 0, -errno */
+	int statefile_err;			/* the last state file commit: 0, -errno */
 	int page_result;		/* the last vmgenid_page_store() */
 	int reseed_err;			/* a reseed failed: -errno, else 0 */
 	unsigned int reseeds;		/* of them reseeded without a GUID */
@@ -39,7 +39,7 @@ struct vmgenid_publication {
 };
 
 struct vmgenid_publisher *
-vmgenid_publisher_new(struct vmgenid_state_file *state,
+vmgenid_publisher_new(struct vmgenid_statefile *statefile,
 		      struct vmgenid_page *page, struct vmgenid_page *vmclock,
 		      const struct vmgenid_reply_ops *replies, int rng_fd,
 		      uint32_t counter, int64_t kmsg_seq);

@@ -9,12 +9,12 @@
  * Bumps are published elsewhere (publisher.c); every transition first
  * adopts the counter published since (st->published, called under our
  * lock: the lock order is state, then publisher).  What adopting owes
- * (EINTR to waits, poll notifications) stays owed until a transition with
+ * (EINTR to waits, poll wake-ups) stays owed until a transition with
  * a "changes" argument hands it over.
  *
  * Memory: every transition reserves what it needs before it changes
  * anything, so -ENOMEM changes nothing.  Adopting never allocates: the
- * owed arrays keep room for one notification per watcher (reserved by
+ * owed arrays keep room for one wake-up per watcher (reserved by
  * open) and one completion per pending wait (reserved by wait_watchers).
  *
  * A watcher id is its slot index (low 32 bits) and the slot's generation
@@ -101,7 +101,7 @@ static int reserve(void **array, size_t *room, size_t need, size_t size)
 
 /* Room in changes for this many more of each. */
 static int reserve_changes(struct vmgenid_changes *changes, size_t ncompletions,
-			   size_t nnotify, size_t nrelease)
+			   size_t nwake, size_t nrelease)
 {
 	int err;
 
@@ -110,9 +110,9 @@ static int reserve_changes(struct vmgenid_changes *changes, size_t ncompletions,
 		      changes->ncompletions + ncompletions,
 		      sizeof(*changes->completions));
 	if (!err)
-		err = reserve((void **)&changes->notify, &changes->notify_room,
-			      changes->nnotify + nnotify,
-			      sizeof(*changes->notify));
+		err = reserve((void **)&changes->wake, &changes->wake_room,
+			      changes->nwake + nwake,
+			      sizeof(*changes->wake));
 	if (!err)
 		err = reserve((void **)&changes->release,
 			      &changes->release_room,
@@ -135,7 +135,7 @@ static void complete(struct vmgenid_changes *changes,
 void vmgenid_changes_clear(struct vmgenid_changes *changes)
 {
 	changes->ncompletions = 0;
-	changes->nnotify = 0;
+	changes->nwake = 0;
 	changes->nrelease = 0;
 	changes->bumped_from = -1;
 	changes->figures = 0;
@@ -144,7 +144,7 @@ void vmgenid_changes_clear(struct vmgenid_changes *changes)
 void vmgenid_changes_free(struct vmgenid_changes *changes)
 {
 	free(changes->completions);
-	free(changes->notify);
+	free(changes->wake);
 	free(changes->release);
 	memset(changes, 0, sizeof(*changes));
 	changes->bumped_from = -1;
@@ -252,25 +252,25 @@ static int due_by(const struct pending_wait *wait, const void *now)
 static void adopt_counter(struct vmgenid_state *st, uint32_t published)
 {
 	struct vmgenid_changes *owed = &st->owed;
-	int notified = owed->bumped_from >= 0;
+	int woken = owed->bumped_from >= 0;
 	uint32_t slot;
 
 	/*
-	 * A bump already owed has every poll handle in owed->notify: handles
+	 * A bump already owed has every poll handle in owed->wake: handles
 	 * only change in transitions that hand the owed over first.
 	 */
-	if (!notified)
+	if (!woken)
 		owed->bumped_from = st->counter;
 	st->counter = published;
 	/* Every watcher acked an older value, so all are outdated now. */
 	st->outdated = st->nwatchers;
 	/* A waiter is outdated now: EINTR, as for an outdated caller. */
 	complete_where(st, owed, EINTR, NULL, NULL);
-	if (!notified)
+	if (!woken)
 		for (slot = st->oldest; slot != NO_SLOT;
 		     slot = st->slots[slot].next)
 			if (st->slots[slot].poll_handle)
-				owed->notify[owed->nnotify++] =
+				owed->wake[owed->nwake++] =
 					st->slots[slot].poll_handle;
 	owed->figures = 1;
 }
@@ -305,7 +305,7 @@ static int hand_over(struct vmgenid_state *st, struct vmgenid_changes *changes,
 	int err;
 
 	err = reserve_changes(changes, owed->ncompletions + ncompletions,
-			      owed->nnotify, nrelease);
+			      owed->nwake, nrelease);
 	if (err)
 		return err;
 	/* Empty arrays may be NULL, which memcpy() may not be given. */
@@ -314,10 +314,10 @@ static int hand_over(struct vmgenid_state *st, struct vmgenid_changes *changes,
 		       owed->completions,
 		       owed->ncompletions * sizeof(*owed->completions));
 	changes->ncompletions += owed->ncompletions;
-	if (owed->nnotify)
-		memcpy(changes->notify + changes->nnotify, owed->notify,
-		       owed->nnotify * sizeof(*owed->notify));
-	changes->nnotify += owed->nnotify;
+	if (owed->nwake)
+		memcpy(changes->wake + changes->nwake, owed->wake,
+		       owed->nwake * sizeof(*owed->wake));
+	changes->nwake += owed->nwake;
 	if (changes->bumped_from < 0)
 		changes->bumped_from = owed->bumped_from;
 	changes->figures |= owed->figures;
@@ -544,8 +544,8 @@ int vmgenid_state_open_watcher(struct vmgenid_state *st, uint32_t uid,
 	err = reserve((void **)&st->uids, &st->uids_room, st->nuids + 1,
 		      sizeof(*st->uids));
 	if (!err)
-		err = reserve((void **)&st->owed.notify, &st->owed.notify_room,
-			      st->nwatchers + 1, sizeof(*st->owed.notify));
+		err = reserve((void **)&st->owed.wake, &st->owed.wake_room,
+			      st->nwatchers + 1, sizeof(*st->owed.wake));
 	if (!err)
 		err = reserve_slot(st, &slot);
 	if (err)

@@ -40,8 +40,8 @@ struct vmgenid_completion {
 struct vmgenid_changes {
 	struct vmgenid_completion *completions;
 	size_t ncompletions, completions_room;
-	void **notify;			/* poll handles to notify */
-	size_t nnotify, notify_room;
+	void **wake;			/* poll handles to wake */
+	size_t nwake, wake_room;
 	void **release;			/* poll handles to destroy */
 	size_t nrelease, release_room;
 	int64_t bumped_from;		/* -1: no bump adopted */
@@ -104,7 +104,6 @@ size_t vmgenid_state_snapshot(struct vmgenid_state *st,
 			      struct vmgenid_watcher_info *out, size_t room,
 			      struct vmgenid_state_summary *summary);
 
-/* (vmgenid_state_open() is the state file's: statefile.h.) */
 int vmgenid_state_open_watcher(struct vmgenid_state *st, uint32_t uid,
 			       int32_t pid, uint64_t *wid);
 int vmgenid_state_read(struct vmgenid_state *st, uint64_t wid, size_t size,

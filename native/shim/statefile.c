@@ -32,10 +32,10 @@
 #include "guid.h"
 #include "statefile.h"
 
-#define VMGENID_STATE_MAX 256		/* the JSON, with room to spare */
+#define VMGENID_STATEFILE_MAX 256		/* the JSON, with room to spare */
 #define VMGENID_BOOT_ID_MAX 40		/* 36 characters and a NUL */
 
-struct vmgenid_state_file {
+struct vmgenid_statefile {
 	pthread_mutex_t lock;
 	int dir_fd;
 	int tmp_fd;			/* the next commit's file, or -1 */
@@ -46,17 +46,17 @@ struct vmgenid_state_file {
 	char boot_id[VMGENID_BOOT_ID_MAX];
 	int has_vmclock;		/* the vmclock tier's counter, kept too */
 	uint64_t vmclock_counter;
-	char last[VMGENID_STATE_MAX];	/* what the file holds */
+	char last[VMGENID_STATEFILE_MAX];	/* what the file holds */
 	int last_len;
-	char staged[VMGENID_STATE_MAX];	/* what the temporary file holds */
+	char staged[VMGENID_STATEFILE_MAX];	/* what the temporary file holds */
 	int staged_len;
 };
 
-struct vmgenid_state_file *vmgenid_state_open(int dir_fd, const char *name,
-					      const char *tmp_name,
-					      const char *boot_id)
+struct vmgenid_statefile *
+vmgenid_statefile_open(int dir_fd, const char *name, const char *tmp_name,
+		       const char *boot_id)
 {
-	struct vmgenid_state_file *sf;
+	struct vmgenid_statefile *sf;
 
 	if (strlen(name) > NAME_MAX || strlen(tmp_name) > NAME_MAX ||
 	    strlen(boot_id) >= VMGENID_BOOT_ID_MAX) {
@@ -83,7 +83,7 @@ struct vmgenid_state_file *vmgenid_state_open(int dir_fd, const char *name,
  * the kernel's freeing (cold code right after a restore, milliseconds
  * under emulation) happens off the critical path.
  */
-static int state_prepare_locked(struct vmgenid_state_file *sf)
+static int state_prepare_locked(struct vmgenid_statefile *sf)
 {
 	if (sf->replaced_fd >= 0) {
 		close(sf->replaced_fd);
@@ -129,7 +129,7 @@ static char *put_u64(char *p, uint64_t value)
  * the last kernel log record the kernel-log tier applied, or -1 for none)
  * in @out; its length or -errno.
  */
-static int state_format(const struct vmgenid_state_file *sf, uint32_t counter,
+static int state_format(const struct vmgenid_statefile *sf, uint32_t counter,
 			const char *guid, int64_t kmsg_seq, char *out)
 {
 	char *p = out;
@@ -178,7 +178,7 @@ static int write_at(int fd, const char *p, size_t left, off_t off)
 }
 
 /* Make the temporary file hold @data: only the bytes that differ. */
-static int state_stage_locked(struct vmgenid_state_file *sf,
+static int state_stage_locked(struct vmgenid_statefile *sf,
 			      const char *data, int len)
 {
 	int first = 0, end = len, err;
@@ -206,7 +206,7 @@ static int state_stage_locked(struct vmgenid_state_file *sf,
 }
 
 /* Stage @data, fsync, rename it over the file, fsync the folder. */
-static int state_commit_locked(struct vmgenid_state_file *sf,
+static int state_commit_locked(struct vmgenid_statefile *sf,
 			       const char *data, int len)
 {
 	int err = state_stage_locked(sf, data, len);
@@ -236,10 +236,10 @@ static int state_commit_locked(struct vmgenid_state_file *sf,
  * exactly that already.  Returns 1 if written, 0 if already there, or
  * -errno.
  */
-static int state_save_locked(struct vmgenid_state_file *sf, uint32_t counter,
+static int state_save_locked(struct vmgenid_statefile *sf, uint32_t counter,
 			     const char *guid, int64_t kmsg_seq)
 {
-	char data[VMGENID_STATE_MAX];
+	char data[VMGENID_STATEFILE_MAX];
 	int len, err;
 
 	len = state_format(sf, counter, guid, kmsg_seq, data);
@@ -255,7 +255,7 @@ static int state_save_locked(struct vmgenid_state_file *sf, uint32_t counter,
 	return 1;
 }
 
-int vmgenid_state_prepare(struct vmgenid_state_file *sf)
+int vmgenid_statefile_prepare(struct vmgenid_statefile *sf)
 {
 	int err;
 
@@ -265,8 +265,8 @@ int vmgenid_state_prepare(struct vmgenid_state_file *sf)
 	return err;
 }
 
-int vmgenid_state_save(struct vmgenid_state_file *sf, uint32_t counter,
-		       const char *guid, int64_t kmsg_seq)
+int vmgenid_statefile_save(struct vmgenid_statefile *sf, uint32_t counter,
+			   const char *guid, int64_t kmsg_seq)
 {
 	int ret;
 
@@ -280,8 +280,8 @@ int vmgenid_state_save(struct vmgenid_state_file *sf, uint32_t counter,
  * The vmclock tier's vm_generation_counter (@present 0: none) that every
  * later commit keeps beside the counter, for a restart to compare.
  */
-void vmgenid_state_set_vmclock(struct vmgenid_state_file *sf, int present,
-			       uint64_t counter)
+void vmgenid_statefile_set_vmclock(struct vmgenid_statefile *sf, int present,
+				   uint64_t counter)
 {
 	pthread_mutex_lock(&sf->lock);
 	sf->has_vmclock = present;
@@ -290,10 +290,10 @@ void vmgenid_state_set_vmclock(struct vmgenid_state_file *sf, int present,
 }
 
 /* Make the next commit of (@counter, @guid) cheap; 0 or -errno. */
-int vmgenid_state_stage(struct vmgenid_state_file *sf, uint32_t counter,
-			const char *guid, int64_t kmsg_seq)
+int vmgenid_statefile_stage(struct vmgenid_statefile *sf, uint32_t counter,
+			    const char *guid, int64_t kmsg_seq)
 {
-	char data[VMGENID_STATE_MAX];
+	char data[VMGENID_STATEFILE_MAX];
 	int len;
 
 	pthread_mutex_lock(&sf->lock);
@@ -305,7 +305,7 @@ int vmgenid_state_stage(struct vmgenid_state_file *sf, uint32_t counter,
 }
 
 /* Removes the prepared file (no commit may follow) and frees @sf. */
-void vmgenid_state_close(struct vmgenid_state_file *sf)
+void vmgenid_statefile_close(struct vmgenid_statefile *sf)
 {
 	if (sf->tmp_fd >= 0) {
 		close(sf->tmp_fd);

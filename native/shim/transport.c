@@ -78,7 +78,7 @@ vmgenid_transport_flags(struct vmgenid_transport *t)
 	return &t->flags;
 }
 
-/* The replies, notifications and releases one transition owes others. */
+/* The replies, poll wake-ups and releases one transition owes others. */
 static void apply(struct vmgenid_transport *t)
 {
 	struct vmgenid_changes *c = &t->changes;
@@ -91,8 +91,8 @@ static void apply(struct vmgenid_transport *t)
 		else
 			fuse_reply_ioctl(c->completions[i].req, 0, NULL, 0);
 	}
-	for (i = 0; i < c->nnotify; i++)
-		fuse_lowlevel_notify_poll(c->notify[i]);
+	for (i = 0; i < c->nwake; i++)
+		fuse_lowlevel_notify_poll(c->wake[i]);
 	for (i = 0; i < c->nrelease; i++)
 		fuse_pollhandle_destroy(c->release[i]);
 	if (c->figures)

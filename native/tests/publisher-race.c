@@ -210,9 +210,9 @@ static void *daemon_thread(void *arg)
 				  " counts %u publications",
 				  report.bumped_from, report.counter,
 				  report.count);
-		if (report.state_err || report.page_result)
-			violation("a report with state_err %d, page_result %d",
-				  report.state_err, report.page_result);
+		if (report.statefile_err || report.page_result)
+			violation("a report with statefile_err %d, page_result %d",
+				  report.statefile_err, report.page_result);
 		taken_count += report.count;
 		taken_hardware += report.hardware;
 		taken_replies += report.replies;
@@ -410,7 +410,7 @@ int main(int argc, char **argv)
 	};
 	enum { NR_WORKERS = sizeof(workers) / sizeof(workers[0]) };
 	pthread_t threads[NR_WORKERS];
-	struct vmgenid_state_file *state;
+	struct vmgenid_statefile *statefile;
 	struct vmgenid_publisher *pub;
 	struct vmgenid_publication report;
 	struct vmgenid_page *page;
@@ -427,13 +427,13 @@ int main(int argc, char **argv)
 		perror("publisher-race: the page's folder");
 		return 1;
 	}
-	state = vmgenid_state_open(dir_fd, STATE_NAME, STATE_TMP,
-				   "00000000-0000-4000-8000-000000000000");
+	statefile = vmgenid_statefile_open(dir_fd, STATE_NAME, STATE_TMP,
+					   "00000000-0000-4000-8000-000000000000");
 	page = vmgenid_page_new(page_fd, page_map);
-	pub = state && page ? vmgenid_publisher_new(state, page, NULL,
-						    &replies, -1,
-						    START_COUNTER, -1) : NULL;
-	if (!pub || vmgenid_state_prepare(state)) {
+	pub = statefile && page ?
+		vmgenid_publisher_new(statefile, page, NULL, &replies, -1,
+				      START_COUNTER, -1) : NULL;
+	if (!pub || vmgenid_statefile_prepare(statefile)) {
 		perror("publisher-race: the publisher");
 		return 1;
 	}
@@ -479,7 +479,7 @@ int main(int argc, char **argv)
 
 	vmgenid_publisher_free(pub);
 	vmgenid_page_free(page);
-	vmgenid_state_close(state);
+	vmgenid_statefile_close(statefile);
 	munmap(page_map, VMGENID_PAGE_SIZE);
 	close(page_fd);
 	unlinkat(dir_fd, STATE_NAME, 0);

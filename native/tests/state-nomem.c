@@ -141,9 +141,9 @@ static size_t print_changes(char *out, size_t room,
 		len += snprintf(out + len, room - len, " c%llu:%d",
 				(unsigned long long)c->completions[i].token,
 				c->completions[i].err);
-	for (i = 0; i < c->nnotify && len < room; i++)
+	for (i = 0; i < c->nwake && len < room; i++)
 		len += snprintf(out + len, room - len, " n%td",
-				(char *)c->notify[i] - handles);
+				(char *)c->wake[i] - handles);
 	for (i = 0; i < c->nrelease && len < room; i++)
 		len += snprintf(out + len, room - len, " r%td",
 				(char *)c->release[i] - handles);
