@@ -74,7 +74,7 @@ class Publisher:
         change()), or -1."""
         self._state_file = state_file
         self._mark = mark
-        kmsg_seq = self._kept(kmsg_seq)
+        kmsg_seq = self.kept(kmsg_seq)
         if replies is None:
             replies = lib.vmgenid_cuse_replies()
         self._replies = replies     # a test's must outlive us
@@ -92,9 +92,9 @@ class Publisher:
         if mark is not None:
             self.set_guid(mark().guid)
 
-    def _kept(self, kmsg_seq: Optional[int]) -> Optional[int]:
+    def kept(self, kmsg_seq: Optional[int] = None) -> Optional[int]:
         """@kmsg_seq, or the source's mark's, which also gives the state
-        file its VMClock counter."""
+        file its VMClock counter (before each bump and save)."""
         if kmsg_seq is not None or self._mark is None:
             return kmsg_seq
         mark = self._mark()
@@ -120,24 +120,6 @@ class Publisher:
             return None
         return bytes(ffi.buffer(self._guid, GUID_SIZE))
 
-    def publish(self, bumped_from: int, counter: int,
-                kmsg_seq: Optional[int] = None) -> bool:
-        """Publish counter if bumped_from is still the published one; False
-        if something was published since (adopt it and choose again)."""
-        return lib.vmgenid_publisher_publish(
-            self._pub, bumped_from, counter,
-            _seq(self._kept(kmsg_seq))) == 0
-
-    def change(self, bumped_from: int, counter: int, generation: int) -> bool:
-        """A hardware change without a GUID, on a tier whose kernel does
-        not reseed its RNG (VMClock): as publish(), but the kernel RNG is
-        reseeded first with what differs between clones (RDSEED/RDRAND,
-        @generation: the hypervisor's counter, the new counter, the
-        time)."""
-        self._kept(None)
-        return lib.vmgenid_publisher_change(
-            self._pub, bumped_from, counter, generation) == 0
-
     def hardware(self, guid: bytes, kernel_reseeded: bool = False) -> int:
         """The GUID read now: 1 if it was new and is published (the RNG
         reseeded with it first, unless the kernel did), 0 if not new,
@@ -149,7 +131,7 @@ class Publisher:
         """The state file with what is published: 1 written, 0 already
         there, or -errno."""
         return lib.vmgenid_publisher_save(self._pub,
-                                          _seq(self._kept(kmsg_seq)))
+                                          _seq(self.kept(kmsg_seq)))
 
     def take(self) -> Optional[Publication]:
         """The publications since the last take, or None."""

@@ -14,6 +14,7 @@ from typing import Optional
 
 from .. import safefiles
 from .._cuse import ffi, lib
+from ..errors import check
 from ..procinfo import read_text
 from .state import COUNTER_MAX, MIN_TARGET_MAX
 
@@ -183,8 +184,8 @@ class StateFile:
         # This daemon's own temporary name: C creates it O_EXCL.
         tmp_name = os.path.basename(safefiles.unique_name(path))
         self._sf = lib.vmgenid_statefile_open(self._dir_fd, name.encode(),
-                                          tmp_name.encode(),
-                                          boot_id.encode())
+                                              tmp_name.encode(),
+                                              boot_id.encode())
         if self._sf == ffi.NULL:
             err = ffi.errno
             os.close(self._dir_fd)
@@ -201,22 +202,22 @@ class StateFile:
 
     def prepare(self) -> None:
         """Make the next save's temporary file, if not done yet."""
-        _check(lib.vmgenid_statefile_prepare(self._sf), self.path)
+        check(lib.vmgenid_statefile_prepare(self._sf), self.path, OSError)
 
     def stage(self, counter: int, guid: Optional[str],
               kmsg_seq: Optional[int] = None) -> None:
         """Write (counter, guid, kmsg_seq) into the next commit's file now:
         a commit of it, or of it with another GUID, then only overwrites
         what differs.  (The publisher stages after each publication.)"""
-        _check(lib.vmgenid_statefile_stage(
+        check(lib.vmgenid_statefile_stage(
             self._sf, counter, ffi.NULL if guid is None else guid.encode(),
-            -1 if kmsg_seq is None else kmsg_seq), self.path)
+            -1 if kmsg_seq is None else kmsg_seq), self.path, OSError)
 
     def set_vmclock(self, vmclock_counter: Optional[int]) -> None:
         """The vmclock tier's vm_generation_counter, kept by every later
         commit (None: none)."""
-        lib.vmgenid_statefile_set_vmclock(self._sf, vmclock_counter is not None,
-                                      vmclock_counter or 0)
+        lib.vmgenid_statefile_set_vmclock(
+            self._sf, vmclock_counter is not None, vmclock_counter or 0)
 
     def save(self, counter: int, guid: Optional[str],
              kmsg_seq: Optional[int] = None,
@@ -225,10 +226,10 @@ class StateFile:
         False if the file held exactly that already.  (The daemon commits
         through its publisher; tests and tools here.)"""
         self.set_vmclock(vmclock_counter)
-        return _check(lib.vmgenid_statefile_save(
+        return check(lib.vmgenid_statefile_save(
             self._sf, counter,
             ffi.NULL if guid is None else guid.encode(),
-            -1 if kmsg_seq is None else kmsg_seq), self.path) == 1
+            -1 if kmsg_seq is None else kmsg_seq), self.path, OSError) == 1
 
     def close(self) -> None:
         """After the publisher is gone."""
@@ -236,8 +237,3 @@ class StateFile:
         self._sf = ffi.NULL
         os.close(self._dir_fd)
 
-
-def _check(result: int, path: str) -> int:
-    if result < 0:
-        raise OSError(-result, f"{path}: {os.strerror(-result)}")
-    return result

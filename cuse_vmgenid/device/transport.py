@@ -24,7 +24,7 @@ from typing import Callable, Optional, Union
 
 from .. import ioctls, procinfo
 from .._cuse import ffi, lib
-from ..errors import DeviceError
+from ..errors import DeviceError, check
 from . import privilege
 from .publisher import Publisher
 from .state import GenerationState
@@ -93,6 +93,7 @@ class CuseTransport:
             raise MemoryError("transport")
         # Read and cleared by the daemon's loop between two serve() calls.
         self.flags = lib.vmgenid_transport_flags(self._t)
+        self._bump_args = ffi.new("struct vmgenid_bump *")
 
     @property
     def c_handle(self):
@@ -147,16 +148,35 @@ class CuseTransport:
 
     # -- the daemon's own transitions (what they owe, transport.c applies)
 
+    def bump(self, minimum: Optional[int] = None,
+             kmsg_seq: Optional[int] = None,
+             reseed_generation: Optional[int] = None) -> None:
+        """The daemon's bump, whole, in one C call
+        (vmgenid_publisher_bump(): the state machine chooses the counter,
+        the publisher publishes it, chosen again if the GUID poll thread
+        published since, and adopted).  minimum: FORCE_GEN_UPDATE_MIN's;
+        kmsg_seq: the kernel record it applies; reseed_generation: the
+        hypervisor's counter of a change the kernel did not reseed its RNG
+        for, which the publisher reseeds first.  DeviceError(EOVERFLOW):
+        no counter left."""
+        bump = self._bump_args
+        bump.minimum = -1 if minimum is None else minimum
+        bump.kmsg_seq = -1 if kmsg_seq is None else kmsg_seq
+        bump.reseed = reseed_generation is not None
+        bump.generation = reseed_generation or 0
+        check(lib.vmgenid_transport_bump(self._t, bump),
+              "no counter left to bump to")
+
     def adopt(self) -> None:
         """The counter published since: EINTR to WAIT_WATCHERS callers,
         pollers notified."""
         lib.vmgenid_transport_adopt(self._t)
 
     def ack(self, wid: int, counter: int) -> None:
-        _check(lib.vmgenid_transport_ack(self._t, wid, counter))
+        check(lib.vmgenid_transport_ack(self._t, wid, counter))
 
     def release(self, wid: int) -> None:
-        _check(lib.vmgenid_transport_release(self._t, wid))
+        check(lib.vmgenid_transport_release(self._t, wid))
 
     def expire(self, now: float) -> None:
         """WAIT_WATCHERS calls whose deadline passed get ETIME."""
@@ -170,11 +190,6 @@ class CuseTransport:
         if self._t is not None:
             lib.vmgenid_transport_free(self._t)
             self._t = None
-
-
-def _check(res: int) -> None:
-    if res < 0:
-        raise DeviceError(-res)
 
 
 # The transport that the C callbacks below reach; set by the session.

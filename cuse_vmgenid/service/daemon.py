@@ -269,22 +269,16 @@ class Daemon:
     def bump(self, why: Why, minimum: Optional[int] = None,
              reason: ChangeReason = ChangeReason.FORCED,
              change: Optional[Change] = None) -> None:
-        """The daemon's own bump: the state machine chooses the counter,
-        the publisher publishes it (docs/interface.rst's order), unless
-        the GUID poll thread published one since the choice: then it is
-        chosen again from there, so this bump gets a generation of its
-        own.  @change: the source's, if it saw one; if the kernel did not
-        reseed its RNG for it (change.reseed), the publisher does first."""
+        """The daemon's own bump, one C call (transport.bump()): the
+        state machine chooses the counter, the publisher publishes it
+        (docs/interface.rst's order), chosen again if the GUID poll thread
+        published since.  @change: the source's, if it saw one; if the
+        kernel did not reseed its RNG for it (change.reseed), the
+        publisher does first."""
         self._take_publications()   # the thread's, logged as its own
-        while True:
-            bumped_from, counter = self.state.plan_bump(minimum)
-            if change is not None and change.reseed:
-                done = self.publisher.change(bumped_from, counter,
-                                             change.generation)
-            else:
-                done = self.publisher.publish(bumped_from, counter)
-            if done:
-                break
+        reseed = change is not None and change.reseed
+        self.transport.bump(minimum, self.publisher.kept(),
+                            change.generation if reseed else None)
         self._published(why, reason)
 
     def _published(self, why: Why, reason: ChangeReason,

@@ -28,6 +28,12 @@ DECLS = ("fuse.h", "callbacks.h", "signalfd.h", "poll.h")
 SHIM_HEADERS = ("guid.h", "kmsg.h", "page.h", "statefile.h", "vmclock.h",
                 "state.h", "publisher.h", "cuse_reply.h", "guidpoll.h",
                 "transport.h", "session.h")
+# VMGENID_SHIM_TESTING=1: the host tests' build (make -C native
+# testing-shim), with the hooks of native/shim/testing.h; never the
+# package's.
+TESTING = os.environ.get("VMGENID_SHIM_TESTING") == "1"
+if TESTING:
+    SHIM_HEADERS += ("testing.h",)
 WARNINGS = ["-Wall", "-Wextra", "-Werror"]
 # "#define NAME value": cffi takes integer constants as "NAME ...".
 DEFINE = re.compile(r"^#define\s+(\w+)\s+.*$")
@@ -85,6 +91,7 @@ ffibuilder.set_source(
     # native/include: the device's own <linux/vmgenid.h>.
     include_dirs=[os.path.join(TOP, SHIM),
                   os.path.join(TOP, "native", "include")],
+    define_macros=[("VMGENID_TESTING", "1")] if TESTING else [],
     extra_compile_args=_pkg_config("--cflags") + WARNINGS
     + shlex.split(os.environ.get("VMGENID_SHIM_CFLAGS", "")),
     extra_link_args=_pkg_config("--libs")

@@ -18,7 +18,7 @@
  *
  * The state machine (state.c) stays the only truth for the counter: the
  * daemon's bump asks it for the next value and publishes it here only if
- * nothing was published since (vmgenid_publisher_publish() compares the
+ * nothing was published since (vmgenid_publisher_bump() compares the
  * counter it started from), and every transition of the state machine
  * first adopts what was published (vmgenid_publisher_published(): the
  * counter, and the lock to wait out a publication under way).
@@ -49,7 +49,11 @@
 #include "guid.h"
 #include "page.h"
 #include "publisher.h"
+#include "state.h"
 #include "statefile.h"
+#ifdef VMGENID_TESTING
+#include "testing.h"
+#endif
 #include "vmclock.h"
 
 struct vmgenid_blocked_read {
@@ -130,17 +134,18 @@ int vmgenid_publisher_guid(struct vmgenid_publisher *pub, void *out)
 	return has;
 }
 
+#ifdef VMGENID_TESTING
 /*
  * Where the published counter is, for a reader that loads it without the
- * lock (native/tests/publisher-race.c; the state machine goes through
- * vmgenid_publisher_published()).  It changes before the page does, so a
- * request sent after its sender saw the new value finds it changed;
+ * lock (native/tests/publisher-race.c).  It changes before the page does,
+ * so a request sent after its sender saw the new value finds it changed;
  * vmgenid_publisher_settle() then waits for the rest.
  */
 const uint32_t *vmgenid_publisher_counter(struct vmgenid_publisher *pub)
 {
 	return &pub->counter;
 }
+#endif
 
 /* The published counter, once no publication is under way. */
 uint32_t vmgenid_publisher_settle(struct vmgenid_publisher *pub)
@@ -179,7 +184,7 @@ static unsigned int us_since(const struct timespec *then)
 
 /*
  * The counter's one store, under the lock, that the state machine loads
- * without it (vmgenid_publisher_counter()).  Its own function: Helgrind,
+ * without it (vmgenid_publisher_published()).  Its own function: Helgrind,
  * which does not model atomics, is told of it by name
  * (native/tests/publisher-race.supp).
  */
@@ -225,7 +230,7 @@ static void publish_locked(struct vmgenid_publisher *pub, uint32_t to,
 	ret = vmgenid_statefile_save(pub->statefile, to, guid, pub->kmsg_seq);
 	report->statefile_err = ret < 0 ? ret : 0;
 	report->committed_us = us_since(start);
-	/* Before anyone can see the value: see vmgenid_publisher_counter(). */
+	/* Before anyone can see the value: see vmgenid_publisher_published(). */
 	counter_store(pub, to);
 	report->page_result = vmgenid_page_store(pub->page, to);
 	if (pub->vmclock)
@@ -367,10 +372,11 @@ static void reseed_from_cpu_locked(struct vmgenid_publisher *pub,
 }
 
 /*
- * The daemon's bump: publish @to if the counter is still @from (the state
- * machine's, when it chose @to); @kmsg_seq, if not -1, is the kernel
- * record it applies; @generation, if not NULL, the hypervisor's counter
- * of a change the kernel did not reseed for: the RNG is reseeded first.
+ * Publish @to if the counter is still @from (the state machine's, when it
+ * chose @to); @kmsg_seq, if not -1, is the kernel record it applies;
+ * @generation, if not NULL, the hypervisor's counter of a change the
+ * kernel did not reseed for: the RNG is reseeded first.  0, or -EAGAIN if
+ * something was published since @from.
  */
 static int publish_from(struct vmgenid_publisher *pub, uint32_t from,
 			uint32_t to, int64_t kmsg_seq,
@@ -394,28 +400,41 @@ static int publish_from(struct vmgenid_publisher *pub, uint32_t from,
 }
 
 /*
- * The daemon's bump (publish_from()).  0, or -EAGAIN if something was
- * published since: the state machine adopts it and chooses again.
+ * The daemon's bump, whole: the state machine @st chooses the counter
+ * (counter + 1, or @minimum for FORCE_GEN_UPDATE_MIN; -1: none), which is
+ * published only if nothing was published since the choice; if the GUID
+ * poll thread published in between, the state machine adopts that and
+ * chooses again, so this bump gets a generation of its own.  Then @st
+ * adopts it: what that owes (EINTR to WAIT_WATCHERS callers, poll
+ * wake-ups) is appended to @changes, for the caller to send.
+ *
+ * @bump->kmsg_seq (-1: none): the kernel record it applies.
+ * @bump->reseed: a hardware change the kernel did not reseed its RNG for
+ * (VMClock: ptp_vmclock has no reseed of its own), @bump->generation the
+ * hypervisor's counter now: before anyone wakes, the kernel RNG is fed
+ * what differs between clones (struct vmgenid_reseed) and its crng
+ * reseeded, as the GUID tier does with the GUID.
+ *
+ * 0, or -EOVERFLOW (no counter left: nothing published), or -ENOMEM
+ * (from the adoption: the bump is published, what it owes stays owed to
+ * the next transition that hands it over).
  */
-int vmgenid_publisher_publish(struct vmgenid_publisher *pub, uint32_t from,
-			      uint32_t to, int64_t kmsg_seq)
+int vmgenid_publisher_bump(struct vmgenid_publisher *pub,
+			   struct vmgenid_state *st,
+			   const struct vmgenid_bump *bump,
+			   struct vmgenid_changes *changes)
 {
-	return publish_from(pub, from, to, kmsg_seq, NULL);
-}
+	uint32_t from, to;
+	int ret;
 
-/*
- * A change of the hardware generation found without a GUID, on a tier
- * whose kernel driver does not reseed the RNG (VMClock: ptp_vmclock has no
- * reseed of its own): @generation is the hypervisor's counter now.  As
- * vmgenid_publisher_publish(), but first, under the lock and before anyone
- * wakes, the kernel RNG is fed what differs between clones (struct
- * vmgenid_reseed) and its crng reseeded, as the GUID tier does with the
- * GUID: a woken reader's first draw must differ between clones.
- */
-int vmgenid_publisher_change(struct vmgenid_publisher *pub, uint32_t from,
-			     uint32_t to, uint64_t generation)
-{
-	return publish_from(pub, from, to, -1, &generation);
+	do {
+		ret = vmgenid_state_plan_bump(st, bump->minimum, &from, &to);
+		if (ret)
+			return ret;
+		ret = publish_from(pub, from, to, bump->kmsg_seq,
+				   bump->reseed ? &bump->generation : NULL);
+	} while (ret == -EAGAIN);
+	return vmgenid_state_adopt(st, changes);
 }
 
 /*

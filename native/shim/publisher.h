@@ -7,7 +7,9 @@
 #include <stdint.h>
 #include <time.h>
 
+struct vmgenid_changes;
 struct vmgenid_page;
+struct vmgenid_state;
 struct vmgenid_statefile;
 struct vmgenid_publisher;
 
@@ -38,6 +40,14 @@ struct vmgenid_publication {
 	unsigned int committed_us, replied_us;
 };
 
+/* One of the daemon's bumps (vmgenid_publisher_bump()). */
+struct vmgenid_bump {
+	int64_t minimum;		/* FORCE_GEN_UPDATE_MIN's, or -1 */
+	int64_t kmsg_seq;		/* the kernel record applied, or -1 */
+	int reseed;			/* a change the kernel did not reseed for */
+	uint64_t generation;		/* then: the hypervisor's counter */
+};
+
 struct vmgenid_publisher *
 vmgenid_publisher_new(struct vmgenid_statefile *statefile,
 		      struct vmgenid_page *page, struct vmgenid_page *vmclock,
@@ -48,14 +58,13 @@ void vmgenid_publisher_free(struct vmgenid_publisher *pub);
 void vmgenid_publisher_set_guid(struct vmgenid_publisher *pub,
 				const void *guid);
 int vmgenid_publisher_guid(struct vmgenid_publisher *pub, void *out);
-const uint32_t *vmgenid_publisher_counter(struct vmgenid_publisher *pub);
 uint32_t vmgenid_publisher_settle(struct vmgenid_publisher *pub);
 uint32_t vmgenid_publisher_published(void *pub);
 
-int vmgenid_publisher_publish(struct vmgenid_publisher *pub, uint32_t from,
-			      uint32_t to, int64_t kmsg_seq);
-int vmgenid_publisher_change(struct vmgenid_publisher *pub, uint32_t from,
-			     uint32_t to, uint64_t generation);
+int vmgenid_publisher_bump(struct vmgenid_publisher *pub,
+			   struct vmgenid_state *st,
+			   const struct vmgenid_bump *bump,
+			   struct vmgenid_changes *changes);
 int vmgenid_publisher_hardware(struct vmgenid_publisher *pub,
 			       const void *guid, int kernel_reseeded,
 			       const struct timespec *woke);

@@ -27,6 +27,9 @@
 #include <string.h>
 
 #include "state.h"
+#ifdef VMGENID_TESTING
+#include "testing.h"
+#endif
 
 #define NO_SLOT UINT32_MAX
 
@@ -148,11 +151,6 @@ void vmgenid_changes_free(struct vmgenid_changes *changes)
 	free(changes->release);
 	memset(changes, 0, sizeof(*changes));
 	changes->bumped_from = -1;
-}
-
-uint32_t vmgenid_counter_load(void *counter)
-{
-	return __atomic_load_n((uint32_t *)counter, __ATOMIC_ACQUIRE);
 }
 
 struct vmgenid_state *vmgenid_state_new(uint32_t counter,
@@ -356,45 +354,48 @@ static struct uid_count *find_uid(struct vmgenid_state *st, uint32_t uid,
 
 /* -- queries --------------------------------------------------------------- */
 
+/* The figures, under the lock, once adopted. */
+struct figures {
+	uint32_t counter;
+	size_t outdated;
+	size_t watchers;
+};
+
 /* Lock held. */
-static void summarize_locked(struct vmgenid_state *st,
-			     struct vmgenid_state_summary *summary)
+static struct figures figures_locked(struct vmgenid_state *st)
 {
+	struct figures f;
+
 	adopt(st);
-	summary->counter = st->counter;
-	summary->outdated = st->outdated;
-	summary->watchers = st->nwatchers;
-	summary->pending = st->nwaits;
+	f.counter = st->counter;
+	f.outdated = st->outdated;
+	f.watchers = st->nwatchers;
+	return f;
 }
 
-static struct vmgenid_state_summary summarize(struct vmgenid_state *st)
+static struct figures figures(struct vmgenid_state *st)
 {
-	struct vmgenid_state_summary summary;
+	struct figures f;
 
 	pthread_mutex_lock(&st->lock);
-	summarize_locked(st, &summary);
+	f = figures_locked(st);
 	pthread_mutex_unlock(&st->lock);
-	return summary;
+	return f;
 }
 
 uint32_t vmgenid_state_counter(struct vmgenid_state *st)
 {
-	return summarize(st).counter;
+	return figures(st).counter;
 }
 
 size_t vmgenid_state_outdated(struct vmgenid_state *st)
 {
-	return summarize(st).outdated;
+	return figures(st).outdated;
 }
 
 size_t vmgenid_state_watchers(struct vmgenid_state *st)
 {
-	return summarize(st).watchers;
-}
-
-size_t vmgenid_state_pending(struct vmgenid_state *st)
-{
-	return summarize(st).pending;
+	return figures(st).watchers;
 }
 
 int vmgenid_state_next_deadline(struct vmgenid_state *st, double *deadline)
@@ -487,18 +488,30 @@ out:
 	return n;
 }
 
+#ifdef VMGENID_TESTING
+uint32_t vmgenid_counter_load(void *counter)
+{
+	return __atomic_load_n((uint32_t *)counter, __ATOMIC_ACQUIRE);
+}
+
 size_t vmgenid_state_snapshot(struct vmgenid_state *st,
 			      struct vmgenid_watcher_info *out, size_t room,
 			      struct vmgenid_state_summary *summary)
 {
+	struct figures f;
 	size_t n;
 
 	pthread_mutex_lock(&st->lock);
-	summarize_locked(st, summary);
+	f = figures_locked(st);
+	summary->counter = f.counter;
+	summary->outdated = f.outdated;
+	summary->watchers = f.watchers;
+	summary->pending = st->nwaits;
 	n = list_locked(st, 0, out, room);
 	pthread_mutex_unlock(&st->lock);
 	return n;
 }
+#endif
 
 /* -- file operations ------------------------------------------------------- */
 
@@ -789,16 +802,13 @@ int vmgenid_state_plan_bump(struct vmgenid_state *st, int64_t minimum,
 	return err;
 }
 
-int vmgenid_state_adopt(struct vmgenid_state *st, int64_t counter,
+/* What adopting the published counter owes, handed over. */
+int vmgenid_state_adopt(struct vmgenid_state *st,
 			struct vmgenid_changes *changes)
 {
 	int err;
 
-	if (counter < -1 || counter > VMGENID_COUNTER_MAX)
-		return -EINVAL;
 	pthread_mutex_lock(&st->lock);
-	if (counter >= 0 && counter != st->counter)
-		adopt_counter(st, (uint32_t)counter);
 	adopt(st);
 	err = hand_over(st, changes, 0, 0);
 	pthread_mutex_unlock(&st->lock);

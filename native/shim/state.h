@@ -62,15 +62,7 @@ struct vmgenid_uid_outdated {
 	uint32_t outdated;
 };
 
-/* The figures of one vmgenid_state_snapshot(), under the same lock. */
-struct vmgenid_state_summary {
-	uint32_t counter;
-	size_t outdated;
-	size_t watchers;
-	size_t pending;
-};
-
-/* The counter published now (the publisher's, or a test's). */
+/* The counter published now (vmgenid_publisher_published()). */
 typedef uint32_t (*vmgenid_published_fn)(void *ctx);
 
 void vmgenid_changes_clear(struct vmgenid_changes *changes);
@@ -81,12 +73,10 @@ struct vmgenid_state *vmgenid_state_new(uint32_t counter,
 					vmgenid_published_fn published,
 					void *published_ctx);
 void vmgenid_state_free(struct vmgenid_state *st);
-uint32_t vmgenid_counter_load(void *counter);
 
 uint32_t vmgenid_state_counter(struct vmgenid_state *st);
 size_t vmgenid_state_outdated(struct vmgenid_state *st);
 size_t vmgenid_state_watchers(struct vmgenid_state *st);
-size_t vmgenid_state_pending(struct vmgenid_state *st);
 int vmgenid_state_next_deadline(struct vmgenid_state *st, double *deadline);
 size_t vmgenid_state_list(struct vmgenid_state *st, int outdated_only,
 			  struct vmgenid_watcher_info *out, size_t room,
@@ -99,10 +89,6 @@ size_t vmgenid_state_list(struct vmgenid_state *st, int outdated_only,
 size_t vmgenid_state_outdated_by_uid(struct vmgenid_state *st,
 				     struct vmgenid_uid_outdated *out,
 				     size_t room, size_t *need);
-/* Every watcher (up to room, oldest open first) and the figures, at once. */
-size_t vmgenid_state_snapshot(struct vmgenid_state *st,
-			      struct vmgenid_watcher_info *out, size_t room,
-			      struct vmgenid_state_summary *summary);
 
 int vmgenid_state_open_watcher(struct vmgenid_state *st, uint32_t uid,
 			       int32_t pid, uint64_t *wid);
@@ -122,7 +108,7 @@ int vmgenid_state_wait_watchers(struct vmgenid_state *st, uint64_t wid,
 
 int vmgenid_state_plan_bump(struct vmgenid_state *st, int64_t minimum,
 			    uint32_t *from, uint32_t *to);
-int vmgenid_state_adopt(struct vmgenid_state *st, int64_t counter,
+int vmgenid_state_adopt(struct vmgenid_state *st,
 			struct vmgenid_changes *changes);
 int vmgenid_state_interrupt(struct vmgenid_state *st, uint64_t token,
 			    struct vmgenid_changes *changes);

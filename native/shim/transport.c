@@ -324,10 +324,20 @@ const struct cuse_lowlevel_ops *vmgenid_transport_cuse_ops(void)
 
 /* -- the daemon's own transitions ---------------------------------------- */
 
+/* The daemon's bump (vmgenid_publisher_bump()), what it owes sent. */
+int vmgenid_transport_bump(struct vmgenid_transport *t,
+			   const struct vmgenid_bump *bump)
+{
+	int res = vmgenid_publisher_bump(t->pub, t->state, bump, &t->changes);
+
+	apply(t);
+	return res;
+}
+
 /* The counter published since (the thread's, or the daemon's own bump). */
 int vmgenid_transport_adopt(struct vmgenid_transport *t)
 {
-	int res = vmgenid_state_adopt(t->state, -1, &t->changes);
+	int res = vmgenid_state_adopt(t->state, &t->changes);
 
 	apply(t);
 	return res;

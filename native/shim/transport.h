@@ -11,6 +11,7 @@
 
 struct vmgenid_state;
 struct vmgenid_publisher;
+struct vmgenid_bump;
 struct vmgenid_transport;
 
 /* The operations the daemon answers (transport.py): who the caller is,
@@ -41,6 +42,8 @@ struct vmgenid_transport_flags *
 vmgenid_transport_flags(struct vmgenid_transport *t);
 
 void vmgenid_transport_answer_interrupts(struct vmgenid_transport *t);
+int vmgenid_transport_bump(struct vmgenid_transport *t,
+			   const struct vmgenid_bump *bump);
 int vmgenid_transport_adopt(struct vmgenid_transport *t);
 int vmgenid_transport_ack(struct vmgenid_transport *t, uint64_t wid,
 			  uint32_t counter);

@@ -7,10 +7,10 @@
  * (make -C native tsan: build/tsan/publisher-race) and Helgrind (the plain
  * build/publisher-race, with publisher-race.supp):
  *
- *  - the daemon: vmgenid_publisher_publish(from, from + 1) with from =
- *    vmgenid_publisher_settle(), again on -EAGAIN, then
- *    vmgenid_publisher_take() and now and then vmgenid_publisher_save()
- *    and vmgenid_publisher_guid();
+ *  - the daemon: vmgenid_publisher_bump() through its state machine
+ *    (which chooses again when the thread published since its choice),
+ *    then vmgenid_publisher_take() and now and then
+ *    vmgenid_publisher_save() and vmgenid_publisher_guid();
  *  - the GUID poll thread: vmgenid_publisher_hardware() with alternating
  *    GUIDs (each one a bump);
  *  - blocked reads: vmgenid_publisher_wait() at the counter loaded without
@@ -46,7 +46,9 @@
 #include "../shim/guid.h"
 #include "../shim/page.h"
 #include "../shim/publisher.h"
+#include "../shim/state.h"
 #include "../shim/statefile.h"
+#include "../shim/testing.h"
 
 #define START_COUNTER	100
 #define MAX_READS	200000		/* the registrations' bound */
@@ -79,7 +81,9 @@ static unsigned int publications = 200;
 
 /* Threads' end flags and totals, atomic. */
 static uint32_t publishers_done, registrations_done;
-static unsigned int violations, cancelled, retries;
+static unsigned int violations, cancelled;
+/* The daemon's state machine, which adopts what the publisher published. */
+static struct vmgenid_state *st;
 
 /* Publication reports taken, the daemon's (joined before they are read). */
 static unsigned int taken_count, taken_hardware, taken_replies;
@@ -166,33 +170,27 @@ static const unsigned char guids[2][VMGENID_GUID_SIZE] = {
 
 static void *daemon_thread(void *arg)
 {
+	struct vmgenid_bump bump = { .minimum = -1 };
+	struct vmgenid_changes changes = { .bumped_from = -1 };
 	struct vmgenid_publisher *pub = arg;
 	unsigned char guid[VMGENID_GUID_SIZE];
 	struct vmgenid_publication report;
-	uint32_t seen, from;
+	uint32_t seen, counter;
 	unsigned int i;
 	int ret;
 
 	for (i = 0; i < publications; i++) {
 		/* The state machine's check before a transition. */
 		seen = load_acquire(published);
-		for (;;) {
-			from = vmgenid_publisher_settle(pub);
-			if (from < seen)
-				violation("settle() gave %" PRIu32 " after "
-					  "the counter was %" PRIu32, from,
-					  seen);
-			/* The state machine's choice takes a while. */
-			sched_yield();
-			ret = vmgenid_publisher_publish(pub, from, from + 1,
-							i % 2 ? -1 : (int64_t)i);
-			if (ret != -EAGAIN)
-				break;
-			__atomic_add_fetch(&retries, 1, __ATOMIC_RELAXED);
-		}
+		bump.kmsg_seq = i % 2 ? -1 : (int64_t)i;
+		ret = vmgenid_publisher_bump(pub, st, &bump, &changes);
+		vmgenid_changes_clear(&changes);
 		if (ret)
-			violation("publish(%" PRIu32 ") returned %d", from,
-				  ret);
+			violation("bump() returned %d", ret);
+		counter = vmgenid_state_counter(st);
+		if (counter <= seen)
+			violation("the state machine is at %" PRIu32 " after "
+				  "a bump from %" PRIu32, counter, seen);
 		if (i % 16 == 0) {
 			ret = vmgenid_publisher_save(pub, -1);
 			if (ret < 0)
@@ -217,6 +215,7 @@ static void *daemon_thread(void *arg)
 		taken_hardware += report.hardware;
 		taken_replies += report.replies;
 	}
+	vmgenid_changes_free(&changes);
 	return NULL;
 }
 
@@ -438,6 +437,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	published = vmgenid_publisher_counter(pub);
+	st = vmgenid_state_new(START_COUNTER, 1024,
+			       vmgenid_publisher_published, pub);
+	if (!st) {
+		perror("publisher-race: the state machine");
+		return 1;
+	}
 
 	for (i = 0; i < NR_WORKERS; i++)
 		pthread_create(&threads[i], NULL, workers[i], pub);
@@ -473,10 +478,11 @@ int main(int argc, char **argv)
 	for (i = 0, waited = 0; i < n; i++)
 		waited += reads[i].registered;
 	printf("reads=%u waited=%u by_publication=%u cancelled=%u "
-	       "aborted=%u publications=%u retries=%u violations=%u\n", n,
+	       "aborted=%u publications=%u violations=%u\n", n,
 	       waited, by_publication, cancelled, aborted, taken_count,
-	       retries, violations);
+	       violations);
 
+	vmgenid_state_free(st);
 	vmgenid_publisher_free(pub);
 	vmgenid_page_free(page);
 	vmgenid_statefile_close(statefile);

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "state.h"
+#include "testing.h"
 
 void *__real_realloc(void *ptr, size_t size);
 
@@ -117,7 +118,7 @@ static int transition(struct scene *s, int n, struct vmgenid_changes *changes)
 		return vmgenid_state_wait_watchers(s->st, s->wid[C], 100, 2.0,
 						   9, NULL);
 	case 8:
-		return vmgenid_state_adopt(s->st, -1, changes);
+		return vmgenid_state_adopt(s->st, changes);
 	case 9:
 		return vmgenid_state_interrupt(s->st, 7, changes);
 	case 10:

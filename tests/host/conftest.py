@@ -1,24 +1,43 @@
 # SPDX-License-Identifier: MIT
-"""VMGENID_SHIM: the path of another build of cuse_vmgenid._cuse for the host
-tests to import instead of the tree's: tools/run-tests' sanitized suite
-builds one with ASan and UBSan (make -C native sanitize-shim) and runs this
-suite with it, the ASan runtime in LD_PRELOAD (an instrumented library must
-find it loaded first)."""
+"""The build of cuse_vmgenid._cuse the host tests import instead of the
+tree's: one with the C test hooks of native/shim/testing.h, which the
+package's never has (make -C native testing-shim, made here when its
+inputs changed).  VMGENID_SHIM: another such build: tools/run-tests'
+sanitized suite builds one with ASan and UBSan (make -C native
+sanitize-shim) and runs this suite with it, the ASan runtime in
+LD_PRELOAD (an instrumented library must find it loaded first)."""
 
+import glob
 import importlib.util
 import os
+import subprocess
 import sys
 
 import cuse_vmgenid
 
-SHIM = os.environ.get("VMGENID_SHIM")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+
+
+def _testing_shim() -> str:
+    subprocess.run(["make", "-s", "-C", os.path.join(REPO, "native"),
+                    "testing-shim", f"PYTHON={sys.executable}"], check=True,
+                   stdout=subprocess.DEVNULL)
+    shim, = glob.glob(os.path.join(REPO, "native", "build", "testing",
+                                   "shim", "cuse_vmgenid", "_cuse*.so"))
+    return shim
+
+
+# tools/run-tests' sanitized build, or None.
+SANITIZED_SHIM = os.environ.get("VMGENID_SHIM")
+SHIM = SANITIZED_SHIM or _testing_shim()
 # What this process needed to load that build, read when it started (no
 # leak report in ASAN_OPTIONS: Python keeps objects to its end).  Not for
 # the tests' children: compilers, valgrind, a ThreadSanitizer build,
 # sanitized helpers that do report leaks.
 sanitizer_env: dict[str, str] = {}
 
-if SHIM:
+if SHIM:     # always
     assert "cuse_vmgenid._cuse" not in sys.modules, "imported too early"
     # Before any test module imports cuse_vmgenid._cuse: sys.modules is
     # where every later `from ._cuse import` finds it.

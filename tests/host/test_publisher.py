@@ -27,8 +27,11 @@ from cuse_vmgenid.sources.memory import guid_string
 from cuse_vmgenid.sources.guidpoll import GuidPoller
 from cuse_vmgenid.device.page import Page
 from cuse_vmgenid.device.publisher import Publisher
+from cuse_vmgenid.device.state import GenerationState
 from cuse_vmgenid.device.statefile import StateFile, load
 from cuse_vmgenid.device.vmclockpage import VmclockPage
+
+from .statemachine import publisher_bump
 
 A, B, C = b"A" * 16, b"B" * 16, b"C" * 16
 
@@ -88,8 +91,15 @@ class Setup:
         self.pub = Publisher(self.state_file, self.page, counter,
                              vmclock_page=self.vmclock, rng_fd=rng_fd,
                              replies=self.replies.ops)
+        # The daemon's bumps go through its state machine.
+        self.state = GenerationState(counter, 1024, self.pub)
+
+    def bump(self, kmsg_seq=None, generation=None) -> None:
+        assert publisher_bump(self.pub, self.state, kmsg_seq=kmsg_seq,
+                              generation=generation) == 0
 
     def close(self):
+        ffi.release(self.state.c_handle)
         self.pub.close()
         self.state_file.close()
 
@@ -126,7 +136,7 @@ def test_state_file_then_page_then_replies(tmp_path):
         (load(s.state_path).counter, s.page.load())))
     try:
         s.pub.wait(req(1), 1, 0)
-        assert s.pub.publish(0, 1)
+        s.bump()
         assert seen == [(1, 1)]
     finally:
         s.close()
@@ -149,15 +159,15 @@ def test_the_vmclock_page_after_the_page_before_replies(tmp_path):
         s.close()
 
 
-def test_a_bump_chosen_before_another_publication_is_refused(tmp_path):
-    """The daemon chose 1 from 0, the thread published 1 first: the
-    daemon's is refused, so that it gets a generation of its own."""
+def test_a_bump_after_the_threads_publication_gets_its_own(tmp_path):
+    """The thread published 1 first: the daemon's bump is 2 (a bump
+    chosen before the thread's publication is chosen again: test_state.py),
+    with the kernel record it applies in the state file."""
     s = Setup(tmp_path)
     try:
         s.pub.set_guid(A)
         assert s.pub.hardware(B) == 1
-        assert not s.pub.publish(0, 1)
-        assert s.pub.publish(1, 2, kmsg_seq=17)
+        s.bump(kmsg_seq=17)
         assert (load(s.state_path).counter, s.page.load()) == (2, 2)
         assert load(s.state_path).kmsg_seq == 17
         assert s.pub.take()[:4] == (0, 2, 2, 1)
@@ -171,7 +181,7 @@ def test_a_read_that_blocked_at_an_older_counter_is_answered_at_once(
     the read reached the publisher: no waiting for 2."""
     s = Setup(tmp_path)
     try:
-        assert s.pub.publish(0, 1)
+        s.bump()
         s.pub.wait(req(9), 9, 0)
         assert s.replies.to(9) == [u32(1)]
         assert not s.pub.cancel(9, errno.EINTR)
@@ -186,7 +196,7 @@ def test_cancel_and_abort_answer_each_read_once(tmp_path):
             s.pub.wait(req(n), n, 0)
         assert s.pub.cancel(2, errno.EINTR)
         assert not s.pub.cancel(2, errno.EINTR)
-        assert s.pub.publish(0, 1)
+        s.bump()
         s.pub.wait(req(4), 4, 1)
         assert s.pub.abort(errno.ECONNABORTED) == 1
         assert s.replies.sent == [(2, errno.EINTR), (1, u32(1)),
@@ -227,7 +237,7 @@ def test_a_new_guid_goes_into_the_rng_unless_the_kernel_did_it(tmp_path):
 
 def test_a_change_without_a_guid_reseeds_the_rng_before_anyone_wakes(
         tmp_path):
-    """The VMClock tier's change (change()): no GUID, and no kernel reseed
+    """The VMClock tier's change (a bump with its generation): no GUID, and no kernel reseed
     of its own, so what differs between clones goes to the RNG before the
     blocked read is answered: a pipe stands in for /dev/urandom (the
     reseed ioctl then fails there, ENOTTY, and the publication says so).
@@ -238,7 +248,7 @@ def test_a_change_without_a_guid_reseeds_the_rng_before_anyone_wakes(
     s = Setup(tmp_path, rng_fd=w, during=lambda: seen.append(_drain(r)))
     try:
         s.pub.wait(req(1), 1, 0)
-        assert s.pub.change(0, 1, 7)
+        s.bump(generation=7)
         assert s.replies.sent == [(1, u32(1))]
         [first] = seen
         assert struct.pack("=Q", 7) in first and u32(1) in first
@@ -247,13 +257,11 @@ def test_a_change_without_a_guid_reseeds_the_rng_before_anyone_wakes(
         assert publication.reseed_error == errno.ENOTTY
         assert publication.reseed_note().startswith(
             "cannot reseed the kernel RNG: ")
-        assert not s.pub.change(0, 2, 7)        # stale: nothing written
-        assert _drain(r) == b""
-        assert s.pub.change(1, 2, 7)            # same counter, later
+        s.bump(generation=7)                    # same counter, later
         second = _drain(r)
         assert len(second) == len(first) and second != first
         assert s.pub.take().reseeds == 1
-        assert s.pub.publish(2, 3)              # a bump, no change
+        s.bump()                                # a bump, no change
         assert _drain(r) == b""
         assert s.pub.take().reseed_note() is None
     finally:
@@ -271,7 +279,7 @@ def test_a_cpu_random_source_is_used_where_the_cpu_has_one(tmp_path):
     r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     s = Setup(tmp_path, rng_fd=w)
     try:
-        assert s.pub.change(0, 1, 1)
+        s.bump(generation=1)
         words = s.pub.take().reseed_cpu_words
         assert words == (8 if {"rdrand", "rdseed"} & flags else 0), flags
     finally:
@@ -288,8 +296,8 @@ def _drain(fd: int) -> bytes:
 
 
 class ExactlyOneReply(RuleBasedStateMachine):
-    """Reads block and are interrupted; the daemon bumps (sometimes from a
-    stale choice); the GUID changes.  Every read gets exactly one reply,
+    """Reads block and are interrupted; the daemon bumps; the GUID
+    changes.  Every read gets exactly one reply,
     the counter of the publication that answered it, and every
     publication is exactly one step of the counter per change."""
 
@@ -331,12 +339,9 @@ class ExactlyOneReply(RuleBasedStateMachine):
         assert self.s.pub.cancel(n, errno.EINTR)
         assert self.s.replies.to(n) == [errno.EINTR]
 
-    @rule(stale=st.booleans())
-    def the_daemon_bumps(self, stale):
-        if stale and self.counter:
-            assert not self.s.pub.publish(self.counter - 1, self.counter)
-            return
-        assert self.s.pub.publish(self.counter, self.counter + 1)
+    @rule()
+    def the_daemon_bumps(self):
+        self.s.bump()
         self.published(self.counter + 1)
 
     @rule(guid=st.sampled_from([A, B, C]))

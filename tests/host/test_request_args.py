@@ -15,7 +15,7 @@ from cuse_vmgenid.service.daemon import MAX_POLL_MS, poll_timeout_ms
 from cuse_vmgenid.errors import DeviceError
 from cuse_vmgenid.device.state import COUNTER_MAX, MIN_TARGET_MAX
 
-from .publishing import PublishingState
+from .statemachine import StateMachine
 
 ULONG = st.integers(0, (1 << 64) - 1)
 U32 = st.integers(0, COUNTER_MAX)
@@ -48,7 +48,7 @@ def test_force_min_takes_exactly_four_bytes(data):
 @given(ULONG, NOW, st.floats(0, 1e7))
 def test_any_wait_timeout_gives_a_poll_timeout_poll_takes(arg, now, later):
     """0xffffffff killed the daemon: poll() refused its timeout."""
-    state = PublishingState()
+    state = StateMachine()
     waiter = state.open(1)
     state.open(2)
     state.bump()
@@ -73,7 +73,7 @@ def test_poll_timeout_in_range_for_any_deadlines(deadlines, now):
 
 @given(U32, st.one_of(st.none(), U32))
 def test_force_min_over_u32_never_lowers_the_counter(start, minimum):
-    state = PublishingState(start)
+    state = StateMachine(start)
     err = errno_of(state.bump, minimum)
     if err:
         assert err == errno.EOVERFLOW and state.counter == start
@@ -85,7 +85,7 @@ def test_force_min_over_u32_never_lowers_the_counter(start, minimum):
 
 @given(ULONG, st.booleans())
 def test_read_of_any_size(size, nonblock):
-    state = PublishingState()
+    state = StateMachine()
     wid = state.open(1)
     err = errno_of(state.read, wid, size, nonblock)
     if size == 0:
@@ -98,7 +98,7 @@ def test_read_of_any_size(size, nonblock):
 
 @given(st.binary(max_size=16), U32)
 def test_write_of_any_payload(data, counter):
-    state = PublishingState(counter)
+    state = StateMachine(counter)
     wid = state.open(1)
     err = errno_of(state.ack, wid, data)
     ok = data == struct.pack("=I", counter)

@@ -7,7 +7,6 @@ question here" on write): a generation change landing between the
 """
 
 import errno
-import gc
 import struct
 import sys
 import threading
@@ -17,10 +16,9 @@ import pytest
 
 from cuse_vmgenid._cuse import ffi
 from cuse_vmgenid.errors import DeviceError
-from cuse_vmgenid.device.state import (
-    COUNTER_MAX, MIN_TARGET_MAX, Blocked, Completion)
+from cuse_vmgenid.device.state import COUNTER_MAX, MIN_TARGET_MAX
 
-from .publishing import PublishingState
+from .statemachine import Blocked, Completion, StateMachine
 
 
 def counter_bytes(value):
@@ -48,7 +46,7 @@ def outdated_watcher(state, uid=1000):
 # -- open -----------------------------------------------------------------
 
 def test_open_makes_an_up_to_date_watcher():
-    state = PublishingState(counter=7)
+    state = StateMachine(counter=7)
     wid = state.open(1000)
     assert state.snapshot()["watchers"][wid][2] == 7
     assert state.outdated_count() == 0
@@ -56,7 +54,7 @@ def test_open_makes_an_up_to_date_watcher():
 
 
 def test_open_past_the_per_uid_cap_fails_edquot():
-    state = PublishingState(max_watchers_per_uid=2)
+    state = StateMachine(max_watchers_per_uid=2)
     state.open(1000)
     state.open(1000)
     with raises_errno(errno.EDQUOT):
@@ -67,14 +65,14 @@ def test_open_past_the_per_uid_cap_fails_edquot():
 
 
 def test_uid_0_is_exempt_from_the_watcher_cap():
-    state = PublishingState(max_watchers_per_uid=1)
+    state = StateMachine(max_watchers_per_uid=1)
     for _ in range(5):
         state.open(0)
     assert state.watcher_count() == 5
 
 
 def test_release_frees_a_slot_under_the_cap():
-    state = PublishingState(max_watchers_per_uid=1)
+    state = StateMachine(max_watchers_per_uid=1)
     wid = state.open(1000)
     with raises_errno(errno.EDQUOT):
         state.open(1000)
@@ -86,7 +84,7 @@ def test_release_frees_a_slot_under_the_cap():
 # -- read -----------------------------------------------------------------
 
 def test_read_of_zero_bytes_returns_nothing():
-    state = PublishingState()
+    state = StateMachine()
     wid = outdated_watcher(state)
     assert state.read(wid, 0, nonblock=False) == b""
     assert state.pending_count() == 0
@@ -94,7 +92,7 @@ def test_read_of_zero_bytes_returns_nothing():
 
 @pytest.mark.parametrize("size", [1, 2, 3])
 def test_read_shorter_than_the_counter_fails_einval(size):
-    state = PublishingState()
+    state = StateMachine()
     wid = outdated_watcher(state)
     with raises_errno(errno.EINVAL):
         state.read(wid, size, nonblock=False)
@@ -102,7 +100,7 @@ def test_read_shorter_than_the_counter_fails_einval(size):
 
 @pytest.mark.parametrize("size", [4, 4096])
 def test_read_while_outdated_returns_the_counter_without_acking(size):
-    state = PublishingState(counter=41)
+    state = StateMachine(counter=41)
     wid = outdated_watcher(state)
     assert state.read(wid, size, nonblock=False) == counter_bytes(42)
     assert state.read(wid, size, nonblock=True) == counter_bytes(42)
@@ -111,7 +109,7 @@ def test_read_while_outdated_returns_the_counter_without_acking(size):
 
 
 def test_nonblocking_read_while_up_to_date_fails_eagain():
-    state = PublishingState()
+    state = StateMachine()
     wid = state.open(1000)
     with raises_errno(errno.EAGAIN):
         state.read(wid, 4, nonblock=True)
@@ -121,7 +119,7 @@ def test_nonblocking_read_while_up_to_date_fails_eagain():
 def test_blocking_read_while_up_to_date_blocks_at_the_counter():
     """The publisher keeps the read (test_publisher.py): the state machine
     only says at which counter it blocks."""
-    state = PublishingState(counter=9)
+    state = StateMachine(counter=9)
     wid = state.open(1000)
     assert state.read(wid, 4, nonblock=False) == Blocked(9)
     assert state.pending_count() == 0
@@ -133,7 +131,7 @@ def test_blocking_read_while_up_to_date_blocks_at_the_counter():
 
 @pytest.mark.parametrize("size", [1, 3, 5, 8])
 def test_ack_of_the_wrong_length_fails_einval(size):
-    state = PublishingState()
+    state = StateMachine()
     wid = outdated_watcher(state)
     with raises_errno(errno.EINVAL):
         state.ack(wid, counter_bytes(1)[:size].ljust(size, b"\0"))
@@ -142,7 +140,7 @@ def test_ack_of_the_wrong_length_fails_einval(size):
 
 @pytest.mark.parametrize("value", [0, 2, 0xFFFFFFFF])
 def test_ack_of_a_value_other_than_the_counter_fails_einval(value):
-    state = PublishingState()
+    state = StateMachine()
     wid = outdated_watcher(state)  # counter 1
     with raises_errno(errno.EINVAL):
         state.ack(wid, counter_bytes(value))
@@ -151,19 +149,19 @@ def test_ack_of_a_value_other_than_the_counter_fails_einval(value):
 
 
 def test_ack_while_up_to_date_changes_nothing():
-    state = PublishingState(counter=3)
+    state = StateMachine(counter=3)
     outdated = outdated_watcher(state)  # counter 4
     wid = state.open(1000)
     state.wait_watchers(wid, 0, now=0.0, token=1)
     before = state.snapshot()
     changes = state.ack(wid, counter_bytes(4))
-    assert (changes.completions, changes.notify, changes.release) == ([], [], [])
+    assert (changes.completions, changes.wake, changes.release) == ([], [], [])
     assert state.snapshot() == before
     assert state.poll(outdated)[0] is True
 
 
 def test_ack_while_outdated_makes_the_watcher_up_to_date():
-    state = PublishingState()
+    state = StateMachine()
     first = state.open(1000)
     second = state.open(1000)
     state.bump()
@@ -175,7 +173,7 @@ def test_ack_while_outdated_makes_the_watcher_up_to_date():
 
 
 def test_last_ack_completes_wait_watchers_with_zero():
-    state = PublishingState()
+    state = StateMachine()
     outdated = outdated_watcher(state)  # counter 1
     waiter_a = state.open(0)
     waiter_b = state.open(0)
@@ -191,7 +189,7 @@ def test_the_daemons_hooks_watcher_holds_wait_watchers_until_its_ack():
     file) is a watcher like any other: outdated by every bump, in the
     snapshot, and WAIT_WATCHERS waits for its ack; a run that ended after
     a newer bump cannot ack (EINVAL): the run for the newest one does."""
-    state = PublishingState()
+    state = StateMachine()
     hooks = state.open(0, pid=4242)
     waiter = state.open(0)
     state.bump()
@@ -212,7 +210,7 @@ def test_the_daemons_hooks_watcher_holds_wait_watchers_until_its_ack():
 # -- poll -----------------------------------------------------------------
 
 def test_poll_is_ready_exactly_while_outdated():
-    state = PublishingState()
+    state = StateMachine()
     wid = state.open(1000)
     assert state.poll(wid)[0] is False
     state.bump()
@@ -222,7 +220,7 @@ def test_poll_is_ready_exactly_while_outdated():
 
 
 def test_poll_with_a_new_handle_releases_the_old_one():
-    state = PublishingState()
+    state = StateMachine()
     wid = state.open(1000)
     _, changes = state.poll(wid, "h1")
     assert changes.release == []
@@ -230,34 +228,34 @@ def test_poll_with_a_new_handle_releases_the_old_one():
     assert changes.release == ["h1"]
     _, changes = state.poll(wid)  # no handle: keeps h2
     assert changes.release == []
-    assert state.bump().notify == ["h2"]
+    assert state.bump().wake == ["h2"]
 
 
 def test_bump_notifies_the_poll_handle_of_every_watcher():
-    state = PublishingState()
+    state = StateMachine()
     handles = {}
     for n in range(3):
         wid = state.open(1000 + n)
         state.poll(wid, f"h{n}")
         handles[wid] = f"h{n}"
     state.open(1000)  # never polled
-    assert sorted(state.bump().notify) == ["h0", "h1", "h2"]
+    assert sorted(state.bump().wake) == ["h0", "h1", "h2"]
     # Handles stay registered: the next bump notifies them again.
-    assert sorted(state.bump().notify) == ["h0", "h1", "h2"]
+    assert sorted(state.bump().wake) == ["h0", "h1", "h2"]
 
 
 def test_release_destroys_the_watchers_poll_handle():
-    state = PublishingState()
+    state = StateMachine()
     wid = state.open(1000)
     state.poll(wid, "h")
     assert state.release(wid).release == ["h"]
-    assert state.bump().notify == []
+    assert state.bump().wake == []
 
 
 # -- ioctl VMGENID_WAIT_WATCHERS -------------------------------------------
 
 def test_wait_watchers_returns_zero_at_once_when_nobody_is_outdated():
-    state = PublishingState()
+    state = StateMachine()
     wid = state.open(1000)
     state.open(1000)
     assert state.wait_watchers(wid, 100, now=0.0, token=1) == 0
@@ -265,7 +263,7 @@ def test_wait_watchers_returns_zero_at_once_when_nobody_is_outdated():
 
 
 def test_wait_watchers_fails_eintr_when_the_caller_is_outdated():
-    state = PublishingState()
+    state = StateMachine()
     wid = outdated_watcher(state)
     with raises_errno(errno.EINTR):
         state.wait_watchers(wid, 0, now=0.0, token=1)
@@ -273,7 +271,7 @@ def test_wait_watchers_fails_eintr_when_the_caller_is_outdated():
 
 
 def test_wait_watchers_fails_eintr_when_a_bump_outdates_the_caller():
-    state = PublishingState()
+    state = StateMachine()
     outdated_watcher(state)
     wid = state.open(0)
     assert state.wait_watchers(wid, 0, now=0.0, token=1) is None
@@ -282,7 +280,7 @@ def test_wait_watchers_fails_eintr_when_a_bump_outdates_the_caller():
 
 
 def test_wait_watchers_fails_etime_once_its_deadline_passes():
-    state = PublishingState()
+    state = StateMachine()
     outdated_watcher(state)
     wid = state.open(0)
     assert state.wait_watchers(wid, 250, now=10.0, token=1) is None
@@ -294,7 +292,7 @@ def test_wait_watchers_fails_etime_once_its_deadline_passes():
 
 
 def test_wait_watchers_with_timeout_zero_never_expires():
-    state = PublishingState()
+    state = StateMachine()
     outdated_watcher(state)
     wid = state.open(0)
     state.wait_watchers(wid, 0, now=10.0, token=1)
@@ -304,7 +302,7 @@ def test_wait_watchers_with_timeout_zero_never_expires():
 
 
 def test_next_deadline_is_the_earliest_wait_deadline():
-    state = PublishingState()
+    state = StateMachine()
     assert state.next_deadline() is None
     outdated_watcher(state)
     waiter = state.open(0)
@@ -319,7 +317,7 @@ def test_next_deadline_is_the_earliest_wait_deadline():
 # -- ioctl FORCE_GEN_UPDATE / FORCE_GEN_UPDATE_MIN --------------------------
 
 def test_bump_adds_one_and_outdates_every_watcher():
-    state = PublishingState(counter=5)
+    state = StateMachine(counter=5)
     for uid in (0, 1000, 1001):
         state.open(uid)
     changes = state.bump()
@@ -337,7 +335,7 @@ def test_bump_adds_one_and_outdates_every_watcher():
 ])
 def test_force_min_sets_the_larger_of_minimum_and_counter_plus_one(
         counter, minimum, expected):
-    state = PublishingState(counter=counter)
+    state = StateMachine(counter=counter)
     changes = state.bump(minimum)
     assert changes.bumped_from == counter
     assert state.counter == expected
@@ -349,7 +347,7 @@ def test_force_min_sets_the_larger_of_minimum_and_counter_plus_one(
     (MIN_TARGET_MAX, 0),             # counter + 1 is already past the limit
 ])
 def test_force_min_past_0x7fffffff_fails_eoverflow(counter, minimum):
-    state = PublishingState(counter=counter)
+    state = StateMachine(counter=counter)
     wid = state.open(1000)
     with raises_errno(errno.EOVERFLOW):
         state.bump(minimum)
@@ -358,7 +356,7 @@ def test_force_min_past_0x7fffffff_fails_eoverflow(counter, minimum):
 
 
 def test_plain_bump_at_the_counter_maximum_fails_eoverflow():
-    state = PublishingState(counter=COUNTER_MAX - 1)
+    state = StateMachine(counter=COUNTER_MAX - 1)
     state.bump()
     assert state.counter == COUNTER_MAX
     with raises_errno(errno.EOVERFLOW):
@@ -367,7 +365,7 @@ def test_plain_bump_at_the_counter_maximum_fails_eoverflow():
 
 
 def test_counter_never_goes_lower():
-    state = PublishingState(counter=1000)
+    state = StateMachine(counter=1000)
     seen = [state.counter]
     for minimum in (None, 3, 0, None, 999, 1500, 2, None):
         state.bump(minimum)
@@ -378,7 +376,7 @@ def test_counter_never_goes_lower():
 # -- interrupts (FUSE_INTERRUPT) ------------------------------------------
 
 def test_interrupt_answers_a_pending_wait_eintr_exactly_once():
-    state = PublishingState()
+    state = StateMachine()
     outdated_watcher(state)
     wid = state.open(0)
     state.wait_watchers(wid, 100, now=0.0, token=1)
@@ -390,7 +388,7 @@ def test_interrupt_answers_a_pending_wait_eintr_exactly_once():
 
 
 def test_interrupt_after_the_call_was_answered_yields_nothing():
-    state = PublishingState()
+    state = StateMachine()
     outdated_watcher(state)
     wid = state.open(0)
     state.wait_watchers(wid, 100, now=0.0, token=1)
@@ -399,14 +397,14 @@ def test_interrupt_after_the_call_was_answered_yields_nothing():
 
 
 def test_interrupt_of_an_unknown_token_yields_nothing():
-    state = PublishingState()
+    state = StateMachine()
     assert state.interrupt(99).completions == []
 
 
 # -- release (close of the last reference) ---------------------------------
 
 def test_release_of_an_outdated_watcher_drops_the_outdated_count():
-    state = PublishingState()
+    state = StateMachine()
     first = state.open(1000)
     state.open(1000)
     state.bump()
@@ -415,7 +413,7 @@ def test_release_of_an_outdated_watcher_drops_the_outdated_count():
 
 
 def test_release_of_an_up_to_date_watcher_keeps_the_outdated_count():
-    state = PublishingState()
+    state = StateMachine()
     outdated_watcher(state)
     wid = state.open(1000)
     state.release(wid)
@@ -423,7 +421,7 @@ def test_release_of_an_up_to_date_watcher_keeps_the_outdated_count():
 
 
 def test_release_of_the_last_outdated_watcher_completes_waiters_with_zero():
-    state = PublishingState()
+    state = StateMachine()
     outdated = outdated_watcher(state)
     waiter = state.open(0)
     state.wait_watchers(waiter, 0, now=0.0, token=1)
@@ -432,7 +430,7 @@ def test_release_of_the_last_outdated_watcher_completes_waiters_with_zero():
 
 
 def test_release_answers_the_watchers_own_pending_calls_ebadf():
-    state = PublishingState()
+    state = StateMachine()
     outdated_watcher(state)
     wid = state.open(0)
     other = state.open(0)
@@ -444,7 +442,7 @@ def test_release_answers_the_watchers_own_pending_calls_ebadf():
 
 
 def test_calls_on_a_released_watcher_fail_ebadf():
-    state = PublishingState()
+    state = StateMachine()
     wid = state.open(1000)
     state.release(wid)
     for call in (lambda: state.read(wid, 4, False),
@@ -457,7 +455,7 @@ def test_calls_on_a_released_watcher_fail_ebadf():
 
 
 def test_a_token_can_pend_only_once():
-    state = PublishingState()
+    state = StateMachine()
     outdated_watcher(state)
     wid = state.open(0)
     state.wait_watchers(wid, 0, now=0.0, token=1)
@@ -478,26 +476,26 @@ def test_every_transition_first_adopts_what_was_published():
         "ack": lambda s, w: s.ack(w, counter_bytes(8)),
     }
     for name, transition in transitions.items():
-        state = PublishingState(counter=7)
+        state = StateMachine(counter=7)
         wid = state.open(1000)
-        state.published.hardware()
+        state.hardware()
         assert transition(state, wid) not in (None, 0), name
         assert state.snapshot()["counter"] == 8, name
 
 
 def test_adoption_owes_eintr_to_waiters_and_a_notification_to_pollers():
-    state = PublishingState(counter=3)
+    state = StateMachine(counter=3)
     outdated_watcher(state)
     waiter = state.open(0)
     state.poll(waiter, "handle")
     state.wait_watchers(waiter, 0, now=0.0, token=1)
-    state.published.hardware()
+    state.hardware()
     # Owed by the read that adopted it, handed over by the next Changes.
     assert state.read(waiter, 4, nonblock=True) == counter_bytes(5)
     changes = state.adopt()
     assert changes.bumped_from == 4
     assert completions(changes) == {1: (None, errno.EINTR)}
-    assert changes.notify == ["handle"]
+    assert changes.wake == ["handle"]
     assert state.adopt().completions == []      # owed once
 
 
@@ -505,12 +503,12 @@ def test_a_bump_chosen_before_a_thread_publication_is_chosen_again():
     """The daemon's bump chose 6 while the thread published 6: the
     publisher refuses it, and the bump is chosen again from 6, so both
     changes get a generation of their own."""
-    state = PublishingState(counter=5)
-    bumped_from, counter = state.plan_bump()
-    state.published.hardware()
-    assert not state.published.publish(bumped_from, counter)
+    state = StateMachine(counter=5, hookable=True)
+    # Right after the bump's first look at the published counter (5).
+    state.published.hook = state.hardware
     assert state.bump().bumped_from == 5
     assert state.counter == 7
+    assert state.publisher.take().count == 2
 
 
 # -- the v2 races: a bump between "is it outdated?" and the count change ----
@@ -558,7 +556,7 @@ def hammer_with_bumps(state, operations):
         # state machine's lock and adopted by the next transition.
         while not done.is_set():
             state.bump()
-            state.published.hardware()
+            state.hardware()
 
     def repeat(operation):
         try:
@@ -591,7 +589,7 @@ def hammer_with_bumps(state, operations):
 def test_v2_write_race_bump_between_outdated_test_and_ack_count():
     """'Same question here': write() tested "outdated?", a bump came, then
     it stored the old value and dropped the count anyway."""
-    state = PublishingState()
+    state = StateMachine()
     wids = [state.open(1000) for _ in range(4)]
     acks = []
 
@@ -615,7 +613,7 @@ def test_v2_write_race_bump_between_outdated_test_and_ack_count():
 def test_v2_close_race_bump_between_outdated_test_and_release_count():
     """'Is this racy?': close() tested "outdated?" (no), a bump counted the
     watcher as outdated, then it went without dropping the count."""
-    state = PublishingState()
+    state = StateMachine()
     stayers = [state.open(1000) for _ in range(2)]
     state.bump()
 
@@ -636,7 +634,7 @@ def test_v2_close_race_bump_between_outdated_test_and_release_count():
 def test_a_stale_id_of_a_reused_slot_fails_ebadf():
     """A watcher id names a slot and its generation: the next open may take
     the slot, never the id."""
-    state = PublishingState()
+    state = StateMachine()
     stale = state.open(1000)
     state.release(stale)
     fresh = state.open(1000)
@@ -649,7 +647,7 @@ def test_a_stale_id_of_a_reused_slot_fails_ebadf():
 
 def test_figures_change_with_adoption_ack_and_release_only():
     """Changes.figures: the status shows counter, outdated and watchers."""
-    state = PublishingState()
+    state = StateMachine()
     first = state.open(1000)
     second = state.open(1000)
     assert state.bump().figures is True
@@ -661,7 +659,7 @@ def test_figures_change_with_adoption_ack_and_release_only():
 
 
 def test_abort_answers_every_pending_wait_with_its_errno():
-    state = PublishingState()
+    state = StateMachine()
     outdated_watcher(state)
     waiter = state.open(0)
     state.wait_watchers(waiter, 0, now=0.0, token=1)
@@ -675,24 +673,12 @@ def test_abort_answers_every_pending_wait_with_its_errno():
 
 def test_a_cdata_poll_handle_goes_through_unchanged():
     """The C transport's handles are pointers: they come back as such."""
-    state = PublishingState()
+    state = StateMachine()
     wid = state.open(1000)
     cells = ffi.new("char[2]")
     first, second = ffi.cast("void *", cells), ffi.cast("void *", cells + 1)
     state.poll(wid, first)
-    assert state.bump().notify == [first]
+    assert state.bump().wake == [first]
     assert state.poll(wid, second)[1].release == [first]
     assert state.release(wid).release == [second]
 
-
-def test_close_frees_the_c_state_once():
-    """close() frees it now; a second close and the collector free nothing
-    more (the sanitized suite would see a double free)."""
-    state = PublishingState()
-    state.open(1000)
-    assert state.c_handle is not None
-    state.close()
-    state.close()
-    assert state.c_handle is None
-    del state
-    gc.collect()

@@ -33,9 +33,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test)
 
 from cuse_vmgenid.errors import DeviceError
-from cuse_vmgenid.device.state import Blocked
-
-from .publishing import PublishingState
+from .statemachine import Blocked, StateMachine
 
 TARGET_STEPS = int(os.environ.get("VMGENID_MODEL_STEPS", "10000"))
 STEPS_PER_EXAMPLE = 100
@@ -160,7 +158,7 @@ class GenerationStateVsModel(RuleBasedStateMachine):
         for token, _, _ in got:
             self.answer(token)
         assert sorted(got, key=repr) == sorted(completions, key=repr)
-        assert sorted(changes.notify) == sorted(notify)
+        assert sorted(changes.wake) == sorted(notify)
         assert sorted(changes.release) == sorted(release)
         assert changes.bumped_from == bumped_from
         assert changes.figures == (figures or bumped_from is not None)
@@ -172,7 +170,7 @@ class GenerationStateVsModel(RuleBasedStateMachine):
     def start(self, counter, cap):
         global examples_run
         examples_run += 1
-        self.state = PublishingState(counter=counter,
+        self.state = StateMachine(counter=counter,
                                      max_watchers_per_uid=cap)
         self.model = Model(counter, cap)
         self.highest_counter = counter
@@ -352,7 +350,7 @@ class GenerationStateVsModel(RuleBasedStateMachine):
         self.step()
         if self.model.counter == U32_MAX:
             return      # the publisher refuses (EOVERFLOW), nothing moves
-        self.state.published.hardware()
+        self.state.hardware()
         self.model.publish(self.model.counter + 1)
 
     @rule()
