@@ -12,21 +12,30 @@ something to do, so Python's signal handlers run.
 import errno
 import os
 import select
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from . import transport
 from .._cuse import ffi, lib
 
 CUSE_DEVICE = "/dev/cuse"
+
+
 class SessionError(Exception):
     pass
+
+
+class Served(NamedTuple):
+    """Why serve() returned, and what the daemon takes from it."""
+    ready: list[int]        # of its fds, readable
+    figures: bool           # a figure the status shows changed
+    report: bool            # something refused to report (take_report())
+    last_request: float     # monotonic time of the last batch, or 0
 
 
 class CuseSession:
     def __init__(self, devname: str, cuse_transport: "transport.CuseTransport",
                  fuse_debug: bool = False):
         self._keep = []  # cdata that libfuse points into must outlive it
-        transport.current = cuse_transport
 
         dev_info = ffi.new("char[]", f"DEVNAME={devname}".encode())
         dev_info_argv = ffi.new("const char *[]", [dev_info])
@@ -65,14 +74,17 @@ class CuseSession:
         # at the daemon's fds, not once per request.
         os.set_blocking(self.fd, False)
         self._buf = ffi.new("struct fuse_buf *")
+        self._last_request = ffi.new("double *")
         # Built at the first serve(): the session's fd and the daemon's.
         self._fds = None
         self._watched: Optional[list[int]] = None
 
-    def serve(self, fds: list[int], timeout_ms: int) -> list[int]:
-        """Answer requests until one of fds is readable (returned), a
-        signal came, timeout_ms (-1: none) passed, or a request wants the
-        daemon (transport.c's flags).  EOFError once the kernel ended us."""
+    def serve(self, fds: list[int], timeout_ms: int,
+              status_dirty: bool) -> Served:
+        """Answer requests until one of fds is readable, a signal came,
+        timeout_ms (-1: none) passed, a request wants the daemon, or a
+        figure changed while the status is clean (not status_dirty).
+        EOFError once the kernel ended us."""
         if fds != self._watched:
             self._fds = ffi.new("struct pollfd[]", 1 + len(fds))
             for i, fd in enumerate([self.fd] + fds):
@@ -80,18 +92,22 @@ class CuseSession:
                 self._fds[i].events = select.POLLIN
             self._watched = list(fds)
         res = lib.vmgenid_session_serve(self._se, self._buf, self._transport,
-                                        self._fds, 1 + len(fds), timeout_ms)
+                                        self._fds, 1 + len(fds), timeout_ms,
+                                        status_dirty, self._last_request)
         if res == -errno.ENODEV:
             raise EOFError("the kernel ended the CUSE session")
         if res < 0:
             raise SessionError(f"serving {CUSE_DEVICE}: {os.strerror(-res)}")
-        return [fd for i, fd in enumerate(fds, 1)
-                if self._fds[i].revents]
+        return Served([fd for i, fd in enumerate(fds, 1)
+                       if self._fds[i].revents],
+                      bool(res & lib.VMGENID_SERVE_FIGURES),
+                      bool(res & lib.VMGENID_SERVE_REPORT),
+                      self._last_request[0])
 
     def close(self) -> None:
         if self._se is None:
             return
-        # Closes the fd: the kernel removes the node and ends every open file.
-        lib.fuse_session_destroy(self._se)
+        # Closes the fd: the kernel removes the node and ends every open
+        # file; and frees the request buffer libfuse allocated.
+        lib.vmgenid_session_end(self._se, self._buf)
         self._se = None
-        transport.current = None

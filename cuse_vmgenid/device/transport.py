@@ -8,9 +8,12 @@ does all day (read, ack, poll, close, GET_OUTDATED_WATCHERS,
 WAIT_WATCHERS) without entering Python.  It hands over the operations that
 need the daemon: open (whose user namespace the watcher counts against, a
 /proc read) and the ioctls that change the generation (who may, the log,
-the hooks).  Here a DeviceError becomes fuse_reply_err in one place
+the hooks); C reaches this object through the handle it was given
+(ffi.new_handle).  Here a DeviceError becomes fuse_reply_err in one place
 (`_answer`), and any other exception EIO, so no request is ever left
-without a reply.
+without a reply.  An unknown ioctl never comes here: transport.c refuses
+it (EINVAL) and counts it, with every reply that could not be sent, for
+the daemon's log (`take_report`).
 
 The daemon's own transitions that owe others replies (its adoption of a
 bump, the hooks' watcher's ack and close, WAIT_WATCHERS timeouts, the end)
@@ -19,6 +22,7 @@ go through transport.c too, which applies what they owe.
 
 import errno
 import logging
+import os
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
@@ -86,14 +90,15 @@ class CuseTransport:
         self._daemon_ops.init_done = lib.vmgenid_init_done
         self._daemon_ops.open = lib.vmgenid_open
         self._daemon_ops.ioctl = lib.vmgenid_ioctl
+        # What C hands back to the callbacks below: kept as long as C may.
+        self._handle = ffi.new_handle(self)
         self._t = lib.vmgenid_transport_new(state.c_handle,
                                             publisher.c_handle,
-                                            self._daemon_ops)
+                                            self._daemon_ops, self._handle)
         if self._t == ffi.NULL:
             raise MemoryError("transport")
-        # Read and cleared by the daemon's loop between two serve() calls.
-        self.flags = lib.vmgenid_transport_flags(self._t)
         self._bump_args = ffi.new("struct vmgenid_bump *")
+        self._report = ffi.new("struct vmgenid_transport_report *")
 
     @property
     def c_handle(self):
@@ -112,33 +117,35 @@ class CuseTransport:
                               caller.pid)
         fi.fh = wid
         # -ENOENT: the caller is gone and release will never come.
-        if lib.fuse_reply_open(req, fi) == -errno.ENOENT:
+        res = lib.fuse_reply_open(req, fi)
+        _replied(res, "open")
+        if res == -errno.ENOENT:
             self.release(wid)
 
-    def ioctl(self, req, cmd: int, arg, fi, flags: int,
-              in_buf, in_bufsz: int) -> None:
-        """transport.c hands over the ioctls that change the generation,
-        and unknown ones."""
-        cmd &= 0xFFFFFFFF
+    def ioctl(self, req, cmd: int, fi, in_buf, in_bufsz: int) -> None:
+        """transport.c hands over the ioctls that change the generation."""
         if cmd == ioctls.FORCE_GEN_UPDATE:
             caller = self._authorized(req)
             # Who asked goes to the log after the wake-ups (a /proc read).
             self._bump(lambda: f"FORCE_GEN_UPDATE by {caller.describe()}",
                        None)
-            lib.fuse_reply_ioctl(req, 0, ffi.NULL, 0)
+            _replied(lib.fuse_reply_ioctl(req, 0, ffi.NULL, 0),
+                     "FORCE_GEN_UPDATE")
         elif cmd == ioctls.FORCE_GEN_UPDATE_MIN:
             caller = self._authorized(req)
             minimum = ioctls.force_min_value(
                 ffi.buffer(in_buf, in_bufsz)[:] if in_bufsz else b"")
             self._bump(lambda: f"FORCE_GEN_UPDATE_MIN {minimum} by "
                        f"{caller.describe()}", minimum)
-            lib.fuse_reply_ioctl(req, 0, ffi.NULL, 0)
+            _replied(lib.fuse_reply_ioctl(req, 0, ffi.NULL, 0),
+                     "FORCE_GEN_UPDATE_MIN")
         elif cmd == ioctls.NOTIFY:
             caller = self._authorized(req)
             bumped = self._notify(
                 lambda: f"VMGENID_NOTIFY by {caller.describe()}")
-            lib.fuse_reply_ioctl(req, int(bumped), ffi.NULL, 0)
-        else:
+            _replied(lib.fuse_reply_ioctl(req, int(bumped), ffi.NULL, 0),
+                     "VMGENID_NOTIFY")
+        else:   # transport.c sends no other
             raise DeviceError(errno.EINVAL, f"unknown ioctl {cmd:#x}")
 
     def _authorized(self, req) -> Caller:
@@ -182,6 +189,23 @@ class CuseTransport:
         """WAIT_WATCHERS calls whose deadline passed get ETIME."""
         lib.vmgenid_transport_expire(self._t, now)
 
+    def take_report(self) -> Optional[str]:
+        """What transport.c refused or could not send since the last take,
+        as one log line; None if nothing."""
+        out = self._report
+        if not lib.vmgenid_transport_take_report(self._t, out):
+            return None
+        parts = []
+        if out.unknown_ioctls:
+            pid = out.last_ioctl_pid
+            parts.append(f"{out.unknown_ioctls} unknown ioctl(s) refused "
+                         f"(EINVAL), the last {out.last_ioctl:#x} by pid "
+                         f"{pid} ({procinfo.comm(pid) or '?'})")
+        if out.failed_replies:
+            parts.append(f"{out.failed_replies} reply(ies) not sent, the "
+                         f"last: {os.strerror(-out.last_reply_err)}")
+        return "; ".join(parts)
+
     def abort_pending(self) -> None:
         """At exit: nothing may stay unanswered."""
         lib.vmgenid_transport_abort(self._t, errno.ECONNABORTED)
@@ -192,37 +216,42 @@ class CuseTransport:
             self._t = None
 
 
-# The transport that the C callbacks below reach; set by the session.
-current: Optional[CuseTransport] = None
+def _replied(res: int, what: str) -> None:
+    """A reply libfuse could not send: the caller is gone (ENOENT: it was
+    interrupted), or worse."""
+    if res < 0:
+        (log.debug if res == -errno.ENOENT else log.warning)(
+            "the reply to %s was not sent: %s", what, os.strerror(-res))
 
 
-def _answer(op, req, *args) -> None:
+def _answer(op, daemon, req, *args) -> None:
     """Run one file operation; every failure becomes exactly one reply."""
     try:
-        op(current, req, *args)
+        op(ffi.from_handle(daemon), req, *args)
     except DeviceError as e:
         log.debug("%s: %r", op.__name__, e)
-        lib.fuse_reply_err(req, e.errno)
+        _replied(lib.fuse_reply_err(req, e.errno), op.__name__)
     except Exception:
         log.exception("%s failed; answering EIO", op.__name__)
-        lib.fuse_reply_err(req, errno.EIO)
+        _replied(lib.fuse_reply_err(req, errno.EIO), op.__name__)
 
 
 @ffi.def_extern()
-def vmgenid_init_done(userdata):
+def vmgenid_init_done(daemon):
     # An exception cannot cross libfuse: keep it for the loop, which stops.
+    transport = ffi.from_handle(daemon)
     try:
-        current.init_done()
+        transport.init_done()
     except Exception as e:
         log.exception("init_done failed")
-        current.fatal = e
+        transport.fatal = e
 
 
 @ffi.def_extern()
-def vmgenid_open(req, fi):
-    _answer(CuseTransport.open, req, fi)
+def vmgenid_open(daemon, req, fi):
+    _answer(CuseTransport.open, daemon, req, fi)
 
 
 @ffi.def_extern()
-def vmgenid_ioctl(req, cmd, arg, fi, flags, in_buf, in_bufsz, out_bufsz):
-    _answer(CuseTransport.ioctl, req, cmd, arg, fi, flags, in_buf, in_bufsz)
+def vmgenid_ioctl(daemon, req, cmd, fi, in_buf, in_bufsz):
+    _answer(CuseTransport.ioctl, daemon, req, cmd, fi, in_buf, in_bufsz)

@@ -13,7 +13,7 @@ from .. import procinfo
 from ..device import privilege, statefile
 from ..device.page import Page
 from ..device.publisher import Publication, Publisher
-from ..device.session import CuseSession
+from ..device.session import CuseSession, Served
 from ..device.state import COUNTER_MAX, GenerationState
 from ..device.transport import Caller, CuseTransport, LazyWhy, Why, why_text
 from ..device.vmclockpage import VmclockPage, page_path as vmclock_page_path
@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 # The status file lists at most this many outdated watchers.
 MAX_LISTED_WATCHERS = 256
+# One line at most this often for what transport.c refused (unknown
+# ioctls) or could not send: a flood costs no more than that.
+REPORT_INTERVAL_S = 10.0
 
 
 class Daemon:
@@ -96,6 +99,10 @@ class Daemon:
         self._stop = False
         self._reload = False    # SIGHUP: list hooks.d again, once idle
         self._next_look: Optional[float] = None
+        # transport.c's report: when it may be logged next (None: none
+        # due), and when it last was.
+        self._report_at: Optional[float] = None
+        self._last_report = -REPORT_INTERVAL_S
 
     def _vmclock_page(self, counter: int) -> Optional[VmclockPage]:
         """The VMClock-ABI page and its link, with --vmclock-link."""
@@ -223,19 +230,30 @@ class Daemon:
     def _mark_status(self) -> None:
         self.status.mark_dirty()
 
-    def _requests_answered(self) -> None:
+    def _requests_answered(self, served: Served) -> None:
         """An open, close or ack changes a figure the status shows; a read
         or a query changes none, and a stream of them writes no status.
         (The listed outdated watchers only change with these figures:
         between bumps their set can only shrink.)  Requests keep the
         status's write off their path while they come (status.py).
-        transport.c keeps both facts while it serves without us."""
-        flags = self.transport.flags
-        if flags.last_request:
-            self.status.busy(flags.last_request)
-        if flags.figures_changed:
-            flags.figures_changed = 0
+        What transport.c refused is logged in one line at most every
+        REPORT_INTERVAL_S (_report)."""
+        if served.last_request:
+            self.status.busy(served.last_request)
+        if served.figures:
             self._mark_status()
+        if served.report and self._report_at is None:
+            self._report_at = self._last_report + REPORT_INTERVAL_S
+
+    def _report(self, now: float) -> None:
+        """transport.c's count of unknown ioctls and replies not sent."""
+        if self._report_at is not None and now < self._report_at:
+            return
+        self._report_at = None
+        line = self.transport.take_report()
+        if line:
+            self._last_report = now
+            log.info("%s", line)
 
     # -- generation changes ----------------------------------------------
 
@@ -435,17 +453,15 @@ class Daemon:
                               self.options.fuse_debug)
         source_fds = self.source.fds()
         self._next_look = self._look_after(time.monotonic())
-        flags = self.transport.flags
         try:
             while not self._stop:
                 hook_fds = self.hooks.fds() if self.hooks is not None \
                     else []
                 watched = [wake_r, hint_signal.fileno(), *source_fds,
                            *hook_fds]
-                flags.daemon_wanted = 0
-                flags.status_dirty = self.status.dirty
                 try:
-                    ready = session.serve(watched, self._timeout_ms())
+                    served = session.serve(watched, self._timeout_ms(),
+                                           self.status.dirty)
                 except EOFError:
                     self._connection_ended()
                     return 1
@@ -454,8 +470,8 @@ class Daemon:
                 # Pollers and waiters, if a request found a bump the thread
                 # published.
                 self.transport.adopt()
-                self._requests_answered()
-                for fd in ready:
+                self._requests_answered(served)
+                for fd in served.ready:
                     if fd == wake_r:
                         _drain(wake_r)
                     elif fd == hint_signal.fileno():
@@ -465,9 +481,9 @@ class Daemon:
                         pass    # below, all at once
                     else:
                         self._guarded("source", self._source_ready, fd)
-                if set(ready) & set(hook_fds):
+                if set(served.ready) & set(hook_fds):
                     self._guarded("hook", self.hooks.ready,
-                                  set(ready) & set(hook_fds),
+                                  set(served.ready) & set(hook_fds),
                                   time.monotonic())
                 now = time.monotonic()
                 deadline = self.state.next_deadline()
@@ -489,6 +505,7 @@ class Daemon:
                     self._reload = False
                     self._guarded("reload", self._reload_hooks)
                 self._guarded("status", self._write_status, now)
+                self._guarded("report", self._report, now)
             log.info("stopping at generation %d", self.state.counter)
             self._persist()     # the kernel-log tier: the records read
             return 0
@@ -501,6 +518,8 @@ class Daemon:
             if self.hooks is not None:
                 self.hooks.stop()
             self.transport.abort_pending()
+            self._report_at = None
+            self._report(time.monotonic())
             session.close()
             self.transport.close()
             self.publisher.close()
@@ -591,6 +610,7 @@ class Daemon:
     def _timeout_ms(self) -> int:
         return poll_timeout_ms(
             (self.state.next_deadline(), self._next_look,
+             self._report_at,
              self.hooks and self.hooks.deadline(),
              self.status.due()), time.monotonic())
 

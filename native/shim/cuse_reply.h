@@ -6,5 +6,6 @@
 #include "publisher.h"
 
 const struct vmgenid_reply_ops *vmgenid_cuse_replies(void);
+unsigned int vmgenid_cuse_reply_failures(int *last_err);
 
 #endif /* VMGENID_CUSE_REPLY_H */

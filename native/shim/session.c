@@ -8,6 +8,7 @@
 #define FUSE_USE_VERSION 31
 
 #include <errno.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "session.h"
@@ -55,14 +56,7 @@ static int drain(struct fuse_session *se, struct fuse_buf *buf,
 		res = 1;
 	}
 	vmgenid_transport_answer_interrupts(t);
-	vmgenid_transport_flags(t)->last_request = monotonic_now();
 	return res;
-}
-
-static int daemon_wanted(struct vmgenid_transport_flags *flags)
-{
-	return flags->daemon_wanted ||
-	       (flags->figures_changed && !flags->status_dirty);
 }
 
 /*
@@ -70,44 +64,70 @@ static int daemon_wanted(struct vmgenid_transport_flags *flags)
  * ready (fds[0] is the session's; the others are the daemon's, their
  * revents left for it), a signal came, @timeout_ms passed (-1: none), a
  * request wants the daemon (an operation answered in Python, a new
- * WAIT_WATCHERS deadline), a figure of a clean status changed, or a full
- * batch was answered.  0, or -ENODEV once the kernel ended the session,
- * or -errno.
+ * WAIT_WATCHERS deadline, something refused to report), a figure changed
+ * while the status is clean (@status_dirty 0), or a full batch was
+ * answered.  Why: VMGENID_SERVE_* bits (transport.h); or -ENODEV once the
+ * kernel ended the session, or -errno.  @last_request: the
+ * CLOCK_MONOTONIC time of the last batch of requests, or 0 if none came.
  */
 int vmgenid_session_serve(struct fuse_session *se, struct fuse_buf *buf,
 			  struct vmgenid_transport *t, struct pollfd *fds,
-			  unsigned int nfds, int timeout_ms)
+			  unsigned int nfds, int timeout_ms, int status_dirty,
+			  double *last_request)
 {
-	struct vmgenid_transport_flags *flags = vmgenid_transport_flags(t);
 	double deadline = monotonic_now() + timeout_ms / 1000.0;
+	unsigned int reasons = 0;
 	double left;
 	unsigned int i;
 	int res;
 
+	*last_request = 0;
 	for (;;) {
 		/* poll() leaves them as they were when a signal cuts it short. */
 		for (i = 0; i < nfds; i++)
 			fds[i].revents = 0;
 		res = poll(fds, nfds, timeout_ms);
-		if (res < 0)
-			return errno == EINTR ? 0 : -errno;
-		if (res == 0)
-			return 0;
+		if (res < 0) {
+			if (errno != EINTR)
+				return -errno;
+			reasons |= VMGENID_SERVE_SIGNAL;
+			break;
+		}
+		if (res == 0) {
+			reasons |= VMGENID_SERVE_TIMEOUT;
+			break;
+		}
 		if (fds[0].revents) {
 			res = drain(se, buf, t);
-			if (res)
-				return res < 0 ? res : 0;
+			*last_request = monotonic_now();
+			if (res < 0)
+				return res;
+			if (res) {
+				reasons |= VMGENID_SERVE_BATCH;
+				break;
+			}
 		}
 		for (i = 1; i < nfds; i++)
 			if (fds[i].revents)
-				return 0;
-		if (daemon_wanted(flags))
-			return 0;
+				reasons |= VMGENID_SERVE_FDS;
+		if (reasons || vmgenid_transport_wanted(t, status_dirty))
+			break;
 		if (timeout_ms >= 0) {
 			left = deadline - monotonic_now();
-			if (left <= 0)
-				return 0;
+			if (left <= 0) {
+				reasons |= VMGENID_SERVE_TIMEOUT;
+				break;
+			}
 			timeout_ms = (int)(left * 1000) + 1;
 		}
 	}
+	return reasons | vmgenid_transport_take_reasons(t);
+}
+
+/* The session's end: its node goes, and the request buffer it filled. */
+void vmgenid_session_end(struct fuse_session *se, struct fuse_buf *buf)
+{
+	fuse_session_destroy(se);
+	free(buf->mem);
+	buf->mem = NULL;
 }

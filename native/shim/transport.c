@@ -6,9 +6,11 @@
  * the replies it owes others first (apply), its own last.
  *
  * open and the ioctls that change the generation are the daemon's
- * (transport.py: who the caller is, the log, the hooks); everything a
- * watcher does all day (read, ack, poll, close, GET_OUTDATED_WATCHERS,
- * WAIT_WATCHERS) is answered here without entering Python.
+ * (transport.py: who the caller is, the log, the hooks), reached through
+ * its ops with the handle it gave; everything a watcher does all day
+ * (read, ack, poll, close, GET_OUTDATED_WATCHERS, WAIT_WATCHERS) is
+ * answered here without entering Python, and so is an unknown ioctl
+ * (EINVAL), counted for the daemon's log with every reply that failed.
  *
  * A blocked read is registered with the publisher, which answers it at the
  * next publication; a waiting WAIT_WATCHERS is kept by the state machine,
@@ -26,10 +28,12 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <stdint.h>
+#include <string.h>
 #include <time.h>
 
 #include <linux/vmgenid.h>
 
+#include "cuse_reply.h"
 #include "publisher.h"
 #include "state.h"
 #include "transport.h"
@@ -39,18 +43,20 @@
 struct vmgenid_transport {
 	struct vmgenid_state *state;
 	struct vmgenid_publisher *pub;
-	const struct vmgenid_daemon_ops *daemon;
+	const struct vmgenid_daemon_ops *ops;
+	void *daemon;			/* the ops' first argument */
 	struct vmgenid_changes changes;	/* scratch, for one transition */
 	uint64_t next_token;
 	uint64_t *interrupted;		/* tokens of interrupted requests */
 	size_t ninterrupted, interrupted_room;
-	struct vmgenid_transport_flags flags;
+	unsigned int reasons;		/* VMGENID_SERVE_*, since taken */
+	struct vmgenid_transport_report report;	/* since taken */
 };
 
 struct vmgenid_transport *
 vmgenid_transport_new(struct vmgenid_state *state,
 		      struct vmgenid_publisher *pub,
-		      const struct vmgenid_daemon_ops *daemon)
+		      const struct vmgenid_daemon_ops *ops, void *daemon)
 {
 	struct vmgenid_transport *t = calloc(1, sizeof(*t));
 
@@ -58,6 +64,7 @@ vmgenid_transport_new(struct vmgenid_state *state,
 		return NULL;
 	t->state = state;
 	t->pub = pub;
+	t->ops = ops;
 	t->daemon = daemon;
 	t->changes.bumped_from = -1;
 	return t;
@@ -72,10 +79,54 @@ void vmgenid_transport_free(struct vmgenid_transport *t)
 	free(t);
 }
 
-struct vmgenid_transport_flags *
-vmgenid_transport_flags(struct vmgenid_transport *t)
+/*
+ * Whether the loop must return to the daemon now: a request or a report
+ * for it, or a changed figure while its status is clean (@status_dirty:
+ * a write is due anyway, and requests keep it off their path).
+ */
+int vmgenid_transport_wanted(struct vmgenid_transport *t, int status_dirty)
 {
-	return &t->flags;
+	return (t->reasons & (VMGENID_SERVE_DAEMON | VMGENID_SERVE_REPORT)) ||
+	       ((t->reasons & VMGENID_SERVE_FIGURES) && !status_dirty);
+}
+
+/* The reasons since the last take, cleared. */
+unsigned int vmgenid_transport_take_reasons(struct vmgenid_transport *t)
+{
+	unsigned int reasons = t->reasons;
+
+	t->reasons = 0;
+	return reasons;
+}
+
+/* 1 and what was refused or failed since the last take, or 0 if none. */
+int vmgenid_transport_take_report(struct vmgenid_transport *t,
+				  struct vmgenid_transport_report *out)
+{
+	unsigned int failed;
+	int err;
+
+	failed = vmgenid_cuse_reply_failures(&err);
+	if (failed) {
+		t->report.failed_replies += failed;
+		t->report.last_reply_err = err;
+	}
+	if (!t->report.unknown_ioctls && !t->report.failed_replies)
+		return 0;
+	*out = t->report;
+	memset(&t->report, 0, sizeof(t->report));
+	return 1;
+}
+
+/* A reply of ours that libfuse could not send (the caller gone: -ENOENT). */
+static void replied(struct vmgenid_transport *t, int res)
+{
+	if (res >= 0)
+		return;
+	if (!t->report.unknown_ioctls && !t->report.failed_replies)
+		t->reasons |= VMGENID_SERVE_REPORT;
+	t->report.failed_replies++;
+	t->report.last_reply_err = res;
 }
 
 /* The replies, poll wake-ups and releases one transition owes others. */
@@ -86,25 +137,26 @@ static void apply(struct vmgenid_transport *t)
 
 	for (i = 0; i < c->ncompletions; i++) {
 		if (c->completions[i].err)
-			fuse_reply_err(c->completions[i].req,
-				       c->completions[i].err);
+			replied(t, fuse_reply_err(c->completions[i].req,
+						  c->completions[i].err));
 		else
-			fuse_reply_ioctl(c->completions[i].req, 0, NULL, 0);
+			replied(t, fuse_reply_ioctl(c->completions[i].req, 0,
+						    NULL, 0));
 	}
 	for (i = 0; i < c->nwake; i++)
 		fuse_lowlevel_notify_poll(c->wake[i]);
 	for (i = 0; i < c->nrelease; i++)
 		fuse_pollhandle_destroy(c->release[i]);
 	if (c->figures)
-		t->flags.figures_changed = 1;
+		t->reasons |= VMGENID_SERVE_FIGURES;
 	vmgenid_changes_clear(c);
 }
 
 /* A file operation's own reply when the state machine refused it. */
-static void reply_result(fuse_req_t req, int res)
+static void reply_result(struct vmgenid_transport *t, fuse_req_t req, int res)
 {
 	if (res < 0)
-		fuse_reply_err(req, -res);
+		replied(t, fuse_reply_err(req, -res));
 }
 
 static struct vmgenid_transport *transport_of(fuse_req_t req)
@@ -167,17 +219,16 @@ static void transport_init_done(void *userdata)
 {
 	struct vmgenid_transport *t = userdata;
 
-	t->flags.daemon_wanted = 1;
-	t->daemon->init_done(userdata);
+	t->reasons |= VMGENID_SERVE_DAEMON;
+	t->ops->init_done(t->daemon);
 }
 
 static void transport_open(fuse_req_t req, struct fuse_file_info *fi)
 {
 	struct vmgenid_transport *t = transport_of(req);
 
-	t->flags.daemon_wanted = 1;
-	t->flags.figures_changed = 1;
-	t->daemon->open(req, fi);
+	t->reasons |= VMGENID_SERVE_DAEMON | VMGENID_SERVE_FIGURES;
+	t->ops->open(t->daemon, req, fi);
 }
 
 static void transport_read(fuse_req_t req, size_t size, off_t off,
@@ -196,13 +247,14 @@ static void transport_read(fuse_req_t req, size_t size, off_t off,
 		watch_interrupt(req, token);
 		res = vmgenid_publisher_wait(t->pub, req, token, counter);
 	} else if (res == VMGENID_READ_NOW) {
-		fuse_reply_buf(req, (const char *)&counter, sizeof(counter));
+		replied(t, fuse_reply_buf(req, (const char *)&counter,
+					  sizeof(counter)));
 		return;
 	} else if (res == 0) {
-		fuse_reply_buf(req, NULL, 0);
+		replied(t, fuse_reply_buf(req, NULL, 0));
 		return;
 	}
-	reply_result(req, res);
+	reply_result(t, req, res);
 }
 
 static void transport_write(fuse_req_t req, const char *buf, size_t size,
@@ -215,8 +267,8 @@ static void transport_write(fuse_req_t req, const char *buf, size_t size,
 	res = vmgenid_state_ack(t->state, fi->fh, buf, size, &t->changes);
 	apply(t);
 	if (res == 0)
-		fuse_reply_write(req, size);
-	reply_result(req, res);
+		replied(t, fuse_reply_write(req, size));
+	reply_result(t, req, res);
 }
 
 static void transport_release(fuse_req_t req, struct fuse_file_info *fi)
@@ -227,8 +279,8 @@ static void transport_release(fuse_req_t req, struct fuse_file_info *fi)
 	res = vmgenid_state_release(t->state, fi->fh, &t->changes);
 	apply(t);
 	if (res == 0)
-		fuse_reply_err(req, 0);
-	reply_result(req, res);
+		replied(t, fuse_reply_err(req, 0));
+	reply_result(t, req, res);
 }
 
 static void transport_poll(fuse_req_t req, struct fuse_file_info *fi,
@@ -240,12 +292,12 @@ static void transport_poll(fuse_req_t req, struct fuse_file_info *fi,
 	res = vmgenid_state_poll(t->state, fi->fh, ph, &t->changes);
 	apply(t);
 	if (res >= 0) {
-		fuse_reply_poll(req, res ? POLLIN_READY : 0);
+		replied(t, fuse_reply_poll(req, res ? POLLIN_READY : 0));
 		return;
 	}
 	if (ph)		/* not kept: nobody else will free it */
 		fuse_pollhandle_destroy(ph);
-	reply_result(req, res);
+	reply_result(t, req, res);
 }
 
 /*
@@ -271,14 +323,26 @@ static int wait_watchers(struct vmgenid_transport *t, fuse_req_t req,
 					  now.tv_sec + now.tv_nsec / 1e9,
 					  token, req);
 	if (res == 0) {
-		fuse_reply_ioctl(req, 0, NULL, 0);
+		replied(t, fuse_reply_ioctl(req, 0, NULL, 0));
 	} else if (res == 1) {
 		watch_interrupt(req, token);
 		/* A new deadline: the daemon's loop sets its timeout. */
 		if (timeout_ms)
-			t->flags.daemon_wanted = 1;
+			t->reasons |= VMGENID_SERVE_DAEMON;
 	}
 	return res;
+}
+
+/* An ioctl that is none of docs/interface.rst's: EINVAL, counted. */
+static void refuse_ioctl(struct vmgenid_transport *t, fuse_req_t req,
+			 unsigned int cmd)
+{
+	if (!t->report.unknown_ioctls && !t->report.failed_replies)
+		t->reasons |= VMGENID_SERVE_REPORT;
+	t->report.unknown_ioctls++;
+	t->report.last_ioctl = cmd;
+	t->report.last_ioctl_pid = fuse_req_ctx(req)->pid;
+	replied(t, fuse_reply_err(req, EINVAL));
 }
 
 static void transport_ioctl(fuse_req_t req, int cmd, void *arg,
@@ -289,20 +353,29 @@ static void transport_ioctl(fuse_req_t req, int cmd, void *arg,
 	struct vmgenid_transport *t = transport_of(req);
 	size_t outdated;
 
+	(void)flags;
+	(void)out_bufsz;
 	switch ((unsigned int)cmd) {
 	case VMGENID_GET_OUTDATED_WATCHERS:
 		outdated = vmgenid_state_outdated(t->state);
-		fuse_reply_ioctl(req, outdated > INT32_MAX ? INT32_MAX
-				 : (int)outdated, NULL, 0);
+		replied(t, fuse_reply_ioctl(req, outdated > INT32_MAX ?
+					    INT32_MAX : (int)outdated,
+					    NULL, 0));
 		return;
 	case VMGENID_WAIT_WATCHERS:
-		reply_result(req, wait_watchers(t, req, fi, (uintptr_t)arg));
+		reply_result(t, req,
+			     wait_watchers(t, req, fi, (uintptr_t)arg));
+		return;
+	case VMGENID_FORCE_GEN_UPDATE:
+	case VMGENID_FORCE_GEN_UPDATE_MIN:
+	case VMGENID_NOTIFY:
+		/* Who may, the log, the hooks: the daemon's. */
+		t->reasons |= VMGENID_SERVE_DAEMON;
+		t->ops->ioctl(t->daemon, req, (unsigned int)cmd, fi, in_buf,
+			      in_bufsz);
 		return;
 	default:
-		/* Those that change the generation, and unknown ones (logged). */
-		t->flags.daemon_wanted = 1;
-		t->daemon->ioctl(req, cmd, arg, fi, flags, in_buf, in_bufsz,
-				 out_bufsz);
+		refuse_ioctl(t, req, (unsigned int)cmd);
 		return;
 	}
 }

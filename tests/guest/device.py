@@ -10,7 +10,9 @@ import errno
 import fcntl
 import os
 import struct
+import re
 import subprocess
+import time
 
 from cuse_vmgenid import ioctls
 
@@ -165,3 +167,23 @@ def errno_of(call, *args) -> int:
 
 def errno_name(err: int) -> str:
     return errno.errorcode.get(err, str(err))
+
+
+# The daemon's line for what transport.c refused (daemon.REPORT_INTERVAL_S
+# apart at most): "N unknown ioctl(s) refused (EINVAL), the last 0x..".
+UNKNOWN_IOCTLS_LINE = re.compile(r"(\d+) unknown ioctl\(s\) refused \(EINVAL\)"
+                                 r", the last (0x[0-9a-f]+) by pid (\d+)")
+
+
+def unknown_ioctls_logged(daemon, expected: int, timeout: float = 30
+                          ) -> list[tuple[int, int, int]]:
+    """The daemon's report lines (count, last number, pid), once their
+    counts add up to expected (or timeout passed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = [(int(n), int(cmd, 16), int(pid)) for n, cmd, pid in
+                 UNKNOWN_IOCTLS_LINE.findall(daemon.log())]
+        if sum(n for n, _, _ in lines) >= expected \
+                or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.2)

@@ -16,7 +16,8 @@ import time
 
 from .daemon_process import DaemonProcess
 from .device import (NODE, force, force_from_elsewhere, native,
-                     open_device, page_counter, read_counter, run_native)
+                     open_device, page_counter, read_counter, run_native,
+                     unknown_ioctls_logged)
 from .processes import (HANG, NOBODY, SYS_IOCTL, Child, wait_blocked,
                         wait_state)
 
@@ -339,3 +340,39 @@ def test_out_of_descriptors_root_still_bumps_and_hooks_say_why(
         daemon_alive(d)
     finally:
         shutil.rmtree(folder)
+
+
+# -- a flood of unknown ioctls: refused in C, a few log lines ---------------
+
+FLOOD = 2000
+UNKNOWN_FLOOD = f"""
+import errno, fcntl, os
+fd = os.open("{NODE}", os.O_RDWR)
+refused = 0
+for i in range({FLOOD}):
+    try:
+        fcntl.ioctl(fd, 0x2D06 + i % 8, 0)
+    except OSError as e:
+        refused += e.errno == errno.EINVAL
+print(refused, os.getpid(), flush=True)
+"""
+
+
+def test_a_flood_of_unknown_ioctls_as_nobody_is_refused_and_counted(daemon):
+    """Each one EINVAL, answered by transport.c without entering Python;
+    the log counts them in a line at most every 10 s (the first at once),
+    never a line per request, and the daemon lives."""
+    before = page_counter(daemon)
+    proc = subprocess.run([*NOBODY, SYSTEM_PYTHON, "-c", UNKNOWN_FLOOD],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    refused, pid = map(int, proc.stdout.split())
+    assert refused == FLOOD
+    lines = unknown_ioctls_logged(daemon, FLOOD)
+    assert sum(n for n, _, _ in lines) == FLOOD, daemon.log()
+    assert 1 <= len(lines) <= 3, lines
+    assert lines[-1][2] == pid
+    assert 0x2D06 <= lines[-1][1] <= 0x2D0D
+    assert daemon.log().count("unknown ioctl") == len(lines)
+    assert page_counter(daemon) == before
+    daemon_alive(daemon)

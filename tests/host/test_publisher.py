@@ -237,12 +237,13 @@ def test_a_new_guid_goes_into_the_rng_unless_the_kernel_did_it(tmp_path):
 
 def test_a_change_without_a_guid_reseeds_the_rng_before_anyone_wakes(
         tmp_path):
-    """The VMClock tier's change (a bump with its generation): no GUID, and no kernel reseed
-    of its own, so what differs between clones goes to the RNG before the
-    blocked read is answered: a pipe stands in for /dev/urandom (the
-    reseed ioctl then fails there, ENOTTY, and the publication says so).
-    Never twice the same bytes: the CPU's random words (where it has
-    them), the hypervisor's counter, the new counter, the time."""
+    """The VMClock tier's change (a bump with its generation): no GUID,
+    and no kernel reseed of its own, so what differs between clones goes
+    to the RNG before the blocked read is answered: a pipe stands in for
+    /dev/urandom (the reseed ioctl then fails there, ENOTTY, and the
+    publication says so).  Never twice the same bytes: the CPU's random
+    words (where it has them), the hypervisor's counter, the new counter,
+    the time."""
     r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     seen = []
     s = Setup(tmp_path, rng_fd=w, during=lambda: seen.append(_drain(r)))
