@@ -32,9 +32,9 @@ from .._cuse import ffi, lib
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 4096
+PAGE_SIZE = lib.VMGENID_PAGE_SIZE
 PAGE_MODE = 0o444
-COUNTER_SIZE = 4
+COUNTER_SIZE = lib.VMGENID_COUNTER_SIZE
 # The files a page keeps writing: the one at its path and older ones.
 MAX_FILES = lib.VMGENID_PAGE_FILES
 

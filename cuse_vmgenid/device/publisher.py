@@ -106,10 +106,6 @@ class Publisher:
         """For the GUID poll thread."""
         return self._pub
 
-    def published_counter(self) -> int:
-        """The counter published now (what the state machine adopts)."""
-        return lib.vmgenid_publisher_settle(self._pub)
-
     def set_guid(self, guid: Optional[bytes]) -> None:
         lib.vmgenid_publisher_set_guid(self._pub,
                                        ffi.NULL if guid is None else guid)
@@ -145,20 +141,6 @@ class Publisher:
                            out.records, bool(out.lost), out.kmsg_seq,
                            -out.reseed_err, out.reseeds,
                            out.reseed_cpu_words)
-
-    def wait(self, req, token: int, seen: int) -> None:
-        """A read blocks at seen: the next publication answers it (or this
-        call, if one came since).  MemoryError if it cannot be kept."""
-        if lib.vmgenid_publisher_wait(self._pub, req, token, seen) < 0:
-            raise MemoryError("blocked read")
-
-    def cancel(self, token: int, err: int) -> bool:
-        """Answer the read waiting as token with err; False if none."""
-        return bool(lib.vmgenid_publisher_cancel(self._pub, token, err))
-
-    def abort(self, err: int) -> int:
-        """Answer every blocked read with err; how many."""
-        return lib.vmgenid_publisher_abort(self._pub, err)
 
     def close(self) -> None:
         """After the thread let go of it and every read was answered."""

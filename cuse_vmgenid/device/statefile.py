@@ -26,7 +26,7 @@ PAGE_TRUSTED_MAX = MIN_TARGET_MAX
 # What the daemon writes is under 160 bytes (native/shim/statefile.c), its GUID
 # 36 characters.
 STATE_MAX = 4096
-GUID_TEXT_MAX = 36
+GUID_TEXT_MAX = lib.VMGENID_GUID_TEXT
 
 
 @dataclass
@@ -204,32 +204,11 @@ class StateFile:
         """Make the next save's temporary file, if not done yet."""
         check(lib.vmgenid_statefile_prepare(self._sf), self.path, OSError)
 
-    def stage(self, counter: int, guid: Optional[str],
-              kmsg_seq: Optional[int] = None) -> None:
-        """Write (counter, guid, kmsg_seq) into the next commit's file now:
-        a commit of it, or of it with another GUID, then only overwrites
-        what differs.  (The publisher stages after each publication.)"""
-        check(lib.vmgenid_statefile_stage(
-            self._sf, counter, ffi.NULL if guid is None else guid.encode(),
-            -1 if kmsg_seq is None else kmsg_seq), self.path, OSError)
-
     def set_vmclock(self, vmclock_counter: Optional[int]) -> None:
         """The vmclock tier's vm_generation_counter, kept by every later
         commit (None: none)."""
         lib.vmgenid_statefile_set_vmclock(
             self._sf, vmclock_counter is not None, vmclock_counter or 0)
-
-    def save(self, counter: int, guid: Optional[str],
-             kmsg_seq: Optional[int] = None,
-             vmclock_counter: Optional[int] = None) -> bool:
-        """Commit (counter, guid, kmsg_seq, vmclock_counter) for this boot;
-        False if the file held exactly that already.  (The daemon commits
-        through its publisher; tests and tools here.)"""
-        self.set_vmclock(vmclock_counter)
-        return check(lib.vmgenid_statefile_save(
-            self._sf, counter,
-            ffi.NULL if guid is None else guid.encode(),
-            -1 if kmsg_seq is None else kmsg_seq), self.path, OSError) == 1
 
     def close(self) -> None:
         """After the publisher is gone."""

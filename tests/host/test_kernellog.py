@@ -18,6 +18,7 @@ from cuse_vmgenid.sources.kmsg import VMFORK_LINE, KmsgReader, parse_record
 from cuse_vmgenid.sources.kernellog import KernelLogSource, RecordCounter
 from cuse_vmgenid.device.statefile import SavedState, StateFile, load
 
+from .faces import save_state
 from .test_publisher import Setup, req, u32
 
 KERNEL, USER = 0, 1     # facilities: the kernel's, LOG_USER
@@ -350,9 +351,9 @@ def test_state_file_keeps_kmsg_seq_and_loads_old_files(tmp_path):
     path = str(tmp_path / "state")
     sf = StateFile(path, "boot")
     try:
-        sf.save(3, None, 2 ** 40)
+        save_state(sf, 3, None, 2 ** 40)
         assert load(path) == SavedState("boot", 3, None, 2 ** 40)
-        sf.save(4, "12345678-9abc-def0-1122-334455667788")
+        save_state(sf, 4, "12345678-9abc-def0-1122-334455667788")
         assert load(path).kmsg_seq is None
     finally:
         sf.close()

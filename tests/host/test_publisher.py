@@ -26,11 +26,11 @@ from cuse_vmgenid._cuse import ffi, lib
 from cuse_vmgenid.sources.memory import guid_string
 from cuse_vmgenid.sources.guidpoll import GuidPoller
 from cuse_vmgenid.device.page import Page
-from cuse_vmgenid.device.publisher import Publisher
 from cuse_vmgenid.device.state import GenerationState
 from cuse_vmgenid.device.statefile import StateFile, load
 from cuse_vmgenid.device.vmclockpage import VmclockPage
 
+from .faces import TestPublisher
 from .statemachine import publisher_bump
 
 A, B, C = b"A" * 16, b"B" * 16, b"C" * 16
@@ -88,9 +88,9 @@ class Setup:
         self.vmclock = (VmclockPage(str(tmp_path / "vmclock"), counter)
                         if vmclock else None)
         self.replies = Replies(during)
-        self.pub = Publisher(self.state_file, self.page, counter,
-                             vmclock_page=self.vmclock, rng_fd=rng_fd,
-                             replies=self.replies.ops)
+        self.pub = TestPublisher(self.state_file, self.page, counter,
+                                 vmclock_page=self.vmclock, rng_fd=rng_fd,
+                                 replies=self.replies.ops)
         # The daemon's bumps go through its state machine.
         self.state = GenerationState(counter, 1024, self.pub)
 

@@ -14,6 +14,7 @@ from cuse_vmgenid.sources.vmclock import (VmclockSource, open_device,
                                           open_kernel_device)
 
 from . import vmclock_abi as abi
+from .faces import save_state
 
 INTERVAL_MS = 200
 
@@ -179,10 +180,10 @@ def test_the_state_file_keeps_the_counter_and_loads_old_files(tmp_path):
     path = tmp_path / "state"
     state_file = StateFile(str(path), "boot-1")
     try:
-        state_file.save(3, None, vmclock_counter=2**64 - 1)
+        save_state(state_file, 3, None, vmclock_counter=2**64 - 1)
         assert load(str(path)) == SavedState("boot-1", 3, None,
                                              vmclock_counter=2**64 - 1)
-        state_file.save(4, None)
+        save_state(state_file, 4, None)
         assert load(str(path)) == SavedState("boot-1", 4, None, None)
     finally:
         state_file.close()
