@@ -245,9 +245,10 @@ class Daemon:
         if served.report and self._report_at is None:
             self._report_at = self._last_report + REPORT_INTERVAL_S
 
-    def _report(self, now: float) -> None:
-        """transport.c's count of unknown ioctls and replies not sent."""
-        if self._report_at is not None and now < self._report_at:
+    def _report(self, now: float, end: bool = False) -> None:
+        """transport.c's count of unknown ioctls and replies not sent,
+        when due (or at the end)."""
+        if not end and (self._report_at is None or now < self._report_at):
             return
         self._report_at = None
         line = self.transport.take_report()
@@ -518,8 +519,7 @@ class Daemon:
             if self.hooks is not None:
                 self.hooks.stop()
             self.transport.abort_pending()
-            self._report_at = None
-            self._report(time.monotonic())
+            self._report(time.monotonic(), end=True)
             session.close()
             self.transport.close()
             self.publisher.close()

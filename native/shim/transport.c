@@ -305,7 +305,7 @@ static void transport_poll(fuse_req_t req, struct fuse_file_info *fi,
  * every u32 is itself, in ms (0: none, docs/interface.rst); a wider value
  * cannot mean a short wait, so it is the longest.
  */
-uint32_t vmgenid_wait_timeout_ms(uint64_t arg)
+uint32_t vmgenid_transport_wait_timeout_ms(uint64_t arg)
 {
 	return arg > UINT32_MAX ? UINT32_MAX : arg;
 }
@@ -313,7 +313,7 @@ uint32_t vmgenid_wait_timeout_ms(uint64_t arg)
 static int wait_watchers(struct vmgenid_transport *t, fuse_req_t req,
 			 struct fuse_file_info *fi, uintptr_t arg)
 {
-	uint32_t timeout_ms = vmgenid_wait_timeout_ms(arg);
+	uint32_t timeout_ms = vmgenid_transport_wait_timeout_ms(arg);
 	uint64_t token = new_token(t);
 	struct timespec now;
 	int res;

@@ -69,6 +69,6 @@ int vmgenid_transport_ack(struct vmgenid_transport *t, uint64_t wid,
 int vmgenid_transport_release(struct vmgenid_transport *t, uint64_t wid);
 int vmgenid_transport_expire(struct vmgenid_transport *t, double now);
 void vmgenid_transport_abort(struct vmgenid_transport *t, int err);
-uint32_t vmgenid_wait_timeout_ms(uint64_t arg);
+uint32_t vmgenid_transport_wait_timeout_ms(uint64_t arg);
 
 #endif /* VMGENID_TRANSPORT_H */

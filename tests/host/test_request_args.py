@@ -32,7 +32,7 @@ def errno_of(call, *args):
 
 @given(ULONG)
 def test_wait_timeout_is_a_u32_and_every_u32_is_itself(arg):
-    timeout = lib.vmgenid_wait_timeout_ms(arg)
+    timeout = lib.vmgenid_transport_wait_timeout_ms(arg)
     assert 0 <= timeout <= COUNTER_MAX
     assert timeout == arg if arg <= COUNTER_MAX else timeout == COUNTER_MAX
 
@@ -53,7 +53,7 @@ def test_any_wait_timeout_gives_a_poll_timeout_poll_takes(arg, now, later):
     state.open(2)
     state.bump()
     state.ack(waiter, struct.pack("=I", 1))      # one other is outdated
-    timeout = lib.vmgenid_wait_timeout_ms(arg)
+    timeout = lib.vmgenid_transport_wait_timeout_ms(arg)
     assert state.wait_watchers(waiter, timeout, now, 1) is None
     deadline = state.next_deadline()
     assert (deadline is None) == (timeout == 0)
