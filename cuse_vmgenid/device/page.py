@@ -29,6 +29,7 @@ from typing import Optional
 
 from .. import safefiles
 from .._cuse import ffi, lib
+from ..errors import check
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +173,7 @@ class Page:
             self._forget(self._files[-1])
         err = lib.vmgenid_page_adopt(self._page, fd, pointer)
         try:
-            if err < 0:
-                raise OSError(-err, os.strerror(-err))
+            check(err, self.path, OSError)
             os.rename(tmp, self.path)
         except OSError:
             if err == 0:
