@@ -43,6 +43,12 @@ const struct vmgenid_reply_ops *vmgenid_cuse_replies(void)
 	return &cuse_replies;
 }
 
+/* Whether a reply failed since the last vmgenid_cuse_reply_failures(). */
+int vmgenid_cuse_reply_failed(void)
+{
+	return __atomic_load_n(&failures, __ATOMIC_RELAXED) != 0;
+}
+
 /* How many of these replies failed since the last call; the last one's
  * -errno in @last_err. */
 unsigned int vmgenid_cuse_reply_failures(int *last_err)

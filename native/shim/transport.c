@@ -90,12 +90,18 @@ int vmgenid_transport_wanted(struct vmgenid_transport *t, int status_dirty)
 	       ((t->reasons & VMGENID_SERVE_FIGURES) && !status_dirty);
 }
 
-/* The reasons since the last take, cleared. */
+/*
+ * The reasons since the last take, cleared; with a report due for the
+ * publisher's replies too (the GUID poll thread's, which wakes the loop
+ * through the daemon's eventfd).
+ */
 unsigned int vmgenid_transport_take_reasons(struct vmgenid_transport *t)
 {
 	unsigned int reasons = t->reasons;
 
 	t->reasons = 0;
+	if (vmgenid_cuse_reply_failed())
+		reasons |= VMGENID_SERVE_REPORT;
 	return reasons;
 }
 
