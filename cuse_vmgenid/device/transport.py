@@ -124,14 +124,14 @@ class CuseTransport:
 
     def ioctl(self, req, cmd: int, fi, in_buf, in_bufsz: int) -> None:
         """transport.c hands over the ioctls that change the generation."""
-        if cmd == ioctls.FORCE_GEN_UPDATE:
+        if cmd == lib.VMGENID_FORCE_GEN_UPDATE:
             caller = self._authorized(req)
             # Who asked goes to the log after the wake-ups (a /proc read).
             self._bump(lambda: f"FORCE_GEN_UPDATE by {caller.describe()}",
                        None)
             _replied(lib.fuse_reply_ioctl(req, 0, ffi.NULL, 0),
                      "FORCE_GEN_UPDATE")
-        elif cmd == ioctls.FORCE_GEN_UPDATE_MIN:
+        elif cmd == lib.VMGENID_FORCE_GEN_UPDATE_MIN:
             caller = self._authorized(req)
             minimum = ioctls.force_min_value(
                 ffi.buffer(in_buf, in_bufsz)[:] if in_bufsz else b"")
@@ -139,7 +139,7 @@ class CuseTransport:
                        f"{caller.describe()}", minimum)
             _replied(lib.fuse_reply_ioctl(req, 0, ffi.NULL, 0),
                      "FORCE_GEN_UPDATE_MIN")
-        elif cmd == ioctls.NOTIFY:
+        elif cmd == lib.VMGENID_NOTIFY:
             caller = self._authorized(req)
             bumped = self._notify(
                 lambda: f"VMGENID_NOTIFY by {caller.describe()}")

@@ -8,7 +8,7 @@ compiled with -Wall -Wextra -Werror beside the module cffi generates.
 cffi's cdef reads those headers themselves, less their preprocessor lines
 (one home for each declaration and constant); decl/*.h hold only what the
 shim does not declare: libfuse's API, the callbacks into Python,
-signalfd."""
+signalfd, the ioctl numbers the daemon answers."""
 
 import glob
 import os
@@ -24,7 +24,7 @@ TOP = os.path.dirname(os.path.dirname(HERE))
 # Relative to the top of the tree (setuptools wants relative sources).
 SHIM = os.path.join("native", "shim")
 # cdef order: each file after those whose types it names.
-DECLS = ("fuse.h", "callbacks.h", "signalfd.h", "poll.h")
+DECLS = ("fuse.h", "callbacks.h", "signalfd.h", "poll.h", "vmgenid.h")
 SHIM_HEADERS = ("guid.h", "kmsg.h", "page.h", "statefile.h", "vmclock.h",
                 "state.h", "publisher.h", "cuse_reply.h", "guidpoll.h",
                 "transport.h", "session.h")
@@ -86,6 +86,7 @@ ffibuilder.set_source(
     "#include <sys/signalfd.h>\n"
     "#include <fuse_lowlevel.h>\n"
     "#include <cuse_lowlevel.h>\n"
+    "#include <linux/vmgenid.h>\n"
     + "".join(f'#include "{header}"\n' for header in SHIM_HEADERS),
     sources=shim_sources(),
     # native/include: the device's own <linux/vmgenid.h>.
