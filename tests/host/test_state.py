@@ -231,7 +231,7 @@ def test_poll_with_a_new_handle_releases_the_old_one():
     assert state.bump().wake == ["h2"]
 
 
-def test_bump_notifies_the_poll_handle_of_every_watcher():
+def test_bump_wakes_the_poll_handle_of_every_watcher():
     state = StateMachine()
     handles = {}
     for n in range(3):
@@ -240,7 +240,7 @@ def test_bump_notifies_the_poll_handle_of_every_watcher():
         handles[wid] = f"h{n}"
     state.open(1000)  # never polled
     assert sorted(state.bump().wake) == ["h0", "h1", "h2"]
-    # Handles stay registered: the next bump notifies them again.
+    # Handles stay registered: the next bump wakes them again.
     assert sorted(state.bump().wake) == ["h0", "h1", "h2"]
 
 
@@ -483,7 +483,7 @@ def test_every_transition_first_adopts_what_was_published():
         assert state.snapshot()["counter"] == 8, name
 
 
-def test_adoption_owes_eintr_to_waiters_and_a_notification_to_pollers():
+def test_adoption_owes_eintr_to_waiters_and_a_wake_up_to_pollers():
     state = StateMachine(counter=3)
     outdated_watcher(state)
     waiter = state.open(0)

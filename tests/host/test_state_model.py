@@ -15,7 +15,7 @@ at (the publisher keeps it: test_publisher.py).
 Bumps come two ways, as in the daemon: the daemon's (choose, publish,
 adopt) and the GUID poll thread's, published outside the state machine's
 lock; the state machine adopts that at its next transition, and what it
-owes (EINTR to waits, notifications) comes out of the next transition
+owes (EINTR to waits, poll wake-ups) comes out of the next transition
 that returns Changes.
 
 VMGENID_MODEL_STEPS sets the total number of rule steps (default 10,000).
@@ -68,7 +68,7 @@ class Model:
         self.cap = cap
         self.watchers = {}  # wid -> {"uid", "pid", "acked", "handle"}
         self.pending = {}   # token -> ("wait", wid, deadline)
-        # Owed by an adopted thread bump: completions, notifications, from.
+        # Owed by an adopted thread bump: completions, wake-ups, from.
         self.owed = ([], [], None)
 
     def outdated(self):
@@ -90,18 +90,18 @@ class Model:
 
     def publish(self, target):
         """A bump to target: what adopting it owes, added to the owed."""
-        completions, notify, bumped_from = self.owed
+        completions, wake, bumped_from = self.owed
         completions = completions + self.take(list(self.waits()),
                                               error=errno.EINTR)
-        # Each poll handle is owed one notification: a second bump before
+        # Each poll handle is owed one wake-up: a second bump before
         # the hand-over owes none more (handles change only in transitions
         # that hand the owed over first).
         if bumped_from is None:
-            notify = notify + [w["handle"] for w in self.watchers.values()
+            wake = wake + [w["handle"] for w in self.watchers.values()
                                if w["handle"] is not None]
             bumped_from = self.counter
         self.counter = target
-        self.owed = (completions, notify, bumped_from)
+        self.owed = (completions, wake, bumped_from)
 
     def take_owed(self):
         owed, self.owed = self.owed, ([], [], None)
@@ -147,18 +147,18 @@ class GenerationStateVsModel(RuleBasedStateMachine):
         assert token not in self.answered, f"{token} answered twice"
         self.answered.add(token)
 
-    def check_changes(self, changes, completions=(), notify=(), release=(),
+    def check_changes(self, changes, completions=(), wake=(), release=(),
                       figures=False):
         """A transition that returns Changes: its own, after what an
         adopted bump owed (a bump changes the figures status shows)."""
-        owed_completions, owed_notify, bumped_from = self.model.take_owed()
+        owed_completions, owed_wake, bumped_from = self.model.take_owed()
         completions = owed_completions + list(completions)
-        notify = owed_notify + list(notify)
+        wake = owed_wake + list(wake)
         got = [(c.token, c.result, c.error) for c in changes.completions]
         for token, _, _ in got:
             self.answer(token)
         assert sorted(got, key=repr) == sorted(completions, key=repr)
-        assert sorted(changes.wake) == sorted(notify)
+        assert sorted(changes.wake) == sorted(wake)
         assert sorted(changes.release) == sorted(release)
         assert changes.bumped_from == bumped_from
         assert changes.figures == (figures or bumped_from is not None)
