@@ -276,7 +276,7 @@ def test_log_has_one_line_per_bump_with_old_new_why_and_who(daemon):
     whys = [why for _, _, why in lines]
     kinds = ["FORCE_GEN_UPDATE by", "FORCE_GEN_UPDATE_MIN 10 by",
              "VMGENID_NOTIFY by"]
-    for why, kind, pid in zip(whys, kinds, pids, strict=True):
+    for why, kind, pid in zip(whys[:3], kinds, pids, strict=True):
         assert kind in why
         assert f"pid {pid} (vmgenid-ioctl) uid 0" in why
     assert "SIGUSR1" in whys[3]
