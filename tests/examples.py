@@ -28,6 +28,7 @@ GUEST = "tests/guest/test_documented_examples.py"
 SYSTEM = "tests/system/test_documented_examples.py"
 HOST = "tests/host/test_documented_snippets.py"
 HOOKS = "tests/system/test_hooks_examples.py"
+REGISTRY = "tests/host/test_documented_examples_registry.py"
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,9 @@ def shown(document: str, holding: str, why: str) -> Example:
 
 
 def build_machine(document: str, holding: str, why: str) -> Example:
-    """A developer's command on the build machine, outside any guest."""
+    """A developer's command on the build machine, outside any guest
+    (tests/host/test_documented_examples_registry.py checks that its make
+    targets and options exist)."""
     return Example(document, holding, why="build machine: " + why)
 
 
@@ -81,14 +84,13 @@ README_MAKE = build_machine(
     "README.rst", "make demo",
     "`make test` is what CI runs (.ci/run); `make demo` boots its own "
     "guest, a show of the same restore tests/restore runs")
-README_VENV = Example(
+README_VENV = runs(
     "README.rst", "python3 -m venv /opt/cuse-vmgenid",
-    why="not run yet: apt and pip need the network, which guests lack "
-        "(issue 21, left open)")
-README_DEB = build_machine(
+    f"{SYSTEM}::test_readme_venv_runs_the_daemon_at_its_defaults")
+README_DEB = runs(
     "README.rst", "make deb",
-    "tools/run-tests runs tools/build-deb (what `make deb` runs); "
-    "the apt line is the guest's README_INSTALL from another folder")
+    f"{REGISTRY}::test_build_machine_commands_name_real_targets_and_options",
+    f"{SYSTEM}::test_readme_install_serves_vmgenid")   # its apt line
 README_C = runs(
     "README.rst", 'int fd = open("/dev/vmgenid"',
     f"{GUEST}::test_c_example_blocks_until_a_change_and_acknowledges")

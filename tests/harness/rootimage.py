@@ -51,6 +51,8 @@ SYSTEM_TREES = ["/bin", "/sbin", "/lib", "/lib64", "/usr/bin", "/usr/sbin",
                 "/usr/lib/modules-load.d", "/usr/lib/udev", "/usr/lib/init",
                 "/usr/lib/dpkg", "/usr/share/dpkg", "/var/lib/dpkg",
                 "/usr/lib/apt",
+                # README's venv (tests/system): python3 -m venv's pip.
+                "/usr/share/python-wheels",
                 "/usr/lib/python3/dist-packages", "/usr/share/python3",
                 "/usr/share/perl5", "/usr/share/dbus-1",
                 # The C compiler and headers: tests/system builds an example
@@ -58,7 +60,7 @@ SYSTEM_TREES = ["/bin", "/sbin", "/lib", "/lib64", "/usr/bin", "/usr/sbin",
                 "/usr/lib/gcc", "/usr/include"]
 # Names never needed in the guest, wherever they are in those trees.
 SKIP_NAMES = {"test", "tests", "idlelib", "tkinter",
-              "turtledemo", "ensurepip", "lib2to3", "dri", "valgrind"}
+              "turtledemo", "lib2to3", "dri", "valgrind"}
 SKIP_PREFIXES = ("libLLVM", "config-3.",       # LLVM; Python's static lib
                  "cc1plus", "lto1")             # C++, LTO: only C is built
 SKIP_SUFFIXES = (".a",)                          # static libraries, but

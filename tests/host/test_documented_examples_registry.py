@@ -5,10 +5,13 @@ copies from, once, and each test it says runs a block exists."""
 import ast
 import glob
 import os
+import shlex
+import subprocess
+import sys
 
 import pytest
 
-from tests.examples import DOCUMENTS, EXAMPLES
+from tests.examples import DOCUMENTS, EXAMPLES, README_DEB
 from tests.snippets import REPO, blocks_of, holds
 
 
@@ -55,3 +58,33 @@ def test_every_test_named_exists(where):
     if name:
         assert name.startswith("test_") and name in defined(path), \
             f"{path} has no {name}"
+
+
+def commands(text: str) -> list:
+    """The command lines of a shell block, without comments."""
+    return [line.split("#")[0].strip() for line in text.splitlines()
+            if line.split("#")[0].strip()]
+
+
+@pytest.mark.parametrize("example", [e for e in EXAMPLES
+                                     if e.why.startswith("build machine")
+                                     or e is README_DEB],
+                         ids=lambda e: f"{e.document}:{e.holding}")
+def test_build_machine_commands_name_real_targets_and_options(example):
+    """Not run here (they boot guests for many minutes), but each `make`
+    target exists (make -n) and each bench/run.py line parses."""
+    checked = 0
+    for command in commands(example.text()):
+        words = shlex.split(command)
+        if words[0] == "make":
+            run = [*words[:1], "-n", "-C", REPO, *words[1:]]
+        elif words[:2] == [".venv/bin/python", "bench/run.py"]:
+            run = [sys.executable, os.path.join(REPO, words[1]),
+                   *words[2:], "--help"]
+        else:
+            continue        # the apt line: tests/system runs it
+        done = subprocess.run(run, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, (command, done.stdout + done.stderr)
+        checked += 1
+    assert checked, example

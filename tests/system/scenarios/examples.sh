@@ -49,6 +49,29 @@ wait_and_bump() {
 
 echo "BOOTED $(systemctl is-system-running --wait)"
 
+# README, "Running the daemon" without the package: as root, in the
+# checkout.  pip finds what it builds with in build/wheelhouse (the host
+# downloaded it: a guest has no network).  The daemon stays in the
+# foreground: once it serves, `vmgenid status`, then SIGTERM.
+PIP_NO_INDEX=1 PIP_FIND_LINKS=$repo/build/wheelhouse \
+	sh -c "$(example README_VENV)" > /tmp/venv.out 2>&1 &
+venv=$!
+for i in $(seq 1200); do       # a build under emulation: minutes
+	[ -c /dev/vmgenid ] &&
+		/opt/cuse-vmgenid/bin/vmgenid status > /dev/null 2>&1 && break
+	kill -0 $venv 2>/dev/null || break
+	sleep 0.5
+done
+/opt/cuse-vmgenid/bin/vmgenid status > /tmp/venv-status.out 2>&1
+echo "VENV-STATUS-RC $?"
+tag VENV-STATUS-OUT < /tmp/venv-status.out
+kill $(python3 -c 'import json
+print(json.load(open("/run/vmgenid/status.json"))["daemon_pid"])')
+wait $venv
+echo "VENV-RC $?"
+tail -n 40 /tmp/venv.out | tag VENV-OUT
+echo "VENV-NODE-AFTER $(stat -c '%F' /dev/vmgenid 2>&1)"
+
 # README, "Install it in a guest": as root, in a folder holding the
 # package, as copied into the guest.
 rm -rf /tmp/install
@@ -59,6 +82,11 @@ echo "INSTALL-RC $?"
 tag INSTALL-OUT < /tmp/install.out
 echo "IS-ACTIVE $(systemctl is-active $unit)"
 echo "NODE $(stat -c '%F' /dev/vmgenid 2>&1)"
+# README, "The Debian package": its apt line, in the checkout (`make deb`
+# ran on the build machine): the same package, installed already.
+sh -c "$(example README_DEB | grep -v '^make ')" > /tmp/deb.out 2>&1
+echo "DEB-RC $?"
+tag DEB-OUT < /tmp/deb.out
 first_pid=$(systemctl show -p MainPID --value $unit)
 echo "MAIN-PID installed $first_pid"
 
@@ -100,13 +128,17 @@ systemctl stop $unit
 echo "NODE-STOPPED $(stat -c '%F' /dev/vmgenid 2>&1)"
 {
 	example README_UNIT
-	printf '[Service]\nType=oneshot\n'
-	printf 'ExecStart=/usr/bin/stat -c "CLIENT %%F" /dev/vmgenid\n'
-	printf 'ExecStart=/bin/sh -c "echo CLIENT $$(readlink /dev/sysgenid)"\n'
+	cat <<'UNIT'
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c 'stat -c "CLIENT %%F" /dev/vmgenid; echo "CLIENT $$(readlink /dev/sysgenid)"'
+UNIT
 } > /run/systemd/system/readme-client.service
 systemctl daemon-reload
 systemctl start --no-block readme-client.service
+echo "CLIENT-START-RC $?"
 sleep 2
+systemctl list-jobs --no-legend | tag JOBS
 echo "CLIENT-QUEUED $(systemctl show -p ActiveState --value readme-client) $(systemctl list-jobs --no-legend readme-client.service | wc -l)"
 systemctl start $unit
 echo "START-RC $?"
@@ -115,6 +147,7 @@ for i in $(seq 300); do
 	sleep 0.1
 done
 echo "CLIENT-RESULT $(systemctl show -p Result --value readme-client)"
+journalctl -b -u readme-client -o cat --no-pager | tag CLIENT-JOURNAL
 journalctl -b -u readme-client -o cat --no-pager | grep '^CLIENT ' |
 	sed 's/^CLIENT /CLIENT-SAW /'
 journalctl -b -u $unit -o cat --no-pager | tag JOURNAL
