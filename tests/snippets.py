@@ -54,11 +54,11 @@ def literal_blocks(text: str) -> list:
     return blocks
 
 
-def help_text() -> str:
-    """`vmgenid --help` of the installed command (the venv's)."""
+def help_text(*command: str) -> str:
+    """`vmgenid [COMMAND] --help` of the installed command (the venv's)."""
     tool = os.path.join(os.path.dirname(sys.executable), "vmgenid")
-    return subprocess.run([tool, "--help"], capture_output=True, text=True,
-                          check=True).stdout
+    return subprocess.run([tool, *command, "--help"], capture_output=True,
+                          text=True, check=True).stdout
 
 
 def help_blocks(epilog: str) -> list:
