@@ -7,7 +7,7 @@ as written by the tests named (file::function), or said to be no command
 (output to compare with, a record), or a command of the build machine,
 with who runs it.  tests/host/test_documented_examples_registry.py fails
 when a block is not named here, a name matches no block, or a test named
-does not exist.
+does not exist.  `python3 -m tests.examples` prints the list.
 
 Who runs a command is who the document says: a `$` prompt or no word
 about it, an ordinary user (nobody); `#`, "as root" or sudo, root.  A
@@ -143,7 +143,19 @@ EXAMPLES = [value for value in list(globals().values())
             if isinstance(value, Example)]
 
 
+def listing() -> str:
+    """The list, one example a paragraph."""
+    out = []
+    for name, e in globals().items():
+        if isinstance(e, Example):
+            where = "\n    ".join(e.runs) or e.why
+            out.append(f"{name}: {e.document}: {e.holding!r}\n    {where}")
+    return "\n".join(out) + "\n"
+
+
 if __name__ == "__main__":
-    # `python3 -m tests.examples NAME`: the block, for a guest's shell.
+    # `python3 -m tests.examples [NAME]`: the list, or one block (for a
+    # guest's shell).
     import sys
-    sys.stdout.write(globals()[sys.argv[1]].text())
+    sys.stdout.write(globals()[sys.argv[1]].text() if sys.argv[1:]
+                     else listing())
