@@ -27,7 +27,8 @@ DOCUMENTS = ["README.rst", "docs/benchmarks.rst", "docs/client.rst",
 GUEST = "tests/guest/test_documented_examples.py"
 SYSTEM = "tests/system/test_documented_examples.py"
 HOST = "tests/host/test_documented_snippets.py"
-HOOKS = "tests/system/test_hooks_examples.py"
+HOOKS = "tests/system/test_hooks_examples.py::test_the_hooks_rst_examples_" \
+    "act_under_systemd"
 REGISTRY = "tests/host/test_documented_examples_registry.py"
 
 
