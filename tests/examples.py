@@ -9,9 +9,11 @@ with who runs it.  tests/host/test_documented_examples_registry.py fails
 when a block is not named here, a name matches no block, or a test named
 does not exist.  `python3 -m tests.examples` prints the list.
 
-Who runs a command is who the document says: a `$` prompt or no word
-about it, an ordinary user (nobody); `#`, "as root" or sudo, root.  A
-block that needs the installed package runs in the systemd guest
+Who runs a command is who the document says: "as root", `#` or sudo,
+root; a `$` prompt or no word about it, an ordinary user (nobody), but
+for the shell loop and the Python examples of the guest suite, which run
+the venv's Python, root's own (the C program runs as nobody).  A block
+that needs the installed package runs in the systemd guest
 (tests/system), the others in the guest suite (tests/guest).
 """
 

@@ -36,9 +36,12 @@ def guest() -> str:
                     "--dest", str(WHEELHOUSE), "setuptools>=61",
                     "cffi>=1.15"], check=True, timeout=STEP)
     with GuestVM("6.12", ["sh", SCENARIO, deb], systemd=True) as vm:
-        vm.wait_for(r"^BOOTED ", timeout=BOOT)
+        booted = vm.wait_for(r"^BOOTED ", timeout=BOOT)
         # README's venv builds the cffi module under emulation: minutes.
-        vm.wait_for(r"^VENV-RC ", timeout=BOOT)
+        venv = vm.wait_for(r"^VENV-RC ", timeout=BOOT)
+        took = vm.arrived_at(venv.end()) - vm.arrived_at(booted.end())
+        print(f"\nREADME's venv: {took:.1f} s from boot to the daemon's "
+              "exit")
         vm.wait_for(r"^DONE$", timeout=STEP)
         assert vm.wait_exit(timeout=STEP) == 0
     return vm.output
