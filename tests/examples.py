@@ -103,7 +103,7 @@ README_SHELL_LOOP = runs(
     "later_changes",
     f"{HOST}::test_the_shell_loop_handles_every_exit_of_wait_and_ack")
 README_PYTHON = runs(
-    "README.rst", "with client.open() as vmgenid:",
+    "README.rst", "for generation in",
     f"{GUEST}::test_python_example_reseeds_on_each_change",
     f"{GUEST}::test_python_example_without_a_daemon_fails_at_once")
 
@@ -124,7 +124,7 @@ HELP_SHELL_LOOP = runs(HELP, "open_vmgenid() {", *MAN_SHELL_LOOP.runs)
 
 # docs/*.rst
 CLIENT_PYTHON = runs(
-    "docs/client.rst", "with client.open() as vmgenid:",
+    "docs/client.rst", "for generation in",
     f"{GUEST}::test_python_example_reseeds_on_each_change")
 HOOKS_SKIPPED = shown(
     "docs/hooks.rst", "hook /etc/vmgenid/hooks.d/20-x skipped",

@@ -6,7 +6,7 @@
 # of its document as written (`python3 -m tests.examples NAME`, names of
 # tests/examples.py) and run by the user the document says: root where
 # it says so, nobody otherwise.  Argument: the build's cuse-vmgenid .deb,
-# relative to the repo.  Every finding is a marker line for the host to
+# relative to the repo, beside the build's other packages.  Every finding is a marker line for the host to
 # judge; this script judges nothing.
 deb=$1
 repo=$(pwd)
@@ -73,10 +73,10 @@ tail -n 40 /tmp/venv.out | tag VENV-OUT
 echo "VENV-NODE-AFTER $(stat -c '%F' /dev/vmgenid 2>&1)"
 
 # README, "Install it in a guest": as root, in a folder holding the
-# package, as copied into the guest.
+# packages `make deb` built, as copied into the guest.
 rm -rf /tmp/install
 mkdir -p /tmp/install
-cp "$deb" /tmp/install/
+cp "$(dirname "$deb")"/*.deb /tmp/install/
 (cd /tmp/install && sh -c "$(example README_INSTALL)") > /tmp/install.out 2>&1
 echo "INSTALL-RC $?"
 tag INSTALL-OUT < /tmp/install.out
