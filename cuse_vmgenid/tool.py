@@ -49,7 +49,7 @@ exit codes:
      CAP_SYS_ADMIN in the daemon's user namespace)
   {EXIT_CHANGED_AGAIN}  ack GENERATION: the generation changed again; wait again
   {EXIT_REOPEN}  --fd N: the daemon behind descriptor N went away; treat it as
-     a change and reopen the descriptor (exec N<>/dev/vmgenid)
+     a change and reopen the descriptor (open_vmgenid below)
   {EXIT_UNSEEN}  status: the daemon serves with no source tier (--source none):
      hardware changes (snapshot restores, clones) will not be seen
   {EXIT_INTERRUPTED}  interrupted (SIGINT, Ctrl-C)
@@ -288,7 +288,7 @@ def inherited_watcher(args) -> client.Watcher:
     if mode != os.O_RDWR:
         only = "read-only" if mode == os.O_RDONLY else "write-only"
         raise Failure(f"descriptor {args.fd} is {only}, not read-write: "
-                      f"open it with exec {args.fd}<>{args.device}")
+                      f"reopen it with exec {args.fd}<>/proc/self/fd/{args.fd}")
     try:
         node = os.stat(args.device)
     except OSError:
@@ -437,7 +437,8 @@ def parser() -> argparse.ArgumentParser:
                   "there is nothing to acknowledge without --fd)")
     ack.add_argument("--fd", type=DESCRIPTOR, metavar="N", required=True,
                      help="the descriptor, opened read-write "
-                          "(exec N<>/dev/vmgenid)")
+                          "(exec N</dev/vmgenid, then "
+                          "exec N<>/proc/self/fd/N)")
     ack.add_argument("generation", type=GENERATION, nargs="?",
                      help="the generation the caller reacted to (default: "
                           f"the current one); if it changed again, exit "

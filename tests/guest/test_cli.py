@@ -151,7 +151,7 @@ def test_wait_on_a_write_only_descriptor_exits_1_not_6(served):
         waiter = start_vmgenid(served, "wait", "--fd", fd, pass_fds=(fd,))
         assert waiter.wait() == tool.EXIT_ERROR
         assert waiter.output() == f"vmgenid: descriptor {fd} is write-only, " \
-            f"not read-write: open it with exec {fd}<>/dev/vmgenid\n"
+            f"not read-write: reopen it with exec {fd}<>/proc/self/fd/{fd}\n"
     finally:
         os.close(fd)
 

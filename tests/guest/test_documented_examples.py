@@ -1,23 +1,27 @@
 # SPDX-License-Identifier: MIT
-"""The shell loop and the Python example of README, run as written.
+"""The shell loop, the C and the Python examples of README and
+docs/client.rst, run as written.
 
-Each is taken out of README.rst as the reader sees it (tests/snippets.py);
-the man page's and --help's copies of the shell loop are the same text
-(tests/host/test_documented_snippets.py).  `reseed`, which the examples
-leave to the reader, prints what it was called with.
+Each is taken out of its document as the reader sees it (tests/examples.py
+names them); the man page's and --help's copies of the shell loop are the
+same text (tests/host/test_documented_snippets.py).  `reseed`, which the
+examples leave to the reader, prints what it was called with.
 """
 
 import os
+import shutil
 import stat
+import subprocess
 import sys
+import tempfile
 
-from ..snippets import snippet
-from .device import NODE, REPO, force_from_elsewhere
-from .processes import HANG, Child
+import pytest
+
+from ..examples import (CLIENT_PYTHON, README_C, README_PYTHON,
+                        README_SHELL_LOOP)
+from .device import NODE, REPO, force_from_elsewhere, outdated_now
+from .processes import HANG, NOBODY, SYS_READ, Child, wait_blocked
 from .tool_run import start_daemon, tool_env, wait_status
-
-SHELL_LOOP = ("README.rst", "open_vmgenid() {")
-PYTHON_EXAMPLE = ("README.rst", "from cuse_vmgenid import client")
 
 
 def example_env(daemon) -> dict:
@@ -42,7 +46,7 @@ def idle(served) -> None:
 def test_shell_loop_reseeds_at_a_daemon_restart_and_sees_later_changes(
         daemon_factory, tmp_path):
     served = start_daemon(daemon_factory, tmp_path)
-    script = 'reseed() { echo "reseed $1"; }\n' + snippet(*SHELL_LOOP)
+    script = 'reseed() { echo "reseed $1"; }\n' + README_SHELL_LOOP.text()
     with Child(["/bin/sh", "-c", script], env=example_env(served)) as loop:
         watchers(served, 1)             # fd 3 is open
         force_from_elsewhere()
@@ -66,24 +70,80 @@ def test_shell_loop_reseeds_at_a_daemon_restart_and_sees_later_changes(
         assert loop.proc.poll() is None
 
 
-def test_python_example_reseeds_on_each_change(daemon_factory, tmp_path):
+@pytest.mark.parametrize("example", [README_PYTHON, CLIENT_PYTHON],
+                         ids=lambda e: e.document)
+def test_python_example_reseeds_on_each_change(daemon_factory, tmp_path,
+                                               example):
     served = start_daemon(daemon_factory, tmp_path)
     program = "def reseed():\n    print('reseed', flush=True)\n\n" + \
-        snippet(*PYTHON_EXAMPLE)
+        example.text()
     with Child([sys.executable, "-c", program],
-               env=example_env(served)) as example:
+               env=example_env(served)) as run:
         watchers(served, 1)
         for _ in range(2):
             force_from_elsewhere()
-            assert example.line() == "reseed"
+            assert run.line() == "reseed"
             idle(served)        # acked when the loop asked for the next
 
 
 def test_python_example_without_a_daemon_fails_at_once():
     assert not os.path.exists(NODE), "a daemon serves /dev/vmgenid"
-    program = "def reseed():\n    pass\n\n" + snippet(*PYTHON_EXAMPLE)
+    program = "def reseed():\n    pass\n\n" + README_PYTHON.text()
     with Child([sys.executable, "-c", program]) as example:
         # HANG: a rescue only; the old client waited for the node forever.
         assert example.wait(HANG) == 1
         assert "cuse_vmgenid.client.NoDevice: [Errno 2] no /dev/vmgenid " \
             "(is cuse-vmgenid running?)" in example.output()
+
+
+# README's C lines inside a program: `reseed()` says it ran, then the
+# program shows what it read and keeps its watcher open until told.
+C_PROGRAM = """\
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+
+static void reseed(void)
+{
+\tputs("reseed");
+\tfflush(stdout);
+}
+
+int main(void)
+{
+%s
+\tprintf("acknowledged %%u\\n", gen);
+\tfflush(stdout);
+\tgetchar();
+\treturn 0;
+}
+"""
+
+
+def test_c_example_blocks_until_a_change_and_acknowledges(daemon_factory,
+                                                          tmp_path):
+    """As an ordinary user: read() blocks until the change, the program
+    reseeds, and its write() acknowledges (nobody is outdated while it
+    still holds the watcher)."""
+    served = start_daemon(daemon_factory, tmp_path)
+    build = tempfile.mkdtemp(prefix="c-example-")
+    try:
+        os.chmod(build, 0o755)
+        source = os.path.join(build, "example.c")
+        with open(source, "w") as f:
+            f.write(C_PROGRAM % "".join(
+                "\t" + line if line else line
+                for line in README_C.text().splitlines(True)))
+        binary = os.path.join(build, "example")
+        subprocess.run(["cc", "-Wall", "-Werror", "-o", binary, source],
+                       check=True, timeout=HANG)
+        with Child([*NOBODY, binary], stdin=True) as program:
+            wait_blocked(program, {SYS_READ})
+            watchers(served, 1)
+            force_from_elsewhere()
+            assert program.line() == "reseed"
+            assert program.line() == "acknowledged 1"
+            assert outdated_now() == 0      # its watcher acknowledged
+            assert program.finish() == 0
+    finally:
+        shutil.rmtree(build)

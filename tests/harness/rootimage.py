@@ -32,6 +32,12 @@ IMAGE_DIR = CACHE_DIR / "root"
 EMPTY_DIRS = {"proc": 0o555, "sys": 0o555, "dev": 0o755, "tmp": 0o1777,
               "run": 0o755, "mnt": 0o755, "var": 0o755, "var/tmp": 0o1777,
               "var/log": 0o755, "var/cache": 0o755,
+              # apt install of a local package (tests/system): its
+              # folders, no package lists (a guest has no network).
+              "var/lib/apt": 0o755, "var/lib/apt/lists": 0o755,
+              "var/lib/apt/lists/partial": 0o700,
+              "var/cache/apt": 0o755, "var/cache/apt/archives": 0o755,
+              "var/cache/apt/archives/partial": 0o700, "var/log/apt": 0o755,
               "home": 0o755}
 # Trees, from the host root, that the guest runs (missing ones skipped).
 SYSTEM_TREES = ["/bin", "/sbin", "/lib", "/lib64", "/usr/bin", "/usr/sbin",
@@ -44,6 +50,9 @@ SYSTEM_TREES = ["/bin", "/sbin", "/lib", "/lib64", "/usr/bin", "/usr/sbin",
                 "/usr/lib/systemd", "/usr/lib/tmpfiles.d", "/usr/lib/sysusers.d",
                 "/usr/lib/modules-load.d", "/usr/lib/udev", "/usr/lib/init",
                 "/usr/lib/dpkg", "/usr/share/dpkg", "/var/lib/dpkg",
+                "/usr/lib/apt",
+                # README's venv (tests/system): python3 -m venv's pip.
+                "/usr/share/python-wheels",
                 "/usr/lib/python3/dist-packages", "/usr/share/python3",
                 "/usr/share/perl5", "/usr/share/dbus-1",
                 # The C compiler and headers: tests/system builds an example
@@ -51,7 +60,7 @@ SYSTEM_TREES = ["/bin", "/sbin", "/lib", "/lib64", "/usr/bin", "/usr/sbin",
                 "/usr/lib/gcc", "/usr/include"]
 # Names never needed in the guest, wherever they are in those trees.
 SKIP_NAMES = {"test", "tests", "idlelib", "tkinter",
-              "turtledemo", "ensurepip", "lib2to3", "dri", "valgrind"}
+              "turtledemo", "lib2to3", "dri", "valgrind"}
 SKIP_PREFIXES = ("libLLVM", "config-3.",       # LLVM; Python's static lib
                  "cc1plus", "lto1")             # C++, LTO: only C is built
 SKIP_SUFFIXES = (".a",)                          # static libraries, but

@@ -3,10 +3,15 @@
 (tests/guest/test_documented_examples.py runs README's), and the blocks
 the guest tests take out of the documents are the ones a reader sees."""
 
+import os
+import re
+
 import pytest
 
 from cuse_vmgenid import tool
-from tests.snippets import help_snippet, literal_blocks, snippet
+from tests.examples import DOCUMENTS
+from tests.snippets import REPO, help_snippet, help_text, literal_blocks, \
+    snippet
 
 LOOP_START = "open_vmgenid() {"
 
@@ -34,6 +39,20 @@ def test_the_shell_loop_handles_every_exit_of_wait_and_ack():
     # could start until someone removed it.  `<` never creates.
     assert "<>/dev/vmgenid" not in loop.replace('"3<>/dev/vmgenid"', "")
     assert "command exec 3</dev/vmgenid &&" in loop
+
+
+@pytest.mark.parametrize("document", DOCUMENTS + ["vmgenid ack --help"])
+def test_no_document_opens_the_node_in_a_way_that_creates_it(document):
+    """`exec N<>/dev/vmgenid` is the loop's "never": O_CREAT, so as root
+    while the node is away it makes a plain file where the daemon's node
+    belongs.  A descriptor is made read-write through /proc/self/fd."""
+    if document.startswith("vmgenid "):      # HELP, or a command's
+        text = help_text(*document.split()[1:-1])
+    else:
+        with open(os.path.join(REPO, document)) as f:
+            text = f.read()
+    text = text.replace('never "3<>/dev/vmgenid"', "")
+    assert not re.search(r"<>(\*\*)?/dev/vmgenid", text), document
 
 
 @pytest.mark.parametrize("text, blocks", [
