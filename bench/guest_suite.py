@@ -254,7 +254,9 @@ def idle(cfg: dict, pid: int) -> tuple[dict, object]:
     time.sleep(SETTLE_SECONDS)
     figures = idle_cpu(pid, cfg["idle_seconds"])
     say(f"idle: {figures['ran_pct']:.3f} % of one core over "
-        f"{figures['seconds']:.1f} s ({figures['pct']:.3f} % by ticks)")
+        f"{figures['seconds']:.1f} s ({figures['pct']:.3f} % by ticks), "
+        f"{sum(figures['wakeups'].values())} wake-ups "
+        f"({figures['wakeups']})")
     return figures, (
         (lambda: time.sleep(cfg["idle_seconds"]))
         if figures["ran_pct"] > goals.IDLE_CPU_PCT else None)

@@ -102,10 +102,14 @@ def rows(guest: dict | None, restore: dict | None) -> list[tuple]:
         if idle:
             # Runs from before schedstat was read have only ticks.
             ran = idle.get("ran_pct", idle["pct"])
+            # Runs from before the threads' wake-ups were counted lack it.
+            woke = idle.get("wakeups")
+            woke = "" if woke is None else \
+                f", {sum(woke.values())} wake-ups"
             out.append((
                 "7", f"Idle CPU over {idle['seconds']:.0f} s ({source}; "
                 f"tick sampling said {idle['pct']:.3f} %)",
-                f"{ran:.3f} % of a core", "", "",
+                f"{ran:.3f} % of a core{woke}", "", "",
                 f"<= {goals.IDLE_CPU_PCT:g} %",
                 _verdict(ran, goals.IDLE_CPU_PCT)))
     return out

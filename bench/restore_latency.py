@@ -18,7 +18,8 @@ kernel's "crng reseeded due to virtual machine fork".  N times: save the
 VM, restore it with a new GUID, and time on the HOST, from QEMU's reply
 to `cont` (GuestVM.restore()) to the arrival of each marker line on the
 serial console (GuestVM.arrived_at()).  Then the guest measures the
-daemon's CPU (utime + stime in /proc/<pid>/stat) over 30 s idle.
+daemon's CPU (utime + stime in /proc/<pid>/stat) over 30 s idle, and
+counts its threads' wake-ups (context switches) over the same 30 s.
 
 Prints p50 and p99 of both latencies, their ratio, and the idle CPU as a
 percentage of one core.  A benchmark: no assertions (goals in
@@ -129,6 +130,8 @@ def measure(n: int = 20, kernel: str = "6.12", poll_interval_ms: int = 100,
                     r"^BENCH IDLECPU pct=([\d.]+) ticks=(\d+) hz=(\d+) "
                     r"seconds=([\d.]+) poll_ms=(\d+) ran_pct=([\d.]+)$",
                     timeout=STEP_TIMEOUT)
+                woke = vm.wait_for(r"^BENCH WAKEUPS total=(\d+) "
+                                   r"threads=(\S*)$", timeout=STEP_TIMEOUT)
                 vm.wait_for(r"^DONE$", timeout=STEP_TIMEOUT)
                 rc = vm.wait_exit(timeout=STEP_TIMEOUT)
         except GuestError as e:
@@ -147,7 +150,10 @@ def measure(n: int = 20, kernel: str = "6.12", poll_interval_ms: int = 100,
                       "replied_ms": float(fired[3])},
             "idle": {"pct": float(idle[1]), "ticks": int(idle[2]),
                      "hz": int(idle[3]), "seconds": float(idle[4]),
-                     "ran_pct": float(idle[6])},
+                     "ran_pct": float(idle[6]),
+                     "wakeups": {t: int(n) for t, n in (
+                         item.rsplit(":", 1) for item in
+                         woke[2].split(",") if item)}},
             "exit": rc, "seconds": time.monotonic() - started}
 
 
@@ -202,6 +208,11 @@ def report_daemon(r: dict) -> None:
           f"(the time its threads ran, from schedstat, over "
           f"{idle['seconds']} s, --poll-interval-ms {r['poll_interval_ms']};"
           " goal <= 0.5 %)")
+    woke = idle.get("wakeups")
+    if woke is not None:
+        print(f"bench: daemon wake-ups over those {idle['seconds']} s: "
+              f"{sum(woke.values())} (context switches per thread: "
+              + ", ".join(f"{t} {n}" for t, n in woke.items()) + ")")
     print(f"bench: the same by tick sampling (utime + stime): "
           f"{idle['pct']:.3f} % ({idle['ticks']} ticks at {idle['hz']} Hz; "
           "a short run that a tick lands on is charged the whole tick)")

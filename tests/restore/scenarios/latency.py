@@ -5,6 +5,8 @@
                               two waiters below; "READY" once both block;
                               after the N-th bump, the daemon's idle CPU
                               over IDLE_SECONDS: "BENCH IDLECPU ..."
+                              and its threads' wake-ups over them:
+                              "BENCH WAKEUPS ..."
     latency.py vmgenid        read() /dev/vmgenid, print "BENCH VMGENID
                               <counter> t=<s>", ack, read again...
     latency.py kmsg           block on /dev/kmsg, print "BENCH KMSG t=<s>
@@ -97,6 +99,10 @@ def run(n: int, poll_ms: int) -> int:
     say("BENCH IDLECPU pct=%.3f ticks=%d hz=%d seconds=%.1f poll_ms=%d "
         "ran_pct=%.3f" % (idle["pct"], idle["ticks"], idle["hz"],
                           idle["seconds"], poll_ms, idle["ran_pct"]))
+    # Each thread's context switches over the same window: its wake-ups.
+    say("BENCH WAKEUPS total=%d threads=%s"
+        % (sum(idle["wakeups"].values()),
+           ",".join(f"{t}:{n}" for t, n in idle["wakeups"].items())))
     for waiter in waiters:
         waiter.kill()
         waiter.wait()
