@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: MIT
 """The GUID poll: a C thread (native/shim/guidpoll.c) compares the GUID in
-memory every interval, and whenever the kernel logs; when it changed, the
-thread hands it to the publisher (publisher.py: RNG reseed, state file,
-page, replies to the blocked reads) and makes an eventfd readable.
+memory whenever the kernel logs, and every interval unless the kernel
+logs every change (kmsg_tells: then it never wakes otherwise); when it
+changed, the thread hands it to the publisher (publisher.py: RNG reseed,
+state file, page, replies to the blocked reads) and makes an eventfd
+readable.
 
 In C, and not in the interpreter: the kernel log line wakes the thread as
 it wakes any reader of /dev/kmsg, and what must come before the wake-ups
@@ -46,6 +48,11 @@ class _PollThread:
         except BlockingIOError:
             return False
 
+    def kmsg_error(self) -> int:
+        """Why the kernel log could not be read (the kernel-log tier's
+        thread then ended, the GUID tier's polls every interval), or 0."""
+        return lib.vmgenid_guid_poll_kmsg_error(self._poll)
+
     def publish_to(self, publisher) -> None:
         """From now on a change is published by publisher (None: no longer,
         and no publication is under way when this returns)."""
@@ -85,17 +92,15 @@ class RecordPoller(_PollThread):
         applied = lib.vmgenid_guid_poll_kmsg_seq(self._poll)
         return None if applied < 0 else applied
 
-    def kmsg_error(self) -> int:
-        """Why the kernel log could not be read (then the thread ended),
-        or 0."""
-        return lib.vmgenid_guid_poll_kmsg_error(self._poll)
-
 
 class GuidPoller(_PollThread):
-    def __init__(self, guid: memoryview, interval_ms: int, kmsg_fd: int = -1):
+    def __init__(self, guid: memoryview, interval_ms: int, kmsg_fd: int = -1,
+                 kmsg_tells: bool = False):
         """kmsg_fd: /dev/kmsg, non-blocking, positioned where news starts
-        (the thread reads it), or -1 for the timer alone.  OSError if the
-        thread cannot start."""
+        (the thread reads it), or -1 for the timer alone.  kmsg_tells: the
+        kernel logs every change, so no timer while kmsg_fd reads
+        (interval_ms is then the fallback).  OSError if the thread cannot
+        start."""
         if interval_ms <= 0:
             raise ValueError(f"poll interval {interval_ms} ms")
         self._guid = guid
@@ -103,7 +108,7 @@ class GuidPoller(_PollThread):
         # The thread reads the mapping: it stops before the mapping goes.
         self._started(lib.vmgenid_guid_poll_start(ffi.from_buffer(guid),
                                                   interval_ms, self._fd,
-                                                  kmsg_fd))
+                                                  kmsg_fd, kmsg_tells))
 
     def take_kernel_log(self) -> bool:
         """True if the kernel logged its VM fork line since the last call

@@ -1,9 +1,22 @@
 // SPDX-License-Identifier: MIT
 /*
  * The GUID poller: a thread that compares the hypervisor's GUID with its
- * last value every interval, and at once when the kernel logs something
- * (the kernel's driver logs "crng reseeded due to virtual machine fork" on
- * every change).
+ * last value each time it wakes: whenever the kernel logs something (the
+ * kernel's driver logs "crng reseeded due to virtual machine fork" on
+ * every change), and every interval where nothing tells of a change.
+ *
+ * Where the kernel tells (its vmgenid driver bound: the daemon decides,
+ * sources.py), the thread has no timer at all: it sleeps in ppoll() on
+ * /dev/kmsg and on its stop eventfd, with no timeout, and an idle daemon
+ * never wakes.  No change is missed for it: the hypervisor writes the new
+ * GUID before the guest runs again, the kernel logs after it read that
+ * GUID, and any record at all makes /dev/kmsg readable, so the thread
+ * wakes after the GUID changed and compares it.  Records overwritten
+ * before the thread read them (EPIPE: the ring overran, a user flooding
+ * /dev/kmsg) change nothing to that: the thread still wakes, reads what is
+ * left and compares.  If /dev/kmsg fails, the thread takes up the
+ * interval, compares at once (a change may have come meanwhile) and tells
+ * the daemon, which logs it (vmgenid_guid_poll_kmsg_error()).
  *
  * The hypervisor writes the new GUID before the guest resumes; the kernel's
  * own notice (ACPI notify, then the crng line in its log) comes tens of ms
@@ -47,6 +60,7 @@ struct vmgenid_guid_poll {
 	pthread_t thread;
 	const volatile unsigned char *guid;	/* NULL: the kernel's records */
 	struct timespec interval;
+	int kmsg_tells;			/* no timer while /dev/kmsg reads */
 	unsigned char last[VMGENID_GUID_SIZE];	/* the thread's own */
 	int event_fd;
 	int kmsg_fd;			/* /dev/kmsg, or -1: the timer only */
@@ -69,6 +83,8 @@ static void guid_copy(unsigned char *dst, const volatile unsigned char *guid)
 /*
  * Read every record there is: 1 if the VM fork line was among them, 0 if
  * not, -1 if /dev/kmsg failed (the thread then goes on with its timer).
+ * A gap in the records (EPIPE) needs nothing more: the caller compares
+ * the GUID after every drain.
  */
 static int kmsg_drain(int fd)
 {
@@ -102,11 +118,27 @@ static void guid_changed(struct vmgenid_guid_poll *poll,
 }
 
 /*
- * Until the interval passes, the kernel logs or vmgenid_guid_poll_stop()
- * asks us to end: 1 on the kernel's VM fork line, -1 to end.  The thread
- * returns rather than being cancelled: a cancellation unwinds its frames
- * without the epilogues that unpoison them under ASan, whose own thread
- * exit then reports them (the sanitized host suite, tools/run-tests).
+ * /dev/kmsg failed (errno): from now on the timer, and the daemon is told
+ * (it logs that the thread polls now).
+ */
+static void kmsg_failed(struct vmgenid_guid_poll *poll)
+{
+	int err = errno;
+
+	poll->kmsg_fd = -1;
+	pthread_mutex_lock(&poll->lock);
+	poll->kmsg_err = err;
+	pthread_mutex_unlock(&poll->lock);
+	guid_poll_wake(poll);
+}
+
+/*
+ * Until the interval passes (none while the kernel log tells), the kernel
+ * logs or vmgenid_guid_poll_stop() asks us to end: 1 on the kernel's VM
+ * fork line, -1 to end.  The thread returns rather than being cancelled:
+ * a cancellation unwinds its frames without the epilogues that unpoison
+ * them under ASan, whose own thread exit then reports them (the sanitized
+ * host suite, tools/run-tests).
  */
 static int guid_poll_wait(struct vmgenid_guid_poll *poll)
 {
@@ -114,9 +146,12 @@ static int guid_poll_wait(struct vmgenid_guid_poll *poll)
 		{ .fd = poll->stop_fd, .events = POLLIN },
 		{ .fd = poll->kmsg_fd, .events = POLLIN },	/* -1: ignored */
 	};
+	const struct timespec *timeout = &poll->interval;
 	int vmfork;
 
-	if (ppoll(fds, 2, &poll->interval, NULL) <= 0)
+	if (poll->kmsg_tells && poll->kmsg_fd >= 0)
+		timeout = NULL;
+	if (ppoll(fds, 2, timeout, NULL) <= 0)
 		return 0;
 	if (fds[0].revents)
 		return -1;
@@ -124,7 +159,7 @@ static int guid_poll_wait(struct vmgenid_guid_poll *poll)
 		return 0;
 	vmfork = kmsg_drain(poll->kmsg_fd);
 	if (vmfork < 0) {
-		poll->kmsg_fd = -1;
+		kmsg_failed(poll);
 		return 0;
 	}
 	return vmfork;
@@ -229,7 +264,8 @@ unsigned int vmgenid_guid_poll_take_vmfork(struct vmgenid_guid_poll *poll)
 }
 
 static struct vmgenid_guid_poll *poll_start(struct vmgenid_guid_poll *poll,
-					     void *(*run)(void *))
+					     void *(*run)(void *),
+					     const char *name)
 {
 	sigset_t all, old;
 	int err;
@@ -245,6 +281,8 @@ static struct vmgenid_guid_poll *poll_start(struct vmgenid_guid_poll *poll,
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	err = pthread_create(&poll->thread, NULL, run, poll);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!err)	/* its name in /proc/PID/task/TID/comm, top -H */
+		pthread_setname_np(poll->thread, name);
 	if (err) {
 		pthread_mutex_destroy(&poll->lock);
 		close(poll->stop_fd);
@@ -255,9 +293,15 @@ static struct vmgenid_guid_poll *poll_start(struct vmgenid_guid_poll *poll,
 	return poll;
 }
 
+/*
+ * The GUID tier's thread: the GUID at @guid compared every @interval_ms,
+ * and whenever @kmsg_fd (/dev/kmsg, or -1) has records; with @kmsg_tells
+ * (the kernel logs every change) only then, while @kmsg_fd reads.
+ */
 struct vmgenid_guid_poll *vmgenid_guid_poll_start(const void *guid,
 						   unsigned int interval_ms,
-						   int event_fd, int kmsg_fd)
+						   int event_fd, int kmsg_fd,
+						   int kmsg_tells)
 {
 	struct vmgenid_guid_poll *poll;
 
@@ -272,7 +316,8 @@ struct vmgenid_guid_poll *vmgenid_guid_poll_start(const void *guid,
 	poll->interval.tv_nsec = (long)(interval_ms % 1000) * 1000000L;
 	poll->event_fd = event_fd;
 	poll->kmsg_fd = kmsg_fd;
-	return poll_start(poll, guid_poll_run);
+	poll->kmsg_tells = kmsg_tells;
+	return poll_start(poll, guid_poll_run, "vmgenid-guid");
 }
 
 /*
@@ -294,7 +339,7 @@ struct vmgenid_guid_poll *vmgenid_kmsg_poll_start(struct vmgenid_publisher *pub,
 	poll->records.applied = applied;
 	poll->event_fd = event_fd;
 	poll->kmsg_fd = kmsg_fd;
-	return poll_start(poll, kmsg_poll_run);
+	return poll_start(poll, kmsg_poll_run, "vmgenid-kmsg");
 }
 
 /* The last kernel record accounted for (the state file's kmsg_seq). */
@@ -308,7 +353,8 @@ int64_t vmgenid_guid_poll_kmsg_seq(struct vmgenid_guid_poll *poll)
 	return applied;
 }
 
-/* Why the kernel log could not be read (an errno), or 0. */
+/* Why the kernel log could not be read (an errno), or 0: then the
+ * kernel-log tier's thread ended, the GUID tier's polls. */
 int vmgenid_guid_poll_kmsg_error(struct vmgenid_guid_poll *poll)
 {
 	int err;

@@ -10,7 +10,8 @@ struct vmgenid_publisher;
 
 struct vmgenid_guid_poll *vmgenid_guid_poll_start(const void *guid,
 						   unsigned int interval_ms,
-						   int event_fd, int kmsg_fd);
+						   int event_fd, int kmsg_fd,
+						   int kmsg_tells);
 struct vmgenid_guid_poll *vmgenid_kmsg_poll_start(struct vmgenid_publisher *pub,
 						  int64_t applied,
 						  int event_fd, int kmsg_fd);

@@ -3,6 +3,7 @@
 for the hypervisor's: its eventfd becomes readable iff the 16 bytes change.
 """
 
+import errno
 import mmap
 import os
 import select
@@ -119,15 +120,21 @@ def test_the_kernels_vm_fork_line_wakes_the_daemon(page):
     page.close()
 
 
-def test_a_failing_kernel_log_leaves_the_timer(page):
+@pytest.mark.parametrize("kmsg_tells", [False, True])
+def test_a_failing_kernel_log_leaves_the_timer(page, kmsg_tells):
     """The log's end (here the pipe's writer gone) is not a busy loop:
-    the thread goes on with its interval."""
+    the thread tells the daemon once, why, and goes on with its interval,
+    also where the log was all it waited for."""
     page[GUID_AT:GUID_AT + 16] = b"A" * 16
     kmsg_r, kmsg_w = kmsg_pipe()
     os.close(kmsg_w)
     poller = GuidPoller(memoryview(page)[GUID_AT:GUID_AT + 16], INTERVAL_MS,
-                        kmsg_fd=kmsg_r)
+                        kmsg_fd=kmsg_r, kmsg_tells=kmsg_tells)
     try:
+        assert readable(poller, 10_000)
+        assert poller.take() is True
+        assert poller.kmsg_error() == errno.EPIPE
+        assert poller.take_kernel_log() is False
         assert not readable(poller, QUIET_POLLS * INTERVAL_MS)
         page[GUID_AT:GUID_AT + 16] = b"B" * 16
         assert readable(poller, 10_000)
@@ -136,4 +143,46 @@ def test_a_failing_kernel_log_leaves_the_timer(page):
     finally:
         poller.close()
         os.close(kmsg_r)
+    page.close()
+
+
+def switches(tid: str) -> int:
+    """The thread's context switches so far: one per wake-up."""
+    with open(f"/proc/self/task/{tid}/status") as f:
+        return sum(int(line.split()[1]) for line in f
+                   if line.split(":")[0] in ("voluntary_ctxt_switches",
+                                             "nonvoluntary_ctxt_switches"))
+
+
+def test_where_the_kernel_log_tells_the_thread_never_wakes_by_itself(page):
+    """kmsg_tells (the kernel logs every change): no timer at all.  Over
+    many intervals the thread does not run once; a record, any record,
+    makes it compare the GUID, so a change is seen however the record
+    reads (here a process's, not the kernel's line)."""
+    page[GUID_AT:GUID_AT + 16] = b"A" * 16
+    kmsg_r, kmsg_w = kmsg_pipe()
+    before = tasks()
+    poller = GuidPoller(memoryview(page)[GUID_AT:GUID_AT + 16], INTERVAL_MS,
+                        kmsg_fd=kmsg_r, kmsg_tells=True)
+    try:
+        [thread] = tasks() - before
+        with open(f"/proc/self/task/{thread}/comm") as f:
+            assert f.read() == "vmgenid-guid\n"
+        # Asleep in ppoll() once started.
+        assert not readable(poller, QUIET_POLLS * INTERVAL_MS)
+        woke = switches(thread)
+        # A change nothing tells of is not seen: no timer compares it.
+        page[GUID_AT:GUID_AT + 16] = b"B" * 16
+        assert not readable(poller, QUIET_POLLS * INTERVAL_MS)
+        assert switches(thread) == woke
+        # The next record, whatever it says, makes the thread compare.
+        os.write(kmsg_w, b"14,1,100,-;a process's line\n")
+        assert readable(poller, 10_000)
+        assert poller.take() is True
+        assert poller.take_kernel_log() is False
+        assert switches(thread) > woke
+    finally:
+        poller.close()
+        for fd in (kmsg_r, kmsg_w):
+            os.close(fd)
     page.close()
