@@ -186,8 +186,12 @@ def format_status(status: dict) -> list[str]:
     if unlisted > 0:
         lines.append(f"  ... and {unlisted} more")
     source = status["source"]
+    # "event": something tells of a change; "poll": looked at every
+    # interval (a daemon before this field said neither).
+    detection = source.get("detection")
     lines.append(f"source {source['name']} (GUID "
-                 f"{'available' if source['guid_available'] else 'none'})")
+                 f"{'available' if source['guid_available'] else 'none'}"
+                 f"{', change seen on ' + detection if detection else ''})")
     change = status["last_change"]
     if change:
         when = time.strftime("%Y-%m-%d %H:%M:%S %Z",

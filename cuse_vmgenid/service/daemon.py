@@ -577,6 +577,7 @@ class Daemon:
             "outdated": self.state.outdated_count(),
             "source": {"name": self.source.name,
                        "guid_available": self.publisher.guid() is not None,
+                       "detection": self.source.detection,
                        "unseen": self.source.unseen},
             "last_change": self.last_change,
             "hooks": self._hooks_report(),

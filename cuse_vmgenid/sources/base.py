@@ -75,6 +75,10 @@ class Source:
     # Seconds between looks (check()) when nothing would tell the daemon
     # of a change; None: never.
     interval: Optional[float] = None
+    # How a change is seen, for the log and the status: "event" (something
+    # tells: no periodic wake-up in any thread), "poll" (looked at every
+    # --poll-interval-ms), None (not seen at all).
+    detection: Optional[str] = None
 
     def fds(self) -> list[int]:
         """The descriptors the daemon's loop polls for this source."""

@@ -4,19 +4,24 @@
 how they find its address (fwcfg.py, acpi.py).
 
 The page holding the GUID is mapped from /dev/mem once (memory.py), so a
-read is a 16-byte memory load.  A C thread (guidpoll.py) compares it every
-interval and at once when the kernel logs its VM fork line, and publishes
-a new one itself; the daemon is woken after.  The publisher compares every
-GUID read, by anyone, with the last one published: one new GUID is one
-bump.  Without that thread there is no GUID tier: the ladder goes on.
+read is a 16-byte memory load.  A C thread (guidpoll.py) compares it at
+once when the kernel logs its VM fork line, and publishes a new one
+itself; the daemon is woken after.  Where the kernel logs every change
+(kernellog.logs_every_change()) that is all it does, no timer: the event
+path.  Elsewhere it also compares every interval: the poll path.  The
+publisher compares every GUID read, by anyone, with the last one
+published: one new GUID is one bump.  Without that thread there is no
+GUID tier: the ladder goes on.
 """
 
 import logging
+import os
 from typing import Optional
 
 from .base import Change, Mark, Source, SourceUnavailable
 from .guidpoll import GuidPoller
-from .kmsg import VMFORK_LINE, KmsgReader
+from .kernellog import logs_every_change
+from .kmsg import DEV_KMSG, VMFORK_LINE, KmsgReader
 from .memory import DEV_MEM, GuidMapping, guid_string
 
 log = logging.getLogger(__name__)
@@ -73,15 +78,25 @@ class GuidSource(Source):
     thread (which reads the kernel log too, and publishes)."""
 
     def __init__(self, guid: MappedGuid, kmsg: Optional[KmsgReader],
-                 poll_interval_ms: int):
-        """SourceUnavailable if the GUID poll thread cannot start."""
+                 poll_interval_ms: int, kernel_tells: Optional[str] = None):
+        """kernel_tells: why the kernel logs every change (with kmsg: the
+        event path), or None.  SourceUnavailable if the GUID poll thread
+        cannot start."""
         self._guid = guid
         self._kmsg = kmsg
         self._last_read: Optional[bytes] = None
+        self._poll_interval_ms = poll_interval_ms
         self.name = guid.name
+        event = kmsg is not None and kernel_tells is not None
+        self.detection = "event" if event else "poll"
+        # For the log.
+        self.detection_why = (
+            f"{kernel_tells}: it logs every change" if event else
+            f"every {poll_interval_ms} ms: nothing tells of a change here")
         try:
             self._poller = GuidPoller(guid.view(), poll_interval_ms,
-                                      kmsg.fileno() if kmsg else -1)
+                                      kmsg.fileno() if kmsg else -1,
+                                      kmsg_tells=event)
         except OSError as e:
             raise SourceUnavailable(f"cannot start the GUID poll thread: "
                                     f"{e.strerror}") from None
@@ -112,6 +127,13 @@ class GuidSource(Source):
         the GUID is read again, compared by the publisher."""
         if not self._poller.take():
             return None
+        err = self._poller.kmsg_error()
+        if err and self.detection == "event":
+            self.detection = "poll"
+            self.detection_why = (f"every {self._poll_interval_ms} ms: "
+                                  f"cannot read {DEV_KMSG}: "
+                                  f"{os.strerror(err)}")
+            log.error("GUID poll thread: %s", self.detection_why)
         if self._poller.take_kernel_log():
             # The kernel's driver mixed the GUID into its RNG and reseeded
             # it (its line says so): the publisher need not again.
@@ -168,11 +190,14 @@ def open_tier(name: str, address: int, origin: str,
         log.warning("no kernel log hint (%s): relying on the %d ms "
                     "poll", e, poll_interval_ms)
     try:
-        source = GuidSource(guid, kmsg, poll_interval_ms)
+        source = GuidSource(guid, kmsg, poll_interval_ms,
+                            logs_every_change())
     except SourceUnavailable:
         if kmsg:
             kmsg.close()
         guid.close()
         raise
     log.info("GUID source: %s", guid.describe())
+    log.info("GUID source: looked at on %s, %s", source.detection,
+             source.detection_why)
     return source

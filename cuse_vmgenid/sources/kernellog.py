@@ -54,6 +54,22 @@ def bound_devices(drivers: str = DRIVERS) -> list[str]:
     return found
 
 
+def logs_every_change(drivers: str = DRIVERS) -> Optional[str]:
+    """Why the kernel logs its VM fork record on every change of the
+    GUID here (the facts it exposes: its vmgenid driver bound to a device,
+    its RNG initialized), or None.  Then the GUID tier needs no timer."""
+    devices = bound_devices(drivers)
+    if not devices:
+        return None
+    try:
+        # random.c logs the record only once its RNG is initialized; from
+        # then on getrandom() no longer blocks.
+        os.getrandom(1, os.GRND_NONBLOCK)
+    except BlockingIOError:
+        return None
+    return f"the kernel's vmgenid driver is bound to {', '.join(devices)}"
+
+
 class RecordCounter:
     """Which /dev/kmsg records are changes not applied yet: the rule of
     native/shim/kmsg.c, with the reasons for the log.
@@ -114,6 +130,7 @@ class KernelLogSource(Source):
     driver reseeded its RNG before it logged: no Change asks for a
     reseed."""
     name = "kernel-log"
+    detection = "event"         # its thread waits on the records alone
 
     def __init__(self, reader: KmsgReader, devices: list[str]):
         self._reader = reader

@@ -135,6 +135,7 @@ class VmclockSource(Source):
         # Its poll() tells: that is the wait; else the interval.
         self.interval: Optional[float] = (
             None if self.pollable else poll_interval_ms / 1000.0)
+        self.detection = "event" if self.pollable else "poll"
         # The counter the last change (or the start) was made for.
         self._known: Optional[int] = first.vm_generation_counter
         self._marker = first.disruption_marker

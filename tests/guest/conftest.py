@@ -10,7 +10,10 @@ import os
 
 import pytest
 
+from cuse_vmgenid.sources import discover
+
 from .daemon_process import DaemonProcess
+from .device import write_guid
 from .processes import Child
 
 
@@ -58,3 +61,13 @@ def spawn(daemon):
     yield start
     for child in children:
         child.kill()
+
+
+@pytest.fixture
+def guid_put_back():
+    """The GUID QEMU gave, put back after the test (test_guid_source.py
+    compares memory with fw_cfg's copy)."""
+    with discover("fwcfg") as source:
+        original = source.read_bytes()
+    yield
+    write_guid(original)

@@ -8,6 +8,7 @@ and the tests must see the EINTR that the device returns.
 import ctypes
 import errno
 import fcntl
+import mmap
 import os
 import struct
 import re
@@ -15,11 +16,13 @@ import subprocess
 import time
 
 from cuse_vmgenid import ioctls
+from cuse_vmgenid.sources import locate
 
 NODE = "/dev/vmgenid"
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 NATIVE = os.path.join(REPO, "native", "build")
+GUID_SIZE = 16
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.read.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)
@@ -187,3 +190,20 @@ def unknown_ioctls_logged(daemon, expected: int, timeout: float = 30
                 or time.monotonic() > deadline:
             return lines
         time.sleep(0.2)
+
+
+def write_guid(raw: bytes) -> None:
+    """Put a new GUID where the hypervisor keeps it (guest memory, as a
+    restore does), but with no notification: nothing tells the kernel's
+    driver, so the kernel logs nothing (a hint, or the GUID poll where it
+    runs, must find it)."""
+    _, address, _ = locate("fwcfg")
+    base = address & ~(mmap.PAGESIZE - 1)
+    fd = os.open("/dev/mem", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        with mmap.mmap(fd, mmap.PAGESIZE, mmap.MAP_SHARED,
+                       mmap.PROT_READ | mmap.PROT_WRITE,
+                       offset=base) as page:
+            page[address - base:address - base + GUID_SIZE] = raw
+    finally:
+        os.close(fd)

@@ -55,7 +55,7 @@ def test_status_json_and_human_output_match_the_device(served):
             {"pid": holder.pid, "uid": 0, "comm": "sleep",
              "acknowledged": 0, "hooks": False}]
         assert status["source"] == {
-            "name": "none", "guid_available": False,
+            "name": "none", "guid_available": False, "detection": None,
             "unseen": "HARDWARE CHANGES WILL NOT BE SEEN (snapshot restores, "
                       "clones): --source none was asked for"}
         assert status["last_change"]["from"] == 0

@@ -139,9 +139,9 @@ INTERFACE = {name for name in dir(sources.Source) if not name.startswith("_")}
 
 
 def test_the_interface_is_narrow():
-    assert INTERFACE == {"name", "unseen", "interval", "fds", "ready",
-                         "check", "restart", "mark", "start", "stop",
-                         "published", "close"}
+    assert INTERFACE == {"name", "unseen", "interval", "detection", "fds",
+                         "ready", "check", "restart", "mark", "start",
+                         "stop", "published", "close"}
 
 
 def test_each_tier_is_one_module_with_its_open_tier():
