@@ -381,3 +381,24 @@ def test_bound_devices(tmp_path):
     assert kernellog.bound_devices(pattern) == ["platform/QEMUVGID:00"]
     with pytest.raises(SourceUnavailable, match="cannot read"):
         kernellog.open_tier(200, pattern, str(tmp_path / "no-kmsg"))
+
+
+def test_the_kernel_logs_every_change_only_where_its_driver_is_bound(
+        tmp_path, monkeypatch):
+    """The event path's condition: a device bound to the driver, and the
+    kernel's RNG initialized (random.c logs nothing before)."""
+    d = tmp_path / "bus" / "acpi" / "drivers" / "vmgenid"
+    d.mkdir(parents=True)
+    (d / "unbind").write_text("")
+    pattern = str(tmp_path / "bus" / "*" / "drivers" / "vmgenid")
+    assert kernellog.logs_every_change(pattern) is None
+    os.symlink("../../../../devices/QEMUVGID:00", d / "QEMUVGID:00")
+    assert kernellog.logs_every_change(pattern) == (
+        "the kernel's vmgenid driver is bound to acpi/QEMUVGID:00")
+
+    def not_ready(size, flags):
+        assert flags & os.GRND_NONBLOCK
+        raise BlockingIOError
+
+    monkeypatch.setattr(os, "getrandom", not_ready)
+    assert kernellog.logs_every_change(pattern) is None
