@@ -12,9 +12,9 @@
  * GUID before the guest runs again, the kernel logs after it read that
  * GUID, and any record at all makes /dev/kmsg readable, so the thread
  * wakes after the GUID changed and compares it.  Records overwritten
- * before the thread read them (EPIPE: the ring overran, a user flooding
- * /dev/kmsg) change nothing to that: the thread still wakes, reads what is
- * left and compares.  If /dev/kmsg fails, the thread takes up the
+ * before the thread read them (EPIPE: the ring overran, under a flood of
+ * records a user can cause) change nothing to that: the thread still
+ * wakes, reads what is left and compares.  If /dev/kmsg fails, the thread takes up the
  * interval, compares at once (a change may have come meanwhile) and tells
  * the daemon, which logs it (vmgenid_guid_poll_kmsg_error()).
  *
