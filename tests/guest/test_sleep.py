@@ -27,8 +27,8 @@ from .processes import HANG, NOBODY, SETTLE, wait_state
 from .tool_run import read_status, start_daemon, wait_status
 
 IDLE_WINDOW = 5         # seconds: 50 wake-ups of a 100 ms timer
-# Records a flood writes: more than the kernel's ring holds (Debian's
-# CONFIG_LOG_BUF_SHIFT=17, 128 KiB; each record here takes 100-odd bytes).
+# Records the flood makes the kernel log: more than its ring holds
+# (Debian's CONFIG_LOG_BUF_SHIFT=17, 128 KiB; each takes 100-odd bytes).
 FLOOD_RECORDS = 4000
 
 
