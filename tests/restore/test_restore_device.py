@@ -319,3 +319,37 @@ def test_under_lockdown_a_restore_while_the_daemon_is_down_gives_one_bump_at_sta
     assert lines(out, "COUNTER") == ["1"]
     assert lines(out, "STATUS") == [
         "source=kernel-log guid_available=False unseen=None"]
+
+
+FLOOD_RESTORES = 3
+
+
+def test_under_a_kernel_log_flood_by_nobody_each_restore_is_one_bump(
+        tmp_path):
+    """The event path (6.12, the kernel's driver bound: the GUID poll
+    thread has no timer) while nobody floods the kernel's log so that its
+    ring overruns: a restore whose VM fork record is overwritten before
+    the thread reads it is still seen (the thread wakes on the records
+    left and compares the GUID), once."""
+    with GuestVM("6.12", SCENARIO + ["flood", str(FLOOD_RESTORES)],
+                 guid=str(uuid.uuid4())) as vm:
+        vm.wait_for(r"^READY counter=0$", timeout=BOOT)
+        for i in range(1, FLOOD_RESTORES + 1):
+            save_and_restore(vm, tmp_path / "flood.snapshot",
+                             str(uuid.uuid4()))
+            vm.wait_for(rf"^WOKE counter={i}$", timeout=STEP)
+        vm.wait_for(r"^DONE$", timeout=STEP)
+        assert vm.wait_exit(timeout=STEP) == 0
+    out = vm.output
+    assert_clean(out)
+    assert any("GUID source: looked at on event" in line
+               for line in lines(out, "DAEMON"))
+    # The flood outran a reader: the ring overran while the daemon ran.
+    [overruns] = lines(out, "OVERRUNS")
+    assert int(overruns) > 0
+    bumps = generations(out)
+    assert [(a, b) for a, b, _ in bumps] == [
+        (i - 1, i) for i in range(1, FLOOD_RESTORES + 1)]
+    assert all(why.startswith("GUID changed (seen on ")
+               for _, _, why in bumps), bumps
+    assert lines(out, "COUNTER") == [str(FLOOD_RESTORES)]

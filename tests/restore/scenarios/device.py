@@ -3,7 +3,7 @@
 (--source auto) and its clients across real restores driven by the host.
 
     .venv/bin/python tests/restore/scenarios/device.py \
-        main|clones|restart|lockdown|lockdown-restart
+        main|clones|restart|lockdown|lockdown-restart|flood N
 
 Each mode prints markers (one line each, parsed by the host) and relays
 the daemon's log as "DAEMON <line>"; it says when the host may save
@@ -474,9 +474,84 @@ def lockdown_restart_scenario() -> int:
     return finish_under_lockdown(daemon)
 
 
+# nobody, in a user namespace of its own, floods the kernel's log: each
+# mount(2) with an option tmpfs does not know makes the kernel log
+# "tmpfs: Unknown parameter '...'" (a kernel record, no rate limit).
+FLOODER = """
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+i = 0
+while True:
+    libc.mount(b"none", b"/tmp", b"tmpfs", 0,
+               b"cuse-vmgenid-flood-%09d-" % i + b"x" * 64)
+    i += 1
+"""
+
+
+def count_overruns(stop: threading.Event, results: dict) -> None:
+    """A reader of /dev/kmsg that reads once a second: EPIPE each time the
+    ring overran between two reads (the flood outpaced it)."""
+    fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    os.lseek(fd, 0, os.SEEK_END)
+    try:
+        while not stop.wait(1.0):
+            while True:
+                try:
+                    os.read(fd, 8192)
+                except BlockingIOError:
+                    break
+                except BrokenPipeError:
+                    results["overruns"] += 1
+    finally:
+        os.close(fd)
+
+
+def flood_scenario(restores: str) -> int:
+    """(e): while nobody floods the kernel log, so that its ring overruns
+    and records (the kernel's VM fork line among them) may be lost before
+    the daemon's thread reads them, the host restores @restores times with
+    a new GUID: each is one bump, none is missed."""
+    # The flood's records stay off the serial console.
+    subprocess.run(["dmesg", "-n", "1"], check=True)
+    daemon = Daemon.start()
+    flooder = subprocess.Popen(
+        NOBODY + ["unshare", "--user", "--map-root-user", "--mount",
+                  "/usr/bin/python3", "-c", FLOODER],
+        stdin=subprocess.DEVNULL)
+    results = {"overruns": 0}
+    stop = threading.Event()
+    probe = threading.Thread(target=count_overruns, args=(stop, results))
+    probe.start()
+    time.sleep(2)
+    if flooder.poll() is not None:
+        say("MISSING the flooder exited %d" % flooder.returncode)
+        return 2
+    fd = open_device()
+    try:
+        counter = read_counter(fd)
+        ack(fd, counter)
+        say("READY counter=%d" % counter)
+        for _ in range(int(restores)):
+            counter = read_counter(fd)      # until the host restores
+            ack(fd, counter)
+            say("WOKE counter=%d" % counter)
+    finally:
+        os.close(fd)
+    flooder.kill()
+    flooder.wait()
+    stop.set()
+    probe.join()
+    say("OVERRUNS", results["overruns"])
+    say("COUNTER", page_counter())
+    daemon.terminate()
+    say("DONE")
+    return 0
+
+
 SCENARIOS = {"main": main_scenario, "clones": clones_scenario,
              "restart": restart_scenario, "lockdown": lockdown_scenario,
-             "lockdown-restart": lockdown_restart_scenario}
+             "lockdown-restart": lockdown_restart_scenario,
+             "flood": flood_scenario}
 
 if __name__ == "__main__":
     try:
