@@ -526,11 +526,9 @@ def flood_scenario(restores: str) -> int:
     if flooder.poll() is not None:
         say("MISSING the flooder exited %d" % flooder.returncode)
         return 2
-    fd = open_device()
+    fd = open_device()      # up to date: read() waits for a change
     try:
-        counter = read_counter(fd)
-        ack(fd, counter)
-        say("READY counter=%d" % counter)
+        say("READY counter=%d" % page_counter())
         for _ in range(int(restores)):
             counter = read_counter(fd)      # until the host restores
             ack(fd, counter)
