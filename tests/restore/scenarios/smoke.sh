@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-from cuse_vmgenid.guid import discover
+from cuse_vmgenid.sources import discover
 
 FORK = "crng reseeded due to virtual machine fork"
 
@@ -24,11 +24,11 @@ def forks():
     return [line for line in log.splitlines() if FORK in line]
 
 
-source = discover("fwcfg")
-first = source.read()
+mapped = discover("fwcfg")
+first = mapped.read()
 at_boot = len(forks())
 print("READY", first, "forks", at_boot, flush=True)
-while (guid := source.read()) == first:
+while (guid := mapped.read()) == first:
     print("GUID", guid, flush=True)
     time.sleep(0.5)
 print("GUID", guid, flush=True)
