@@ -57,8 +57,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
         daemon = DaemonProcess(work, "--status",
-                               os.path.join(work, "status.json"),
-                               "--hooks-dir", os.path.join(work, "none"))
+                               os.path.join(work, "status.json"))
         daemon.start()
         try:
             sizes = []

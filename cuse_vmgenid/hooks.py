@@ -1,18 +1,31 @@
 # SPDX-License-Identifier: MIT
-"""hooks.d: executables the daemon runs on each change of generation.
+"""cuse-vmgenid-hooks: runs the executables of hooks.d on each change of
+generation, as a watcher of /dev/vmgenid like any other.
 
-One hook at a time, in name order, each a child process watched from the
-daemon's loop through a pidfd, so the loop keeps serving the device while a
-hook runs (a hook may itself use /dev/vmgenid or `vmgenid status`).  Each
-run is for one generation; a change during a run lets the run finish, then
-one more run goes for the newest counter (changes in between coalesce).
+It opens the device read-write through the Python client (client.py, which
+follows the client rule), blocks in read, runs hooks.d for the generation
+it read, then acknowledges that generation (write): so
+VMGENID_WAIT_WATCHERS, an orchestrator's "has everyone adjusted?", returns
+only after the hooks have run, through the ordinary contract.  It runs
+outside the daemon's sandbox (its own unit, cuse-vmgenid-hooks.service),
+where a hook can write /var/lib and /etc and reach the network; the daemon
+starts no process.
 
-The daemon's own watcher (a watcher entry in the state machine with no CUSE
-file) acknowledges the generation a run was for once the run ends, so
-VMGENID_WAIT_WATCHERS returns only after the hooks are done too.
+One hook at a time, in name order.  Each run is for one generation; the
+changes that come during a run coalesce: the acknowledgement of the run's
+generation then fails (the counter moved on), the next read returns the
+newest counter at once and one more run goes for it.  The generation the
+hooks last ran for is kept in a state file (--state, under /run): a
+restart of this program runs them once if the counter moved meanwhile.
+A restart of the daemon ends our open file: the client reopens the
+device (waiting for the node, as long as it takes) and the hooks run if
+the counter is not the one they last ran for (the daemon bumps at a
+restart that may have missed a change); a device not there yet is
+waited for the same way.
 
 The folder is listed again at each run: hooks can be added or removed
-without a restart.  Names starting with "." or ending with "~", and package
+without a restart (SIGHUP has nothing to reload: it is logged and
+ignored).  Names starting with "." or ending with "~", and package
 manager leftovers (".dpkg-", ".ucf-"), are skipped, as are files that are
 not executable.  Hooks run as root, so one runs only if no one but root
 could have put it there or changed it (Trust; docs/interface.rst,
@@ -20,28 +33,40 @@ could have put it there or changed it (Trust; docs/interface.rst,
 
 A hook that outlives its timeout is killed with everything it started,
 also what left its process group or session (setsid, double forks): each
-hook is the child subreaper of its own descendants (PR_SET_CHILD_SUBREAPER,
-kept across exec), so while it lives every one of them stays in its tree;
-kill_tree() stops the hook and that tree, then kills them all.  Not
-covered: what a hook hands to another service (systemd-run, at, a
-daemon's socket), and what it leaves running after it exits in time.
+hook is the child subreaper of its own descendants (PR_SET_CHILD_SUBREAPER
+through the cffi shim, kept across exec), so while it lives every one of
+them stays in its tree; kill_tree() stops the hook and that tree, then
+kills them all.  Not covered: what a hook hands to another service
+(systemd-run, at, a daemon's socket), and what it leaves running after it
+exits in time (under systemd: in this unit's cgroup, until it stops).
 
-A hook's standard output and error are one pipe the loop reads (HookOutput):
-its lines go to the log, escaped, up to OUTPUT_LINES lines and
-OUTPUT_BYTES bytes per hook run; the rest is read and dropped, counted in
-one last line, so a hook that writes without end never fills the log and
-never blocks on a full pipe.  The pipe is closed when the hook ends: what
-it left running then writes to a closed pipe (EPIPE).
+A hook's standard output and error are one pipe read while it runs
+(HookOutput): its lines go to the log, escaped, up to OUTPUT_LINES lines
+and OUTPUT_BYTES bytes per hook run; the rest is read and dropped, counted
+in one last line, so a hook that writes without end never fills the log
+and never blocks on a full pipe.  The pipe is closed when the hook ends:
+what it left running then writes to a closed pipe (EPIPE).  A hook that
+fails (an exit status other than 0, a signal, the timeout, not started)
+is logged at error priority: `journalctl -p err` shows it.
 """
 
-import ctypes
+import argparse
+import json
 import logging
 import os
+import select
 import signal
 import stat
 import subprocess
+import sys
+import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
+
+from . import client, safefiles
+from .service.journal import log_to_stderr
+from .options import HOOK_TIMEOUT, OneLineParser, path, with_span
+from .version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +74,12 @@ SKIPPED_MARKS = (".dpkg-", ".ucf-")
 OUTPUT_LINES = 100                  # of a hook's output in the log, per run
 OUTPUT_BYTES = 16384                # at most, the rest dropped and counted
 READ_SIZE = 65536
-READS_PER_ROUND = 16                # the loop serves between two rounds
+READS_PER_ROUND = 16                # then the exit and the timeout are seen
 MAX_SYMLINKS = 40                   # as the kernel's path walk
-PR_SET_CHILD_SUBREAPER = 36         # linux/prctl.h
-_libc = ctypes.CDLL(None, use_errno=True)
+HOOKS_DIR = "/etc/vmgenid/hooks.d"
+STATE = "/run/cuse-vmgenid-hooks/state.json"
+STATE_MODE = 0o644
+LOG_FORMAT = "cuse-vmgenid-hooks: %(levelname)s %(message)s"
 
 
 @dataclass(frozen=True)
@@ -234,160 +261,191 @@ def list_hooks(folder: str, trust: Trust = ROOT) -> list[str]:
     return found
 
 
-class HookRunner:
-    def __init__(self, folder: str, timeout: float, env: dict,
-                 start_generation: int,
-                 finished: Callable[[int], None], trust: Trust = ROOT):
-        """finished(generation) runs when a run for generation ended."""
-        self.folder = folder
-        self.trust = trust
-        self.timeout = timeout
-        self._env = env                  # VMGENID_* paths for the hooks
-        self._finished = finished
-        self.done_for = start_generation  # the last generation run for
-        self.wanted: Optional[int] = None  # the newest change not run yet
-        self.running_for: Optional[int] = None
-        self._queue: list[str] = []
-        self._proc: Optional[subprocess.Popen] = None
-        self._pidfd: Optional[int] = None
-        self._output: Optional[HookOutput] = None
-        self._name: Optional[str] = None
-        self._deadline: Optional[float] = None
-        self._timed_out = False
-        self.results: list[HookResult] = []   # of the current or last run
-
-    # -- what the loop asks ---------------------------------------------
-
-    def fds(self) -> list[int]:
-        """The running hook's pidfd (readable once it has exited) and
-        output pipe: for ready()."""
-        return [fd for fd in (self._pidfd, self._output and self._output.fd)
-                if fd is not None]
-
-    def ready(self, fds: set[int], now: float) -> None:
-        """Those of fds() in fds are readable: the output first, then
-        the exit (which may start the next hook, on the same numbers)."""
-        if self._output is not None and self._output.fd in fds:
-            self._output.read()
-        if self._pidfd is not None and self._pidfd in fds:
-            self.exited(now)
-
-    def deadline(self) -> Optional[float]:
-        return None if self._timed_out else self._deadline
-
-    @property
-    def running(self) -> Optional[str]:
-        return self._name
-
-    # -- events -----------------------------------------------------------
-
-    def changed(self, generation: int) -> None:
-        """A bump: only noted here, off its critical path; the loop starts
-        the run (service) after the wake-ups."""
-        self.wanted = generation
-
-    def service(self, now: float) -> None:
-        """Start what is due: the next hook of the run, or the next run."""
-        if self._proc is not None:
-            if not self._timed_out and now >= self._deadline:
-                self._kill_at_timeout()
-            return
-        while self._proc is None:
-            if self.running_for is not None and self._queue:
-                self._start(self._queue.pop(0), now)
-            elif self.running_for is not None:
-                generation, self.running_for = self.running_for, None
-                self.done_for = generation
-                self._finished(generation)
-            elif self.wanted is not None:
-                self.running_for, self.wanted = self.wanted, None
-                self.results = []
-                try:
-                    self._queue = list_hooks(self.folder, self.trust)
-                except OSError as e:
-                    log.error("hooks for generation %d not run: cannot "
-                              "list %s: %s", self.running_for, self.folder,
-                              e.strerror)
-                    self._queue = []
-                    self.results.append(HookResult(
-                        self.folder, f"not listed: {e.strerror}"))
-                log.info("hooks: %d to run for generation %d",
-                         len(self._queue), self.running_for)
-            else:
-                return
-
-    def exited(self, now: float) -> None:
-        """The pidfd is readable: reap the hook, log how it ended, go on."""
-        proc = self._proc
+def run_hook(path: str, env: dict, timeout: float) -> HookResult:
+    """Run one hook to its end (or its timeout: killed with its tree),
+    its output logged; how it ended, logged at error priority unless it
+    exited 0.  A signal handler that raises (SIGTERM) while it runs kills
+    it too, then the exception goes on."""
+    output = None
+    try:
+        output = HookOutput(path)
+        # Its own session and the subreaper of what it starts, so a
+        # timeout finds and kills all of that; no signal blocked (a
+        # blocked mask survives exec).
+        proc = subprocess.Popen(
+            [path], env=env, stdin=subprocess.DEVNULL,
+            stdout=output.write_end, stderr=output.write_end,
+            close_fds=True, start_new_session=True,
+            preexec_fn=_prepare_hook)
+    except OSError as e:
+        if output is not None:
+            output.close()
+        log.error("hook %s (generation %s): not started: %s", path,
+                  env["VMGENID_GENERATION"], e)
+        return HookResult(path, f"not started: {e}")
+    output.started()
+    pidfd = os.pidfd_open(proc.pid)
+    timed_out = False
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            fds = [pidfd] + ([output.fd] if output.fd is not None else [])
+            left = None if timed_out else max(0.0,
+                                              deadline - time.monotonic())
+            ready = select.select(fds, [], [], left)[0]
+            if output.fd is not None and output.fd in ready:
+                output.read()
+            if pidfd in ready:
+                break
+            if not ready and not timed_out:
+                log.warning("hook %s (generation %s): still running after "
+                            "%gs: killed", path, env["VMGENID_GENERATION"],
+                            timeout)
+                timed_out = True
+                kill_tree(proc.pid)
+    except BaseException:
+        kill_tree(proc.pid)
+        raise
+    finally:
         code = proc.wait()
-        self._output.close()
-        self._output = None
-        if self._timed_out:
-            result = "killed at timeout"
-        elif code < 0:
-            result = f"killed by signal {-code}"
-        else:
-            result = f"exit {code}"
-        self.results.append(HookResult(self._name, result))
-        # A failure at error priority: `journalctl -p err` shows it.
-        level = logging.INFO if result == "exit 0" else logging.ERROR
-        log.log(level, "hook %s (generation %d): %s", self._name,
-                self.running_for, result)
-        os.close(self._pidfd)
-        self._proc = self._pidfd = self._name = self._deadline = None
-        self._timed_out = False
-        self.service(now)
+        os.close(pidfd)
+        output.close()
+    if timed_out:
+        result = "killed at timeout"
+    elif code < 0:
+        result = f"killed by signal {-code}"
+    else:
+        result = f"exit {code}"
+    # A failure at error priority: `journalctl -p err` shows it.
+    log.log(logging.INFO if result == "exit 0" else logging.ERROR,
+            "hook %s (generation %s): %s", path, env["VMGENID_GENERATION"],
+            result)
+    return HookResult(path, result)
 
-    def stop(self) -> None:
-        """At daemon exit: a hook still running is killed."""
-        if self._proc is not None:
-            self._kill_group()
-            self._proc.wait()
-            os.close(self._pidfd)
-            self._output.close()
-            self._proc = self._pidfd = self._output = None
 
-    # -- internals ----------------------------------------------------------
+def run_hooks(folder: str, generation: Optional[int],
+              previous: Optional[int], timeout: float, env: dict,
+              trust: "Trust" = None) -> list[HookResult]:
+    """One run: every hook of folder in name order, for generation (None:
+    unknown), each to its end.  A folder that cannot be listed is an
+    error (one result), not "no hooks"."""
+    trust = ROOT if trust is None else trust
+    try:
+        hooks = list_hooks(folder, trust)
+    except OSError as e:
+        log.error("hooks for generation %s not run: cannot list %s: %s",
+                  generation, folder, e.strerror)
+        return [HookResult(folder, f"not listed: {e.strerror}")]
+    log.info("hooks: %d to run for generation %s", len(hooks), generation)
+    env = dict(os.environ, **env,
+               VMGENID_GENERATION="" if generation is None
+               else str(generation),
+               VMGENID_PREVIOUS="" if previous is None else str(previous))
+    return [run_hook(hook, env, timeout) for hook in hooks]
 
-    def _start(self, path: str, now: float) -> None:
-        env = dict(os.environ, **self._env,
-                   VMGENID_GENERATION=str(self.running_for),
-                   VMGENID_PREVIOUS=str(self.done_for))
-        output = None
+
+class State:
+    """What the hooks last ran for, kept in a file (write + rename) so a
+    restart of this program knows: {"done_for": N, "results": [...]}.
+    Under /run: a new boot starts with none (and the counter at 0)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.done_for: Optional[int] = None
+        self.results: list[HookResult] = []
+
+    def load(self) -> Optional[int]:
+        """done_for from the file; None if there is none (or it cannot be
+        read: then said, and taken as none)."""
         try:
-            output = HookOutput(path)
-            # Its own session and the subreaper of what it starts, so a
-            # timeout finds and kills all of that; SIGUSR1 unblocked: the
-            # daemon blocks it for its signalfd, and a blocked mask
-            # survives exec.
-            proc = subprocess.Popen(
-                [path], env=env, stdin=subprocess.DEVNULL,
-                stdout=output.write_end, stderr=output.write_end,
-                close_fds=True, start_new_session=True,
-                preexec_fn=_prepare_hook)
-        except OSError as e:
-            if output is not None:
-                output.close()
-            self.results.append(HookResult(path, f"not started: {e}"))
-            log.error("hook %s (generation %d): not started: %s", path,
-                      self.running_for, e)
-            return
-        output.started()
-        self._output = output
-        self._proc = proc
-        self._pidfd = os.pidfd_open(proc.pid)
-        self._name = path
-        self._deadline = now + self.timeout
-        log.debug("hook %s started (pid %d)", path, proc.pid)
+            with open(self.path) as f:
+                saved = json.load(f)
+            self.done_for = saved["done_for"]
+            if self.done_for is not None and not isinstance(self.done_for,
+                                                            int):
+                raise ValueError("done_for is not a number")
+        except FileNotFoundError:
+            self.done_for = None
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log.warning("cannot read %s (%s): taken as no run yet",
+                        self.path, e)
+            self.done_for = None
+        return self.done_for
 
-    def _kill_at_timeout(self) -> None:
-        log.warning("hook %s (generation %d): still running after %gs: "
-                    "killed", self._name, self.running_for, self.timeout)
-        self._timed_out = True
-        self._kill_group()
+    def save(self, done_for: Optional[int],
+             results: list[HookResult]) -> None:
+        self.done_for, self.results = done_for, results
+        text = json.dumps({"done_for": done_for, "pid": os.getpid(),
+                           "results": [{"hook": r.name, "result": r.result}
+                                       for r in results]}) + "\n"
+        try:
+            folder = os.path.dirname(self.path) or "."
+            safefiles.private_folder(folder)
+            fd, tmp = safefiles.create_exclusive(self.path, STATE_MODE)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(text)
+                os.rename(tmp, self.path)
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        except (OSError, ValueError) as e:
+            # The hooks ran: the file only saves a run after a restart.
+            log.error("cannot write %s: %s", self.path, e)
 
-    def _kill_group(self) -> None:
-        kill_tree(self._proc.pid)
+
+class Runner:
+    """The watcher: wait for a change, run the hooks, acknowledge."""
+
+    def __init__(self, options, trust: "Trust" = None):
+        self.options = options
+        self.trust = ROOT if trust is None else trust
+        self.state = State(options.state)
+        # Where the hooks' `vmgenid` finds the device we watch.
+        self.env = {"VMGENID_DEVICE": options.device,
+                    "VMGENID_PAGE": options.page}
+
+    def run(self, generation: Optional[int]) -> None:
+        results = run_hooks(self.options.hooks_dir, generation,
+                            self.state.done_for, self.options.hook_timeout,
+                            self.env, self.trust)
+        self.state.save(generation, results)
+
+    def serve(self) -> int:
+        self.state.load()
+        watcher = self._open()
+        with watcher:
+            current = watcher.value()
+            log.info("watching %s at generation %s, hooks in %s",
+                     self.options.device, current, self.options.hooks_dir)
+            if self.state.done_for is None:
+                # The first start of this boot: nothing to catch up on.
+                self.state.save(current, [])
+            elif current != self.state.done_for:
+                log.info("generation %s -> %s while not watching",
+                         self.state.done_for, current)
+                self.run(current)
+            while True:
+                generation = watcher.wait()
+                if watcher.reopened:
+                    log.info("%s reopened (the daemon restarted) at "
+                             "generation %s", self.options.device,
+                             generation)
+                    if generation is not None \
+                            and generation == self.state.done_for:
+                        continue    # the daemon missed no change
+                self.run(generation)
+                if not watcher.ack(generation):
+                    log.debug("generation moved on from %s during the run",
+                              generation)
+
+    def _open(self) -> client.Watcher:
+        device, page = self.options.device, self.options.page
+        try:
+            return client.open(device, page)
+        except client.NoDevice:
+            log.info("no %s yet: waiting for it", device)
+        return client.open(device, page, wait_for_node=True)
 
 
 def kill_tree(pid: int) -> None:
@@ -442,8 +500,73 @@ def _descendants(pid: int) -> set[int]:
 
 
 def _prepare_hook() -> None:
-    """In the hook's process, before exec."""
+    """In the hook's process, before exec (the cffi shim's prctl: no
+    ctypes)."""
+    from ._cuse import ffi, lib
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
-    if _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        err = ctypes.get_errno()
+    if lib.prctl(lib.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        err = ffi.errno
         raise OSError(err, f"PR_SET_CHILD_SUBREAPER: {os.strerror(err)}")
+
+
+# -- the program -------------------------------------------------------------
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = OneLineParser(
+        prog="cuse-vmgenid-hooks",
+        description="Run the executables of a folder on each change of "
+                    "/dev/vmgenid's generation, then acknowledge it.")
+    p.add_argument("--hooks-dir", type=path, default=HOOKS_DIR,
+                   metavar="DIR",
+                   help="executables run on each change, in name order; "
+                        "missing = no hooks (default: %(default)s)")
+    p.add_argument("--hook-timeout", type=HOOK_TIMEOUT, default=60.0,
+                   metavar="SECONDS",
+                   help=with_span("seconds a hook may run before it is "
+                                  "killed", HOOK_TIMEOUT)
+                   + " (default: %(default)g)")
+    p.add_argument("--device", type=path, default=client.DEVICE,
+                   help="the device (default: %(default)s)")
+    p.add_argument("--page", type=path, default=client.PAGE,
+                   help="the counter page (default: %(default)s)")
+    p.add_argument("--state", type=path, default=STATE,
+                   help="the generation the hooks last ran for, and how "
+                        "each ended (default: %(default)s)")
+    p.add_argument("--log-level", default="info",
+                   choices=("debug", "info", "warning", "error"))
+    p.add_argument("--version", action="version",
+                   version=f"%(prog)s {__version__}")
+    return p.parse_args(argv)
+
+
+class _Stop(Exception):
+    """SIGTERM or SIGINT: a hook still running is killed, then we exit."""
+
+
+def _stop(signum, frame):
+    raise _Stop(signal.Signals(signum).name)
+
+
+def _reload(signum, frame):
+    log.info("SIGHUP: nothing to reload (%s is listed again at every run)",
+             HOOKS_DIR)
+
+
+def main(argv=None) -> int:
+    options = parse_args(argv)
+    log_to_stderr(LOG_FORMAT, options.log_level)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _stop)
+    signal.signal(signal.SIGHUP, _reload)
+    try:
+        return Runner(options).serve()
+    except _Stop as e:
+        log.info("stopping (%s)", e)
+        return 0
+    except OSError as e:
+        log.error("fatal: %s", e)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

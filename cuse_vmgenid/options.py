@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""The ranges of the command-line values of both commands (cuse-vmgenid and
-vmgenid), each defined once here.
+"""The ranges of the command-line values of the commands (cuse-vmgenid,
+cuse-vmgenid-hooks and vmgenid), each defined once here.
 
 Each is an argparse `type=`: a value outside its range ends the command at
 parse time, before anything is opened, with exit status 2 and one line
@@ -61,10 +61,12 @@ class Range:
         return value
 
 
-# -- cuse-vmgenid -----------------------------------------------------------
+# -- cuse-vmgenid-hooks -----------------------------------------------------
 
 # A hook running longer than a day is hung: the next change waits for it.
 HOOK_TIMEOUT = Range(0.001, ONE_DAY_S, "a number of seconds", integer=False)
+# -- cuse-vmgenid -----------------------------------------------------------
+
 # The GUID thread's timer (an unsigned int of ms in C); a day at most.
 POLL_INTERVAL_MS = Range(1, ONE_DAY_S * 1000, "a number of milliseconds")
 # The state machine keeps the cap in an unsigned int.  0 is refused: a cap
@@ -94,7 +96,7 @@ def devname(text: str) -> str:
 
 
 def path(text: str) -> str:
-    """A path the daemon cannot do without (--page, --state, --hooks-dir):
+    """A path a command cannot do without (--page, --state, --hooks-dir):
     '' is refused.  The optional ones (--status, --page-link,
     --vmclock-link) take '' for none."""
     if not text:

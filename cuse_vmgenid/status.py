@@ -19,7 +19,7 @@ Two parts (docs/interface.rst, "Privacy"):
 
 - the status file, mode 0644: counts, the source, the last change's time
   and reason class (ChangeReason, never free text: no GUID, no caller),
-  the daemon's pid and the hooks;
+  the daemon's pid;
 - the outdated watchers (pid, uid, command), in a folder next to it
   (watchers_dir()) only root may list (0711): all of them in `all.json`
   (root's, 0600), and each uid's in `<uid>.json`, owned by that uid, mode

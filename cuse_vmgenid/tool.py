@@ -176,8 +176,7 @@ def format_status(status: dict) -> list[str]:
     if status["only_own_watchers"]:
         lines.append("  (listed: your own outdated watchers only)")
     for w in status["outdated_watchers"]:
-        who = "the daemon's hooks" if w["hooks"] else \
-            f"pid {w['pid']} ({w['comm'] or 'gone'}) uid {w['uid']}"
+        who = f"pid {w['pid']} ({w['comm'] or 'gone'}) uid {w['uid']}"
         lines.append(f"  outdated: {who}, acknowledged "
                      f"{w['acknowledged']}")
     unlisted = status["outdated"] - len(status["outdated_watchers"])
@@ -203,27 +202,7 @@ def format_status(status: dict) -> list[str]:
     pid = status["daemon_pid"]
     lines.append(f"daemon pid {pid} "
                  f"({'running' if daemon_running(status) else 'NOT running'})")
-    lines += format_hooks(status["hooks"])
     return lines
-
-
-def format_hooks(hooks: dict) -> list[str]:
-    if not hooks["enabled"]:
-        return [f"hooks: none (no executable in {hooks['dir']} when the "
-                "daemon started or last reloaded)"]
-    if hooks["running"]:
-        state = f"running {hooks['running']} for generation " \
-                f"{hooks['running_for']}"
-    elif hooks["running_for"] is not None:
-        state = f"running for generation {hooks['running_for']}"
-    else:
-        state = "idle"
-    text = f"hooks: {hooks['dir']}, {state}, done for generation " \
-           f"{hooks['done_for']}"
-    if hooks["queued_for"] is not None:
-        text += f", next for generation {hooks['queued_for']}"
-    return [text] + [f"  {os.path.basename(r['hook'])}: {r['result']}"
-                     for r in hooks["results"]]
 
 
 def show(lines: list[str], file=None) -> None:
@@ -416,7 +395,7 @@ def parser() -> argparse.ArgumentParser:
         return cp
 
     status = command("status", cmd_status, "the daemon's status: counter, "
-                     "outdated watchers, source, last change, hooks",
+                     "outdated watchers, source, last change",
                      parents=())
     status.add_argument("--status-file", type=path, default=STATUS,
                         help="the daemon's status file (default: "

@@ -8,7 +8,7 @@ does all day (read, ack, poll, close, GET_OUTDATED_WATCHERS,
 WAIT_WATCHERS) without entering Python.  It hands over the operations that
 need the daemon: open (whose user namespace the watcher counts against, a
 /proc read) and the ioctls that change the generation (who may, the log,
-the hooks); C reaches this object through the handle it was given
+the status); C reaches this object through the handle it was given
 (ffi.new_handle).  Here a DeviceError becomes fuse_reply_err in one place
 (`_answer`), and any other exception EIO, so no request is ever left
 without a reply.  An unknown ioctl never comes here: transport.c refuses
@@ -16,7 +16,7 @@ it (EINVAL) and counts it, with every reply that could not be sent, for
 the daemon's log (`take_report`).
 
 The daemon's own transitions that owe others replies (its adoption of a
-bump, the hooks' watcher's ack and close, WAIT_WATCHERS timeouts, the end)
+bump, a close the kernel could not deliver, WAIT_WATCHERS timeouts, the end)
 go through transport.c too, which applies what they owe.
 """
 
@@ -178,9 +178,6 @@ class CuseTransport:
         """The counter published since: EINTR to WAIT_WATCHERS callers,
         pollers notified."""
         lib.vmgenid_transport_adopt(self._t)
-
-    def ack(self, wid: int, counter: int) -> None:
-        check(lib.vmgenid_transport_ack(self._t, wid, counter))
 
     def release(self, wid: int) -> None:
         check(lib.vmgenid_transport_release(self._t, wid))

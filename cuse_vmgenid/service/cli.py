@@ -5,11 +5,10 @@ import argparse
 import logging
 import sys
 
-from .journal import PriorityFormatter, is_journal
-from ..options import (DEVNAME_RULE, HOOK_TIMEOUT, MAX_WATCHERS_PER_UID, MODE,
-                      POLL_INTERVAL_MS, OneLineParser, devname, path,
-                      with_span)
-from ..printable import Formatter
+from .journal import log_to_stderr
+from ..options import (DEVNAME_RULE, MAX_WATCHERS_PER_UID, MODE,
+                       POLL_INTERVAL_MS, OneLineParser, devname, path,
+                       with_span)
 from ..sources import SOURCE_CHOICES
 from ..version import __version__
 
@@ -41,14 +40,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--status", default="/run/vmgenid/status.json",
                    help="the status file `vmgenid status` reads, mode 0644; "
                         "'' for none (default: %(default)s)")
-    p.add_argument("--hooks-dir", type=path, default="/etc/vmgenid/hooks.d",
-                   help="executables run on each change, in name order; "
-                        "missing = no hooks (default: %(default)s)")
-    p.add_argument("--hook-timeout", type=HOOK_TIMEOUT, default=60.0,
-                   metavar="SECONDS",
-                   help=with_span("seconds a hook may run before it is "
-                                  "killed", HOOK_TIMEOUT)
-                   + " (default: %(default)g)")
     p.add_argument("--mode", type=MODE, default=0o666,
                    help=with_span("node mode, octal", MODE)
                    + " (default: 0666)")
@@ -76,11 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     options = parse_args(argv)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(PriorityFormatter(LOG_FORMAT)
-                         if is_journal(sys.stderr)
-                         else Formatter(LOG_FORMAT))
-    logging.basicConfig(level=options.log_level.upper(), handlers=[handler])
+    log_to_stderr(LOG_FORMAT, options.log_level)
     from .daemon import Daemon  # after logging: it logs while starting
     from ..device.session import SessionError
     try:

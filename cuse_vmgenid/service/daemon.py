@@ -17,7 +17,6 @@ from ..device.session import CuseSession, Served
 from ..device.state import COUNTER_MAX, GenerationState
 from ..device.transport import Caller, CuseTransport, LazyWhy, Why, why_text
 from ..device.vmclockpage import VmclockPage, page_path as vmclock_page_path
-from ..hooks import HookRunner, list_hooks
 from ..sources import Change, open_source
 from ..status import STATUS_SCHEMA, ChangeReason, StatusFile
 from . import sdnotify
@@ -85,7 +84,6 @@ class Daemon:
                                  published=self._tell_systemd_status)
         self._systemd_status: Optional[str] = None   # the last STATUS= sent
         self._started = procinfo.start_time(os.getpid())
-        self.hooks, self.hooks_watcher = self._hooks(counter)
         if missed:
             why, change = missed
             if counter >= COUNTER_MAX:
@@ -97,7 +95,6 @@ class Daemon:
             self.bump(why, reason=ChangeReason.RESTART, change=change)
         self.source.start(self.publisher)
         self._stop = False
-        self._reload = False    # SIGHUP: list hooks.d again, once idle
         self._next_look: Optional[float] = None
         # transport.c's report: when it may be logged next (None: none
         # due), and when it last was.
@@ -163,69 +160,6 @@ class Daemon:
         self._broken_links.pop(link, None)
         log.warning("%s no longer led to %s: the link is made again", link,
                     page.path)
-
-    def _hooks(self, counter: int) -> tuple[Optional[HookRunner],
-                                            Optional[int]]:
-        """The hook runner and the daemon's own watcher, only when the
-        hooks folder holds executables at start or reload (else
-        WAIT_WATCHERS means what it always meant)."""
-        try:
-            hooks = list_hooks(self.options.hooks_dir)
-        except OSError as e:
-            # Maybe hooks, maybe none: the runner lists again at each
-            # change, and says so if it still cannot.
-            log.error("cannot list hooks in %s: %s", self.options.hooks_dir,
-                      e.strerror)
-        else:
-            if not hooks:
-                log.info("no hooks in %s", self.options.hooks_dir)
-                return None, None
-            log.info("hooks in %s: %s", self.options.hooks_dir,
-                     ", ".join(os.path.basename(h) for h in hooks))
-        # Where this daemon's files are, for `vmgenid` inside a hook.
-        env = {"VMGENID_DEVICE": f"/dev/{self.options.devname}",
-               "VMGENID_PAGE": self.options.page}
-        if self.options.status:
-            env["VMGENID_STATUS"] = self.options.status
-        runner = HookRunner(
-            self.options.hooks_dir, self.options.hook_timeout, env=env,
-            start_generation=counter, finished=self._hooks_finished)
-        # uid 0: exempt from the per-uid cap; no CUSE file behind it.
-        return runner, self.state.open(0, os.getpid())
-
-    def _hooks_finished(self, generation: int) -> None:
-        """The hooks ran for generation: the daemon's watcher acks it.  A
-        failed or killed hook acks too: it is logged and in the status
-        file, and holding the ack would leave every WAIT_WATCHERS caller
-        waiting for a hook that will not get better by itself."""
-        if generation == self.state.counter:
-            self.transport.ack(self.hooks_watcher, generation)
-        # Else a newer change is queued: its run acks it.
-        self._mark_status()
-
-    def _reload_hooks(self) -> None:
-        """SIGHUP (systemctl reload), with the runner idle: hooks.d listed
-        again; the runner starts if it now holds executables, and stops,
-        its watcher closed, if it holds none."""
-        _notify_systemd("RELOADING=1")
-        if self.hooks is None:
-            self.hooks, self.hooks_watcher = self._hooks(self.state.counter)
-        elif not self._still_hooks():
-            log.info("no hooks in %s any more", self.options.hooks_dir)
-            self.hooks.stop()
-            self.transport.release(self.hooks_watcher)
-            self.hooks = self.hooks_watcher = None
-        self._mark_status()
-        _notify_systemd("READY=1")
-
-    def _still_hooks(self) -> bool:
-        """At a reload: True unless hooks.d surely holds none now."""
-        try:
-            return bool(list_hooks(self.options.hooks_dir))
-        except OSError as e:
-            log.error("cannot list hooks in %s: %s (the runner stays)",
-                      self.options.hooks_dir, e.strerror)
-            return True
 
     def _mark_status(self) -> None:
         self.status.mark_dirty()
@@ -304,7 +238,7 @@ class Daemon:
                    publication: Optional[Publication] = None) -> None:
         """After a publication (taken here if not given): what the daemon
         owes besides the blocked reads (the publisher answered those):
-        pollers and WAIT_WATCHERS callers, the log, the hooks, the status.
+        pollers and WAIT_WATCHERS callers, the log, the status.
         why goes to the log (never a GUID: docs/interface.rst, Privacy),
         only its class to the world-readable status."""
         if publication is None:
@@ -333,8 +267,6 @@ class Daemon:
                             "from": publication.bumped_from,
                             "to": publication.counter,
                             "reason": reason.value}
-        if self.hooks is not None:
-            self.hooks.changed(publication.counter)
         self._files_due = True   # checked by the loop, after this returns
         self._mark_status()   # written by the loop, after this returns
 
@@ -440,7 +372,9 @@ class Daemon:
         self._stop = True
 
     def _on_reload(self, signum, frame) -> None:
-        self._reload = True
+        # Nothing to reload (hooks run in cuse-vmgenid-hooks); SIGHUP's
+        # default would end the daemon, and every client would reseed.
+        log.info("SIGHUP: nothing to reload")
 
     def serve(self) -> int:
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -456,10 +390,7 @@ class Daemon:
         self._next_look = self._look_after(time.monotonic())
         try:
             while not self._stop:
-                hook_fds = self.hooks.fds() if self.hooks is not None \
-                    else []
-                watched = [wake_r, hint_signal.fileno(), *source_fds,
-                           *hook_fds]
+                watched = [wake_r, hint_signal.fileno(), *source_fds]
                 try:
                     served = session.serve(watched, self._timeout_ms(),
                                            self.status.dirty)
@@ -478,14 +409,8 @@ class Daemon:
                     elif fd == hint_signal.fileno():
                         self._guarded("SIGUSR1 hint", self._signal_hints,
                                       hint_signal)
-                    elif fd in hook_fds:
-                        pass    # below, all at once
                     else:
                         self._guarded("source", self._source_ready, fd)
-                if set(served.ready) & set(hook_fds):
-                    self._guarded("hook", self.hooks.ready,
-                                  set(served.ready) & set(hook_fds),
-                                  time.monotonic())
                 now = time.monotonic()
                 deadline = self.state.next_deadline()
                 if deadline is not None and now >= deadline:
@@ -494,17 +419,9 @@ class Daemon:
                     self._next_look = self._look_after(now)
                     self._guarded("periodic check", self.look,
                                   "periodic check")
-                # After every reply and wake-up of this round; the files
-                # before the hooks, which may read the page.
+                # After every reply and wake-up of this round.
                 if self._files_due:
                     self._guarded("file check", self._check_files)
-                if self.hooks is not None:
-                    self._guarded("hooks", self.hooks.service, now)
-                if self._reload and (self.hooks is None
-                                     or (self.hooks.running_for is None
-                                         and self.hooks.wanted is None)):
-                    self._reload = False
-                    self._guarded("reload", self._reload_hooks)
                 self._guarded("status", self._write_status, now)
                 self._guarded("report", self._report, now)
             log.info("stopping at generation %d", self.state.counter)
@@ -516,8 +433,6 @@ class Daemon:
             # logged.
             self.source.stop()
             self._take_publications()
-            if self.hooks is not None:
-                self.hooks.stop()
             self.transport.abort_pending()
             self._report(time.monotonic(), end=True)
             session.close()
@@ -580,7 +495,6 @@ class Daemon:
                        "detection": self.source.detection,
                        "unseen": self.source.unseen},
             "last_change": self.last_change,
-            "hooks": self._hooks_report(),
             "written": time.time(),
         }
 
@@ -592,27 +506,13 @@ class Daemon:
         # thousands outdated, a full snapshot stalled the loop for seconds.
         listed = self.state.outdated_watchers(MAX_LISTED_WATCHERS)
         return [{"pid": pid, "uid": uid, "comm": procinfo.comm(pid),
-                 "acknowledged": acked, "hooks": wid == self.hooks_watcher}
-                for wid, uid, pid, acked in listed]
-
-    def _hooks_report(self) -> dict:
-        report = {"dir": self.options.hooks_dir,
-                  "enabled": self.hooks is not None}
-        if self.hooks is not None:
-            report.update(
-                running=self.hooks.running,
-                running_for=self.hooks.running_for,
-                done_for=self.hooks.done_for,
-                queued_for=self.hooks.wanted,
-                results=[{"hook": r.name, "result": r.result}
-                         for r in self.hooks.results])
-        return report
+                 "acknowledged": acked}
+                for _, uid, pid, acked in listed]
 
     def _timeout_ms(self) -> int:
         return poll_timeout_ms(
             (self.state.next_deadline(), self._next_look,
              self._report_at,
-             self.hooks and self.hooks.deadline(),
              self.status.due()), time.monotonic())
 
 

@@ -9,6 +9,7 @@ stderr itself (its dev:ino): a shell or a file gets plain lines.
 
 import logging
 import os
+import sys
 from typing import TextIO
 
 from ..printable import Formatter
@@ -34,6 +35,15 @@ def is_journal(stream: TextIO) -> bool:
         return (st.st_dev, st.st_ino) == (int(dev), int(ino))
     except (OSError, ValueError):
         return False
+
+
+def log_to_stderr(log_format: str, level: str) -> None:
+    """The commands' logging (cuse-vmgenid, cuse-vmgenid-hooks): to
+    standard error, with priorities when that is the journal."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(PriorityFormatter(log_format)
+                         if is_journal(sys.stderr) else Formatter(log_format))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 class PriorityFormatter(Formatter):

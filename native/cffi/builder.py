@@ -8,7 +8,7 @@ compiled with -Wall -Wextra -Werror beside the module cffi generates.
 cffi's cdef reads those headers themselves, less their preprocessor lines
 (one home for each declaration and constant); decl/*.h hold only what the
 shim does not declare: libfuse's API, the callbacks into Python,
-signalfd, the ioctl numbers the daemon answers."""
+signalfd, the ioctl numbers the daemon answers, prctl."""
 
 import glob
 import os
@@ -24,7 +24,8 @@ TOP = os.path.dirname(os.path.dirname(HERE))
 # Relative to the top of the tree (setuptools wants relative sources).
 SHIM = os.path.join("native", "shim")
 # cdef order: each file after those whose types it names.
-DECLS = ("fuse.h", "callbacks.h", "signalfd.h", "poll.h", "vmgenid.h")
+DECLS = ("fuse.h", "callbacks.h", "signalfd.h", "poll.h", "vmgenid.h",
+         "prctl.h")
 SHIM_HEADERS = ("guid.h", "kmsg.h", "page.h", "statefile.h", "vmclock.h",
                 "state.h", "publisher.h", "cuse_reply.h", "guidpoll.h",
                 "transport.h", "session.h")
@@ -84,6 +85,7 @@ ffibuilder.set_source(
     "#define FUSE_USE_VERSION 31\n"
     "#include <signal.h>\n"
     "#include <sys/signalfd.h>\n"
+    "#include <sys/prctl.h>\n"
     "#include <fuse_lowlevel.h>\n"
     "#include <cuse_lowlevel.h>\n"
     "#include <linux/vmgenid.h>\n"

@@ -6,7 +6,7 @@
  * the replies it owes others first (apply), its own last.
  *
  * open and the ioctls that change the generation are the daemon's
- * (transport.py: who the caller is, the log, the hooks), reached through
+ * (transport.py: who the caller is, the log, the status), reached through
  * its ops with the handle it gave; everything a watcher does all day
  * (read, ack, poll, close, GET_OUTDATED_WATCHERS, WAIT_WATCHERS) is
  * answered here without entering Python, and so is an unknown ioctl
@@ -375,7 +375,7 @@ static void transport_ioctl(fuse_req_t req, int cmd, void *arg,
 	case VMGENID_FORCE_GEN_UPDATE:
 	case VMGENID_FORCE_GEN_UPDATE_MIN:
 	case VMGENID_NOTIFY:
-		/* Who may, the log, the hooks: the daemon's. */
+		/* Who may, the log: the daemon's. */
 		t->reasons |= VMGENID_SERVE_DAEMON;
 		t->ops->ioctl(t->daemon, req, (unsigned int)cmd, fi, in_buf,
 			      in_bufsz);
@@ -417,17 +417,6 @@ int vmgenid_transport_bump(struct vmgenid_transport *t,
 int vmgenid_transport_adopt(struct vmgenid_transport *t)
 {
 	int res = vmgenid_state_adopt(t->state, &t->changes);
-
-	apply(t);
-	return res;
-}
-
-/* The hooks' watcher acknowledges counter. */
-int vmgenid_transport_ack(struct vmgenid_transport *t, uint64_t wid,
-			  uint32_t counter)
-{
-	int res = vmgenid_state_ack(t->state, wid, &counter, sizeof(counter),
-				    &t->changes);
 
 	apply(t);
 	return res;

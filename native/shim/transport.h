@@ -16,7 +16,7 @@ struct vmgenid_transport;
 
 /*
  * The operations the daemon answers (transport.py): who the caller is,
- * the log, the hooks.  @daemon: what vmgenid_transport_new() was given
+ * the log, the status.  @daemon: what vmgenid_transport_new() was given
  * (a cffi handle of the Python transport).
  */
 struct vmgenid_daemon_ops {
@@ -64,8 +64,6 @@ unsigned int vmgenid_transport_take_reasons(struct vmgenid_transport *t);
 int vmgenid_transport_bump(struct vmgenid_transport *t,
 			   const struct vmgenid_bump *bump);
 int vmgenid_transport_adopt(struct vmgenid_transport *t);
-int vmgenid_transport_ack(struct vmgenid_transport *t, uint64_t wid,
-			  uint32_t counter);
 int vmgenid_transport_release(struct vmgenid_transport *t, uint64_t wid);
 int vmgenid_transport_expire(struct vmgenid_transport *t, double now);
 void vmgenid_transport_abort(struct vmgenid_transport *t, int err);

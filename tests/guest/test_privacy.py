@@ -49,8 +49,7 @@ def public_dir():
 
 def start(daemon_factory, public_dir, tmp_path, *extra):
     status = os.path.join(public_dir, "status.json")
-    d = daemon_factory("--status", status,
-                       "--hooks-dir", str(tmp_path / "no-hooks.d"), *extra)
+    d = daemon_factory("--status", status, *extra)
     d.status = status
     return d
 

@@ -20,12 +20,8 @@ VMGENID = (sys.executable, "-m", "cuse_vmgenid.tool")
 
 
 def start_daemon(daemon_factory, tmp_path, *extra: str):
-    """A daemon with its status file in tmp_path and, unless extra names
-    one, a hooks folder that does not exist (no hooks)."""
-    args = ["--status", str(tmp_path / "status.json"), *extra]
-    if "--hooks-dir" not in extra:
-        args += ["--hooks-dir", str(tmp_path / "no-hooks.d")]
-    d = daemon_factory(*args)
+    """A daemon with its status file in tmp_path."""
+    d = daemon_factory("--status", str(tmp_path / "status.json"), *extra)
     d.status = str(tmp_path / "status.json")
     return d
 

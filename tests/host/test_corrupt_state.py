@@ -47,7 +47,7 @@ def run_daemon(tmp_path, *args):
     return subprocess.run(
         [sys.executable, "-m", "cuse_vmgenid", "--source", "none",
          "--page", str(folder / "page"), "--state", str(folder / "state"),
-         "--status", "", "--hooks-dir", str(tmp_path / "none"), *args],
+         "--status", "", *args],
         cwd=REPO, capture_output=True, text=True, timeout=60)
 
 

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: MIT
-"""The hook runner's schedule and the status file's coalescing, on the host
-(real child processes, no device): one hook at a time, a change during a
-run gives one more run for the newest, a hook past its timeout is killed;
-the status file is written at most once per interval.
+"""The hooks' runs (cuse-vmgenid-hooks) and the status file's coalescing,
+on the host (real child processes, no device): one hook at a time, in name
+order, a hook past its timeout killed with what it started, the output
+capped, the state kept; the status file is written at most once per
+interval.
 
 Hooks run only if their owner and modes can be trusted (hooks.Trust):
 the daemon trusts root up to /; here, where tmp_path is under a
@@ -11,7 +12,6 @@ trusts our own uid from tmp_path down."""
 
 import json
 import os
-import select
 import stat
 import time
 
@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from cuse_vmgenid import hooks as hooks_module
 from cuse_vmgenid.hooks import (OUTPUT_BYTES, OUTPUT_LINES, HookOutput,
-                                HookRunner, Trust, list_hooks)
+                                HookResult, State, Trust, list_hooks,
+                                run_hooks)
 from cuse_vmgenid.status import (MAX_DELAY, MAX_SHARE, MIN_INTERVAL, QUIET,
                                  StatusFile,
                                  watcher_file, watchers_dir)
@@ -40,47 +41,15 @@ def write_hook(folder, name, body, mode=0o755):
     return str(path)
 
 
-class Loop:
-    """The daemon loop's part for hooks: service, then wait on the pidfd
-    and the output pipe."""
-
-    def __init__(self, runner):
-        self.runner = runner
-        self.now = 0.0
-        self.finished = []
-
-    def step(self) -> None:
-        """One hook ends (its output read, its pidfd readable), the
-        runner goes on."""
-        hook = (self.runner.running, self.runner.running_for)
-        assert self.runner.fds(), "no hook running"
-        while self.runner.fds() and \
-                (self.runner.running, self.runner.running_for) == hook:
-            ready = select.select(self.runner.fds(), [], [], HANG)[0]
-            assert ready, "hook never exited"
-            self.runner.ready(set(ready), self.now)
-
-    def run_out(self) -> None:
-        self.runner.service(self.now)
-        while self.runner.fds():
-            self.step()
+def run(tmp_path, generation=1, previous=0, timeout=HANG):
+    """One run of tmp_path/hooks.d, as cuse-vmgenid-hooks does it."""
+    return run_hooks(str(tmp_path / "hooks.d"), generation, previous,
+                     timeout, {"VMGENID_DEVICE": "/nowhere"},
+                     trust=ours(tmp_path))
 
 
-@pytest.fixture
-def make_loop(tmp_path):
-    def make(timeout=HANG, start=0):
-        loop = None
-
-        def finished(generation):
-            loop.finished.append(generation)
-
-        runner = HookRunner(str(tmp_path / "hooks.d"), timeout,
-                            {"VMGENID_STATUS": "/nowhere"}, start, finished,
-                            trust=ours(tmp_path))
-        loop = Loop(runner)
-        return loop
-    (tmp_path / "hooks.d").mkdir()
-    return make
+def results(found) -> list:
+    return [(os.path.basename(r.name), r.result) for r in found]
 
 
 def test_list_hooks_in_name_order_skipping_hidden_backups_and_plain_files(
@@ -177,62 +146,61 @@ def test_refused_exactly_when_a_folder_or_the_file_is_writable_by_others(
         path.chmod(0o700)
 
 
-def test_a_run_executes_each_hook_in_turn_with_the_generations(tmp_path,
-                                                               make_loop):
+def test_a_run_executes_each_hook_in_turn_with_the_generations(tmp_path):
     log = tmp_path / "log"
-    for name in ("10-a", "20-b"):
+    (tmp_path / "hooks.d").mkdir()
+    for name in ("20-b", "10-a"):
         write_hook(tmp_path / "hooks.d", name,
                    f'echo "$(basename $0) $VMGENID_GENERATION '
-                   f'$VMGENID_PREVIOUS $VMGENID_STATUS" >> {log}\n')
-    loop = make_loop(start=4)
-    loop.runner.changed(5)
-    loop.runner.service(loop.now)
-    assert loop.runner.running.endswith("10-a")   # one at a time
-    loop.run_out()
-    assert log.read_text().splitlines() == ["10-a 5 4 /nowhere",
-                                            "20-b 5 4 /nowhere"]
-    assert loop.finished == [5]
-    assert loop.runner.done_for == 5
-    assert [r.result for r in loop.runner.results] == ["exit 0", "exit 0"]
+                   f'$VMGENID_PREVIOUS $VMGENID_DEVICE $(date +%s%N)" '
+                   f'>> {log}\n'
+                   # The next one starts only once this one ended.
+                   "sleep 0.2\n")
+    assert results(run(tmp_path, 5, 4)) == [("10-a", "exit 0"),
+                                            ("20-b", "exit 0")]
+    first, second = [line.split() for line in log.read_text().splitlines()]
+    assert (first[:4], second[:4]) == (["10-a", "5", "4", "/nowhere"],
+                                       ["20-b", "5", "4", "/nowhere"])
+    assert int(second[4]) - int(first[4]) >= 200_000_000
 
 
-def test_changes_during_a_run_coalesce_into_one_run_for_the_newest(
-        tmp_path, make_loop):
-    log = tmp_path / "log"
-    write_hook(tmp_path / "hooks.d", "10-a",
-               f'echo "$VMGENID_GENERATION $VMGENID_PREVIOUS" >> {log}\n')
-    loop = make_loop()
-    loop.runner.changed(1)
-    loop.runner.service(loop.now)
-    loop.runner.changed(2)
-    loop.runner.changed(3)
-    loop.step()         # the run for 1 ends; the run for 3 starts
-    assert loop.finished == [1]
-    assert loop.runner.running_for == 3
-    loop.run_out()
-    assert log.read_text().splitlines() == ["1 0", "3 1"]
-    assert loop.finished == [1, 3]
+def test_without_a_folder_a_run_runs_nothing_and_an_unreadable_one_says_so(
+        tmp_path, caplog):
+    assert run(tmp_path) == []
+    (tmp_path / "hooks.d").write_text("not a folder")
+    assert results(run(tmp_path)) == [("hooks.d",
+                                       "not listed: Not a directory")]
+    assert "hooks for generation 1 not run: cannot list" in caplog.text
+
+
+def test_the_state_keeps_what_the_hooks_last_ran_for(tmp_path, caplog):
+    path = str(tmp_path / "run" / "state.json")
+    assert State(path).load() is None
+    State(path).save(7, [HookResult("/h/10-a", "exit 3")])
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+    with open(path) as f:
+        assert json.load(f)["results"] == [{"hook": "/h/10-a",
+                                            "result": "exit 3"}]
+    assert State(path).load() == 7
+    with open(path, "w") as f:
+        f.write("{\"done_for\": \"7\"}")
+    assert State(path).load() is None
+    assert "taken as no run yet" in caplog.text
 
 
 def test_a_hook_past_its_timeout_is_killed_and_the_run_goes_on(tmp_path,
-                                                              make_loop):
+                                                              caplog):
     done = tmp_path / "done"
+    (tmp_path / "hooks.d").mkdir()
     write_hook(tmp_path / "hooks.d", "10-hangs", "exec sleep 600\n")
     write_hook(tmp_path / "hooks.d", "20-next", f"touch {done}\n")
-    loop = make_loop(timeout=5)
-    loop.runner.changed(1)
-    loop.runner.service(loop.now)
-    assert loop.runner.deadline() == 5
-    loop.now = 5
-    loop.runner.service(loop.now)     # the loop's timeout fired: kill
-    assert loop.runner.deadline() is None
-    loop.run_out()
-    assert [(os.path.basename(r.name), r.result)
-            for r in loop.runner.results] == [("10-hangs",
-                                               "killed at timeout"),
-                                              ("20-next", "exit 0")]
+    started = time.monotonic()
+    assert results(run(tmp_path, timeout=1)) == [
+        ("10-hangs", "killed at timeout"), ("20-next", "exit 0")]
+    assert time.monotonic() - started < HANG
     assert done.exists()
-    assert loop.finished == [1]
+    assert "10-hangs (generation 1): still running after 1s: killed" \
+        in caplog.text
 
 
 def hook_lines(caplog, name: str) -> list[str]:
@@ -240,17 +208,15 @@ def hook_lines(caplog, name: str) -> list[str]:
             if r.getMessage().startswith(f"hook {name}: ")]
 
 
-def test_a_hooks_output_goes_to_the_log_capped(tmp_path, make_loop, caplog):
+def test_a_hooks_output_goes_to_the_log_capped(tmp_path, caplog):
     """Lines with the hook's name, up to the caps; the rest read (the
     hook never blocks on a full pipe: it ends by itself) and counted."""
     caplog.set_level("INFO", "cuse_vmgenid")
+    (tmp_path / "hooks.d").mkdir()
     path = write_hook(tmp_path / "hooks.d", "10-chatty",
                       "echo first\necho error >&2\n"
                       "yes 'a line' | head -c 3000000\nprintf tail\n")
-    loop = make_loop()
-    loop.runner.changed(1)
-    loop.run_out()
-    assert [r.result for r in loop.runner.results] == ["exit 0"]
+    assert results(run(tmp_path)) == [("10-chatty", "exit 0")]
     lines = hook_lines(caplog, path)
     assert lines[:3] == [f"hook {path}: first", f"hook {path}: error",
                          f"hook {path}: a line"]
@@ -294,50 +260,39 @@ def alive(pid: int) -> bool:
         return False
 
 
-def test_a_timed_out_hook_dies_with_what_escaped_its_group(tmp_path,
-                                                          make_loop):
-    """setsid -f: a child in a new session, its parent gone at once (so it
-    is orphaned); both it and the hook die at the timeout."""
-    escaped, started = tmp_path / "escaped", tmp_path / "started"
+def test_a_timed_out_hook_dies_with_what_escaped_its_group(tmp_path):
+    """setsid -f: a child in a new session (its session id its own pid),
+    its parent gone at once (so it is orphaned); both it and the hook die
+    at the timeout."""
+    escaped = tmp_path / "escaped"
+    (tmp_path / "hooks.d").mkdir()
     write_hook(tmp_path / "hooks.d", "10-escapes",
-               f"setsid -f sh -c 'echo $$ > {escaped}.new; "
-               f"mv {escaped}.new {escaped}; exec sleep 600'\n"
+               f"setsid -f sh -c 'echo $$ $(ps -o sid= -p $$) > "
+               f"{escaped}.new; mv {escaped}.new {escaped}; exec sleep 600'\n"
                f"until [ -e {escaped} ]; do sleep 0.05; done\n"
-               f"echo $$ > {started}\nexec sleep 600\n")
-    loop = make_loop(timeout=5)
-    loop.runner.changed(1)
-    loop.runner.service(loop.now)
+               "exec sleep 600\n")
+    assert results(run(tmp_path, timeout=2)) == [("10-escapes",
+                                                  "killed at timeout")]
+    escaped_pid, session = map(int, escaped.read_text().split())
+    assert session == escaped_pid           # it had left the hook's session
     deadline = time.monotonic() + HANG
-    while not started.exists():
-        assert time.monotonic() < deadline, "the hook never started"
-        time.sleep(0.05)
-    escaped_pid = int(escaped.read_text())
-    with open(f"/proc/{escaped_pid}/stat", "rb") as f:
-        session = int(f.read().rsplit(b")", 1)[1].split()[3])
-    assert session == escaped_pid           # it left the hook's session
-    assert alive(escaped_pid)
-    loop.now = 5
-    loop.runner.service(loop.now)
-    loop.run_out()
-    assert [r.result for r in loop.runner.results] == ["killed at timeout"]
     while alive(escaped_pid):
         assert time.monotonic() < deadline, "the escaped child survived"
         time.sleep(0.05)
 
 
-def test_a_hook_that_cannot_start_is_recorded_and_skipped(tmp_path,
-                                                          make_loop):
+def test_a_hook_that_cannot_start_is_recorded_and_skipped(tmp_path, caplog):
+    (tmp_path / "hooks.d").mkdir()
     bad = tmp_path / "hooks.d" / "10-no-interpreter"
     bad.write_text("#!/nonexistent/interpreter\n")
     bad.chmod(0o755)
     write_hook(tmp_path / "hooks.d", "20-fails", "exit 3\n")
-    loop = make_loop()
-    loop.runner.changed(1)
-    loop.run_out()
-    results = [r.result for r in loop.runner.results]
-    assert results[0].startswith("not started:")
-    assert results[1] == "exit 3"
-    assert loop.finished == [1]
+    found = run(tmp_path)
+    assert found[0].result.startswith("not started:")
+    assert found[1].result == "exit 3"
+    # Both at error priority: `journalctl -p err` shows them.
+    assert [r.levelname for r in caplog.records
+            if "(generation 1): " in r.getMessage()] == ["ERROR", "ERROR"]
 
 
 def test_the_status_file_is_written_at_most_once_per_interval(tmp_path):

@@ -11,7 +11,7 @@ from unittest import mock
 import pytest
 
 from cuse_vmgenid.service import cli
-from cuse_vmgenid import options, tool
+from cuse_vmgenid import hooks, options, tool
 from tests.harness.cache import REPO_ROOT
 
 
@@ -21,6 +21,16 @@ def page(name: str) -> str:
 
 def daemon_parser() -> argparse.ArgumentParser:
     """The parser cli.parse_args builds (it parses at once)."""
+    return built_parser(cli.parse_args)
+
+
+def hooks_parser() -> argparse.ArgumentParser:
+    """The parser hooks.parse_args builds."""
+    return built_parser(hooks.parse_args)
+
+
+def built_parser(parse_args) -> argparse.ArgumentParser:
+    """The parser parse_args builds (it parses at once)."""
     built = []
 
     class Built(Exception):
@@ -31,7 +41,7 @@ def daemon_parser() -> argparse.ArgumentParser:
         raise Built
     with mock.patch.object(argparse.ArgumentParser, "parse_args", keep):
         with pytest.raises(Built):
-            cli.parse_args([])
+            parse_args([])
     return built[0]
 
 
@@ -60,6 +70,12 @@ def test_cuse_vmgenid_8_names_every_option_and_choice():
     assert missing == []
 
 
+def test_cuse_vmgenid_hooks_8_names_every_option_and_choice():
+    text = page("cuse-vmgenid-hooks.8")
+    missing = [word for word in named(hooks_parser()) if word not in text]
+    assert missing == []
+
+
 def section(text: str, title: str, underline: str) -> str:
     head = f"\n{title}\n{underline * len(title)}\n"
     if head not in text:
@@ -82,7 +98,8 @@ def test_vmgenid_1_has_a_section_per_subcommand_naming_its_options():
     assert missing == []
 
 
-@pytest.mark.parametrize("name", ["cuse-vmgenid.8", "vmgenid.1"])
+@pytest.mark.parametrize("name", ["cuse-vmgenid.8", "cuse-vmgenid-hooks.8",
+                                  "vmgenid.1"])
 def test_each_page_has_the_sections_a_manual_page_needs(name):
     text = page(name)
     wanted = ["SYNOPSIS", "DESCRIPTION", "FILES", "EXIT STATUS", "SEE ALSO"]
@@ -140,10 +157,13 @@ def ranged_actions(parser: argparse.ArgumentParser) -> list:
             or a.type is options.devname]
 
 
-def test_cuse_vmgenid_8_states_each_option_s_range():
-    text = page("cuse-vmgenid.8")
+@pytest.mark.parametrize("name,parser", [("cuse-vmgenid.8", daemon_parser),
+                                         ("cuse-vmgenid-hooks.8",
+                                          hooks_parser)])
+def test_cuse_vmgenid_8_states_each_option_s_range(name, parser):
+    text = page(name)
     wrong = {a.option_strings[0]: range_text(a)
-             for a in ranged_actions(daemon_parser())
+             for a in ranged_actions(parser())
              if range_text(a) not in paragraph(text, a.option_strings[0])}
     assert wrong == {}
 

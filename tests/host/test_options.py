@@ -15,8 +15,8 @@ import pytest
 from hypothesis import example, given, strategies as st
 
 from cuse_vmgenid.service import cli, daemon
-from cuse_vmgenid import options, tool
-from tests.host.test_manpages import daemon_parser, subcommands
+from cuse_vmgenid import hooks, options, tool
+from tests.host.test_manpages import daemon_parser, hooks_parser, subcommands
 
 UINT_MAX = 0xFFFFFFFF
 INT_MAX = 0x7FFFFFFF
@@ -51,6 +51,7 @@ def argv_for(before, action, text: str) -> list:
 
 
 DAEMON = ranged(daemon_parser())
+HOOKS = ranged(hooks_parser())
 TOOL = ranged(tool.parser())
 
 
@@ -107,6 +108,16 @@ def test_daemon_value_parses_into_its_range_or_exits_2(before, action,
     check(cli.parse_args, "cuse-vmgenid", before, action, text)
 
 
+@pytest.mark.parametrize("before,action", HOOKS,
+                         ids=[a.dest for _, a in HOOKS])
+@given(text=NUMBER_TEXTS)
+@example(text="inf")
+@example(text="nan")
+@example(text="0")
+def test_hooks_value_parses_into_its_range_or_exits_2(before, action, text):
+    check(hooks.parse_args, "cuse-vmgenid-hooks", before, action, text)
+
+
 @pytest.mark.parametrize("before,action", TOOL,
                          ids=[" ".join((*b, a.dest)) for b, a in TOOL])
 @given(text=NUMBER_TEXTS)
@@ -118,8 +129,9 @@ def test_vmgenid_value_parses_into_its_range_or_exits_2(before, action,
 
 def test_every_number_option_has_a_range():
     """No int or float left as a bare type: each has its range here."""
-    bare = [a.option_strings for p in (daemon_parser(), *subcommands(
-        tool.parser()).values()) for a in p._actions
+    bare = [a.option_strings for p in (daemon_parser(), hooks_parser(),
+                                       *subcommands(tool.parser()).values())
+            for a in p._actions
         if a.type in (int, float)]
     assert bare == []
 
@@ -133,9 +145,9 @@ def test_the_ranges_fit_the_code_that_uses_them():
     select.poll().poll(int(options.WAIT_TIMEOUT.low * 1000))
     # --fd: an int.
     assert options.DESCRIPTOR.high <= INT_MAX
-    # The hook timeout fits the daemon's loop (below).
-    assert daemon.poll_timeout_ms([options.HOOK_TIMEOUT.high], 0.0) \
-        <= daemon.MAX_POLL_MS
+    # The hook timeout fits select(2) (hooks.run_hook).
+    select.select([], [], [], options.HOOK_TIMEOUT.low)
+    assert options.HOOK_TIMEOUT.high * 1000 <= INT_MAX
 
 
 DEADLINES = st.lists(st.none() | st.floats(), max_size=4)
@@ -165,6 +177,8 @@ def path_options(parser: argparse.ArgumentParser, before=()) -> list:
 
 PATHS = [(cli.parse_args, "cuse-vmgenid", b, a)
          for b, a in path_options(daemon_parser())] + \
+        [(hooks.parse_args, "cuse-vmgenid-hooks", b, a)
+         for b, a in path_options(hooks_parser())] + \
         [(tool.parser().parse_args, "vmgenid", b, a)
          for b, a in path_options(tool.parser())]
 
