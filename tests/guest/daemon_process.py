@@ -13,6 +13,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(
 NODE = "/dev/vmgenid"
 
 
+def read_log(path: str) -> str:
+    """A process's log so far ('' before it has one)."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
 class DaemonProcess:
     def __init__(self, workdir: str, *extra_args: str):
         self.workdir = workdir
@@ -54,11 +63,7 @@ class DaemonProcess:
                 and "serving" in self.log()[self._log_start:])
 
     def log(self) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return read_log(self.log_path)
 
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM, as systemd does; returns the exit code."""

@@ -174,7 +174,7 @@ def test_status_file_of_another_schema_is_refused_without_a_traceback(
     assert "has schema 999, this vmgenid reads schema" in done.stderr
     assert "Traceback" not in done.stderr
     # A file from before the schema, without a field this version reads.
-    rewrite_status(gone, lambda s: (s.pop("schema"), s.pop("hooks")))
+    rewrite_status(gone, lambda s: (s.pop("schema"), s.pop("source")))
     done = vmgenid(gone, "status")
     assert done.returncode == tool.EXIT_ERROR
     assert "has schema None" in done.stderr
