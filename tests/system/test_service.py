@@ -4,7 +4,8 @@ dpkg -i of build/deb/cuse-vmgenid_*.deb and cuse-vmgenid-dev_*.deb (made
 by tools/build-deb), the daemon's as the last release first, an example
 built against the installed header, the service under its own unit and
 hardening, /dev/vmgenid served, a real save and restore with a new VM
-Generation ID, the upgrade to the build, a reload with a new hook, options
+Generation ID, the upgrade to the build, a new hook run by
+cuse-vmgenid-hooks.service, options
 from /etc/default at a restart, and stop; with them systemd's manners:
 STATUS= as the figures change, the node's device unit, journal
 priorities, needrestart's exclusion.  The guest side is
@@ -94,7 +95,7 @@ def test_the_package_serves_vmgenid_under_systemd_across_restore_upgrade_restart
     assert (installed["ActiveState"], installed["SubState"]) == (
         "active", "running")
     assert installed["StatusText"] == \
-        "generation 0, 0 watchers, 0 outdated, source fwcfg"
+        "generation 0, 1 watchers, 0 outdated, source fwcfg"
     assert installed["PrivateMounts"] == "yes"
     assert lines(out, "IS-ENABLED") == ["enabled"]
     assert lines(out, "NODE") == ["character special file 666"]
@@ -150,7 +151,7 @@ def test_the_package_serves_vmgenid_under_systemd_across_restore_upgrade_restart
     assert counter(out, "forced") == 1
     # STATUS= follows the figures: the reader's watcher, then the bump.
     assert lines(out, "STATUS-TEXT reader") == [
-        "generation 0, 1 watchers, 0 outdated, source fwcfg"]
+        "generation 0, 2 watchers, 0 outdated, source fwcfg"]
     refused = "ioctl=VMGENID_FORCE_GEN_UPDATE ret=-1 errno=EACCES"
     assert lines(out, "FORCE-NOBODY") == [refused]
     assert lines(out, "FORCE-USERNS") == [refused]
@@ -165,7 +166,7 @@ def test_the_package_serves_vmgenid_under_systemd_across_restore_upgrade_restart
     assert lines(out, "RESTORE-READER") == [
         "open", "read ret=4 value=2 errno=0", "exit 0"]
     assert lines(out, "STATUS-TEXT restored") == [
-        "generation 2, 0 watchers, 0 outdated, source fwcfg"]
+        "generation 2, 1 watchers, 0 outdated, source fwcfg"]
     bumps = [line for line in journal if "generation 1 -> 2" in line]
     assert len(bumps) == 1 and "GUID changed (seen on " in bumps[0], \
         journal
@@ -184,18 +185,22 @@ def test_the_package_serves_vmgenid_under_systemd_across_restore_upgrade_restart
     assert reinstalled["MainPID"] == installed["MainPID"]
     assert counter(out, "reinstalled") == counter(out, "restored")
 
-    # systemctl reload: hooks.d listed again by the same process, the new
-    # hook ran at the next change; the one the kernel cannot run is an
-    # error, and only errors are at priority err.
-    assert lines(out, "RELOAD-RC") == ["0"]
+    # hooks.d: cuse-vmgenid-hooks.service runs beside the daemon, and a
+    # hook added ran at the next change without a reload (the daemon has
+    # none any more); the one the kernel cannot run is an error, and only
+    # errors are at priority err.
+    assert lines(out, "HOOKS-UNIT") == ["active"]
+    assert lines(out, "RELOAD-RC") != ["0"]
     assert lines(out, "BUMPED") == ["3"]
-    reloaded = shown(out, "reloaded")
-    assert (reloaded["ActiveState"], reloaded["MainPID"]) == (
+    hooked = shown(out, "hooked")
+    assert (hooked["ActiveState"], hooked["MainPID"]) == (
         "active", installed["MainPID"])
-    # A hook's output reaches the journal through the daemon's log, one
+    # A hook's output reaches the journal through the runner's log, one
     # line per line it wrote, under its path (docs/hooks.rst).
-    assert ("cuse-vmgenid: INFO hook /etc/vmgenid/hooks.d/50-mark: hook "
-            "50-mark ran for generation 3") in journal, journal
+    hooks_journal = lines(out, "HOOKS-JOURNAL")
+    assert ("cuse-vmgenid-hooks: INFO hook /etc/vmgenid/hooks.d/50-mark: "
+            "hook 50-mark ran for generation 3") in hooks_journal, \
+        hooks_journal
     errors = lines(out, "JOURNAL-ERR")
     assert any("60-broken (generation 3): not started" in line
                for line in errors), errors
@@ -208,7 +213,7 @@ def test_the_package_serves_vmgenid_under_systemd_across_restore_upgrade_restart
     assert restarted["MainPID"] != installed["MainPID"]
     assert counter(out, "restarted") >= counter(out, "restored")
     assert lines(out, "STATUS-TEXT restarted") == [
-        f"generation {counter(out, 'restarted')}, 0 watchers, 0 outdated, "
+        f"generation {counter(out, 'restarted')}, 1 watchers, 0 outdated, "
         "source fwcfg"]
     # CUSE_VMGENID_OPTS from /etc/default/cuse-vmgenid took effect.
     assert lines(out, "PAGE-LINK") == ["/run/vmgenid/page"]

@@ -7,8 +7,8 @@
 # relabelled as that release; check the layout and build an example
 # against the installed header; check the service and /dev/vmgenid, wait
 # for the host to save and restore the guest with a new GUID, then
-# install the build itself (an upgrade by version), reload it with a new
-# hook, restart it with options from /etc/default and stop it.  Every finding is a
+# install the build itself (an upgrade by version), add a hook, restart it
+# with options from /etc/default and stop it.  Every finding is a
 # marker line for the host to judge; this script judges nothing.
 deb=$1
 dev=$2
@@ -36,12 +36,16 @@ device_unit() {         # "DEVICE-UNIT <tag> <state>": the node's unit
 		dev-vmgenid.device)"
 }
 
-# systemd's StatusText once it shows the page's counter and $2 watchers
-# (STATUS= goes out with the rate-limited status file: bounded wait).
+# systemd's StatusText once it shows the page's counter, $2 watchers and
+# none outdated (STATUS= goes out with the rate-limited status file, and
+# cuse-vmgenid-hooks' watcher acknowledges a change a moment after it:
+# bounded wait).
 status_text() {
 	for i in $(seq 100); do
 		text=$(systemctl show -p StatusText --value $unit)
-		case "$text" in "generation $(counter), $2 watchers"*) break ;; esac
+		case "$text" in
+		"generation $(counter), $2 watchers, 0 outdated"*) break ;;
+		esac
 		sleep 0.1
 	done
 	echo "STATUS-TEXT $1 $text"
@@ -89,6 +93,8 @@ echo "DPKG $?"
 echo "VERSION installed $(dpkg-query -W -f='${Version}' cuse-vmgenid)"
 echo "IS-ACTIVE $(systemctl is-active $unit)"
 echo "IS-ENABLED $(systemctl is-enabled $unit)"
+# cuse-vmgenid-hooks.service, started with it, watches the device too.
+status_text installed 1
 show installed
 if [ "$(systemctl is-active $unit)" != active ]; then
 	journal         # nothing below can work: say why and stop
@@ -144,7 +150,7 @@ done
 $tools/vmgenid-ioctl outdated | tag IOCTL
 $tools/vmgenid-reader -n | tag NONBLOCK
 start_reader FORCED-READER
-status_text reader 1
+status_text reader 2
 forced=$($tools/vmgenid-ioctl force) && woken=wake || woken=
 echo "FORCE $forced"
 finish_reader FORCED-READER $woken
@@ -169,7 +175,7 @@ done
 [ "$(counter)" = "$before" ] && woken= || woken=wake
 finish_reader RESTORE-READER $woken
 echo "COUNTER restored $(counter)"
-status_text restored 0
+status_text restored 1
 
 # The packaged CLI reads the daemon's status file, rewritten at most every
 # 100 ms after a change: until it shows the page's counter (bounded).
@@ -196,29 +202,29 @@ echo "VERSION reported $(cuse-vmgenid --version)"
 show reinstalled
 echo "COUNTER reinstalled $(counter)"
 
-# systemctl reload (SIGHUP) lists hooks.d again: a hook added now runs at
-# the next change without a restart; one the kernel cannot execute (no #!
-# line) is an error in the journal, at priority err.
+# hooks.d runs in cuse-vmgenid-hooks.service, started with the daemon: a
+# hook added now runs at the next change, with nothing reloaded or
+# restarted; one the kernel cannot execute (no #! line) is an error in
+# the journal, at priority err.  The daemon has nothing to reload.
+echo "HOOKS-UNIT $(systemctl is-active $unit-hooks)"
+systemctl reload $unit 2>/dev/null
+echo "RELOAD-RC $?"
 cat > /etc/vmgenid/hooks.d/50-mark <<'HOOK'
 #!/bin/sh
 echo "hook 50-mark ran for generation $VMGENID_GENERATION"
 HOOK
 printf 'echo no interpreter line\n' > /etc/vmgenid/hooks.d/60-broken
 chmod 755 /etc/vmgenid/hooks.d/50-mark /etc/vmgenid/hooks.d/60-broken
-systemctl reload $unit
-echo "RELOAD-RC $?"
-for i in $(seq 100); do   # the reload is asynchronous (SIGHUP): bounded
-	/usr/bin/vmgenid status --json | grep -q '"enabled": true' && break
-	sleep 0.1
-done
 echo "BUMPED $(/usr/bin/vmgenid bump)"
 for i in $(seq 300); do
-	journalctl -b -u $unit -o cat --no-pager | grep -q 'hook 50-mark ran' &&
-		break
+	journalctl -b -u $unit-hooks -o cat --no-pager |
+		grep -q '60-broken (generation' && break
 	sleep 0.1
 done
-show reloaded
-journalctl -b -u $unit -p err -o cat --no-pager | tag JOURNAL-ERR
+show hooked
+journalctl -b -u $unit-hooks -o cat --no-pager | tag HOOKS-JOURNAL
+journalctl -b -u $unit -u $unit-hooks -p err -o cat --no-pager |
+	tag JOURNAL-ERR
 rm /etc/vmgenid/hooks.d/50-mark /etc/vmgenid/hooks.d/60-broken
 
 # Options through /etc/default/cuse-vmgenid (a conffile), taken at the
@@ -231,7 +237,7 @@ echo "RESTART-RC $?"
 echo "IS-ACTIVE $(systemctl is-active $unit)"
 show restarted
 echo "COUNTER restarted $(counter) (before $before)"
-status_text restarted 0
+status_text restarted 1
 echo "PAGE-LINK $(readlink /run/vmgenid/linked 2>&1)"
 
 systemctl stop $unit
