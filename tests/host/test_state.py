@@ -184,11 +184,11 @@ def test_last_ack_completes_wait_watchers_with_zero():
     assert state.pending_count() == 0
 
 
-def test_the_daemons_hooks_watcher_holds_wait_watchers_until_its_ack():
-    """The hooks watcher (daemon.py: uid 0, the daemon's pid, no CUSE
-    file) is a watcher like any other: outdated by every bump, in the
-    snapshot, and WAIT_WATCHERS waits for its ack; a run that ended after
-    a newer bump cannot ack (EINVAL): the run for the newest one does."""
+def test_a_hooks_runner_s_watcher_holds_wait_watchers_until_its_ack():
+    """cuse-vmgenid-hooks' watcher (hooks.py: it acks once its run ended)
+    is a watcher like any other: outdated by every bump, in the snapshot,
+    and WAIT_WATCHERS waits for its ack; a run that ended after a newer
+    bump cannot ack (EINVAL): the run for the newest one does."""
     state = StateMachine()
     hooks = state.open(0, pid=4242)
     waiter = state.open(0)
