@@ -285,6 +285,7 @@ def run_hook(path: str, env: dict, timeout: float) -> HookResult:
         return HookResult(path, f"not started: {e}")
     output.started()
     pidfd = os.pidfd_open(proc.pid)
+    log.debug("hook %s started (pid %d)", path, proc.pid)
     timed_out = False
     try:
         deadline = time.monotonic() + timeout

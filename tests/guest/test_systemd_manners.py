@@ -107,4 +107,3 @@ def test_sighup_is_logged_and_ignored(daemon_factory, tmp_path,
     assert served.stop() == 0
     # No RELOADING=1: STATUS= updates, then the end.
     assert next_event(notify_socket) == ["STOPPING=1"]
-    assert served.proc.poll() is None
