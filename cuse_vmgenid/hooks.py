@@ -549,8 +549,8 @@ def _stop(signum, frame):
 
 
 def _reload(signum, frame):
-    log.info("SIGHUP: nothing to reload (%s is listed again at every run)",
-             HOOKS_DIR)
+    log.info("SIGHUP: nothing to reload (the hooks folder is listed "
+             "again at every run)")
 
 
 def main(argv=None) -> int:
