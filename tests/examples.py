@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from .snippets import HELP, snippet
 
 DOCUMENTS = ["README.rst", "docs/benchmarks.rst", "docs/client.rst",
-             "docs/cuse-vmgenid.8.rst", "docs/design.rst", "docs/hooks.rst",
+             "docs/cuse-vmgenid.8.rst", "docs/cuse-vmgenid-hooks.8.rst",
+             "docs/design.rst", "docs/hooks.rst",
              "docs/interface.rst", "docs/signals.rst", "docs/vmgenid.1.rst",
              HELP]
 
