@@ -41,7 +41,9 @@ class HooksProcess:
     def __init__(self, tmp_path, hooks_dir, page: str, *extra: str):
         self.log_path = str(tmp_path / "hooks-runner.log")
         self.state = str(tmp_path / "hooks-state" / "state.json")
-        self.args = [sys.executable, "-m", "cuse_vmgenid.hooks",
+        # faulthandler: a runner that does not stop shows where it is.
+        self.args = [sys.executable, "-X", "faulthandler",
+                     "-m", "cuse_vmgenid.hooks",
                      "--hooks-dir", str(hooks_dir), "--page", page,
                      "--state", self.state, "--log-level", "debug", *extra]
         self.proc = None
@@ -71,9 +73,17 @@ class HooksProcess:
                     for r in json.load(f)["results"]]
 
     def stop(self) -> int:
+        """SIGTERM, as systemd does; the exit code.  One still running
+        after HANG gets SIGABRT (its stack into the log) and fails."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(HANG)
+        try:
+            return self.proc.wait(HANG)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)
+            self.proc.wait(HANG)
+            raise AssertionError("cuse-vmgenid-hooks did not stop on "
+                                 "SIGTERM:\n" + self.log()) from None
 
 
 @pytest.fixture
