@@ -49,12 +49,14 @@ class HooksProcess:
         self.proc = None
 
     def start(self, watching: bool = True) -> "HooksProcess":
-        """Started; with watching, once it has the device open."""
+        """Started; with watching, once it has the device open (the log
+        may hold an earlier runner's lines)."""
+        before = self.log().count("watching /dev/vmgenid")
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self.args, cwd=REPO, stdout=log,
                                          stderr=log, close_fds=True)
         if watching:
-            self.wait_log("watching /dev/vmgenid")
+            self.wait_log("watching /dev/vmgenid", before + 1)
         return self
 
     def log(self) -> str:
