@@ -85,8 +85,7 @@ def daemon_where_nothing_tells(tmp_path):
     is an empty tmpfs.  (Not unbound for real: 6.12's driver cannot be
     bound again, its ACPI notify handler stays installed.)"""
     d = DaemonProcess(str(tmp_path), "--source", "auto",
-                      "--status", str(tmp_path / "status.json"),
-                      "--hooks-dir", str(tmp_path / "no-hooks.d"))
+                      "--status", str(tmp_path / "status.json"))
     d.status = str(tmp_path / "status.json")
     folders = glob.glob(kernellog.DRIVERS)
     if folders:
