@@ -322,7 +322,7 @@ def test_a_failing_hook_is_logged_and_the_ack_happens(daemon_factory,
 def test_a_hook_can_use_the_device_and_the_status_while_it_runs(
         daemon_factory, tmp_path, hooks_dir):
     seen, wait_rc = tmp_path / "seen.json", tmp_path / "wait-rc"
-    tool = f"cd {REPO} && {sys.executable} -m cuse_vmgenid.tool"
+    tool = f"cd {REPO} && {sys.executable} -m vmgenid"
     hook = write_hook(
         hooks_dir, "10-uses-device",
         # The status shows this hook running: the loop wrote it meanwhile

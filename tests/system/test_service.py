@@ -21,7 +21,7 @@ import uuid
 
 import pytest
 
-from cuse_vmgenid import version
+from vmgenid import version
 from tests.harness.cache import REPO_ROOT
 from tests.harness.vm import GuestVM
 
