@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """ioctl numbers of /dev/vmgenid (native/include/linux/vmgenid.h; a host
 test compares them), in pure Python: a client needs no compiled module.
-The daemon answers these same numbers (cuse_vmgenid.transport)."""
+The daemon answers these same numbers (cuse_vmgenid.device.transport)."""
 
 _IOC_NRSHIFT = 0
 _IOC_TYPESHIFT = 8

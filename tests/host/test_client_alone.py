@@ -58,7 +58,7 @@ def test_the_block_stops_a_module_that_needs_cffi():
     proc = subprocess.run(
         [sys.executable, "-c", "import sys\nfor n in ('cffi', "
          "'_cffi_backend'): sys.modules[n] = None\n"
-         "import cuse_vmgenid.transport"],
+         "import cuse_vmgenid.device.transport"],
         capture_output=True, text=True, cwd="/")
     assert proc.returncode == 1
     assert "import of _cffi_backend halted" in proc.stderr, proc.stderr
