@@ -46,7 +46,8 @@ def record(pid: int, workload) -> list[tuple[list[str], int]]:
 def _function(frame: str) -> str:
     """"handle (cuse_vmgenid/device/transport.py:120)" without the line."""
     frame = re.sub(r":\d+\)$", ")", frame)
-    return re.sub(r"\(/.*?/(cuse_vmgenid|bench|tests)/", r"(\1/", frame)
+    return re.sub(r"\(/.*?/(cuse_vmgenid|client/vmgenid|bench|tests)/", r"(\1/",
+                  frame)
 
 
 def summarize(samples, top: int = 16) -> dict:

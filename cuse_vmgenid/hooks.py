@@ -2,7 +2,7 @@
 """cuse-vmgenid-hooks: runs the executables of hooks.d on each change of
 generation, as a watcher of /dev/vmgenid like any other.
 
-It opens the device read-write through the Python client (client.py, which
+It opens the device read-write through the Python client (vmgenid, which
 follows the client rule), blocks in read, runs hooks.d for the generation
 it read, then acknowledges that generation (write): so
 VMGENID_WAIT_WATCHERS, an orchestrator's "has everyone adjusted?", returns
@@ -63,9 +63,12 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from . import client, safefiles
+import vmgenid
+from vmgenid.options import OneLineParser, path, with_span
+
+from . import safefiles
+from .options import HOOK_TIMEOUT
 from .service.journal import log_to_stderr
-from .options import HOOK_TIMEOUT, OneLineParser, path, with_span
 from .version import __version__
 
 log = logging.getLogger(__name__)
@@ -440,13 +443,13 @@ class Runner:
                     log.debug("generation moved on from %s during the run",
                               generation)
 
-    def _open(self) -> client.Watcher:
+    def _open(self) -> vmgenid.Watcher:
         device, page = self.options.device, self.options.page
         try:
-            return client.open(device, page)
-        except client.NoDevice:
+            return vmgenid.open(device, page)
+        except vmgenid.NoDevice:
             log.info("no %s yet: waiting for it", device)
-        return client.open(device, page, wait_for_node=True)
+        return vmgenid.open(device, page, wait_for_node=True)
 
 
 def kill_tree(pid: int) -> None:
@@ -526,9 +529,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help=with_span("seconds a hook may run before it is "
                                   "killed", HOOK_TIMEOUT)
                    + " (default: %(default)g)")
-    p.add_argument("--device", type=path, default=client.DEVICE,
+    p.add_argument("--device", type=path, default=vmgenid.DEVICE,
                    help="the device (default: %(default)s)")
-    p.add_argument("--page", type=path, default=client.PAGE,
+    p.add_argument("--page", type=path, default=vmgenid.PAGE,
                    help="the counter page (default: %(default)s)")
     p.add_argument("--state", type=path, default=STATE,
                    help="the generation the hooks last ran for, and how "

@@ -15,13 +15,14 @@ MAX_SHARE of the loop's time.  And it waits for a pause in the requests
 thousand acknowledgements after a change are answered first, then the
 status says where they left things.
 
-Two parts (docs/interface.rst, "Privacy"):
+Two parts, their format and paths in vmgenid.status (the client's, which
+reads them; docs/interface.rst, "Privacy"):
 
 - the status file, mode 0644: counts, the source, the last change's time
   and reason class (ChangeReason, never free text: no GUID, no caller),
   the daemon's pid;
 - the outdated watchers (pid, uid, command), in a folder next to it
-  (watchers_dir()) only root may list (0711): all of them in `all.json`
+  (vmgenid.status.watchers_dir()) only root may list (0711): all of them in `all.json`
   (root's, 0600), and each uid's in `<uid>.json`, owned by that uid, mode
   0400, with how many that uid holds in all ("outdated": the lists are
   cut).  A user reads its own file by name and nothing else.  Root reads
@@ -32,17 +33,15 @@ Each is written with write + rename, so a reader sees the old file or the
 new one, never half of either.
 """
 
-import enum
 import json
 import os
 import time
 from typing import Callable, Optional
 
+from vmgenid.status import watcher_file, watchers_dir
+
 from . import safefiles
 
-# What the file's "schema" says; `vmgenid` refuses any other (a daemon of
-# another version, still running after an upgrade, wrote it).
-STATUS_SCHEMA = 1
 MIN_INTERVAL = 0.1   # seconds between two writes
 MAX_SHARE = 0.1      # of the loop's time, at most
 QUIET = 0.02         # seconds without requests before a write
@@ -51,27 +50,6 @@ STATUS_MODE = 0o644
 WATCHERS_DIR_MODE = 0o711    # searchable, not listable: who has a file
 WATCHER_FILE_MODE = 0o400    # is nobody else's business
 ROOT_FILE_MODE = 0o600
-
-
-class ChangeReason(enum.Enum):
-    """The class of a change, all the status says of why (the log says
-    more)."""
-    HARDWARE = "hardware"   # the GUID changed
-    FORCED = "forced"       # VMGENID_FORCE_GEN_UPDATE(_MIN)
-    NOTIFY = "notify"       # VMGENID_NOTIFY, no GUID to compare
-    SIGNAL = "signal"       # SIGUSR1, no GUID to compare
-    HINT = "hint"           # the kernel log or a poll, GUID unreadable
-    RESTART = "restart"     # a change may have been missed while down
-
-
-def watchers_dir(status_path: str) -> str:
-    """The folder of the per-uid watcher lists of a status file."""
-    return os.path.join(os.path.dirname(status_path) or ".", "watchers")
-
-
-def watcher_file(folder: str, uid: Optional[int]) -> str:
-    """uid's list, or (None) the list of all, root's."""
-    return os.path.join(folder, "all.json" if uid is None else f"{uid}.json")
 
 
 class StatusFile:

@@ -64,7 +64,7 @@ def build_machine(document: str, holding: str, why: str) -> Example:
 
 # README.rst, in its order.
 README_INSTALL = runs(
-    "README.rst", "apt install ./cuse-vmgenid_",
+    "README.rst", "apt install ./python3-vmgenid_",
     f"{SYSTEM}::test_readme_install_serves_vmgenid")
 README_STATUS = runs(
     "README.rst", "vmgenid status",

@@ -21,8 +21,9 @@ import struct
 from contextlib import contextmanager, nullcontext
 from typing import Optional
 
+from vmgenid.procinfo import read_text
+
 from ..errors import DeviceError
-from ..procinfo import read_text
 
 log = logging.getLogger(__name__)
 

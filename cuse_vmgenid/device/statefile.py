@@ -12,10 +12,11 @@ import stat
 from dataclasses import dataclass
 from typing import Optional
 
+from vmgenid.procinfo import read_text
+
 from .. import safefiles
 from .._cuse import ffi, lib
 from ..errors import check
-from ..procinfo import read_text
 from .state import COUNTER_MAX, MIN_TARGET_MAX
 
 BOOT_ID = "/proc/sys/kernel/random/boot_id"

@@ -26,9 +26,11 @@ import os
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
-from .. import ioctls, procinfo
+from vmgenid import procinfo
+
 from .._cuse import ffi, lib
 from ..errors import DeviceError, check
+from ..ioctls import force_min_value
 from . import privilege
 from .publisher import Publisher
 from .state import GenerationState
@@ -133,7 +135,7 @@ class CuseTransport:
                      "FORCE_GEN_UPDATE")
         elif cmd == lib.VMGENID_FORCE_GEN_UPDATE_MIN:
             caller = self._authorized(req)
-            minimum = ioctls.force_min_value(
+            minimum = force_min_value(
                 ffi.buffer(in_buf, in_bufsz)[:] if in_bufsz else b"")
             self._bump(lambda: f"FORCE_GEN_UPDATE_MIN {minimum} by "
                        f"{caller.describe()}", minimum)

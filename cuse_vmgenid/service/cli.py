@@ -5,10 +5,12 @@ import argparse
 import logging
 import sys
 
+from vmgenid.options import OneLineParser, path, with_span
+from vmgenid.status import DEFAULT_PATH as DEFAULT_STATUS
+
 from .journal import log_to_stderr
 from ..options import (DEVNAME_RULE, MAX_WATCHERS_PER_UID, MODE,
-                       POLL_INTERVAL_MS, OneLineParser, devname, path,
-                       with_span)
+                       POLL_INTERVAL_MS, devname)
 from ..sources import SOURCE_CHOICES
 from ..version import __version__
 
@@ -37,7 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "VMClock device there is left alone; '' for none")
     p.add_argument("--state", type=path, default="/run/vmgenid/state",
                    help="the state file (default: %(default)s)")
-    p.add_argument("--status", default="/run/vmgenid/status.json",
+    p.add_argument("--status", default=DEFAULT_STATUS,
                    help="the status file `vmgenid status` reads, mode 0644; "
                         "'' for none (default: %(default)s)")
     p.add_argument("--mode", type=MODE, default=0o666,

@@ -9,7 +9,9 @@ import stat
 import time
 from typing import Optional
 
-from .. import procinfo
+from vmgenid import procinfo
+from vmgenid.status import STATUS_SCHEMA, ChangeReason
+
 from ..device import privilege, statefile
 from ..device.page import Page
 from ..device.publisher import Publication, Publisher
@@ -18,7 +20,7 @@ from ..device.state import COUNTER_MAX, GenerationState
 from ..device.transport import Caller, CuseTransport, LazyWhy, Why, why_text
 from ..device.vmclockpage import VmclockPage, page_path as vmclock_page_path
 from ..sources import Change, open_source
-from ..status import STATUS_SCHEMA, ChangeReason, StatusFile
+from ..status import StatusFile
 from . import sdnotify
 from .signals import HintSignal
 

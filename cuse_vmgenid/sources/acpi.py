@@ -46,7 +46,8 @@ from dataclasses import dataclass
 
 from typing import Callable
 
-from ..procinfo import read_text
+from vmgenid.procinfo import read_text
+
 from . import aml, guid
 from .base import SourceUnavailable
 from .memory import read_physical

@@ -17,8 +17,9 @@ import errno
 import mmap
 import os
 
+from vmgenid.procinfo import read_text
+
 from .._cuse import ffi, lib
-from ..procinfo import read_text
 from .base import SourceUnavailable
 
 DEV_MEM = "/dev/mem"

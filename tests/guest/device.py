@@ -15,8 +15,8 @@ import re
 import subprocess
 import time
 
-from cuse_vmgenid import ioctls
 from cuse_vmgenid.sources import locate
+from vmgenid import ioctls
 
 NODE = "/dev/vmgenid"
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(

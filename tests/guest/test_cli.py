@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""`vmgenid` (cuse_vmgenid/tool.py) against the real daemon: status, wait,
+"""`vmgenid` (client/vmgenid/tool.py) against the real daemon: status, wait,
 ack, watch, bump and their exit codes."""
 
 import json
@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from cuse_vmgenid import tool
+from vmgenid import tool
 
 from .device import (NODE, force_from_elsewhere, open_device, outdated,
                      outdated_now, page_counter)

@@ -12,7 +12,8 @@ import threading
 
 import pytest
 
-from cuse_vmgenid import client, tool
+import vmgenid as client
+from vmgenid import tool
 
 from .daemon_process import DaemonProcess
 from .device import NODE, force_from_elsewhere

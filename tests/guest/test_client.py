@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""cuse_vmgenid.client against the real daemon: value, wait, ack, fileno
+"""The vmgenid package (the client) against the real daemon: value, wait, ack, fileno
 with selectors, asyncio, and the client rule after a daemon SIGKILL."""
 
 import asyncio
@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from cuse_vmgenid import client
+import vmgenid as client
 
 from .device import (NODE, force_from_elsewhere, open_device, outdated,
                      outdated_now, page_counter)

@@ -22,8 +22,8 @@ from .device import (NODE, REPO, ack, bump, errno_name, errno_of, force,
                      raw_read, read_counter)
 from .processes import (HANG, SYS_IOCTL, SYS_READ, start_reader,
                         start_waiter, wait_blocked)
-from cuse_vmgenid import ioctls
 from cuse_vmgenid.device.statefile import current_boot_id
+from vmgenid import ioctls
 
 BUMP_LINE = re.compile(r"generation (\d+) -> (\d+): (.*)$")
 

@@ -92,7 +92,7 @@ def test_python_example_without_a_daemon_fails_at_once():
     with Child([sys.executable, "-c", program]) as example:
         # HANG: a rescue only; the old client waited for the node forever.
         assert example.wait(HANG) == 1
-        assert "cuse_vmgenid.client.NoDevice: [Errno 2] no /dev/vmgenid " \
+        assert "vmgenid.NoDevice: [Errno 2] no /dev/vmgenid " \
             "(is cuse-vmgenid running?)" in example.output()
 
 

@@ -468,7 +468,7 @@ def test_a_change_while_the_runner_was_away_runs_the_hooks_at_its_start(
 def test_a_hook_can_use_the_device_and_the_status_while_it_runs(
         daemon_factory, runner_factory, tmp_path, hooks_dir):
     seen, wait_rc = tmp_path / "seen.json", tmp_path / "wait-rc"
-    tool = f"cd {REPO} && {sys.executable} -m cuse_vmgenid.tool"
+    tool = f"cd {REPO} && {sys.executable} -m vmgenid"
     write_hook(
         hooks_dir, "10-uses-device",
         # The status shows the runner's watcher outdated (its exit code

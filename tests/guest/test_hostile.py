@@ -64,7 +64,7 @@ ctypes.CDLL(None).prctl(15, ctypes.c_char_p(bytes.fromhex(sys.argv[1])),
 fd = os.open("/dev/vmgenid", os.O_RDWR)
 if sys.argv[2] == "force":
     import fcntl
-    from cuse_vmgenid import ioctls
+    from vmgenid import ioctls
     print("force", fcntl.ioctl(fd, ioctls.FORCE_GEN_UPDATE), flush=True)
 else:
     print("open", flush=True)

@@ -18,7 +18,7 @@ import os
 import struct
 import time
 
-from cuse_vmgenid import ioctls
+from vmgenid import ioctls
 
 from .device import (ack, errno_of, force, force_min, ioctl_fields, notify,
                      open_device, outdated, page_counter, raw_ioctl,

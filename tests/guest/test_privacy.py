@@ -23,8 +23,8 @@ import uuid
 
 import pytest
 
-from cuse_vmgenid import tool
 from cuse_vmgenid.sources import discover
+from vmgenid import tool
 
 from .device import (NODE, REPO, force_from_elsewhere, notify, open_device,
                      write_guid)

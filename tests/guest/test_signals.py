@@ -28,7 +28,7 @@ from .processes import (HANG, SYS_IOCTL, SYS_READ, Child, blocked_in,
 # PEP 475 retry, so the EINTR of the device is what gets printed.
 CHILD = r"""
 import os, signal, struct, sys
-from cuse_vmgenid import ioctls
+from vmgenid import ioctls
 from tests.guest.device import (attempt, errno_name, raw_ioctl, raw_read,
                                 raw_write)
 

@@ -2,7 +2,7 @@
 """The `vmgenid` command line and the daemon options it relies on, for the
 guest tests of the CLI, the Python client and hooks.d.
 
-`vmgenid` runs as `python -m cuse_vmgenid.tool` from this checkout (the
+`vmgenid` runs as `python -m vmgenid` from this checkout (the
 console script is the same function), pointed at the test daemon's page
 and status file through VMGENID_PAGE and VMGENID_STATUS.
 """
@@ -16,7 +16,7 @@ import time
 from .device import REPO
 from .processes import HANG, Child
 
-VMGENID = (sys.executable, "-m", "cuse_vmgenid.tool")
+VMGENID = (sys.executable, "-m", "vmgenid")
 
 
 def start_daemon(daemon_factory, tmp_path, *extra: str):

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """docs/client.rst, the Python client's reference, is what
-tools/client-reference writes from cuse_vmgenid/client.py, and names every
-public name of the module and of its classes."""
+tools/client-reference writes from client/vmgenid/__init__.py, and names
+every public name of the module and of its classes."""
 
 import importlib.machinery
 import importlib.util
@@ -10,7 +10,7 @@ import os
 import re
 import types
 
-from cuse_vmgenid import client
+import vmgenid as client
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -58,7 +58,7 @@ def test_the_page_is_what_the_generator_writes():
 
 def test_the_page_names_every_public_name_and_member():
     page = read("docs/client.rst")
-    terms = set(re.findall(r"^ *``(?:class |async |client\.)?(\w+)",
+    terms = set(re.findall(r"^ *``(?:class |async |vmgenid\.)?(\w+)",
                            page, re.M))
     for name in client.__all__:
         assert name in terms, name

@@ -8,10 +8,10 @@ import re
 
 import pytest
 
-from cuse_vmgenid import tool
 from tests.examples import DOCUMENTS
 from tests.snippets import REPO, help_snippet, help_text, literal_blocks, \
     snippet
+from vmgenid import tool
 
 LOOP_START = "open_vmgenid() {"
 

@@ -24,8 +24,8 @@ from cuse_vmgenid.hooks import (OUTPUT_BYTES, OUTPUT_LINES, HookOutput,
                                 HookResult, State, Trust, list_hooks,
                                 run_hooks)
 from cuse_vmgenid.status import (MAX_DELAY, MAX_SHARE, MIN_INTERVAL, QUIET,
-                                 StatusFile,
-                                 watcher_file, watchers_dir)
+                                 StatusFile)
+from vmgenid.status import watcher_file, watchers_dir
 
 HANG = 30
 

@@ -7,7 +7,7 @@ transport.c answers, from the uapi header itself
 import os
 import subprocess
 
-from cuse_vmgenid import ioctls
+from vmgenid import ioctls
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))

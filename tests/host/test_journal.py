@@ -9,7 +9,7 @@ import sys
 from hypothesis import given, strategies as st
 
 from cuse_vmgenid.service.journal import PriorityFormatter, is_journal, priority
-from cuse_vmgenid.printable import printable
+from vmgenid.printable import printable
 
 
 def record(level: int, message: str) -> logging.LogRecord:

@@ -10,8 +10,10 @@ from unittest import mock
 
 import pytest
 
+from cuse_vmgenid import options
 from cuse_vmgenid.service import cli
-from cuse_vmgenid import hooks, options, tool
+from cuse_vmgenid import hooks
+from vmgenid import options as client_options, tool
 from tests.harness.cache import REPO_ROOT
 
 
@@ -126,7 +128,7 @@ def test_vmgenid_1_exit_status_is_the_tools_codes():
         assert f"\n  {code}  " in tool.EPILOG, code
 
 
-# -- the ranges (cuse_vmgenid/options.py) ----------------------------------
+# -- the ranges (cuse_vmgenid/options.py, vmgenid/options.py) --------------
 
 def flat(text: str) -> str:
     """text with its line breaks and indentation as single spaces."""
@@ -153,7 +155,7 @@ def range_text(action: argparse.Action) -> str:
 
 def ranged_actions(parser: argparse.ArgumentParser) -> list:
     return [a for a in parser._actions
-            if isinstance(a.type, options.Range)
+            if isinstance(a.type, client_options.Range)
             or a.type is options.devname]
 
 

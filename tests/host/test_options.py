@@ -14,8 +14,10 @@ import select
 import pytest
 from hypothesis import example, given, strategies as st
 
+from cuse_vmgenid import options
 from cuse_vmgenid.service import cli, daemon
-from cuse_vmgenid import hooks, options, tool
+from cuse_vmgenid import hooks
+from vmgenid import options as client_options, tool
 from tests.host.test_manpages import daemon_parser, hooks_parser, subcommands
 
 UINT_MAX = 0xFFFFFFFF
@@ -30,7 +32,7 @@ def ranged(parser: argparse.ArgumentParser, before=()) -> list:
         if isinstance(action, argparse._SubParsersAction):
             for name, sub in subcommands(parser).items():
                 found += ranged(sub, (*before, name))
-        elif isinstance(action.type, options.Range) or \
+        elif isinstance(action.type, client_options.Range) or \
                 action.type is options.devname:
             found.append((before, action))
     return found
@@ -141,10 +143,10 @@ def test_the_ranges_fit_the_code_that_uses_them():
     assert options.POLL_INTERVAL_MS.high <= UINT_MAX
     assert options.MAX_WATCHERS_PER_UID.high <= UINT_MAX
     # wait --timeout: one poll(2), an int of ms (client.Watcher._poll).
-    assert int(options.WAIT_TIMEOUT.high * 1000) <= INT_MAX
-    select.poll().poll(int(options.WAIT_TIMEOUT.low * 1000))
+    assert int(client_options.WAIT_TIMEOUT.high * 1000) <= INT_MAX
+    select.poll().poll(int(client_options.WAIT_TIMEOUT.low * 1000))
     # --fd: an int.
-    assert options.DESCRIPTOR.high <= INT_MAX
+    assert client_options.DESCRIPTOR.high <= INT_MAX
     # The hook timeout fits select(2) (hooks.run_hook).
     select.select([], [], [], options.HOOK_TIMEOUT.low)
     assert options.HOOK_TIMEOUT.high * 1000 <= INT_MAX
@@ -170,7 +172,7 @@ def path_options(parser: argparse.ArgumentParser, before=()) -> list:
         if isinstance(action, argparse._SubParsersAction):
             for name, sub in subcommands(parser).items():
                 found += path_options(sub, (name,))
-        elif action.type is options.path:
+        elif action.type is client_options.path:
             found.append((before, action))
     return found
 

@@ -6,7 +6,7 @@ import re
 
 from hypothesis import given, strategies as st
 
-from cuse_vmgenid.printable import printable
+from vmgenid.printable import printable
 
 ESCAPE = re.compile(r"\\(\\|x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})")
 

@@ -8,9 +8,9 @@ import ctypes
 import threading
 
 from cuse_vmgenid.device import privilege
-from cuse_vmgenid import procinfo
-from cuse_vmgenid.printable import printable
 from cuse_vmgenid.device.transport import Caller
+from vmgenid import procinfo
+from vmgenid.printable import printable
 
 PR_SET_NAME = 15
 # The name as read, and as shown.

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 """The Debian packages on a guest that boots systemd, driven from the host:
-dpkg -i of build/deb/cuse-vmgenid_*.deb and cuse-vmgenid-dev_*.deb (made
-by tools/build-deb), the daemon's as the last release first, an example
+dpkg -i of build/deb/python3-vmgenid_*.deb alone first (no daemon, no
+compiler that runs), then cuse-vmgenid_*.deb and cuse-vmgenid-dev_*.deb
+(all made by tools/build-deb), the daemon's as the last release first, an example
 built against the installed header, the service under its own unit and
 hardening, /dev/vmgenid served, a real save and restore with a new VM
 Generation ID, the upgrade to the build, a new hook run by
@@ -22,7 +23,7 @@ import uuid
 
 import pytest
 
-from cuse_vmgenid import version
+from vmgenid import version
 from tests.harness.cache import REPO_ROOT
 from tests.harness.vm import GuestVM
 
@@ -64,9 +65,10 @@ def counter(output: str, tag: str) -> int:
 def test_the_package_serves_vmgenid_under_systemd_across_restore_upgrade_restart_and_stop(  # noqa: E501
         tmp_path):
     deb, dev = built_deb(), built_deb("cuse-vmgenid-dev")
+    client = built_deb("python3-vmgenid")
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
     started = time.monotonic()
-    with GuestVM("6.12", ["sh", SCENARIO, deb, dev, version.RELEASE],
+    with GuestVM("6.12", ["sh", SCENARIO, deb, dev, version.RELEASE, client],
                  guid=first, systemd=True) as vm:
         booted = vm.wait_for(r"^BOOTED (\S+) uptime (\S+)$", timeout=BOOT)
         print(f"\nsystemd reached its target ({booted[1]}) "
@@ -85,6 +87,23 @@ def test_the_package_serves_vmgenid_under_systemd_across_restore_upgrade_restart
     # units, before the package).
     assert lines(out, "BOOTED")[0].split()[0] == "running", \
         lines(out, "FAILED-UNIT")
+
+    # The client alone: installed without the daemon, where no compiler
+    # runs; its command and module work, and fail cleanly with no daemon.
+    assert lines(out, "ALONE-CC") != ["0"]
+    assert lines(out, "ALONE-DPKG") == ["0"]
+    assert lines(out, "ALONE-DAEMON") in (["absent"], ["not-installed"])
+    assert lines(out, "ALONE-OWNER") == ["python3-vmgenid: /usr/bin/vmgenid"]
+    assert lines(out, "ALONE-VERSION") == [f"vmgenid {deb_version(client)}"]
+    assert lines(out, "ALONE-STATUS") == ["3 0 1"]      # exit, lines out, err
+    assert lines(out, "ALONE-STATUS-ERR") == [
+        "vmgenid: no status file /run/vmgenid/status.json: cuse-vmgenid is "
+        "not running (or runs without --status)"]
+    assert lines(out, "ALONE-IMPORT") == [
+        "/usr/lib/python3/dist-packages/vmgenid/__init__.py"]
+    assert lines(out, "ALONE-OPEN") == [
+        "vmgenid.NoDevice: [Errno 2] no /dev/vmgenid (is cuse-vmgenid "
+        "running?)"]
 
     # Installed, enabled, started by the package, READY=1 reached: a
     # Type=notify unit is "active" only after it.

@@ -141,7 +141,7 @@ def show_as_nobody(counter: int) -> None:
         except (OSError, ValueError):
             pass
         time.sleep(0.1)
-    tool = [sys.executable, "-m", "cuse_vmgenid.tool", "status"]
+    tool = [sys.executable, "-m", "vmgenid", "status"]
     for argv in (["cat", STATUS], tool, tool + ["--json"]):
         done = subprocess.run(NOBODY + argv, capture_output=True, text=True,
                               cwd=os.path.dirname(os.path.dirname(

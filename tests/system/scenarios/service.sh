@@ -1,9 +1,11 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # The guest side of tests/system/test_service.py, run by systemd (PID 1)
-# from the harness's unit once basic.target is reached: install the
-# packages (arguments: cuse-vmgenid's and cuse-vmgenid-dev's .deb,
-# relative to the repo, and the last release's version), the daemon's
+# from the harness's unit once basic.target is reached: install
+# python3-vmgenid alone, with no compiler that runs, and use its command
+# and module without a daemon; then install the packages (arguments:
+# cuse-vmgenid's and cuse-vmgenid-dev's .deb, relative to the repo, the
+# last release's version, and python3-vmgenid's .deb), the daemon's
 # relabelled as that release; check the layout and build an example
 # against the installed header; check the service and /dev/vmgenid, wait
 # for the host to save and restore the guest with a new GUID, then
@@ -13,6 +15,7 @@
 deb=$1
 dev=$2
 release=$3
+client=$4
 unit=cuse-vmgenid
 tools=native/build
 page=/run/vmgenid/page
@@ -81,6 +84,30 @@ journal() {             # the service's log since boot, "JOURNAL <line>"
 
 echo "BOOTED $(systemctl is-system-running --wait) uptime $(cut -d' ' -f1 /proc/uptime)"
 systemctl --failed --plain --no-legend --no-pager | tag FAILED-UNIT
+
+# The client alone: python3-vmgenid without cuse-vmgenid, on a machine
+# where no C compiler runs (gcc's own programs hidden under an empty
+# folder), its command and its module without a daemon.
+mount -t tmpfs -o ro,mode=0755 none /usr/lib/gcc
+echo "ALONE-CC $(echo 'int main(void) { return 0; }' |
+	gcc -x c -o /tmp/cc-probe - > /dev/null 2>&1; echo $?)"
+dpkg -i "$client" > /dev/null
+echo "ALONE-DPKG $?"
+echo "ALONE-DAEMON $(dpkg-query -W -f='${db:Status-Status}' cuse-vmgenid \
+	2>/dev/null || echo absent)"
+echo "ALONE-OWNER $(dpkg -S /usr/bin/vmgenid)"
+echo "ALONE-VERSION $(vmgenid --version 2>&1)"
+vmgenid status > /tmp/alone.out 2> /tmp/alone.err
+echo "ALONE-STATUS $? $(wc -l < /tmp/alone.out) $(wc -l < /tmp/alone.err)"
+tag ALONE-STATUS-ERR < /tmp/alone.err
+# cffi is importable here (the guest's Python has it): the client leaves
+# it, and the daemon's package, alone.
+/usr/bin/python3 -c 'import sys, vmgenid
+print(vmgenid.__file__, *[m for m in ("cffi", "_cffi_backend",
+      "cuse_vmgenid") if m in sys.modules])' 2>&1 | tag ALONE-IMPORT
+/usr/bin/python3 -c 'import vmgenid; vmgenid.open()' 2>&1 | tail -n 1 |
+	tag ALONE-OPEN
+umount /usr/lib/gcc
 
 # The same package as the last release would be: the later install of
 # the build must then be an upgrade by version.

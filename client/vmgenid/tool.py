@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: MIT
 """`vmgenid`: look at and use /dev/vmgenid from a shell.
 
-Every device call goes through cuse_vmgenid.client, which follows the
-client rule (docs/interface.rst).
+Every device call goes through the vmgenid package's API, which follows
+the client rule (docs/interface.rst).
 """
 
 import argparse
@@ -15,14 +15,17 @@ import sys
 import time
 from typing import Optional
 
-from . import client, procinfo
+import vmgenid as client
+
+from . import procinfo
 from .options import (DESCRIPTOR, GENERATION, WAIT_TIMEOUT, OneLineParser,
                       path, with_span)
 from .printable import printable
-from .status import STATUS_SCHEMA, watcher_file, watchers_dir
+from .status import (DEFAULT_PATH, STATUS_SCHEMA, watcher_file,
+                     watchers_dir)
 from .version import __version__
 
-STATUS = os.environ.get("VMGENID_STATUS", "/run/vmgenid/status.json")
+STATUS = os.environ.get("VMGENID_STATUS", DEFAULT_PATH)
 
 EXIT_OK = 0
 EXIT_ERROR = 1          # the device or the status file failed

@@ -1,11 +1,14 @@
 # SPDX-License-Identifier: MIT
 """A Python client of /dev/vmgenid that follows the client rule.
 
-    from cuse_vmgenid import client
+    import vmgenid
 
-    with client.open() as vmgenid:
-        for generation in vmgenid.changes():   # acks when asked for the next
+    with vmgenid.open() as watcher:
+        for generation in watcher.changes():   # acks when asked for the next
             reseed()
+
+Pure Python, its own distribution (vmgenid): it needs no compiler and
+never imports the daemon (cuse_vmgenid) or cffi.
 
 One `Watcher` is one watcher of the device (one open file description).
 `value()` is the counter now (from the page, without a system call);
@@ -14,10 +17,10 @@ counter without acknowledging it; `ack()` acknowledges what `wait()`
 returned.  `fileno()` is for selectors: readable means "call wait(0)"; it
 can change after a reopen (see below).
 
-In asyncio, `async_open()` opens (`async with client.async_open() as
-vmgenid:` or `vmgenid = await client.async_open()`), `await
-vmgenid.async_wait(timeout)` waits through `loop.add_reader` (TimeoutError
-past the timeout) and `async for generation in vmgenid.async_changes()` is
+In asyncio, `async_open()` opens (`async with vmgenid.async_open() as
+watcher:` or `watcher = await vmgenid.async_open()`), `await
+watcher.async_wait(timeout)` waits through `loop.add_reader` (TimeoutError
+past the timeout) and `async for generation in watcher.async_changes()` is
 `changes()`.  Neither blocks the event loop.
 
 No daemon: `open()` and `async_open()` raise NoDevice at once, as the
@@ -51,6 +54,7 @@ import time
 from typing import AsyncIterator, Generator, Iterator, Optional
 
 from . import ioctls
+from .version import __version__  # noqa: F401
 
 __all__ = ["DEVICE", "PAGE", "NODE_AWAY", "open", "async_open", "Watcher",
            "AsyncOpen", "NoDevice", "DeviceGone"]
@@ -107,8 +111,8 @@ def async_open(device: str = DEVICE, page: str = PAGE, *,
                timeout: Optional[float] = None) -> "AsyncOpen":
     """open() for asyncio: waits for the node (as asked, as open() does)
     with asyncio.sleep, not blocking the event loop.  Use it as
-    `async with client.async_open() as watcher:` (closed at the end) or
-    `watcher = await client.async_open()`."""
+    `async with vmgenid.async_open() as watcher:` (closed at the end) or
+    `watcher = await vmgenid.async_open()`."""
     return AsyncOpen(device, page, _waits(wait_for_node, timeout))
 
 

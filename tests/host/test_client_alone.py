@@ -1,0 +1,64 @@
+# SPDX-License-Identifier: MIT
+"""The client (client/vmgenid, the vmgenid distribution) never imports the
+daemon or cffi: every module of it imports, and its command runs, in a
+Python where cuse_vmgenid, cffi and _cffi_backend cannot be imported
+(this checkout's venv has all three).  tests/host/test_packages.py
+installs it alone, built with no compiler."""
+
+import os
+import subprocess
+import sys
+
+import vmgenid
+
+BLOCKED = ("cuse_vmgenid", "cffi", "_cffi_backend")
+
+PROGRAM = f"""
+import importlib, pkgutil, sys
+for name in {BLOCKED!r}:
+    sys.modules[name] = None        # import raises ImportError
+import vmgenid
+modules = [m.name for m in pkgutil.walk_packages(vmgenid.__path__,
+                                                 "vmgenid.")
+           if m.name != "vmgenid.__main__"]      # it runs the command
+for name in modules:
+    importlib.import_module(name)
+print(" ".join(sorted(modules)))
+from vmgenid import tool
+sys.exit(tool.main(sys.argv[1:]))
+"""
+
+
+def run_alone(*args: str) -> subprocess.CompletedProcess:
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith("PYTHON")}
+    return subprocess.run([sys.executable, "-c", PROGRAM, *args], env=env,
+                          capture_output=True, text=True, cwd="/")
+
+
+def test_every_client_module_imports_without_the_daemon_or_cffi():
+    proc = run_alone("--version")
+    assert proc.returncode == 0, proc.stderr
+    modules, version = proc.stdout.splitlines()
+    assert set(modules.split()) >= {"vmgenid.tool", "vmgenid.ioctls",
+                                    "vmgenid.status", "vmgenid.version"}
+    assert version == f"vmgenid {vmgenid.__version__}"
+
+
+def test_its_status_without_a_daemon_fails_with_one_line(tmp_path):
+    proc = run_alone("status", "--status-file", str(tmp_path / "none.json"))
+    assert (proc.returncode, proc.stdout.count("\n")) == (3, 1), proc
+    assert proc.stderr == (f"vmgenid: no status file {tmp_path}/none.json: "
+                           "cuse-vmgenid is not running (or runs without "
+                           "--status)\n")
+
+
+def test_the_block_stops_a_module_that_needs_cffi():
+    # The daemon's compiled shim needs cffi's backend: blocked, it fails.
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys\nfor n in ('cffi', "
+         "'_cffi_backend'): sys.modules[n] = None\n"
+         "import cuse_vmgenid.device.transport"],
+        capture_output=True, text=True, cwd="/")
+    assert proc.returncode == 1
+    assert "import of _cffi_backend halted" in proc.stderr, proc.stderr
