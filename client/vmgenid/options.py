@@ -93,6 +93,17 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} "
                      "--help)\n")
 
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, extras = super().parse_known_args(args, namespace)
+        # Python 3.11's argparse takes an option's value "--" (--device=--)
+        # for the end of the options and leaves [] there, unconverted.
+        for action in self._actions:
+            if action.nargs is None and action.option_strings and \
+                    getattr(parsed, action.dest, None) == []:
+                self.error(f"argument {action.option_strings[0]}: '--' "
+                           "is not a value it takes")
+        return parsed, extras
+
 
 def with_span(help_text: str, values: Range) -> str:
     """help_text with the range after it, for --help."""

@@ -192,7 +192,11 @@ PATHS = [(cli.parse_args, "cuse-vmgenid", b, a)
 def test_a_path_that_cannot_be_none_is_never_empty(parse_args, prog, before,
                                                    action, text):
     parsed, failed = parse(parse_args, argv_for(before, action, text))
-    if text:
+    if text == "--" and failed is not None:
+        # Python 3.11's argparse reads it as the end of the options
+        # (OneLineParser refuses it in one line); later ones take it.
+        assert failed[0] == 2 and len(failed[1].splitlines()) == 1, failed
+    elif text:
         assert failed is None and getattr(parsed, action.dest) == text
     else:
         assert failed is not None and failed[0] == 2
