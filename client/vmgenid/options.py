@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """The ranges of the command-line values of `vmgenid`, each defined once
 here, and what both commands (cuse-vmgenid and vmgenid) parse them with:
-the daemon's own ranges are in cuse_vmgenid.options, made with this Range.
+the daemon's own ranges are in cuse_vmgenid.service.options, made with this Range.
 
 Each is an argparse `type=`: a value outside its range ends the command at
 parse time, before anything is opened, with exit status 2 and one line

@@ -8,7 +8,7 @@ set the window title, ...).  Like ps, everything shown passes through
 here first; unlike ps, which prints "?", the escaping is unambiguous, so
 the name can be told exactly (docs/interface.rst, "Privacy").  The
 `vmgenid` tool prints through here, and the daemon's log lines pass
-through here too (cuse_vmgenid.printable):
+through here too (cuse_vmgenid.service.printable):
 
 - a backslash is shown as ``\\``;
 - a byte that is not UTF-8 (text decoded with surrogateescape, as

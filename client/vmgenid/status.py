@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
 """The status files' format and where they are: what cuse-vmgenid writes
-(cuse_vmgenid.status, with the rules of when and how) and `vmgenid
+(cuse_vmgenid.service.status, with the rules of when and how) and `vmgenid
 status` reads.
 
 Two parts (docs/interface.rst, "Privacy"): the status file, mode 0644,

@@ -29,7 +29,7 @@ from typing import Optional
 
 from .. import safefiles
 from .._cuse import ffi, lib
-from ..errors import check
+from .errors import check
 
 log = logging.getLogger(__name__)
 

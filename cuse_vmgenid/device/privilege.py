@@ -23,7 +23,7 @@ from typing import Optional
 
 from vmgenid.procinfo import read_text
 
-from ..errors import DeviceError
+from .errors import DeviceError
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ have seen, and no caller has to remember to ask.
 from typing import Optional
 
 from .._cuse import ffi, lib
-from ..errors import check
+from .errors import check
 
 COUNTER_MAX = lib.VMGENID_COUNTER_MAX
 # FORCE_GEN_UPDATE_MIN stops here, so plain bumps can never wrap.

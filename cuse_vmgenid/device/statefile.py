@@ -16,7 +16,7 @@ from vmgenid.procinfo import read_text
 
 from .. import safefiles
 from .._cuse import ffi, lib
-from ..errors import check
+from .errors import check
 from .state import COUNTER_MAX, MIN_TARGET_MAX
 
 BOOT_ID = "/proc/sys/kernel/random/boot_id"

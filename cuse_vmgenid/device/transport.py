@@ -29,8 +29,8 @@ from typing import Callable, Optional, Union
 from vmgenid import procinfo
 
 from .._cuse import ffi, lib
-from ..errors import DeviceError, check
-from ..ioctls import force_min_value
+from .errors import DeviceError, check
+from .ioctls import force_min_value
 from . import privilege
 from .publisher import Publisher
 from .state import GenerationState

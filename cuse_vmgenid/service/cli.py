@@ -9,7 +9,7 @@ from vmgenid.options import OneLineParser, path, with_span
 from vmgenid.status import DEFAULT_PATH as DEFAULT_STATUS
 
 from .journal import log_to_stderr
-from ..options import (DEVNAME_RULE, MAX_WATCHERS_PER_UID, MODE,
+from .options import (DEVNAME_RULE, MAX_WATCHERS_PER_UID, MODE,
                        POLL_INTERVAL_MS, devname)
 from ..sources import SOURCE_CHOICES
 from ..version import __version__

@@ -20,7 +20,7 @@ from ..device.state import COUNTER_MAX, GenerationState
 from ..device.transport import Caller, CuseTransport, LazyWhy, Why, why_text
 from ..device.vmclockpage import VmclockPage, page_path as vmclock_page_path
 from ..sources import Change, open_source
-from ..status import StatusFile
+from .status import StatusFile
 from . import sdnotify
 from .signals import HintSignal
 

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import TextIO
 
-from ..printable import Formatter
+from .printable import Formatter
 
 # logging's levels as syslog(3) priorities, highest level first.
 PRIORITIES = ((logging.CRITICAL, 2), (logging.ERROR, 3),

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from cuse_vmgenid.hooks import OUTPUT_BYTES, OUTPUT_LINES
+from cuse_vmgenid.service.hooks import OUTPUT_BYTES, OUTPUT_LINES
 
 from .daemon_process import DaemonProcess, read_log
 from .device import REPO, force_from_elsewhere, outdated_now, page_counter
@@ -43,7 +43,7 @@ class HooksProcess:
         self.state = str(tmp_path / "hooks-state" / "state.json")
         # faulthandler: a runner that does not stop shows where it is.
         self.args = [sys.executable, "-X", "faulthandler",
-                     "-m", "cuse_vmgenid.hooks",
+                     "-m", "cuse_vmgenid.service.hooks",
                      "--hooks-dir", str(hooks_dir), "--page", page,
                      "--state", self.state, "--log-level", "debug", *extra]
         self.proc = None

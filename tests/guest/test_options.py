@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """Values out of range (issue 20, items 4 and 9): every numeric option of
 both commands and --devname is refused at parse time, exit 2 and one line,
-before anything is opened (cuse_vmgenid/options.py holds the ranges).
+before anything is opened (cuse_vmgenid/service/options.py holds the ranges).
 
 `vmgenid` runs as `nobody`, as any user may; the daemon as root (the
 careless admin): its page and state file stay as they were, nothing else

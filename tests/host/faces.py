@@ -8,7 +8,7 @@ from typing import Optional
 from cuse_vmgenid._cuse import ffi, lib
 from cuse_vmgenid.device.publisher import Publisher
 from cuse_vmgenid.device.statefile import StateFile
-from cuse_vmgenid.errors import check
+from cuse_vmgenid.device.errors import check
 
 
 class TestPublisher(Publisher):

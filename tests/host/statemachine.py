@@ -25,7 +25,7 @@ from cuse_vmgenid.device.page import Page
 from cuse_vmgenid.device.publisher import Publisher
 from cuse_vmgenid.device.state import COUNTER_MAX, GenerationState
 from cuse_vmgenid.device.statefile import StateFile
-from cuse_vmgenid.errors import check
+from cuse_vmgenid.device.errors import check
 
 
 def encode_counter(value: int) -> bytes:

@@ -19,11 +19,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cuse_vmgenid import hooks as hooks_module
-from cuse_vmgenid.hooks import (OUTPUT_BYTES, OUTPUT_LINES, HookOutput,
+from cuse_vmgenid.service import hooks as hooks_module
+from cuse_vmgenid.service.hooks import (OUTPUT_BYTES, OUTPUT_LINES, HookOutput,
                                 HookResult, State, Trust, list_hooks,
                                 run_hooks)
-from cuse_vmgenid.status import (MAX_DELAY, MAX_SHARE, MIN_INTERVAL, QUIET,
+from cuse_vmgenid.service.status import (MAX_DELAY, MAX_SHARE, MIN_INTERVAL, QUIET,
                                  StatusFile)
 from vmgenid.status import watcher_file, watchers_dir
 

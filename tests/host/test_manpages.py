@@ -10,9 +10,9 @@ from unittest import mock
 
 import pytest
 
-from cuse_vmgenid import options
+from cuse_vmgenid.service import options
 from cuse_vmgenid.service import cli
-from cuse_vmgenid import hooks
+from cuse_vmgenid.service import hooks
 from vmgenid import options as client_options, tool
 from tests.harness.cache import REPO_ROOT
 
@@ -128,7 +128,7 @@ def test_vmgenid_1_exit_status_is_the_tools_codes():
         assert f"\n  {code}  " in tool.EPILOG, code
 
 
-# -- the ranges (cuse_vmgenid/options.py, vmgenid/options.py) --------------
+# -- the ranges (cuse_vmgenid/service/options.py, vmgenid/options.py) --------------
 
 def flat(text: str) -> str:
     """text with its line breaks and indentation as single spaces."""

@@ -14,9 +14,9 @@ import select
 import pytest
 from hypothesis import example, given, strategies as st
 
-from cuse_vmgenid import options
+from cuse_vmgenid.service import options
 from cuse_vmgenid.service import cli, daemon
-from cuse_vmgenid import hooks
+from cuse_vmgenid.service import hooks
 from vmgenid import options as client_options, tool
 from tests.host.test_manpages import daemon_parser, hooks_parser, subcommands
 

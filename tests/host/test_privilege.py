@@ -13,7 +13,7 @@ import textwrap
 CHILD = textwrap.dedent("""
     import errno, os, resource
     from cuse_vmgenid.device import privilege
-    from cuse_vmgenid.errors import DeviceError
+    from cuse_vmgenid.device.errors import DeviceError
 
     def answer(reserve):
         try:
@@ -55,7 +55,7 @@ def test_a_thread_proc_does_not_show_is_refused():
     """hidepid or a thread gone: EACCES, as the contract says (a refusal,
     not the daemon's failure)."""
     from cuse_vmgenid.device import privilege
-    from cuse_vmgenid.errors import DeviceError
+    from cuse_vmgenid.device.errors import DeviceError
     gone = 2 ** 22 + 1      # above pid_max's default ceiling
     try:
         privilege.authorize_change(gone, privilege.Reserve())

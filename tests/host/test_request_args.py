@@ -9,10 +9,10 @@ import struct
 
 from hypothesis import given, strategies as st
 
-from cuse_vmgenid import ioctls
+from cuse_vmgenid.device import ioctls
 from cuse_vmgenid._cuse import lib
 from cuse_vmgenid.service.daemon import MAX_POLL_MS, poll_timeout_ms
-from cuse_vmgenid.errors import DeviceError
+from cuse_vmgenid.device.errors import DeviceError
 from cuse_vmgenid.device.state import COUNTER_MAX, MIN_TARGET_MAX
 
 from .statemachine import StateMachine

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import pytest
 
 from cuse_vmgenid._cuse import ffi
-from cuse_vmgenid.errors import DeviceError
+from cuse_vmgenid.device.errors import DeviceError
 from cuse_vmgenid.device.state import COUNTER_MAX, MIN_TARGET_MAX
 
 from .statemachine import Blocked, Completion, StateMachine

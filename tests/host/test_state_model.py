@@ -32,7 +32,7 @@ from hypothesis.stateful import (
     Bundle, RuleBasedStateMachine, initialize, invariant, multiple, rule,
     run_state_machine_as_test)
 
-from cuse_vmgenid.errors import DeviceError
+from cuse_vmgenid.device.errors import DeviceError
 from .statemachine import Blocked, StateMachine
 
 TARGET_STEPS = int(os.environ.get("VMGENID_MODEL_STEPS", "10000"))

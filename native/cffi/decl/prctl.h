@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* prctl(2): each hook the child subreaper of what it starts, so a timeout
- * finds and kills all of it (cuse_vmgenid/hooks.py).  glibc declares it
+ * finds and kills all of it (cuse_vmgenid/service/hooks.py).  glibc declares it
  * variadic; these are the five words the kernel reads. */
 
 int prctl(int option, unsigned long arg2, unsigned long arg3,

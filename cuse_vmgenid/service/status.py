@@ -40,7 +40,7 @@ from typing import Callable, Optional
 
 from vmgenid.status import watcher_file, watchers_dir
 
-from . import safefiles
+from .. import safefiles
 
 MIN_INTERVAL = 0.1   # seconds between two writes
 MAX_SHARE = 0.1      # of the loop's time, at most

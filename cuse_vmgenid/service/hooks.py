@@ -66,10 +66,10 @@ from typing import Optional
 import vmgenid
 from vmgenid.options import OneLineParser, path, with_span
 
-from . import safefiles
+from .. import safefiles
 from .options import HOOK_TIMEOUT
-from .service.journal import log_to_stderr
-from .version import __version__
+from .journal import log_to_stderr
+from ..version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -506,7 +506,7 @@ def _descendants(pid: int) -> set[int]:
 def _prepare_hook() -> None:
     """In the hook's process, before exec (the cffi shim's prctl: no
     ctypes)."""
-    from ._cuse import ffi, lib
+    from .._cuse import ffi, lib
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     if lib.prctl(lib.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         err = ffi.errno
