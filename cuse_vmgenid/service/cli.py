@@ -17,6 +17,9 @@ from ..version import __version__
 LOG_FORMAT = "cuse-vmgenid: %(levelname)s %(message)s"
 
 
+# Options of cuse-vmgenid-hooks the daemon took before it (0.1.0).
+MOVED_OPTIONS = ("--hooks-dir", "--hook-timeout")
+
 def parse_args(argv=None) -> argparse.Namespace:
     # Every value is checked here, before anything is opened (options.py).
     p = OneLineParser(
@@ -58,6 +61,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help=with_span("open files per uid, uid 0 exempt",
                                   MAX_WATCHERS_PER_UID)
                    + " (default: %(default)s)")
+    # The hooks' options from before cuse-vmgenid-hooks: taken, so that an
+    # /etc/default/cuse-vmgenid kept across the upgrade does not stop the
+    # daemon at the next boot, then named in the log as ignored.
+    for option in MOVED_OPTIONS:
+        p.add_argument(option, dest=moved_dest(option), metavar="VALUE",
+                       help=argparse.SUPPRESS)
     p.add_argument("--log-level", default="info",
                    choices=("debug", "info", "warning", "error"))
     p.add_argument("--fuse-debug", action="store_true",
@@ -67,9 +76,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def moved_dest(option: str) -> str:
+    return "moved_" + option[2:].replace("-", "_")
+
+
+def moved_options(options: argparse.Namespace) -> list[str]:
+    """One log line per option given that moved to cuse-vmgenid-hooks."""
+    return [f"{option} is ignored: hooks.d runs in cuse-vmgenid-hooks "
+            "now (cuse-vmgenid-hooks.service; its options go in "
+            "CUSE_VMGENID_HOOKS_OPTS)" for option in MOVED_OPTIONS
+            if getattr(options, moved_dest(option)) is not None]
+
+
 def main(argv=None) -> int:
     options = parse_args(argv)
     log_to_stderr(LOG_FORMAT, options.log_level)
+    for line in moved_options(options):
+        logging.getLogger("cuse_vmgenid").warning("%s", line)
     from .daemon import Daemon  # after logging: it logs while starting
     from ..device.session import SessionError
     try:

@@ -201,3 +201,17 @@ def test_a_path_that_cannot_be_none_is_never_empty(parse_args, prog, before,
     else:
         assert failed is not None and failed[0] == 2
         assert len(failed[1].splitlines()) == 1, failed[1]
+
+
+@pytest.mark.parametrize("option,value", [("--hooks-dir", "/etc/x"),
+                                          ("--hook-timeout", "5")])
+def test_a_hook_option_kept_from_before_the_runner_is_logged_as_ignored(
+        option, value):
+    """An /etc/default/cuse-vmgenid kept across the upgrade: the daemon
+    still starts, and says which option now belongs to cuse-vmgenid-hooks."""
+    lines = cli.moved_options(cli.parse_args([option, value]))
+    assert lines == [f"{option} is ignored: hooks.d runs in "
+                     "cuse-vmgenid-hooks now (cuse-vmgenid-hooks.service; "
+                     "its options go in CUSE_VMGENID_HOOKS_OPTS)"]
+    assert cli.moved_options(cli.parse_args([])) == []
+    assert option not in daemon_parser().format_help()
