@@ -10,9 +10,9 @@
  * the GUID poll thread's come through here, under one lock.
  *
  * Right after a restore under emulation every code path run for the first
- * time costs milliseconds: the daemon's Python path from its wake-up to
- * the replies took about 100 ms, against the kernel's own 80 ms reaction.
- * So the thread publishes a new GUID the moment it sees it, without
+ * time costs milliseconds, and the daemon's Python path from its wake-up
+ * to the replies was slower than the kernel's own reaction
+ * (docs/benchmarks.rst has the figures).  So the thread publishes a new GUID the moment it sees it, without
  * waiting for the interpreter, and the replies to 1,000 readers are 1,000
  * calls from C, not from Python.
  *

@@ -5,7 +5,7 @@
  * folder is fsynced.  In C, and with the file created before it is needed,
  * because a commit runs on every bump right after a restore, where every
  * code path touched for the first time costs milliseconds under emulation
- * (the same steps through Python's os module took 40-60 ms there).
+ * (docs/benchmarks.rst times this commit right after a restore).
  *
  * The next commit's content is staged in the temporary file ahead of time
  * too (the daemon stages the bump it arms): a commit then only overwrites
