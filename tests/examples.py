@@ -25,6 +25,7 @@ DOCUMENTS = ["README.rst", "docs/benchmarks.rst", "docs/client.rst",
              "docs/cuse-vmgenid.8.rst", "docs/cuse-vmgenid-hooks.8.rst",
              "docs/design.rst", "docs/hooks.rst",
              "docs/interface.rst", "docs/signals.rst", "docs/vmgenid.1.rst",
+             "docs/vmgenid.4.rst",
              HELP]
 
 GUEST = "tests/guest/test_documented_examples.py"
@@ -119,6 +120,8 @@ MAN_SHELL_LOOP = runs(
     "docs/vmgenid.1.rst", "open_vmgenid() {",
     f"{HOST}::test_the_shell_loop_is_the_same_in_readme_the_man_page_and_"
     "help", *README_SHELL_LOOP.runs)
+MAN4_C = runs(
+    "docs/vmgenid.4.rst", 'int fd = open("/dev/vmgenid"', *README_C.runs)
 HELP_EXIT_CODES = shown(
     HELP, "0  done", "a table of exit codes")
 HELP_SHELL_LOOP = runs(HELP, "open_vmgenid() {", *MAN_SHELL_LOOP.runs)

@@ -17,7 +17,7 @@ import tempfile
 
 import pytest
 
-from ..examples import (CLIENT_PYTHON, README_C, README_PYTHON,
+from ..examples import (CLIENT_PYTHON, MAN4_C, README_C, README_PYTHON,
                         README_SHELL_LOOP)
 from .device import NODE, REPO, force_from_elsewhere, outdated_now
 from .processes import HANG, NOBODY, SYS_READ, Child, wait_blocked
@@ -120,11 +120,13 @@ int main(void)
 """
 
 
+@pytest.mark.parametrize("example", [README_C, MAN4_C],
+                         ids=lambda e: e.document)
 def test_c_example_blocks_until_a_change_and_acknowledges(daemon_factory,
-                                                          tmp_path):
+                                                          tmp_path, example):
     """As an ordinary user: read() blocks until the change, the program
     reseeds, and its write() acknowledges (nobody is outdated while it
-    still holds the watcher)."""
+    still holds the watcher); README's lines and vmgenid(4)'s."""
     served = start_daemon(daemon_factory, tmp_path)
     build = tempfile.mkdtemp(prefix="c-example-")
     try:
@@ -133,7 +135,7 @@ def test_c_example_blocks_until_a_change_and_acknowledges(daemon_factory,
         with open(source, "w") as f:
             f.write(C_PROGRAM % "".join(
                 "\t" + line if line else line
-                for line in README_C.text().splitlines(True)))
+                for line in example.text().splitlines(True)))
         binary = os.path.join(build, "example")
         subprocess.run(["cc", "-Wall", "-Werror", "-o", binary, source],
                        check=True, timeout=HANG)

@@ -6,8 +6,11 @@ README's options paragraph, state each option's range as options.py
 defines it."""
 
 import argparse
+import re
 from unittest import mock
 
+import docutils.core
+import docutils.nodes
 import pytest
 
 from cuse_vmgenid.service import options
@@ -195,3 +198,89 @@ def test_readme_options_paragraph_states_each_daemon_range():
         if range_text(action) not in after:
             wrong[option] = range_text(action)
     assert wrong == {}
+
+
+# -- vmgenid(4) against the header and docs/interface.rst ---------------------
+
+HEADER = REPO_ROOT / "native" / "include" / "linux" / "vmgenid.h"
+OTHER_REQUEST = "any other request"
+
+
+def header_ioctls() -> list[str]:
+    return re.findall(r"^#define\s+(VMGENID_[A-Z_]+)\s+_IO",
+                      HEADER.read_text(), re.M)
+
+
+def test_vmgenid_4_names_every_ioctl_of_the_header():
+    text = page("vmgenid.4")
+    assert header_ioctls()
+    missing = [name for name in header_ioctls()
+               if f"\n**{name}**\n" not in section(text, "Ioctls", "-")]
+    assert missing == []
+
+
+def page_errors() -> dict:
+    """vmgenid(4)'s ERRORS: {call: {errno, ...}}, a call being `open`,
+    `read`, `write`, an ioctl's name or OTHER_REQUEST."""
+    errors, call = {}, None
+    for line in section(page("vmgenid.4"), "ERRORS", "=").splitlines():
+        if line and not line[0].isspace():
+            head = re.match(r"\*\*(\w+)\*\*(\\ \(\))?$", line)
+            if line != OTHER_REQUEST and not head:
+                continue            # the section's opening sentence
+            call = head[1] if head else line
+            errors[call] = set()
+        elif re.match(r"^ {3}\*\*E[A-Z]+\*\*$", line):
+            errors[call].add(line.strip("* "))
+    return errors
+
+
+def contract_errors() -> dict:
+    """docs/interface.rst's errno table read by value: for each errno, the
+    calls its "from" cell names (``read``, ``write``, ``open``, an ioctl,
+    "the three ioctls that change the generation", "an unknown ioctl").
+    The last row (the daemon went away) is the client rule, not an
+    answer."""
+    doctree = docutils.core.publish_doctree(
+        (REPO_ROOT / "docs" / "interface.rst").read_text())
+    [table] = [t for t in doctree.findall(docutils.nodes.table)
+               if next(t.findall(docutils.nodes.entry)).astext() == "errno"]
+    changing = ["VMGENID_FORCE_GEN_UPDATE", "VMGENID_NOTIFY",
+                "VMGENID_FORCE_GEN_UPDATE_MIN"]
+    errors = {call: set() for call in
+              ["open", "read", "write", *header_ioctls(), OTHER_REQUEST]}
+    rows = list(table.findall(docutils.nodes.row))[1:]
+    assert "any other" in " ".join(rows[-1].astext().split())
+    for row in rows[:-1]:
+        errno_cell, source_cell = list(row.findall(docutils.nodes.entry))[:2]
+        errno = errno_cell.astext()
+        source = " ".join(source_cell.astext().split())
+        calls = {lit.astext() for lit in source_cell.findall(
+            docutils.nodes.literal)
+            if lit.astext() in ("open", "read", "write")
+            or lit.astext().startswith("VMGENID_")}
+        if "three ioctls that change the generation" in source:
+            calls |= set(changing)
+        if "unknown ioctl" in source:
+            calls.add(OTHER_REQUEST)
+        assert calls, errno
+        for call in calls:
+            errors[call].add(errno)
+    return errors
+
+
+def test_vmgenid_4_errors_per_call_are_the_contract_s():
+    contract = contract_errors()
+    assert contract["read"] >= {"EAGAIN", "EINTR", "EINVAL", "EBADF"}
+    assert page_errors() == contract
+
+
+@pytest.mark.parametrize("name", sorted(
+    p.name[:-len(".rst")] for p in (REPO_ROOT / "docs").glob("*.[0-9].rst")))
+def test_manual_page_builds_with_rst2man_strict(name):
+    """What debian/rules runs (rst2man --strict: a warning stops it)."""
+    assert name in (REPO_ROOT / "debian" / "rules").read_text()
+    out = docutils.core.publish_string(
+        page(name), writer="manpage",
+        settings_overrides={"halt_level": 2, "report_level": 2})
+    assert b".TH " in out
