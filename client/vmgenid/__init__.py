@@ -37,9 +37,9 @@ and a change may have happened.  `wait()` then reopens the device
 watcher as a change, with `reopened` set; `ack()` leaves that to the next
 `wait()`.  A watcher made from an inherited descriptor (`fd=`) cannot
 reopen what its parent opened: it raises DeviceGone instead.  The ioctls
-(`force()`, `outdated_watchers()`) raise their errno as OSError: EACCES
-and EOVERFLOW are answers; after any other, the next `wait()` sees the
-daemon gone.
+(`force()`, `outdated_watchers()`) raise their errno as OSError: EACCES,
+EAGAIN (privilege undecided: call again later) and EOVERFLOW are answers;
+after any other, the next `wait()` sees the daemon gone.
 """
 
 import asyncio
@@ -226,7 +226,8 @@ class Watcher:
         """VMGENID_FORCE_GEN_UPDATE, or VMGENID_FORCE_GEN_UPDATE_MIN with
         `minimum`; returns the counter after it (this watcher is outdated
         then: wait() returns the change).  OSError EACCES without the
-        privilege, EOVERFLOW past 0x7fffffff."""
+        privilege, EAGAIN when the daemon could not decide it (call again
+        later), EOVERFLOW past the counter's limit."""
         if minimum is None:
             fcntl.ioctl(self._fd, ioctls.FORCE_GEN_UPDATE)
         else:
