@@ -59,7 +59,7 @@ def test_readme_make_demo_shows_a_restore_waking_a_watcher():
                         line) for line in shown[line_of["running"]:]), \
         done.stdout
     before, after = found["boot"][1], found["restore"][1]
-    assert before != after
+    assert before != after, "the restore gave the VM a new GUID"
     assert found["served"][1] == before, "the guest saw the boot's GUID"
     assert found["restored"][1] == after, "the guest saw the new GUID"
     assert found["ok"][1] == found["ok"][2], found["ok"][0]
