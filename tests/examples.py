@@ -85,10 +85,12 @@ README_RESTART = runs(
 README_UNIT = runs(
     "README.rst", "[Unit]",
     f"{SYSTEM}::test_readme_unit_order_sees_the_node_and_links_at_start")
-README_MAKE = build_machine(
+README_DEMO = runs(
     "README.rst", "make demo",
-    "`make test` is what CI runs (.ci/run); `make demo` boots its own "
-    "guest, a show of the same restore tests/restore runs")
+    "tests/restore/test_readme_demo.py::"
+    "test_readme_make_demo_shows_a_restore_waking_a_watcher")
+README_TEST = build_machine(
+    "README.rst", "make test", "run by CI itself (.ci/run calls it)")
 README_VENV = runs(
     "README.rst", "python3 -m venv /opt/cuse-vmgenid",
     f"{SYSTEM}::test_readme_venv_runs_the_daemon_at_its_defaults")
