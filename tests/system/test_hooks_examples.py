@@ -61,7 +61,8 @@ def test_the_hooks_rst_examples_act_under_systemd(tmp_path):
     install_hooks(folder)
     try:
         with GuestVM("6.12", ["sh", "tests/system/scenarios/hooks_examples.sh",
-                              deb, str(folder.relative_to(REPO_ROOT))],
+                              deb, built_deb("python3-vmgenid"),
+                              str(folder.relative_to(REPO_ROOT))],
                      systemd=True) as vm:
             vm.wait_for(r"^BOOTED ", timeout=BOOT)
             vm.wait_for(r"^DONE$", timeout=STEP)

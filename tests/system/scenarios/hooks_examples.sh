@@ -1,8 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # The guest side of tests/system/test_hooks_examples.py, run by systemd
-# (PID 1) once basic.target is reached.  Arguments: cuse-vmgenid's .deb
-# and a folder of hooks to install in /etc/vmgenid/hooks.d first (the
+# (PID 1) once basic.target is reached.  Arguments: cuse-vmgenid's .deb,
+# python3-vmgenid's (it depends on it), and a folder of hooks to install in /etc/vmgenid/hooks.d first (the
 # examples of docs/hooks.rst as written, and the test's own), both
 # relative to the repo.  What an administrator with those hooks has is
 # set up as they would have it: the folder myapp writes, a myapp.service
@@ -12,7 +12,8 @@
 # the hooks did is printed; the same once more after a daemon restart.
 # Every finding is a marker line for the host to judge.
 deb=$1
-hooks=$2
+client=$2
+hooks=$3
 tools=native/build
 
 tag() {                 # every line of stdin as "$1 <line>"
@@ -81,7 +82,7 @@ systemctl start myapp.service ssh.service
 ssh-keygen -A > /dev/null
 echo "KEYS before $(keys)"
 
-dpkg -i "$deb" > /tmp/dpkg.log 2>&1
+dpkg -i "$client" "$deb" > /tmp/dpkg.log 2>&1
 echo "DPKG $?"
 for unit in cuse-vmgenid cuse-vmgenid-hooks; do
 	echo "ACTIVE $unit $(systemctl is-active $unit)"
