@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 """The ranges of the command-line values of `vmgenid`, each defined once
-here, and what both commands (cuse-vmgenid and vmgenid) parse them with:
-the daemon's own ranges are in cuse_vmgenid.service.options, made with this Range.
+here, and what the commands (cuse-vmgenid, cuse-vmgenid-hooks and
+vmgenid) parse them with: the daemon's and the hooks' own ranges are in
+cuse_vmgenid.service.options, made with this Range.
 
 Each is an argparse `type=`: a value outside its range ends the command at
 parse time, before anything is opened, with exit status 2 and one line
@@ -62,8 +63,9 @@ class Range:
 
 
 def path(text: str) -> str:
-    """A path a command cannot do without (the daemon's --page, --state,
-    --hooks-dir; the tool's --device, --status-file): '' is refused.  The
+    """A path a command cannot do without (the daemon's --page, --state;
+    the hooks' --hooks-dir; the tool's --device, --status-file): '' is
+    refused.  The
     daemon's optional ones (--status, --page-link, --vmclock-link) take ''
     for none."""
     if not text:

@@ -10,15 +10,14 @@ from vmgenid.status import DEFAULT_PATH as DEFAULT_STATUS
 
 from .journal import log_to_stderr
 from .options import (DEVNAME_RULE, MAX_WATCHERS_PER_UID, MODE,
-                       POLL_INTERVAL_MS, devname)
+                      POLL_INTERVAL_MS, devname)
 from ..sources import SOURCE_CHOICES
 from ..version import __version__
 
 LOG_FORMAT = "cuse-vmgenid: %(levelname)s %(message)s"
-
-
 # Options of cuse-vmgenid-hooks the daemon took before it (0.1.0).
 MOVED_OPTIONS = ("--hooks-dir", "--hook-timeout")
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     # Every value is checked here, before anything is opened (options.py).

@@ -20,11 +20,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cuse_vmgenid.service import hooks as hooks_module
-from cuse_vmgenid.service.hooks import (OUTPUT_BYTES, OUTPUT_LINES, HookOutput,
-                                HookResult, State, Trust, list_hooks,
-                                run_hooks)
-from cuse_vmgenid.service.status import (MAX_DELAY, MAX_SHARE, MIN_INTERVAL, QUIET,
-                                 StatusFile)
+from cuse_vmgenid.service.hooks import (OUTPUT_BYTES, OUTPUT_LINES,
+                                        HookOutput, HookResult, State, Trust,
+                                        list_hooks, run_hooks)
+from cuse_vmgenid.service.status import (MAX_DELAY, MAX_SHARE, MIN_INTERVAL,
+                                         QUIET, StatusFile)
 from vmgenid.status import watcher_file, watchers_dir
 
 HANG = 30
