@@ -116,11 +116,12 @@ class Publisher:
             return None
         return bytes(ffi.buffer(self._guid, GUID_SIZE))
 
-    def hardware(self, guid: bytes, kernel_reseeded: bool = False) -> int:
-        """The GUID read now: 1 if it was new and is published (the RNG
-        reseeded with it first, unless the kernel did), 0 if not new,
-        -EOVERFLOW at the counter's end."""
-        return lib.vmgenid_publisher_hardware(self._pub, guid,
+    def hardware(self, guid, kernel_reseeded: bool = False) -> int:
+        """The GUID where it is (a live view of the hypervisor's page),
+        read by the publisher under its lock: 1 if it was new and is
+        published (the RNG reseeded with it first, unless the kernel
+        did), 0 if not new, -EOVERFLOW at the counter's end."""
+        return lib.vmgenid_publisher_hardware(self._pub, ffi.from_buffer(guid),
                                               kernel_reseeded, ffi.NULL)
 
     def save(self, kmsg_seq: Optional[int] = None) -> int:

@@ -43,15 +43,18 @@ class Change(NamedTuple):
     hint that made it look).  reseed: the kernel has not reseeded its RNG
     for this change, so the publisher does before anyone wakes (with the
     GUID if there is one, else with the CPU's random words and
-    @generation).  guid: the hardware's identity read now, if the tier
-    has one: the publisher compares it with the last one published, so
-    one new GUID is one bump whoever read it first; a change without one
-    is always published, and the last GUID is forgotten.  seen_on: what
+    @generation).  guid: where the hardware's identity is, a live view of
+    the hypervisor's page, if the tier has one: the publisher reads it
+    under its lock and compares it with the last one published, so one
+    new GUID is one bump whoever looks first (a copy read earlier could
+    be older than what the poll thread published meanwhile: a restore can
+    fall in between); a change without one is always published, and the
+    last GUID is forgotten.  seen_on: what
     made the source look, when it was one of its own descriptors (ready()),
     for the log."""
     why: Optional[str]
     reseed: bool = False
-    guid: Optional[bytes] = None
+    guid: Optional[memoryview] = None
     generation: int = 0
     seen_on: str = ""
 

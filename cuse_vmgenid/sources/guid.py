@@ -9,9 +9,10 @@ once when the kernel logs its VM fork line, and publishes a new one
 itself; the daemon is woken after.  Where the kernel logs every change
 (kernellog.logs_every_change()) that is all it does, no timer: the event
 path.  Elsewhere it also compares every interval: the poll path.  The
-publisher compares every GUID read, by anyone, with the last one
-published: one new GUID is one bump.  Without that thread there is no
-GUID tier: the ladder goes on.
+publisher reads the GUID itself, under its lock, whoever asks it to look
+(the thread, the daemon), and compares it with the last one published:
+one new GUID is one bump.  Without that thread there is no GUID tier: the
+ladder goes on.
 """
 
 import logging
@@ -83,6 +84,7 @@ class GuidSource(Source):
         event path), or None.  SourceUnavailable if the GUID poll thread
         cannot start."""
         self._guid = guid
+        self._live = guid.view()    # what a look hands the publisher
         self._kmsg = kmsg
         self._last_read: Optional[bytes] = None
         self._poll_interval_ms = poll_interval_ms
@@ -98,6 +100,7 @@ class GuidSource(Source):
                                       kmsg.fileno() if kmsg else -1,
                                       kmsg_tells=event)
         except OSError as e:
+            self._live.release()
             raise SourceUnavailable(f"cannot start the GUID poll thread: "
                                     f"{e.strerror}") from None
 
@@ -112,10 +115,9 @@ class GuidSource(Source):
         return self._last_read
 
     def _look(self, kernel_reseeded: bool, seen_on: str = "") -> Change:
-        guid = self._read()
-        if guid is None:
+        if self._read() is None:
             return Change("GUID unreadable", seen_on=seen_on)
-        return Change(None, reseed=not kernel_reseeded, guid=guid,
+        return Change(None, reseed=not kernel_reseeded, guid=self._live,
                       seen_on=seen_on)
 
     def fds(self) -> list[int]:
@@ -124,7 +126,7 @@ class GuidSource(Source):
     def ready(self, fd: int) -> Optional[Change]:
         """The thread woke us: it published a new GUID itself (the daemon
         takes that from the publisher), or the kernel logged its line;
-        the GUID is read again, compared by the publisher."""
+        the publisher reads the GUID again and compares."""
         if not self._poller.take():
             return None
         err = self._poller.kmsg_error()
@@ -173,6 +175,7 @@ class GuidSource(Source):
     def close(self) -> None:
         """The poll thread first: it reads the mapping closed last."""
         self._poller.close()
+        self._live.release()
         if self._kmsg:
             self._kmsg.close()
         self._guid.close()

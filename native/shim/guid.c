@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-/* The GUID's spelling, and the kernel's line for a VM fork. */
+/* The GUID's spelling, its load, and the kernel's line for a VM fork. */
 #include "guid.h"
 
 /*
@@ -9,6 +9,19 @@
  */
 const char vmgenid_vmfork_line[] =
 	"random: crng reseeded due to virtual machine fork";
+
+/*
+ * The GUID at @guid as it is now: the hypervisor's page, which changes
+ * under us (a restore), so each byte is loaded from memory here.
+ */
+void vmgenid_guid_load(unsigned char *dst, const void *guid)
+{
+	const volatile unsigned char *now = guid;
+	int i;
+
+	for (i = 0; i < VMGENID_GUID_SIZE; i++)
+		dst[i] = now[i];
+}
 
 /* The GUID as QEMU's guid= spells it: the first three fields are LE. */
 void vmgenid_guid_format(const unsigned char *raw, char *out)

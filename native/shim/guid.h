@@ -18,5 +18,6 @@ extern const char vmgenid_vmfork_line[];
 #define VMGENID_VMFORK_PRIO 5
 
 void vmgenid_guid_format(const unsigned char *raw, char *out);
+void vmgenid_guid_load(unsigned char *dst, const void *guid);
 
 #endif /* VMGENID_GUID_H */

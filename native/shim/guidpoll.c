@@ -58,7 +58,7 @@
 
 struct vmgenid_guid_poll {
 	pthread_t thread;
-	const volatile unsigned char *guid;	/* NULL: the kernel's records */
+	const void *guid;		/* live; NULL: the kernel's records */
 	struct timespec interval;
 	int kmsg_tells;			/* no timer while /dev/kmsg reads */
 	unsigned char last[VMGENID_GUID_SIZE];	/* the thread's own */
@@ -71,14 +71,6 @@ struct vmgenid_guid_poll {
 	unsigned int vmfork_lines;	/* since the daemon last asked */
 	struct vmgenid_kmsg_records records;	/* without a GUID */
 };
-
-static void guid_copy(unsigned char *dst, const volatile unsigned char *guid)
-{
-	int i;
-
-	for (i = 0; i < VMGENID_GUID_SIZE; i++)
-		dst[i] = guid[i];
-}
 
 /*
  * Read every record there is: 1 if the VM fork line was among them, 0 if
@@ -105,14 +97,17 @@ static void guid_poll_wake(struct vmgenid_guid_poll *poll)
 	(void)!write(poll->event_fd, &one, sizeof(one));
 }
 
-static void guid_changed(struct vmgenid_guid_poll *poll,
-			 const unsigned char *now, int kernel_reseeded,
+/*
+ * The publisher reads the GUID again, under its lock, from the page
+ * itself: whatever it then publishes is the newest.
+ */
+static void guid_changed(struct vmgenid_guid_poll *poll, int kernel_reseeded,
 			 const struct timespec *woke)
 {
 	pthread_mutex_lock(&poll->lock);
 	if (poll->pub)
-		vmgenid_publisher_hardware(poll->pub, now, kernel_reseeded,
-					   woke);
+		vmgenid_publisher_hardware(poll->pub, poll->guid,
+					   kernel_reseeded, woke);
 	pthread_mutex_unlock(&poll->lock);
 	guid_poll_wake(poll);
 }
@@ -180,10 +175,10 @@ static void *guid_poll_run(void *arg)
 		if (vmfork)
 			__atomic_add_fetch(&poll->vmfork_lines, 1,
 					   __ATOMIC_RELEASE);
-		guid_copy(now, poll->guid);
+		vmgenid_guid_load(now, poll->guid);
 		if (memcmp(now, poll->last, VMGENID_GUID_SIZE)) {
 			memcpy(poll->last, now, VMGENID_GUID_SIZE);
-			guid_changed(poll, now, vmfork, &woke);
+			guid_changed(poll, vmfork, &woke);
 		} else if (vmfork) {
 			guid_poll_wake(poll);
 		}
@@ -311,7 +306,7 @@ struct vmgenid_guid_poll *vmgenid_guid_poll_start(const void *guid,
 	poll->guid = guid;
 	/* Taken now, not when the thread first runs: a change in between
 	 * counts. */
-	guid_copy(poll->last, poll->guid);
+	vmgenid_guid_load(poll->last, poll->guid);
 	poll->interval.tv_sec = interval_ms / 1000;
 	poll->interval.tv_nsec = (long)(interval_ms % 1000) * 1000000L;
 	poll->event_fd = event_fd;

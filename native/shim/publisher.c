@@ -438,8 +438,12 @@ int vmgenid_publisher_bump(struct vmgenid_publisher *pub,
 }
 
 /*
- * The hardware generation as read now: @guid (compared with the last one
- * published: one bump per new GUID, whoever reads it first).  Before
+ * The hardware generation now: the GUID at @guid (the hypervisor's page,
+ * live), loaded here under the lock and compared
+ * with the last one published: one bump per new GUID, whoever looks
+ * first.  Loaded here, not by the caller: a caller's copy may be older
+ * than what another published meanwhile (a restore can fall between a
+ * read and its hand-over), and would count the old GUID as new.  Before
  * anyone wakes, the new GUID is mixed into the kernel RNG and the crng
  * reseeded (the seed's add_device_randomness): two clones of one snapshot
  * share the RNG's state, and a woken reader's first draw must differ.  Not
@@ -451,6 +455,7 @@ int vmgenid_publisher_hardware(struct vmgenid_publisher *pub,
 			       const void *guid, int kernel_reseeded,
 			       const struct timespec *woke)
 {
+	unsigned char now[VMGENID_GUID_SIZE];
 	struct timespec start;
 
 	if (!woke) {
@@ -458,7 +463,8 @@ int vmgenid_publisher_hardware(struct vmgenid_publisher *pub,
 		woke = &start;
 	}
 	pthread_mutex_lock(&pub->lock);
-	if (pub->has_guid && !memcmp(pub->guid, guid, VMGENID_GUID_SIZE)) {
+	vmgenid_guid_load(now, guid);
+	if (pub->has_guid && !memcmp(pub->guid, now, VMGENID_GUID_SIZE)) {
 		pthread_mutex_unlock(&pub->lock);
 		return 0;
 	}
@@ -467,8 +473,8 @@ int vmgenid_publisher_hardware(struct vmgenid_publisher *pub,
 		return -EOVERFLOW;
 	}
 	if (!kernel_reseeded && pub->rng_fd >= 0)
-		reseed_rng_locked(pub, guid, VMGENID_GUID_SIZE);
-	memcpy(pub->guid, guid, VMGENID_GUID_SIZE);
+		reseed_rng_locked(pub, now, VMGENID_GUID_SIZE);
+	memcpy(pub->guid, now, VMGENID_GUID_SIZE);
 	pub->has_guid = 1;
 	publish_locked(pub, pub->counter + 1, woke);
 	pub->report.hardware++;

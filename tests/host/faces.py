@@ -55,3 +55,27 @@ def stage_state(state_file: StateFile, counter: int, guid: Optional[str],
         state_file.c_handle, counter,
         ffi.NULL if guid is None else guid.encode(),
         -1 if kmsg_seq is None else kmsg_seq), state_file.path, OSError)
+
+
+class GuestMemory:
+    """A file laid out as guest memory, the GUID at GUID_AT, for a GUID
+    tier source mapping it as it maps /dev/mem."""
+    GUID_AT = 0x1000
+
+    def __init__(self, path, guid: bytes):
+        self.path = path
+        path.write_bytes(bytes(2 * self.GUID_AT))
+        self.write(guid)
+
+    def write(self, guid: bytes) -> None:
+        """What the hypervisor does on a restore."""
+        with open(self.path, "r+b") as f:
+            f.seek(self.GUID_AT)
+            f.write(guid)
+
+    def source(self):
+        """The fwcfg tier's source on it; its poll thread looks once a
+        minute, so not during a test."""
+        from cuse_vmgenid.sources.guid import GuidSource, map_guid
+        return GuidSource(map_guid("fwcfg", self.GUID_AT, "test",
+                                   str(self.path)), None, 60_000)

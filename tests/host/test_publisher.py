@@ -30,7 +30,7 @@ from cuse_vmgenid.device.state import GenerationState
 from cuse_vmgenid.device.statefile import StateFile, load
 from cuse_vmgenid.device.vmclockpage import VmclockPage
 
-from .faces import TestPublisher
+from .faces import GuestMemory, TestPublisher
 from .statemachine import publisher_bump
 
 A, B, C = b"A" * 16, b"B" * 16, b"C" * 16
@@ -173,6 +173,32 @@ def test_a_bump_after_the_threads_publication_gets_its_own(tmp_path):
         assert s.pub.take()[:4] == (0, 2, 2, 1)
     finally:
         s.close()
+
+
+def test_a_look_begun_before_the_threads_publication_bumps_nothing_more(
+        tmp_path):
+    """The daemon's look (a kernel log hint) read the GUID, then a restore
+    fell before it handed the GUID in, and the thread published the new
+    one: the look must bump nothing.  It did, once with the old GUID and
+    again when the new one was read (a restore under a kernel log flood,
+    6.12: generation 2 -> 4 -> 5 for one restore).  So a look hands in
+    where the GUID is, and the publisher reads it under its lock."""
+    memory = GuestMemory(tmp_path / "mem", A)
+    source = memory.source()
+    s = Setup(tmp_path, counter=2)
+    try:
+        s.pub.set_guid(A)
+        look = source.check()               # the daemon's look reads A
+        memory.write(B)                     # the guest stops here
+        assert s.pub.hardware(B) == 1       # the thread: B, generation 3
+        assert s.pub.hardware(look.guid, not look.reseed) == 0
+        assert s.pub.published_counter() == 3 and s.pub.guid() == B
+        assert source.check() is not None   # the next look: B again
+        assert s.pub.hardware(source.check().guid) == 0
+        assert s.pub.published_counter() == 3
+    finally:
+        s.close()
+        source.close()
 
 
 def test_a_read_that_blocked_at_an_older_counter_is_answered_at_once(

@@ -236,32 +236,29 @@ def test_the_sources_import_nothing_of_the_device_or_the_service():
 def test_the_guid_tier_hands_the_guid_to_compare_and_judges_a_restart(
         tmp_path):
     """GuidSource on a file laid out as guest memory: a look hands the
-    publisher the GUID read (it compares), asking for a reseed unless the
+    publisher where the GUID is (it reads and compares; the view is
+    live), asking for a reseed unless the
     kernel did; a restart is a change when the GUID is not the saved one;
     the mark is the GUID the publisher compares with first."""
     from cuse_vmgenid.device.statefile import SavedState
-    from cuse_vmgenid.sources.guid import GuidSource, map_guid
     from cuse_vmgenid.sources.memory import guid_string
 
-    memory = tmp_path / "mem"
-    memory.write_bytes(bytes(0x2000))
-    old, new = bytes(range(16)), bytes(range(16, 32))
+    from .faces import GuestMemory
 
-    def write(guid: bytes) -> None:
-        with open(memory, "r+b") as f:
-            f.seek(0x1000)
-            f.write(guid)
-    write(old)
-    # A minute: the poll thread does not look during the test.
-    source = GuidSource(map_guid("fwcfg", 0x1000, "test", str(memory)),
-                        None, 60_000)
+    old, new = bytes(range(16)), bytes(range(16, 32))
+    memory = GuestMemory(tmp_path / "mem", old)
+    source = memory.source()
     try:
         saved = SavedState("boot", 3, guid_string(old))
         assert source.restart(saved) is None
         assert source.mark() == sources.Mark(guid=old)
         assert source.restart(None) == sources.Change(None)   # none saved
-        write(new)
-        assert source.check() == sources.Change(None, reseed=True, guid=new)
+        memory.write(new)
+        look = source.check()
+        assert look == sources.Change(None, reseed=True, guid=new)
+        memory.write(old)
+        assert look.guid == old     # live: the publisher reads it now
+        memory.write(new)
         assert source.restart(saved) == sources.Change(None)
         assert source.mark().guid == new
         assert source.fds() and source.interval is None
