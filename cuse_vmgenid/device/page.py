@@ -194,6 +194,21 @@ class Page:
                   self.path, MAX_FILES - 1, os.fstat(fd).st_ino)
         os.close(fd)    # the mapping goes with its last reference
 
+    def close(self) -> None:
+        """After the publisher let go of it: its C half freed and its
+        files closed.  They stay in place, holding the last counter, for
+        the readers mapping them and the next start."""
+        if self._page is None:
+            return
+        lib.vmgenid_page_free(self._page)
+        self._page = None
+        for fd, mapping, pointer in self._files:
+            ffi.release(pointer)
+            mapping.close()
+            os.close(fd)
+        self._files = []
+        self._fd = -1
+
     @property
     def c_pointer(self):
         """The mapping itself, for C that lays out a page of its own kind
@@ -226,3 +241,49 @@ class Page:
         elif result < 0:
             log.error("cannot store %d in %s: %s", value, self.path,
                       os.strerror(-result))
+
+
+_LEADS = ("leads",)     # KeptLink's when the link is as it was made
+
+
+class KeptLink:
+    """A link the daemon made to a page (--page-link, --vmclock-link),
+    kept: after each publication it is made again, as at start, if it no
+    longer leads to the page (docs/interface.rst, "The page"); what cannot
+    be made again is logged once, and again only when what stands there
+    changes, and left alone."""
+
+    def __init__(self, path: str, page):
+        """@page: a Page or a VMClock page, whose link() makes it; OSError
+        if it cannot be made."""
+        page.link(path)
+        self.path = path
+        self._page = page
+        # What stood at the path when it last could not be made again
+        # ((st_dev, st_ino), or None if nothing could be seen), or
+        # _LEADS: it leads to the page.
+        self._found = _LEADS
+
+    def check(self) -> None:
+        try:
+            if os.readlink(self.path) == self._page.path:
+                self._found = _LEADS
+                return
+        except OSError:
+            pass
+        try:
+            self._page.link(self.path)
+        except OSError as e:
+            try:
+                st = os.lstat(self.path)
+                found = (st.st_dev, st.st_ino)
+            except OSError:
+                found = None
+            if found != self._found:
+                self._found = found
+                log.error("%s no longer leads to %s: %s", self.path,
+                          self._page.path, e)
+            return
+        self._found = _LEADS
+        log.warning("%s no longer led to %s: the link is made again",
+                    self.path, self._page.path)

@@ -63,25 +63,21 @@ class Publication(NamedTuple):
 class Publisher:
     def __init__(self, state_file, page, counter: int, *,
                  kmsg_seq: Optional[int] = None, mark=None,
-                 vmclock_page=None, rng_fd: int = -1, replies=None):
+                 vmclock_page=None, rng_fd: int = -1):
         """mark: the change source's mark() (sources.Mark: what the state
         file keeps of it for the restart rule), asked at each commit and
         at the start, when the GUID it gives is the first compared; or
-        None (then kmsg_seq).  replies: a `struct vmgenid_reply_ops *` (a
-        test's); libfuse's by default.  vmclock_page: the VMClock-ABI
+        None (then kmsg_seq).  vmclock_page: the VMClock-ABI
         page, or None.  rng_fd: /dev/urandom, where each hardware change
         the kernel did not reseed for reseeds the kernel RNG (a new GUID,
         change()), or -1."""
         self._state_file = state_file
         self._mark = mark
         kmsg_seq = self.kept(kmsg_seq)
-        if replies is None:
-            replies = lib.vmgenid_cuse_replies()
-        self._replies = replies     # a test's must outlive us
         self._pub = lib.vmgenid_publisher_new(
             state_file.c_handle, page.c_handle,
             ffi.NULL if vmclock_page is None else vmclock_page.c_handle,
-            replies, rng_fd, counter, _seq(kmsg_seq))
+            self._reply_ops(), rng_fd, counter, _seq(kmsg_seq))
         if self._pub == ffi.NULL:
             raise MemoryError("publisher")
         # Where the state machine reads the published counter (state.c).
@@ -91,6 +87,11 @@ class Publisher:
         self._guid = ffi.new("unsigned char[]", GUID_SIZE)
         if mark is not None:
             self.set_guid(mark().guid)
+
+    def _reply_ops(self):
+        """Where the replies to blocked reads go: libfuse's fuse_reply_buf
+        and fuse_reply_err (cuse_reply.c)."""
+        return lib.vmgenid_cuse_replies()
 
     def kept(self, kmsg_seq: Optional[int] = None) -> Optional[int]:
         """@kmsg_seq, or the source's mark's, which also gives the state

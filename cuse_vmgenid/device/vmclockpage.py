@@ -60,6 +60,10 @@ class VmclockPage:
             self._file.c_handle, STORE, counter, changed))
         return bool(changed[0])
 
+    def close(self) -> None:
+        """After the publisher let go of it (Page.close())."""
+        self._file.close()
+
     def replaced(self):
         """The page put back at its path if it was replaced or removed:
         Page.replaced()."""

@@ -13,7 +13,7 @@ from vmgenid import procinfo
 from vmgenid.status import STATUS_SCHEMA, ChangeReason
 
 from ..device import privilege, statefile
-from ..device.page import Page
+from ..device.page import KeptLink, Page
 from ..device.publisher import Publication, Publisher
 from ..device.session import CuseSession, Served
 from ..device.state import COUNTER_MAX, GenerationState
@@ -42,15 +42,13 @@ class Daemon:
         self._reserve = privilege.Reserve()
         self.source = open_source(options.source, options.poll_interval_ms)
         self.page = Page(options.page)
-        # The links the daemon made, each with its page: kept (and checked
-        # after each publication: _check_files()).
-        self._links: list[tuple[str, Page]] = []
-        self._broken_links: dict[str, Optional[tuple[int, int]]] = {}
+        # The links the daemon made, checked after each publication
+        # (_check_files()).
+        self._links: list[KeptLink] = []
         self._files_due = False
         if options.page_link:
             try:
-                self.page.link(options.page_link)
-                self._links.append((options.page_link, self.page))
+                self._links.append(KeptLink(options.page_link, self.page))
             except OSError as e:
                 log.error("no page link: %s", e)
         self.boot_id = statefile.current_boot_id()
@@ -114,8 +112,7 @@ class Daemon:
             log.error("no VMClock page: %s", e)
             return None
         try:
-            page.link(self.options.vmclock_link)
-            self._links.append((self.options.vmclock_link, page))
+            self._links.append(KeptLink(self.options.vmclock_link, page))
         except OSError as e:
             log.error("no VMClock link: %s", e)
         return page
@@ -135,33 +132,8 @@ class Daemon:
                 continue
             if line:
                 log.warning("%s", line)
-        for link, page in self._links:
-            self._check_link(link, page)
-
-    def _check_link(self, link: str, page) -> None:
-        """The link made again (as at start) if it no longer leads to
-        page; what cannot be made again is logged once and left alone."""
-        try:
-            if os.readlink(link) == page.path:
-                self._broken_links.pop(link, None)
-                return
-        except OSError:
-            pass
-        try:
-            page.link(link)
-        except OSError as e:
-            try:
-                st = os.lstat(link)
-                found = (st.st_dev, st.st_ino)
-            except OSError:
-                found = None
-            if self._broken_links.get(link, -1) != found:
-                self._broken_links[link] = found
-                log.error("%s no longer leads to %s: %s", link, page.path, e)
-            return
-        self._broken_links.pop(link, None)
-        log.warning("%s no longer led to %s: the link is made again", link,
-                    page.path)
+        for link in self._links:
+            link.check()
 
     def _mark_status(self) -> None:
         self.status.mark_dirty()
@@ -440,6 +412,9 @@ class Daemon:
             session.close()
             self.transport.close()
             self.publisher.close()
+            self.page.close()
+            if self.vmclock_page is not None:
+                self.vmclock_page.close()
             self.state_file.close()
             hint_signal.close()
             self.source.close()

@@ -14,13 +14,10 @@ import logging
 from . import acpi, fwcfg, kernellog, vmclock
 from .base import (UNSEEN, Change, Mark, Source, SourceUnavailable,
                    unseen)
-from .guid import MappedGuid, map_guid
-from .memory import DEV_MEM
 from .none import NoSource
 
 __all__ = ["Change", "Mark", "NoSource", "SOURCE_CHOICES", "Source",
-           "SourceUnavailable", "TIERS", "UNSEEN", "discover", "locate",
-           "open_source", "unseen"]
+           "SourceUnavailable", "TIERS", "UNSEEN", "open_source", "unseen"]
 
 log = logging.getLogger(__name__)
 
@@ -59,38 +56,3 @@ def open_source(choice: str, poll_interval_ms: int) -> Source:
               "restart bumps", choice, source.unseen)
     return source
 
-
-# The GUID alone, without its tier (tests/, the restore scenarios).
-GUID_CHOICES = ("auto", "fwcfg", "acpi")
-
-
-def locate(choice: str = "auto") -> tuple[str, int, str]:
-    """(name, address, origin) of the GUID by @choice, without mapping
-    it; auto tries fw_cfg, then ACPI.  SourceUnavailable says why not."""
-    if choice not in GUID_CHOICES:
-        raise ValueError(f"GUID source {choice!r}: not one of "
-                         f"{GUID_CHOICES}")
-    reasons = []
-    if choice in ("auto", "fwcfg"):
-        try:
-            return "fwcfg", fwcfg.locate(), "fw_cfg etc/vmgenid_addr"
-        except SourceUnavailable as err:
-            if choice == "fwcfg":
-                raise
-            reasons.append(f"fwcfg: {err}")
-    try:
-        found = acpi.locate()
-    except SourceUnavailable as err:
-        if choice == "acpi":
-            raise
-        reasons.append(f"acpi: {err}")
-        raise SourceUnavailable("no VM Generation ID: " + "; ".join(reasons)
-                                ) from None
-    return "acpi", found.address, f"ACPI {found.detail}"
-
-
-def discover(choice: str = "auto", dev_mem: str = DEV_MEM) -> MappedGuid:
-    """The GUID by @choice (auto|fwcfg|acpi), its page mapped from
-    @dev_mem; SourceUnavailable (with the exact reason) when there is
-    none."""
-    return map_guid(*locate(choice), dev_mem=dev_mem)

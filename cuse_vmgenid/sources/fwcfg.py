@@ -16,6 +16,7 @@ from .base import SourceUnavailable
 FW_CFG_DIR = "/sys/firmware/qemu_fw_cfg"
 ADDR_FILE = "by_name/etc/vmgenid_addr/raw"
 MODULE = "qemu_fw_cfg"
+ORIGIN = "fw_cfg etc/vmgenid_addr"     # how the address was read, for the log
 
 
 def _load_module() -> str:
@@ -68,5 +69,4 @@ def locate(root: str = FW_CFG_DIR, load: bool = True) -> int:
 def open_tier(poll_interval_ms: int):
     """The tier fwcfg: the GUID at the address fw_cfg gives (guid.py);
     SourceUnavailable says why not."""
-    return guid.open_tier("fwcfg", locate(), "fw_cfg etc/vmgenid_addr",
-                          poll_interval_ms)
+    return guid.open_tier("fwcfg", locate(), ORIGIN, poll_interval_ms)

@@ -10,10 +10,9 @@ import os
 
 import pytest
 
-from cuse_vmgenid.sources import discover
 
 from .daemon_process import DaemonProcess
-from .device import write_guid
+from .device import mapped_guid, write_guid
 from .processes import Child
 
 
@@ -67,7 +66,7 @@ def spawn(daemon):
 def guid_put_back():
     """The GUID QEMU gave, put back after the test (test_guid_source.py
     compares memory with fw_cfg's copy)."""
-    with discover("fwcfg") as source:
+    with mapped_guid() as source:
         original = source.read_bytes()
     yield
     write_guid(original)

@@ -15,7 +15,9 @@ import re
 import subprocess
 import time
 
-from cuse_vmgenid.sources import locate
+from cuse_vmgenid.sources import fwcfg
+from cuse_vmgenid.sources.guid import MappedGuid, map_guid
+from cuse_vmgenid.sources.memory import DEV_MEM
 from vmgenid import ioctls
 
 NODE = "/dev/vmgenid"
@@ -192,12 +194,18 @@ def unknown_ioctls_logged(daemon, expected: int, timeout: float = 30
         time.sleep(0.2)
 
 
+def mapped_guid(dev_mem: str = DEV_MEM) -> MappedGuid:
+    """The GUID where fw_cfg says it is, mapped as the fwcfg tier maps it
+    (without the tier's poll thread)."""
+    return map_guid("fwcfg", fwcfg.locate(), fwcfg.ORIGIN, dev_mem)
+
+
 def write_guid(raw: bytes) -> None:
     """Put a new GUID where the hypervisor keeps it (guest memory, as a
     restore does), but with no notification: nothing tells the kernel's
     driver, so the kernel logs nothing (a hint, or the GUID poll where it
     runs, must find it)."""
-    _, address, _ = locate("fwcfg")
+    address = fwcfg.locate()
     base = address & ~(mmap.PAGESIZE - 1)
     fd = os.open("/dev/mem", os.O_RDWR | os.O_CLOEXEC)
     try:

@@ -14,9 +14,11 @@ import uuid
 
 import pytest
 
-from cuse_vmgenid.sources import (SourceUnavailable, acpi, discover, fwcfg,
-                                  locate)
+from cuse_vmgenid.sources import SourceUnavailable, acpi, fwcfg, open_source
+from cuse_vmgenid.sources.guid import map_guid
 from cuse_vmgenid.sources.kmsg import KmsgReader, is_vmfork_record
+
+from .device import mapped_guid
 
 EXPECTED = os.environ.get("VMGENID_EXPECTED_GUID")
 FW_CFG_GUID = os.path.join(fwcfg.FW_CFG_DIR, "by_name/etc/vmgenid_guid/raw")
@@ -24,18 +26,17 @@ GUID_OFFSET = 40  # QEMU's VMGENID_GUID_OFFSET in the etc/vmgenid_guid blob
 
 
 def test_fwcfg_and_acpi_find_the_same_address():
-    name_f, address_f, origin_f = locate("fwcfg")
-    name_a, address_a, origin_a = locate("acpi")
-    assert (name_f, name_a) == ("fwcfg", "acpi")
-    assert address_f == address_a, (origin_f, origin_a)
-    assert acpi.find_device() == ("QEMUVGID:00", "\\_SB_.VGEN")
     found = acpi.locate()
+    assert fwcfg.locate() == found.address, found.detail
+    assert acpi.find_device() == ("QEMUVGID:00", "\\_SB_.VGEN")
     assert found.form == "qemu"
     assert f"+ {GUID_OFFSET:#x}" in found.detail
 
 
 def test_fwcfg_and_acpi_read_the_same_guid():
-    with discover("fwcfg") as by_fwcfg, discover("acpi") as by_acpi:
+    found = acpi.locate()
+    with mapped_guid() as by_fwcfg, \
+            map_guid("acpi", found.address, found.detail) as by_acpi:
         guid = by_fwcfg.read()
         assert guid == by_acpi.read()
         assert by_fwcfg.read_bytes() == by_acpi.read_bytes()
@@ -50,22 +51,28 @@ def test_memory_holds_what_qemu_put_in_fw_cfg():
     # its etc/vmgenid_guid blob at boot: same bytes, same order.
     with open(FW_CFG_GUID, "rb") as f:
         blob = f.read()
-    with discover("fwcfg") as guid:
+    with mapped_guid() as guid:
         assert guid.read_bytes() == blob[GUID_OFFSET:GUID_OFFSET + 16]
         assert guid.read() == str(uuid.UUID(
             bytes_le=blob[GUID_OFFSET:GUID_OFFSET + 16]))
 
 
-def test_auto_takes_fwcfg_and_says_where():
-    with discover("auto") as guid:
-        assert guid.name == "fwcfg"
-        assert f"{guid.address:#x}" in guid.describe()
-        assert guid.read() == guid.read()
+def test_auto_takes_fwcfg_and_says_where(caplog):
+    caplog.set_level("INFO")
+    source = open_source("auto", 100)
+    try:
+        assert source.name == "fwcfg"
+    finally:
+        source.close()
+    address = fwcfg.locate()
+    assert f"GUID source: fwcfg: GUID at {address:#x} ({fwcfg.ORIGIN})" \
+        in caplog.text
+    assert "source tier fwcfg (--source auto)" in caplog.text
 
 
 def test_dev_mem_read_fails_there_so_the_page_is_mapped():
     # Why memory.py maps: read()/pread() of this page give EFAULT.
-    address = locate("fwcfg")[1]
+    address = fwcfg.locate()
     fd = os.open("/dev/mem", os.O_RDONLY)
     try:
         with pytest.raises(OSError) as info:
@@ -77,7 +84,7 @@ def test_dev_mem_read_fails_there_so_the_page_is_mapped():
 
 def test_a_device_that_cannot_map_says_why():
     with pytest.raises(SourceUnavailable, match="mmap /dev/null"):
-        discover("fwcfg", dev_mem="/dev/null")
+        mapped_guid(dev_mem="/dev/null")
 
 
 def kmsg_history() -> int:

@@ -23,11 +23,10 @@ import uuid
 
 import pytest
 
-from cuse_vmgenid.sources import discover
 from vmgenid import tool
 
-from .device import (NODE, REPO, force_from_elsewhere, notify, open_device,
-                     write_guid)
+from .device import (NODE, REPO, force_from_elsewhere, mapped_guid, notify,
+                     open_device, write_guid)
 from .processes import HANG, NOBODY, Child
 from .tool_run import VMGENID, read_status, wait_status
 
@@ -85,7 +84,7 @@ def test_no_guid_in_the_log_the_status_or_vmgenid_status(public_dir,
                                                         daemon_factory,
                                                         tmp_path,
                                                         guid_put_back):
-    with discover("fwcfg") as source:
+    with mapped_guid() as source:
         first = source.read()
         d = start(daemon_factory, public_dir, tmp_path, "--source", "auto")
         new = uuid.uuid4()

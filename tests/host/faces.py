@@ -12,7 +12,16 @@ from cuse_vmgenid.device.errors import check
 
 
 class TestPublisher(Publisher):
+    """replies: a `struct vmgenid_reply_ops *` standing in for libfuse's;
+    it must outlive the publisher."""
     __test__ = False    # not a pytest class
+
+    def __init__(self, *args, replies, **kwargs):
+        self._replies = replies
+        super().__init__(*args, **kwargs)
+
+    def _reply_ops(self):
+        return self._replies
 
     def published_counter(self) -> int:
         """The counter published now (what the state machine adopts)."""

@@ -27,6 +27,8 @@ from cuse_vmgenid.device.state import COUNTER_MAX, GenerationState
 from cuse_vmgenid.device.statefile import StateFile
 from cuse_vmgenid.device.errors import check
 
+from .faces import TestPublisher
+
 
 def encode_counter(value: int) -> bytes:
     return struct.pack("=I", value)
@@ -149,8 +151,8 @@ class StateMachine(GenerationState):
                                    "boot-1")
         self.page = Page(os.path.join(folder.name, "page"))
         self.replies = _Replies()
-        self.publisher = Publisher(self.statefile, self.page, counter,
-                                   replies=self.replies.ops)
+        self.publisher = TestPublisher(self.statefile, self.page, counter,
+                                       replies=self.replies.ops)
         self.published = (_PublishedWithHook(self.publisher) if hookable
                            else self.publisher)
         super().__init__(counter, max_watchers_per_uid, self.published)

@@ -21,6 +21,20 @@ def mapped(path):
         os.close(fd)
 
 
+def descriptors_in(folder) -> list[str]:
+    """This process's open descriptors of files in @folder (or removed
+    from it)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except FileNotFoundError:
+            continue        # listdir's own
+        if target.startswith(f"{folder}/"):
+            found.append(target)
+    return found
+
+
 def value(client):
     return struct.unpack("=I", client[:4])[0]
 
@@ -117,6 +131,14 @@ def test_a_page_replaced_by_mv_is_put_back_and_every_file_sees_stores(
     assert (value(early), value(late)) == (4, 4)
     assert page.replaced() is None
     assert sorted(os.listdir(tmp_path)) == ["page"]     # no temp left
+    # At the daemon's end: every file it wrote closed and unmapped, the
+    # one at its path left holding the last counter for the next start.
+    early.close()
+    late.close()
+    assert descriptors_in(tmp_path)
+    page.close()
+    assert descriptors_in(tmp_path) == []
+    assert value(mapped(page.path)) == 4
 
 
 def test_a_removed_page_is_put_back(tmp_path):

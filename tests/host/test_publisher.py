@@ -101,6 +101,9 @@ class Setup:
     def close(self):
         ffi.release(self.state.c_handle)
         self.pub.close()
+        self.page.close()
+        if self.vmclock is not None:
+            self.vmclock.close()
         self.state_file.close()
 
 

@@ -347,9 +347,14 @@ def test_under_a_kernel_log_flood_by_nobody_each_restore_is_one_bump(
     # The flood outran a reader: the ring overran while the daemon ran.
     [overruns] = lines(out, "OVERRUNS")
     assert int(overruns) > 0
+    # One bump per restore: the watcher woke at 1, 2, 3 (above), and the
+    # log's lines chain from 0 to 3.  The thread publishes; the daemon,
+    # starved by the flood, may take two publications in one line
+    # ("1 -> 3").
     bumps = generations(out)
-    assert [(a, b) for a, b, _ in bumps] == [
-        (i - 1, i) for i in range(1, FLOOD_RESTORES + 1)]
+    assert [b for _, b, _ in bumps][-1] == FLOOD_RESTORES
+    assert [a for a, _, _ in bumps] == [0] + [b for _, b, _ in bumps][:-1]
+    assert all(a < b for a, b, _ in bumps), bumps
     assert all(why.startswith("GUID changed (seen on ")
                for _, _, why in bumps), bumps
     assert lines(out, "COUNTER") == [str(FLOOD_RESTORES)]

@@ -170,8 +170,10 @@ def blocked_in(pid: int, syscalls: tuple[int, ...], tid: int | None = None,
 
 
 def guid_source():
-    from cuse_vmgenid.sources import discover
-    return discover("fwcfg")
+    """The GUID where fw_cfg says it is, mapped as the fwcfg tier maps it."""
+    from cuse_vmgenid.sources import fwcfg
+    from cuse_vmgenid.sources.guid import map_guid
+    return map_guid("fwcfg", fwcfg.locate(), fwcfg.ORIGIN)
 
 
 def page_counter() -> int:
