@@ -2,6 +2,7 @@
 """The daemon: wires the state machine, the CUSE transport, the page, the
 state file and the change sources, and runs the loop on the main thread."""
 
+import errno
 import logging
 import os
 import signal
@@ -13,6 +14,7 @@ from vmgenid import procinfo
 from vmgenid.status import STATUS_SCHEMA, ChangeReason
 
 from ..device import privilege, statefile
+from ..device.errors import DeviceError
 from ..device.page import KeptLink, Page
 from ..device.publisher import Publication, Publisher
 from ..device.session import CuseSession, Served
@@ -272,9 +274,8 @@ class Daemon:
             published = self.publisher.hardware(change.guid,
                                                 not change.reseed)
             if published < 0:
-                log.error("GUID changed but the counter is at its "
-                          "maximum: %s", os.strerror(-published))
-            if published <= 0:
+                return self._at_the_end("GUID changed", why, reason)
+            if published == 0:
                 log.debug("hint (%s): GUID unchanged", LazyWhy(why))
                 return False
             self._published(
@@ -285,10 +286,27 @@ class Daemon:
         # would be a security bug).
         self.publisher.set_guid(None)
         note = change.why
-        self.bump(lambda: f"{note} (seen on {why_text(why)})" if note
-                  else f"hint: {why_text(why)}", reason=reason,
-                  change=change)
+        try:
+            self.bump(lambda: f"{note} (seen on {why_text(why)})" if note
+                      else f"hint: {why_text(why)}", reason=reason,
+                      change=change)
+        except DeviceError as e:
+            if e.errno != errno.EOVERFLOW:
+                raise
+            return self._at_the_end(note or "a change", why, reason)
         return True
+
+    @staticmethod
+    def _at_the_end(what: str, why: Why, reason: ChangeReason) -> bool:
+        """A change due with the counter at 0xffffffff, where it never
+        wraps: VMGENID_NOTIFY's caller is told (EOVERFLOW); a hint nobody
+        waits on (a signal, the source) is one line in the log."""
+        if reason is ChangeReason.NOTIFY:
+            raise DeviceError(errno.EOVERFLOW, "no counter left to bump to")
+        log.error("%s (seen on %s) cannot be published: the counter is at "
+                  "its maximum (%d); reboot (a new boot starts at 0)", what,
+                  why_text(why), COUNTER_MAX)
+        return False
 
     def _persist(self) -> None:
         """The state file with what is published (not a bump: at start and
