@@ -152,10 +152,6 @@ class HookResult:
     name: str
     result: str          # "exit 0", "exit 3", "killed at timeout", ...
 
-    @property
-    def ok(self) -> bool:
-        return self.result == "exit 0"
-
 
 class HookOutput:
     """One hook's standard output and error: a pipe, read from the loop,

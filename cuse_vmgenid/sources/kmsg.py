@@ -33,12 +33,6 @@ def parse_record(record: bytes) -> tuple[int, bool] | None:
     return None if kind < 0 else (seq[0], kind == 1)
 
 
-def is_vmfork_record(record: bytes) -> bool:
-    """True for the kernel's own record whose whole text is VMFORK_LINE."""
-    parsed = parse_record(record)
-    return parsed is not None and parsed[1]
-
-
 class KmsgReader:
     _buffer = None
 

@@ -16,7 +16,7 @@ import pytest
 
 from cuse_vmgenid.sources import SourceUnavailable, acpi, fwcfg, open_source
 from cuse_vmgenid.sources.guid import map_guid
-from cuse_vmgenid.sources.kmsg import KmsgReader, is_vmfork_record
+from cuse_vmgenid.sources.kmsg import KmsgReader, parse_record
 
 from .device import mapped_guid
 
@@ -85,6 +85,12 @@ def test_dev_mem_read_fails_there_so_the_page_is_mapped():
 def test_a_device_that_cannot_map_says_why():
     with pytest.raises(SourceUnavailable, match="mmap /dev/null"):
         mapped_guid(dev_mem="/dev/null")
+
+
+def is_vmfork_record(record: bytes) -> bool:
+    """The kernel's own VM fork record (the thread's parse)."""
+    parsed = parse_record(record)
+    return parsed is not None and parsed[1]
 
 
 def kmsg_history() -> int:

@@ -390,4 +390,5 @@ def test_mapping_permission_denied(tmp_path):
     (b"garbage without a header", False),
 ])
 def test_kmsg_record_matching(record, expected):
-    assert kmsg.is_vmfork_record(record) is expected
+    parsed = kmsg.parse_record(record)
+    assert (parsed is not None and parsed[1]) is expected
