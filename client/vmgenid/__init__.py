@@ -42,7 +42,6 @@ EAGAIN (privilege undecided: call again later) and EOVERFLOW are answers;
 after any other, the next `wait()` sees the daemon gone.
 """
 
-import asyncio
 import builtins
 import errno
 import fcntl
@@ -256,6 +255,7 @@ class Watcher:
         (nothing changes: a later change is still there to wait for);
         otherwise it returns what wait() would, `reopened` set the same
         way, and raises NoDevice and DeviceGone as wait() does."""
+        import asyncio      # here: a program without it never loads it
         loop = asyncio.get_running_loop()
         deadline = _deadline(timeout)
         while True:
@@ -451,6 +451,7 @@ def _open_device(device: str, deadline: Optional[float] = None) -> int:
 async def _open_device_async(device: str,
                              deadline: Optional[float] = None) -> int:
     """_open_device() for asyncio."""
+    import asyncio
     while True:
         try:
             return _open_now(device)

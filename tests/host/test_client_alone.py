@@ -65,3 +65,17 @@ def test_the_block_stops_a_module_that_needs_cffi():
         capture_output=True, text=True, cwd="/")
     assert proc.returncode == 1
     assert "import of _cffi_backend halted" in proc.stderr, proc.stderr
+
+
+def test_the_daemon_loads_no_asyncio_through_the_client():
+    """The daemon imports the client's shared facts (vmgenid.status,
+    .procinfo, ...), so the package's __init__ runs in it: asyncio, which
+    only async_open() needs, cost the daemon 6.8 MiB of RSS at rest
+    (docs/benchmarks.rst, item 6: 24,592 KiB against 17,796 KiB before
+    the client became a package of its own)."""
+    program = ("import sys, cuse_vmgenid.service.cli, vmgenid\n"
+               "print(sorted(m for m in sys.modules\n"
+               "             if m.split('.')[0] in ('asyncio', 'ssl')))")
+    proc = subprocess.run([sys.executable, "-c", program],
+                          capture_output=True, text=True, check=True)
+    assert proc.stdout == "[]\n"
