@@ -123,6 +123,8 @@ def measure(n: int = 20, kernel: str = "6.12", poll_interval_ms: int = 100,
                 bumps = vm.wait_for(r"^BENCH BUMPS total=(\d+) kmsg=(\d+) "
                                     r"poll=(\d+) "
                                     r"other=(\d+)$", timeout=STEP_TIMEOUT)
+                detection = vm.wait_for(r"^BENCH DETECTION (event|poll)$",
+                                        timeout=STEP_TIMEOUT)[1]
                 fired = vm.wait_for(r"^BENCH FIRED n=(\d+) "
                                     r"state=([\d.]+) replied=([\d.]+)$",
                                     timeout=STEP_TIMEOUT)
@@ -146,6 +148,7 @@ def measure(n: int = 20, kernel: str = "6.12", poll_interval_ms: int = 100,
             "guest_kmsg_ms": guest_kmsg_ms,
             "bumps": {"total": int(bumps[1]), "kmsg": int(bumps[2]),
                       "poll": int(bumps[3]), "other": int(bumps[4])},
+            "detection": detection,
             "fired": {"n": int(fired[1]), "state_ms": float(fired[2]),
                       "replied_ms": float(fired[3])},
             "idle": {"pct": float(idle[1]), "ticks": int(idle[2]),
