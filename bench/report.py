@@ -69,8 +69,9 @@ def rows(guest: dict | None, restore: dict | None) -> list[tuple]:
             f"<= {goals.ORCHESTRATE_RATIO:g}",
             _verdict(o["ratio"], goals.ORCHESTRATE_RATIO)))
     if restore:
-        # The event path (no timer) has its own goal (issue #22); a run
-        # saved before the field existed was on the poll path's.
+        # The event path (no timer) has its own goal (issue #22).  A run
+        # saved before the field existed does not say which path it was
+        # on: it is held to the poll path's goal, the stricter.
         goal = (goals.EVENT_RESTORE_RATIO
                 if restore.get("detection") == "event"
                 else goals.RESTORE_RATIO)

@@ -65,9 +65,8 @@ class Range:
 def path(text: str) -> str:
     """A path a command cannot do without (the daemon's --page, --state;
     the hooks' --hooks-dir; the tool's --device, --status-file): '' is
-    refused.  The
-    daemon's optional ones (--status, --page-link, --vmclock-link) take ''
-    for none."""
+    refused.  The daemon's optional ones (--status, --page-link,
+    --vmclock-link) take '' for none."""
     if not text:
         raise argparse.ArgumentTypeError("'' is not a path (this one "
                                          "cannot be none)")

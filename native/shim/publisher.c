@@ -439,15 +439,15 @@ int vmgenid_publisher_bump(struct vmgenid_publisher *pub,
 
 /*
  * The hardware generation now: the GUID at @guid (the hypervisor's page,
- * live), loaded here under the lock and compared
- * with the last one published: one bump per new GUID, whoever looks
- * first.  Loaded here, not by the caller: a caller's copy may be older
- * than what another published meanwhile (a restore can fall between a
- * read and its hand-over), and would count the old GUID as new.  Before
- * anyone wakes, the new GUID is mixed into the kernel RNG and the crng
- * reseeded (the seed's add_device_randomness): two clones of one snapshot
- * share the RNG's state, and a woken reader's first draw must differ.  Not
- * if @kernel_reseeded: the kernel's own driver did (its log line said so).
+ * live), loaded here under the lock and compared with the last one
+ * published: one bump per new GUID, whoever looks first.  Loaded here,
+ * not by the caller: a caller's copy may be older than what another
+ * published meanwhile (a restore can fall between a read and its
+ * hand-over), and would count the old GUID as new.  Before anyone wakes,
+ * the new GUID is mixed into the kernel RNG and the crng reseeded (the
+ * seed's add_device_randomness): two clones of one snapshot share the
+ * RNG's state, and a woken reader's first draw must differ.  Not if
+ * @kernel_reseeded: the kernel's own driver did (its log line said so).
  * @woke: when the caller woke (NULL: now).  1 if it published, 0 if the
  * GUID is the one published, -EOVERFLOW at the counter's end.
  */
