@@ -73,11 +73,10 @@ def test_a_page_value_the_state_file_does_not_back_is_repaired(
 
 def fill(folder: str) -> None:
     """Take every free byte of the file system at @folder."""
-    with open(os.path.join(folder, "filler"), "wb") as f:
+    with open(os.path.join(folder, "filler"), "wb", buffering=0) as f:
         try:
             while True:
                 f.write(bytes(4096))
-                f.flush()
         except OSError as e:
             assert e.errno == errno.ENOSPC, e
 
@@ -92,7 +91,7 @@ def test_a_page_ahead_of_the_state_file_is_never_resumed_below(
     file."""
     folder = str(tmp_path / "run")
     os.mkdir(folder, 0o700)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k,mode=0700",
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700",
                     "vmgenid-full", folder], check=True)
     try:
         state = os.path.join(folder, "state")
