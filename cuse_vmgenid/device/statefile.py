@@ -20,9 +20,10 @@ from .errors import check
 from .state import COUNTER_MAX, MIN_TARGET_MAX
 
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
-# The largest page value a restart with no state file for this boot takes
-# from the page: FORCE_GEN_UPDATE_MIN stops there, and one bump a second
-# would need 68 years to pass it.  A larger one is taken for junk.
+# The largest page value a restart takes from the page (one ahead of the
+# state file of this boot, or with none): FORCE_GEN_UPDATE_MIN stops there,
+# and one bump a second would need 68 years to pass it.  A larger one is
+# taken for junk.
 PAGE_TRUSTED_MAX = MIN_TARGET_MAX
 # What the daemon writes is under 160 bytes (native/shim/statefile.c), its GUID
 # 36 characters.
@@ -133,11 +134,19 @@ def resume(saved: Optional[SavedState], boot_id: str,
            page: Optional[int], page_path: str) -> Resumption:
     """The restart rule, for the state file's @saved state (None: none)
     and the value @page holds (None: the page was just created).  The
-    state file of this boot is the authority: the page is the daemon's
-    output, and a value it does not back is repaired from it.  Only
-    without one is the page read, and then only a value up to
-    PAGE_TRUSTED_MAX (else 0); both count one change."""
+    state file of this boot is the authority, but it may lag the page:
+    clients may have seen a value up to PAGE_TRUSTED_MAX that is ahead of
+    it, so the daemon resumes from that and counts one change; any other
+    value is repaired from the state file.  Without a state file of this
+    boot the page is read the same way (else 0), and a change counted."""
+    trusted = page is not None and page <= PAGE_TRUSTED_MAX
     if saved is not None and saved.boot_id == boot_id:
+        if trusted and page > saved.counter:
+            return Resumption(
+                page, True, "restart: the page is ahead of the state file",
+                f"same boot: {page_path} holds {page}, ahead of the state "
+                f"file's {saved.counter} (a commit of it failed): clients "
+                "may have seen it, resuming from it")
         repair = None
         if page is None:
             repair = (f"same boot: resuming at {saved.counter} (the state "
@@ -150,7 +159,7 @@ def resume(saved: Optional[SavedState], boot_id: str,
         return Resumption(saved.counter, True, None, repair)
     if page is None:
         return Resumption(0, False, None, None)
-    if page > PAGE_TRUSTED_MAX:
+    if not trusted:
         return Resumption(
             0, False, "restart without a state file",
             f"no state file for this boot and {page_path} holds {page}, "

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: MIT
 """The restart rule's counter (docs/interface.rst, "The restart rule"; issue
 20, item 5): the state file of this boot is the authority, the page only
-its output; the page is read only when there is no state file for this
-boot, and then only a value the daemon could have written."""
+its output, read only for a value the daemon could have written: ahead
+of the state file (a commit failed; clients may have seen it) or without
+a state file for this boot.  Never behind what a client saw."""
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,16 +18,38 @@ PAGES = st.one_of(st.none(), COUNTERS)     # None: the page was created
 
 
 @given(COUNTERS, PAGES)
-def test_same_boot_resumes_at_the_state_file_and_repairs_the_rest(saved,
-                                                                  page):
+def test_same_boot_resumes_at_the_state_file_or_the_page_ahead_of_it(
+        saved, page):
     r = resume(SavedState(BOOT, saved), BOOT, page, PAGE)
-    assert (r.counter, r.same_boot, r.bump_why) == (saved, True, None)
+    assert r.same_boot
+    if page is not None and saved < page <= PAGE_TRUSTED_MAX:
+        # Clients may have seen it: resumed from, and a change counted.
+        assert r.counter == page and r.bump_why
+        assert f"holds {page}, ahead of the state file's {saved} " \
+            in r.warning
+        return
+    assert (r.counter, r.bump_why) == (saved, None)
     if page == saved:
         assert r.warning is None
     else:
         # One line, naming both values.
         assert PAGE in r.warning and f"resuming at {saved} " in r.warning
         assert ("missing" if page is None else f"held {page},") in r.warning
+
+
+@given(st.booleans(), COUNTERS, PAGES)
+def test_never_behind_a_counter_clients_could_have_seen(has_state, saved,
+                                                         page):
+    """A page value the daemon could have published (up to
+    PAGE_TRUSTED_MAX) is never served again for another world: the daemon
+    resumes at or above it, and if at it, counts a change unless the state
+    file holds it too (then the change source decides, as after any stop)."""
+    r = resume(SavedState(BOOT, saved) if has_state else None, BOOT, page,
+               PAGE)
+    if page is not None and page <= PAGE_TRUSTED_MAX:
+        assert r.counter >= page
+        if r.counter == page:
+            assert r.bump_why or (has_state and saved == page)
 
 
 def test_a_page_of_all_ones_is_repaired_from_the_state_file():
