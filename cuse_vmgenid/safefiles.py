@@ -49,8 +49,24 @@ def create_exclusive(path: str, mode: int) -> tuple[int, str]:
     return fd, tmp
 
 
+# The random part of unique_name(): 12 lowercase hex digits.
+UNIQUE_BYTES = 6
+HEX_DIGITS = frozenset("0123456789abcdef")
+
+
 def unique_name(path: str) -> str:
     """A name beside path that nothing has (for a symlink: symlink(2)
     never follows or replaces what is there)."""
     folder, name = os.path.split(path)
-    return os.path.join(folder, f".{name}.{os.urandom(6).hex()}.new")
+    return os.path.join(folder,
+                        f".{name}.{os.urandom(UNIQUE_BYTES).hex()}.new")
+
+
+def is_unique_name(path: str, entry: str) -> bool:
+    """Whether @entry, a name in path's folder, is one unique_name(path)
+    makes (never one of another file's, whatever the two names)."""
+    prefix, suffix = f".{os.path.basename(path)}.", ".new"
+    random = entry[len(prefix):len(entry) - len(suffix)]
+    return (entry.startswith(prefix) and entry.endswith(suffix)
+            and len(random) == 2 * UNIQUE_BYTES
+            and HEX_DIGITS.issuperset(random))

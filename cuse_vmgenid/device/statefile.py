@@ -6,7 +6,9 @@ atomically (write, fsync, rename, fsync of the folder), so a crash leaves
 the old file or the new one, never half of either.
 """
 
+import fcntl
 import json
+import logging
 import os
 import stat
 from dataclasses import dataclass
@@ -18,6 +20,8 @@ from .. import safefiles
 from .._cuse import ffi, lib
 from .errors import check
 from .state import COUNTER_MAX, MIN_TARGET_MAX
+
+log = logging.getLogger(__name__)
 
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
 # The largest page value a restart takes from the page (one ahead of the
@@ -177,7 +181,8 @@ class StateFile:
     A bump right after a restore runs where every code path touched for the
     first time costs (under emulation, milliseconds each), and the state
     file comes before the wake-ups: so the folder is opened once, the next
-    temporary file (@path.new) is made ready by prepare() after each bump's
+    temporary file (a name unique to this daemon, locked while it has it:
+    see remove_leftovers()) is made ready by prepare() after each bump's
     wake-ups and filled ahead by stage(), and save() is one call into C
     (native/shim/statefile.c), which the publisher commits to
     (native/shim/publisher.c).
@@ -191,6 +196,7 @@ class StateFile:
         safefiles.private_folder(folder)
         self._dir_fd = os.open(folder,
                                os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        remove_leftovers(self._dir_fd, path)
         # This daemon's own temporary name: C creates it O_EXCL.
         tmp_name = os.path.basename(safefiles.unique_name(path))
         self._sf = lib.vmgenid_statefile_open(self._dir_fd, name.encode(),
@@ -220,9 +226,69 @@ class StateFile:
         lib.vmgenid_statefile_set_vmclock(
             self._sf, vmclock_counter is not None, vmclock_counter or 0)
 
+    def discard(self) -> None:
+        """Remove the next save's temporary file (a later save makes it
+        again): for a daemon that stops before serving."""
+        lib.vmgenid_statefile_discard(self._sf)
+
     def close(self) -> None:
         """After the publisher is gone."""
         lib.vmgenid_statefile_close(self._sf)
         self._sf = ffi.NULL
         os.close(self._dir_fd)
 
+
+# Names listed in remove_leftovers()'s line; the count says the rest.
+LEFTOVERS_NAMED = 8
+
+
+def remove_leftovers(dir_fd: int, path: str) -> None:
+    """The temporary files of the state file @path (in the folder open as
+    @dir_fd) that daemons which did not stop left: killed, or crashed.
+    Only names safefiles.unique_name(path) makes, only regular files, and
+    only those no daemon holds (native/shim/statefile.c locks its own);
+    a symlink is never followed.  One line for what was removed, one for
+    each that could not be."""
+    removed = []
+    for entry in sorted(os.listdir(dir_fd)):
+        if not safefiles.is_unique_name(path, entry):
+            continue
+        try:
+            if _remove_if_dead(dir_fd, entry):
+                removed.append(entry)
+        except OSError as e:
+            log.warning("cannot remove %s, left beside %s by a daemon that "
+                        "did not stop: %s", entry, path, e.strerror)
+    if removed:
+        named = ", ".join(removed[:LEFTOVERS_NAMED])
+        more = len(removed) - LEFTOVERS_NAMED
+        log.info("removed %s left beside %s by %s that did not stop: %s%s",
+                 "1 temporary file" if len(removed) == 1
+                 else f"{len(removed)} temporary files", path,
+                 "a daemon" if len(removed) == 1 else "daemons", named,
+                 f" and {more} more" if more > 0 else "")
+
+
+def _remove_if_dead(dir_fd: int, entry: str) -> bool:
+    """Remove @entry if it is a regular file nobody holds the lock of."""
+    try:
+        st = os.stat(entry, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+                     | os.O_NOCTTY | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False        # gone meanwhile
+    try:
+        if not os.path.samestat(os.fstat(fd), st):
+            return False    # replaced meanwhile: looked at next start
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False    # its daemon runs
+        # Under the lock: a daemon that made the file meanwhile sees it
+        # gone and makes it again.
+        os.unlink(entry, dir_fd=dir_fd)
+        return True
+    finally:
+        os.close(fd)

@@ -55,47 +55,53 @@ class Daemon:
                 log.error("no page link: %s", e)
         self.boot_id = statefile.current_boot_id()
         self.state_file = statefile.StateFile(options.state, self.boot_id)
-        counter, missed = self._resume()
-        self.vmclock_page = self._vmclock_page(counter)
-        # Every bump from here on: one path (publisher.py); what the
-        # source keeps for the restart rule goes with each commit.
-        self.publisher = Publisher(
-            self.state_file, self.page, counter, mark=self.source.mark,
-            vmclock_page=self.vmclock_page,
-            rng_fd=-1 if self._urandom is None else self._urandom)
-        self.state = GenerationState(counter, options.max_watchers_per_uid,
-                                     self.publisher)
-        self.transport = CuseTransport(
-            self.state,
-            bump=lambda why, minimum: self.bump(why, minimum,
-                                                ChangeReason.FORCED),
-            notify=lambda why: self.look(why, ChangeReason.NOTIFY),
-            authorize=lambda caller: privilege.authorize_change(
-                caller.pid, self._reserve),
-            on_ready=self._ready, publisher=self.publisher)
-        self._persist()
-        # The counter resumed from, where readers look (not a bump).
-        self.page.store(counter)
-        if self.vmclock_page is not None:
-            self.vmclock_page.store(counter)
-        self.last_change: Optional[dict] = None
-        # Without --status the report still goes to systemd (STATUS=).
-        self.status = StatusFile(options.status, self._status_report,
-                                 self._watcher_lists,
-                                 self.state.outdated_by_uid,
-                                 published=self._tell_systemd_status)
-        self._systemd_status: Optional[str] = None   # the last STATUS= sent
-        self._started = procinfo.start_time(os.getpid())
-        if missed:
-            why, change = missed
-            if counter >= COUNTER_MAX:
-                raise ValueError(
-                    f"{options.state}: the counter is at its maximum "
-                    f"({counter}), so the change this restart may have "
-                    "missed cannot be published; reboot (a new boot starts "
-                    "at 0)")
-            self.bump(why, reason=ChangeReason.RESTART, change=change)
-        self.source.start(self.publisher)
+        # From here a failure ends the start: the next save's temporary
+        # file, made ready, goes with it.
+        try:
+            counter, missed = self._resume()
+            self.vmclock_page = self._vmclock_page(counter)
+            # Every bump from here on: one path (publisher.py); what the
+            # source keeps for the restart rule goes with each commit.
+            self.publisher = Publisher(
+                self.state_file, self.page, counter, mark=self.source.mark,
+                vmclock_page=self.vmclock_page,
+                rng_fd=-1 if self._urandom is None else self._urandom)
+            self.state = GenerationState(counter, options.max_watchers_per_uid,
+                                         self.publisher)
+            self.transport = CuseTransport(
+                self.state,
+                bump=lambda why, minimum: self.bump(why, minimum,
+                                                    ChangeReason.FORCED),
+                notify=lambda why: self.look(why, ChangeReason.NOTIFY),
+                authorize=lambda caller: privilege.authorize_change(
+                    caller.pid, self._reserve),
+                on_ready=self._ready, publisher=self.publisher)
+            self._persist()
+            # The counter resumed from, where readers look (not a bump).
+            self.page.store(counter)
+            if self.vmclock_page is not None:
+                self.vmclock_page.store(counter)
+            self.last_change: Optional[dict] = None
+            # Without --status the report still goes to systemd (STATUS=).
+            self.status = StatusFile(options.status, self._status_report,
+                                     self._watcher_lists,
+                                     self.state.outdated_by_uid,
+                                     published=self._tell_systemd_status)
+            self._systemd_status: Optional[str] = None   # the last STATUS= sent
+            self._started = procinfo.start_time(os.getpid())
+            if missed:
+                why, change = missed
+                if counter >= COUNTER_MAX:
+                    raise ValueError(
+                        f"{options.state}: the counter is at its maximum "
+                        f"({counter}), so the change this restart may have "
+                        "missed cannot be published; reboot (a new boot starts "
+                        "at 0)")
+                self.bump(why, reason=ChangeReason.RESTART, change=change)
+            self.source.start(self.publisher)
+        except BaseException:
+            self._not_serving()
+            raise
         self._stop = False
         self._next_look: Optional[float] = None
         # transport.c's report: when it may be logged next (None: none
@@ -360,6 +366,13 @@ class Daemon:
         else:
             log.error("the kernel ended the CUSE connection")
 
+    def _not_serving(self) -> None:
+        """A start that fails once the state file is open: the source's
+        thread publishes no more, and the next save's temporary file is
+        removed (a clean stop's close() removes it too)."""
+        self.source.stop()
+        self.state_file.discard()
+
     def _on_signal(self, signum, frame) -> None:
         self._stop = True
 
@@ -376,8 +389,12 @@ class Daemon:
         signal.signal(signal.SIGHUP, self._on_reload)
         hint_signal = HintSignal()
 
-        session = CuseSession(self.options.devname, self.transport,
-                              self.options.fuse_debug)
+        try:
+            session = CuseSession(self.options.devname, self.transport,
+                                  self.options.fuse_debug)
+        except BaseException:
+            self._not_serving()
+            raise
         source_fds = self.source.fds()
         self._next_look = self._look_after(time.monotonic())
         try:

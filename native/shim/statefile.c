@@ -14,7 +14,11 @@
  *
  * The temporary file has a name unique to this daemon and is created
  * with O_EXCL and O_NOFOLLOW: whatever is planted in the folder is never
- * followed or overwritten (a rename replaces the name itself).
+ * followed or overwritten (a rename replaces the name itself).  It is
+ * locked (flock) for as long as the daemon has it open, which ends with
+ * the daemon however it ends: a starting daemon removes the ones of its
+ * state file that nobody holds, which daemons killed before left
+ * (cuse_vmgenid/device/statefile.py).
  *
  * Two writers share it under one lock: the daemon, on every bump, and the
  * GUID poll thread, both through the publisher (publisher.c).  A save of
@@ -27,6 +31,8 @@
 #include <stdio.h>		/* renameat */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>	/* flock */
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "guid.h"
@@ -78,6 +84,30 @@ vmgenid_statefile_open(int dir_fd, const char *name, const char *tmp_name,
 }
 
 /*
+ * The next commit's temporary file, locked; its descriptor or -errno.  A
+ * starting daemon may have taken the lock first and removed the file
+ * (it cannot tell a file just made from a dead daemon's): it is then
+ * made again.  Without a lock (flock failed) the file still serves.
+ */
+static int state_create_tmp(struct vmgenid_statefile *sf)
+{
+	struct stat st;
+	int fd, tries;
+
+	for (tries = 0; tries < 2; tries++) {
+		fd = openat(sf->dir_fd, sf->tmp_name,
+			    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+			    0600);
+		if (fd < 0)
+			return -errno;
+		if (flock(fd, LOCK_EX) || fstat(fd, &st) || st.st_nlink)
+			return fd;
+		close(fd);
+	}
+	return -EAGAIN;
+}
+
+/*
  * The file a commit replaces is held open until the next prepare, which
  * the daemon runs after the wake-ups: so the rename does not free it, and
  * the kernel's freeing (cold code right after a restore, milliseconds
@@ -93,14 +123,22 @@ static int state_prepare_locked(struct vmgenid_statefile *sf)
 		sf->held_fd = openat(sf->dir_fd, sf->name,
 				     O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (sf->tmp_fd < 0) {
-		sf->tmp_fd = openat(sf->dir_fd, sf->tmp_name,
-				    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-				    O_CLOEXEC, 0600);
+		sf->tmp_fd = state_create_tmp(sf);
 		if (sf->tmp_fd < 0)
-			return -errno;
+			return sf->tmp_fd;
 		sf->staged_len = 0;
 	}
 	return 0;
+}
+
+/* Ours, if made: the next prepare makes it again (O_EXCL). */
+static void state_discard_locked(struct vmgenid_statefile *sf)
+{
+	if (sf->tmp_fd < 0)
+		return;
+	unlinkat(sf->dir_fd, sf->tmp_name, 0);
+	close(sf->tmp_fd);
+	sf->tmp_fd = -1;
 }
 
 static char *put_text(char *p, const char *text)
@@ -216,12 +254,7 @@ static int state_commit_locked(struct vmgenid_statefile *sf,
 	if (!err && renameat(sf->dir_fd, sf->tmp_name, sf->dir_fd, sf->name))
 		err = -errno;
 	if (err) {
-		/* Ours, if open: the next prepare makes it again (O_EXCL). */
-		if (sf->tmp_fd >= 0) {
-			unlinkat(sf->dir_fd, sf->tmp_name, 0);
-			close(sf->tmp_fd);
-			sf->tmp_fd = -1;
-		}
+		state_discard_locked(sf);
 		return err;
 	}
 	/* The temporary file is the state file now. */
@@ -304,13 +337,21 @@ int vmgenid_statefile_stage(struct vmgenid_statefile *sf, uint32_t counter,
 	return len < 0 ? len : 0;
 }
 
+/*
+ * Removes the prepared file: a daemon that fails to start, with @sf in
+ * the publisher's hands, leaves none (a later commit makes it again).
+ */
+void vmgenid_statefile_discard(struct vmgenid_statefile *sf)
+{
+	pthread_mutex_lock(&sf->lock);
+	state_discard_locked(sf);
+	pthread_mutex_unlock(&sf->lock);
+}
+
 /* Removes the prepared file (no commit may follow) and frees @sf. */
 void vmgenid_statefile_close(struct vmgenid_statefile *sf)
 {
-	if (sf->tmp_fd >= 0) {
-		close(sf->tmp_fd);
-		unlinkat(sf->dir_fd, sf->tmp_name, 0);
-	}
+	state_discard_locked(sf);
 	if (sf->held_fd >= 0)
 		close(sf->held_fd);
 	if (sf->replaced_fd >= 0)

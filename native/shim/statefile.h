@@ -17,6 +17,7 @@ void vmgenid_statefile_set_vmclock(struct vmgenid_statefile *sf, int present,
 				   uint64_t counter);
 int vmgenid_statefile_stage(struct vmgenid_statefile *sf, uint32_t counter,
 			    const char *guid, int64_t kmsg_seq);
+void vmgenid_statefile_discard(struct vmgenid_statefile *sf);
 void vmgenid_statefile_close(struct vmgenid_statefile *sf);
 
 #endif /* VMGENID_STATEFILE_H */

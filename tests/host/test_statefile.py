@@ -1,13 +1,18 @@
 # SPDX-License-Identifier: MIT
 """The state file: atomic, private, and readable back."""
 
+import fcntl
 import json
+import logging
 import os
 import stat
+import subprocess
 
 import pytest
+from hypothesis import given, strategies as st
 
 from cuse_vmgenid.device.statefile import SavedState, StateFile, load
+from cuse_vmgenid.safefiles import is_unique_name, unique_name
 
 from .faces import save_state, stage_state
 
@@ -110,3 +115,114 @@ def test_planted_symlinks_are_never_followed(tmp_path):
     assert (tmp_path / "state.new").is_symlink()    # not ours: left alone
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "state", "state.new", "victim-state", "victim-state.new"]
+
+
+def own_temporaries(folder) -> list:
+    return sorted(p.name for p in folder.iterdir()
+                  if is_unique_name(str(folder / "state"), p.name))
+
+
+def test_the_prepared_file_is_locked_and_removed_by_close(tmp_path):
+    """A daemon's prepared temporary file is held under a lock a starting
+    daemon cannot take, so another StateFile of the same path leaves it;
+    close() removes it, and discard() too (the next save makes it again)."""
+    path = str(tmp_path / "state")
+    first = StateFile(path, "boot-1")
+    try:
+        assert save_state(first, 1, None) is True
+        first.prepare()
+        (name,) = own_temporaries(tmp_path)
+        fd = os.open(tmp_path / name, os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+        second = StateFile(path, "boot-1")
+        second.close()
+        assert own_temporaries(tmp_path) == [name]
+        assert save_state(first, 2, None) is True
+        first.prepare()
+        assert len(own_temporaries(tmp_path)) == 1
+        first.discard()
+        assert own_temporaries(tmp_path) == []
+        assert save_state(first, 3, None) is True
+        first.prepare()
+    finally:
+        first.close()
+    assert sorted(os.listdir(tmp_path)) == ["state"]
+    assert load(path) == SavedState("boot-1", 3, None)
+
+
+def test_a_new_state_file_removes_only_dead_temporaries(tmp_path, caplog):
+    """What daemons killed before left is removed; the rest is kept: a
+    held (locked) temporary file, another state file's, look-alikes, and
+    a symlink, folder or pipe under the very pattern (never followed)."""
+    victim = tmp_path / "victim"
+    victim.write_text("kept")
+    dead = [".state.000000000000.new", ".state.0123456789ab.new"]
+    for name in dead:
+        (tmp_path / name).write_text('{"counter": 9}')
+    kept = {".state2.0123456789ab.new", ".state.0123456789a.new",
+            ".state.0123456789AB.new", ".state.0123456789ab.new.x",
+            "state.0123456789ab.new", ".state.0123456789ab.old",
+            ".state.held00000000.new"}
+    for name in kept:
+        (tmp_path / name).write_text("kept")
+    os.symlink(victim, tmp_path / ".state.aaaaaaaaaaaa.new")
+    os.mkdir(tmp_path / ".state.bbbbbbbbbbbb.new")
+    os.mkfifo(tmp_path / ".state.cccccccccccc.new")
+    held = tmp_path / ".state.dddddddddddd.new"
+    held.write_text("a live daemon's")
+    kept |= {"victim", ".state.aaaaaaaaaaaa.new", ".state.bbbbbbbbbbbb.new",
+             ".state.cccccccccccc.new", held.name}
+    with open(held) as f, caplog.at_level(logging.INFO):
+        fcntl.flock(f, fcntl.LOCK_EX)
+        StateFile(str(tmp_path / "state"), "boot-1").close()
+    assert sorted(os.listdir(tmp_path)) == sorted(kept)
+    assert victim.read_text() == "kept"
+    assert caplog.messages == [
+        f"removed 2 temporary files left beside {tmp_path}/state by "
+        f"daemons that did not stop: {', '.join(dead)}"]
+
+
+def test_a_temporary_file_that_cannot_be_removed_is_one_line(tmp_path,
+                                                              caplog):
+    """The start goes on: a leftover root cannot remove (immutable) is
+    named in one line, and kept."""
+    leftover = tmp_path / ".state.0123456789ab.new"
+    leftover.write_text("")
+    if subprocess.run(["chattr", "+i", str(leftover)],
+                      capture_output=True).returncode:
+        pytest.skip("no chattr +i here")
+    try:
+        with caplog.at_level(logging.INFO):
+            StateFile(str(tmp_path / "state"), "boot-1").close()
+    finally:
+        subprocess.run(["chattr", "-i", str(leftover)], check=True)
+    assert caplog.messages == [
+        f"cannot remove {leftover.name}, left beside {tmp_path}/state by a "
+        "daemon that did not stop: Operation not permitted"]
+    assert sorted(os.listdir(tmp_path)) == [leftover.name]
+
+
+NAMES = st.text(min_size=1, max_size=30).filter(
+    lambda n: "/" not in n and "\0" not in n)
+
+
+@given(NAMES)
+def test_unique_names_match_their_path_and_only_it(name):
+    path = f"/run/vmgenid/{name}"
+    own = os.path.basename(unique_name(path))
+    assert is_unique_name(path, own)
+    assert not is_unique_name(path, name)
+    for other in {name + "2", name[:-1], "." + name, name + ".x"} - {name}:
+        assert not is_unique_name(f"/run/vmgenid/{other}", own)
+
+
+@given(NAMES, NAMES)
+def test_two_paths_never_share_a_unique_name(a, b):
+    """Whatever two file names: no name is both's (the random part has a
+    fixed length)."""
+    entry = os.path.basename(unique_name(f"/f/{a}"))
+    assert is_unique_name(f"/f/{b}", entry) == (a == b)
