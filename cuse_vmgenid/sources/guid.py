@@ -181,11 +181,9 @@ class GuidSource(Source):
         self._guid.close()
 
 
-def open_tier(name: str, address: int, origin: str,
-              poll_interval_ms: int, dev_mem: str = DEV_MEM) -> GuidSource:
-    """The GUID tier @name for the GUID at @address (found as @origin
-    says); SourceUnavailable says why not."""
-    guid = map_guid(name, address, origin, dev_mem)
+def open_tier(guid: MappedGuid, poll_interval_ms: int) -> GuidSource:
+    """The GUID tier of @guid (fwcfg.py's or acpi.py's mapped_guid()),
+    which it then owns; SourceUnavailable says why not."""
     try:
         kmsg = KmsgReader()
     except OSError as e:

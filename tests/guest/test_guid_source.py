@@ -15,10 +15,8 @@ import uuid
 import pytest
 
 from cuse_vmgenid.sources import SourceUnavailable, acpi, fwcfg, open_source
-from cuse_vmgenid.sources.guid import map_guid
 from cuse_vmgenid.sources.kmsg import KmsgReader, parse_record
-
-from .device import mapped_guid
+from cuse_vmgenid.sources.memory import GuidMapping
 
 EXPECTED = os.environ.get("VMGENID_EXPECTED_GUID")
 FW_CFG_GUID = os.path.join(fwcfg.FW_CFG_DIR, "by_name/etc/vmgenid_guid/raw")
@@ -34,9 +32,7 @@ def test_fwcfg_and_acpi_find_the_same_address():
 
 
 def test_fwcfg_and_acpi_read_the_same_guid():
-    found = acpi.locate()
-    with mapped_guid() as by_fwcfg, \
-            map_guid("acpi", found.address, found.detail) as by_acpi:
+    with fwcfg.mapped_guid() as by_fwcfg, acpi.mapped_guid() as by_acpi:
         guid = by_fwcfg.read()
         assert guid == by_acpi.read()
         assert by_fwcfg.read_bytes() == by_acpi.read_bytes()
@@ -51,7 +47,7 @@ def test_memory_holds_what_qemu_put_in_fw_cfg():
     # its etc/vmgenid_guid blob at boot: same bytes, same order.
     with open(FW_CFG_GUID, "rb") as f:
         blob = f.read()
-    with mapped_guid() as guid:
+    with fwcfg.mapped_guid() as guid:
         assert guid.read_bytes() == blob[GUID_OFFSET:GUID_OFFSET + 16]
         assert guid.read() == str(uuid.UUID(
             bytes_le=blob[GUID_OFFSET:GUID_OFFSET + 16]))
@@ -84,7 +80,7 @@ def test_dev_mem_read_fails_there_so_the_page_is_mapped():
 
 def test_a_device_that_cannot_map_says_why():
     with pytest.raises(SourceUnavailable, match="mmap /dev/null"):
-        mapped_guid(dev_mem="/dev/null")
+        GuidMapping(fwcfg.locate(), "/dev/null")
 
 
 def is_vmfork_record(record: bytes) -> bool:
