@@ -15,8 +15,9 @@ import uuid
 import pytest
 
 from cuse_vmgenid.sources import SourceUnavailable, acpi, fwcfg, open_source
-from cuse_vmgenid.sources.kmsg import KmsgReader, parse_record
+from cuse_vmgenid.sources.kmsg import KmsgReader
 from cuse_vmgenid.sources.memory import GuidMapping
+from tests.kmsgrecords import is_vmfork_record
 
 EXPECTED = os.environ.get("VMGENID_EXPECTED_GUID")
 FW_CFG_GUID = os.path.join(fwcfg.FW_CFG_DIR, "by_name/etc/vmgenid_guid/raw")
@@ -81,12 +82,6 @@ def test_dev_mem_read_fails_there_so_the_page_is_mapped():
 def test_a_device_that_cannot_map_says_why():
     with pytest.raises(SourceUnavailable, match="mmap /dev/null"):
         GuidMapping(fwcfg.locate(), "/dev/null")
-
-
-def is_vmfork_record(record: bytes) -> bool:
-    """The kernel's own VM fork record (the thread's parse)."""
-    parsed = parse_record(record)
-    return parsed is not None and parsed[1]
 
 
 def kmsg_history() -> int:

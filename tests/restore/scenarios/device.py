@@ -299,11 +299,12 @@ def sci_count() -> int:
 def kernel_vmfork_records() -> list[int]:
     """The sequence numbers of the kernel's VM fork records in the ring."""
     from cuse_vmgenid.sources.kmsg import KmsgReader, parse_record
+    from tests.kmsgrecords import is_vmfork_record
     with KmsgReader(from_start=True) as reader:
-        parsed = []
+        records = []
         while (record := reader.read_record()) is not None:
-            parsed.append(parse_record(record))
-    return [p[0] for p in parsed if p and p[1]]
+            records.append(record)
+    return [parse_record(r)[0] for r in records if is_vmfork_record(r)]
 
 
 def status_when(counter: int, timeout: float = 120) -> dict:
