@@ -298,8 +298,8 @@ def sci_count() -> int:
 
 def kernel_vmfork_records() -> list[int]:
     """The sequence numbers of the kernel's VM fork records in the ring."""
-    from cuse_vmgenid.sources.kmsg import KmsgReader, parse_record
-    from tests.kmsgrecords import is_vmfork_record
+    from cuse_vmgenid.sources.kmsg import KmsgReader
+    from tests.kmsgrecords import is_vmfork_record, parse_record
     with KmsgReader(from_start=True) as reader:
         records = []
         while (record := reader.read_record()) is not None:
