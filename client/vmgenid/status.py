@@ -27,7 +27,7 @@ class ChangeReason(enum.Enum):
     FORCED = "forced"       # VMGENID_FORCE_GEN_UPDATE(_MIN)
     NOTIFY = "notify"       # VMGENID_NOTIFY, no GUID to compare
     SIGNAL = "signal"       # SIGUSR1, no GUID to compare
-    HINT = "hint"           # the kernel log or a poll, GUID unreadable
+    HINT = "hint"           # the kernel log or a poll, no GUID to compare
     RESTART = "restart"     # a change may have been missed while down
 
 

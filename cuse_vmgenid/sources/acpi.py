@@ -420,9 +420,14 @@ def locate(devices_dir: str = DEVICES_DIR,
     return resolve_addr(read_tables(tables_dir), device_path)
 
 
+def mapped_guid() -> guid.MappedGuid:
+    """The GUID where the ACPI device's ADDR says it is, mapped;
+    SourceUnavailable says why not."""
+    found = locate()
+    return guid.map_guid("acpi", found.address, f"ACPI {found.detail}")
+
+
 def open_tier(poll_interval_ms: int):
     """The tier acpi: the GUID at the address the ACPI device's ADDR gives
     (guid.py); SourceUnavailable says why not."""
-    found = locate()
-    return guid.open_tier("acpi", found.address, f"ACPI {found.detail}",
-                          poll_interval_ms)
+    return guid.open_tier(mapped_guid(), poll_interval_ms)

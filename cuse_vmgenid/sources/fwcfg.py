@@ -66,7 +66,13 @@ def locate(root: str = FW_CFG_DIR, load: bool = True) -> int:
     return address
 
 
+def mapped_guid() -> guid.MappedGuid:
+    """The GUID where fw_cfg says it is, mapped; SourceUnavailable says
+    why not."""
+    return guid.map_guid("fwcfg", locate(), ORIGIN)
+
+
 def open_tier(poll_interval_ms: int):
     """The tier fwcfg: the GUID at the address fw_cfg gives (guid.py);
     SourceUnavailable says why not."""
-    return guid.open_tier("fwcfg", locate(), ORIGIN, poll_interval_ms)
+    return guid.open_tier(mapped_guid(), poll_interval_ms)

@@ -86,7 +86,7 @@ class GuidSource(Source):
         self._guid = guid
         self._live = guid.view()    # what a look hands the publisher
         self._kmsg = kmsg
-        self._last_read: Optional[bytes] = None
+        self._at_start: Optional[bytes] = None     # restart()'s read
         self._poll_interval_ms = poll_interval_ms
         self.name = guid.name
         event = kmsg is not None and kernel_tells is not None
@@ -104,19 +104,9 @@ class GuidSource(Source):
             raise SourceUnavailable(f"cannot start the GUID poll thread: "
                                     f"{e.strerror}") from None
 
-    def _read(self) -> Optional[bytes]:
-        """The GUID now, or None if it cannot be read (then a change: a
-        missed one would be a security bug)."""
-        try:
-            self._last_read = self._guid.read_bytes()
-        except OSError as e:
-            self._last_read = None
-            log.error("cannot read the GUID: %s", e)
-        return self._last_read
-
     def _look(self, kernel_reseeded: bool, seen_on: str = "") -> Change:
-        if self._read() is None:
-            return Change("GUID unreadable", seen_on=seen_on)
+        """The publisher loads the GUID from the live page under its lock
+        and compares it: a look copies nothing."""
         return Change(None, reseed=not kernel_reseeded, guid=self._live,
                       seen_on=seen_on)
 
@@ -147,19 +137,18 @@ class GuidSource(Source):
         return self._look(False)
 
     def restart(self, saved) -> Optional[Change]:
-        """A GUID other than the saved one (or none readable) is a change
-        missed while the daemon was down."""
-        now = self._read()
-        if now is None:
-            return Change("GUID unreadable")
-        if guid_string(now) != (saved.guid if saved else None):
+        """A GUID other than the saved one is a change missed while the
+        daemon was down.  (A read of the mapped page is a memory load: it
+        cannot fail.)"""
+        self._at_start = self._guid.read_bytes()
+        if guid_string(self._at_start) != (saved.guid if saved else None):
             return Change(None)
         return None
 
     def mark(self) -> Mark:
-        """The GUID of the last read: the publisher's first to compare
-        with."""
-        return Mark(guid=self._last_read)
+        """The GUID read at start: the publisher's first to compare with
+        (from then on it compares with the last one it published)."""
+        return Mark(guid=self._at_start)
 
     def start(self, publisher) -> None:
         self._poller.publish_to(publisher)
@@ -181,11 +170,9 @@ class GuidSource(Source):
         self._guid.close()
 
 
-def open_tier(name: str, address: int, origin: str,
-              poll_interval_ms: int, dev_mem: str = DEV_MEM) -> GuidSource:
-    """The GUID tier @name for the GUID at @address (found as @origin
-    says); SourceUnavailable says why not."""
-    guid = map_guid(name, address, origin, dev_mem)
+def open_tier(guid: MappedGuid, poll_interval_ms: int) -> GuidSource:
+    """The GUID tier of @guid (fwcfg.py's or acpi.py's mapped_guid()),
+    which it then owns; SourceUnavailable says why not."""
     try:
         kmsg = KmsgReader()
     except OSError as e:

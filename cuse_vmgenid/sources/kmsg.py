@@ -23,16 +23,6 @@ VMFORK_LINE = ffi.string(lib.vmgenid_vmfork_line)
 RECORD_MAX = lib.VMGENID_KMSG_RECORD_MAX
 
 
-def parse_record(record: bytes) -> tuple[int, bool] | None:
-    """(sequence number, is it the kernel's VM fork record?) of a record
-    in /dev/kmsg's format "prio,seq,usec,flags;text" then optional
-    " KEY=value" lines; None if it is not in that format.  The parse is
-    native/shim/kmsg.c's, the one the poll thread uses."""
-    seq = ffi.new("int64_t *")
-    kind = lib.vmgenid_kmsg_parse(record, len(record), seq)
-    return None if kind < 0 else (seq[0], kind == 1)
-
-
 class KmsgReader:
     _buffer = None
 

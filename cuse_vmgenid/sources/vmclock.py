@@ -148,8 +148,8 @@ class VmclockSource(Source):
     def check(self, seen_on: str = "") -> Optional[Change]:
         """A change if vm_generation_counter changed since the last one.
         Unreadable (a count held odd, the magic or the flag gone) is taken
-        as a change once, as an unreadable GUID is; the next good read is
-        compared with the last good one."""
+        as a change once; the next good read is compared with the last
+        good one."""
         try:
             now = self._device.read()
             if not now.generation_present:

@@ -10,9 +10,10 @@ import os
 
 import pytest
 
+from cuse_vmgenid.sources import fwcfg
 
 from .daemon_process import DaemonProcess
-from .device import mapped_guid, write_guid
+from .device import write_guid
 from .processes import Child
 
 
@@ -73,7 +74,7 @@ def spawn(daemon):
 def guid_put_back():
     """The GUID QEMU gave, put back after the test (test_guid_source.py
     compares memory with fw_cfg's copy)."""
-    with mapped_guid() as source:
+    with fwcfg.mapped_guid() as source:
         original = source.read_bytes()
     yield
     write_guid(original)

@@ -16,8 +16,6 @@ import subprocess
 import time
 
 from cuse_vmgenid.sources import fwcfg
-from cuse_vmgenid.sources.guid import MappedGuid, map_guid
-from cuse_vmgenid.sources.memory import DEV_MEM
 from vmgenid import ioctls
 
 NODE = "/dev/vmgenid"
@@ -192,12 +190,6 @@ def unknown_ioctls_logged(daemon, expected: int, timeout: float = 30
                 or time.monotonic() > deadline:
             return lines
         time.sleep(0.2)
-
-
-def mapped_guid(dev_mem: str = DEV_MEM) -> MappedGuid:
-    """The GUID where fw_cfg says it is, mapped as the fwcfg tier maps it
-    (without the tier's poll thread)."""
-    return map_guid("fwcfg", fwcfg.locate(), fwcfg.ORIGIN, dev_mem)
 
 
 def write_guid(raw: bytes) -> None:

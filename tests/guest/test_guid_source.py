@@ -15,10 +15,9 @@ import uuid
 import pytest
 
 from cuse_vmgenid.sources import SourceUnavailable, acpi, fwcfg, open_source
-from cuse_vmgenid.sources.guid import map_guid
-from cuse_vmgenid.sources.kmsg import KmsgReader, parse_record
-
-from .device import mapped_guid
+from cuse_vmgenid.sources.kmsg import KmsgReader
+from cuse_vmgenid.sources.memory import GuidMapping
+from tests.kmsgrecords import is_vmfork_record
 
 EXPECTED = os.environ.get("VMGENID_EXPECTED_GUID")
 FW_CFG_GUID = os.path.join(fwcfg.FW_CFG_DIR, "by_name/etc/vmgenid_guid/raw")
@@ -34,9 +33,7 @@ def test_fwcfg_and_acpi_find_the_same_address():
 
 
 def test_fwcfg_and_acpi_read_the_same_guid():
-    found = acpi.locate()
-    with mapped_guid() as by_fwcfg, \
-            map_guid("acpi", found.address, found.detail) as by_acpi:
+    with fwcfg.mapped_guid() as by_fwcfg, acpi.mapped_guid() as by_acpi:
         guid = by_fwcfg.read()
         assert guid == by_acpi.read()
         assert by_fwcfg.read_bytes() == by_acpi.read_bytes()
@@ -51,7 +48,7 @@ def test_memory_holds_what_qemu_put_in_fw_cfg():
     # its etc/vmgenid_guid blob at boot: same bytes, same order.
     with open(FW_CFG_GUID, "rb") as f:
         blob = f.read()
-    with mapped_guid() as guid:
+    with fwcfg.mapped_guid() as guid:
         assert guid.read_bytes() == blob[GUID_OFFSET:GUID_OFFSET + 16]
         assert guid.read() == str(uuid.UUID(
             bytes_le=blob[GUID_OFFSET:GUID_OFFSET + 16]))
@@ -84,13 +81,7 @@ def test_dev_mem_read_fails_there_so_the_page_is_mapped():
 
 def test_a_device_that_cannot_map_says_why():
     with pytest.raises(SourceUnavailable, match="mmap /dev/null"):
-        mapped_guid(dev_mem="/dev/null")
-
-
-def is_vmfork_record(record: bytes) -> bool:
-    """The kernel's own VM fork record (the thread's parse)."""
-    parsed = parse_record(record)
-    return parsed is not None and parsed[1]
+        GuidMapping(fwcfg.locate(), "/dev/null")
 
 
 def kmsg_history() -> int:

@@ -25,8 +25,10 @@ import pytest
 
 from vmgenid import tool
 
-from .device import (NODE, REPO, force_from_elsewhere, mapped_guid, notify,
-                     open_device, write_guid)
+from cuse_vmgenid.sources import fwcfg
+
+from .device import (NODE, REPO, force_from_elsewhere, notify, open_device,
+                     write_guid)
 from .processes import HANG, NOBODY, Child
 from .tool_run import VMGENID, read_status, wait_status
 
@@ -84,7 +86,7 @@ def test_no_guid_in_the_log_the_status_or_vmgenid_status(public_dir,
                                                         daemon_factory,
                                                         tmp_path,
                                                         guid_put_back):
-    with mapped_guid() as source:
+    with fwcfg.mapped_guid() as source:
         first = source.read()
         d = start(daemon_factory, public_dir, tmp_path, "--source", "auto")
         new = uuid.uuid4()

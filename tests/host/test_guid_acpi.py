@@ -20,9 +20,10 @@ from hypothesis import given, strategies as st
 
 from cuse_vmgenid.sources import SourceUnavailable, acpi, aml
 from cuse_vmgenid.sources.acpi import UnsupportedAddrForm
-from cuse_vmgenid.sources import fwcfg, kmsg
+from cuse_vmgenid.sources import fwcfg
 from cuse_vmgenid.sources.memory import GuidMapping, guid_string
 from tests.host.fixtures import aml_asm
+from tests.kmsgrecords import is_vmfork_record
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 QEMU_DIR = os.path.join(FIXTURES, "qemu-7.2-pc")
@@ -390,5 +391,4 @@ def test_mapping_permission_denied(tmp_path):
     (b"garbage without a header", False),
 ])
 def test_kmsg_record_matching(record, expected):
-    parsed = kmsg.parse_record(record)
-    assert (parsed is not None and parsed[1]) is expected
+    assert is_vmfork_record(record) is expected

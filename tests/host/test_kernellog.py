@@ -14,9 +14,10 @@ import pytest
 from hypothesis import given, strategies as st
 
 from cuse_vmgenid.sources import SourceUnavailable, kernellog
-from cuse_vmgenid.sources.kmsg import VMFORK_LINE, KmsgReader, parse_record
+from cuse_vmgenid.sources.kmsg import VMFORK_LINE, KmsgReader
 from cuse_vmgenid.sources.kernellog import KernelLogSource, RecordCounter
 from cuse_vmgenid.device.statefile import SavedState, StateFile, load
+from tests.kmsgrecords import parse_record
 
 from .faces import save_state
 from .test_publisher import Setup, req, u32

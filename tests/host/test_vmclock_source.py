@@ -89,8 +89,8 @@ def test_a_live_migration_is_not_a_change_of_generation(tmp_path):
 
 def test_a_torn_update_is_one_conservative_change(tmp_path):
     """seq_count held odd: no consistent read within the retries.  Taken
-    as a change once (as an unreadable GUID is), not once per look; the
-    next good read is compared with the last good one."""
+    as a change once, not once per look; the next good read is compared
+    with the last good one."""
     dev = Device(tmp_path, counter=5)
     source = dev.source()
     dev.begin()

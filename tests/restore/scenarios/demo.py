@@ -19,12 +19,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from device import orchestrator, poller, start_reader  # noqa: E402
 from guestlib import (SYSCALL_POLL, SYSCALL_PPOLL, SYSCALL_READ,
                       Daemon, blocked_in,  # noqa: E402
-                      guid_source, page_counter, say)
+                      page_counter, say)
+from cuse_vmgenid.sources import fwcfg  # noqa: E402
 
 
 def main() -> int:
     daemon = Daemon.start("--log-level", "info")
-    say("GUID", guid_source().read())
+    say("GUID", fwcfg.mapped_guid().read())
     watcher = start_reader("WATCHER")
     results: dict = {}
     waiting = threading.Event()
@@ -47,7 +48,7 @@ def main() -> int:
     for t in threads:
         t.join(180)
     daemon.wait_line(r"generation \d+ -> \d+", timeout=60)
-    say("GUID", guid_source().read())
+    say("GUID", fwcfg.mapped_guid().read())
     say("COUNTER", page_counter())
     daemon.terminate()
     say("DONE")

@@ -24,8 +24,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from guestlib import (SYSCALL_POLL, SYSCALL_PPOLL, SYSCALL_READ,  # noqa: E402
-                      Daemon, Relay, blocked_in, errname, guid_source,
-                      native, page_counter, say)
+                      Daemon, Relay, blocked_in, errname, native,
+                      page_counter, say)
+from cuse_vmgenid.sources import fwcfg  # noqa: E402
 from tests.guest.device import (ack, open_device, outdated,  # noqa: E402
                                 read_counter, wait_watchers)
 
@@ -157,7 +158,7 @@ def main_scenario() -> int:
     then with a new one (one bump: every kind of client wakes)."""
     say("KERNEL_DRIVER", "bound" if kernel_driver_bound() else "none")
     daemon = Daemon.start()
-    say("GUID", guid_source().read())
+    say("GUID", fwcfg.mapped_guid().read())
     reader = start_reader()
     results: dict = {}
     waiting = threading.Event()
@@ -190,7 +191,7 @@ def main_scenario() -> int:
     for t in threads:
         t.join(180)
     wait_hints_after_bump(daemon, bump_at)
-    say("GUID", guid_source().read())
+    say("GUID", fwcfg.mapped_guid().read())
     say("COUNTER", page_counter())
     show_as_nobody(page_counter())
     daemon.terminate()
@@ -218,7 +219,7 @@ def clones_scenario(driver: str = "bound") -> int:
     if driver == "unbound":
         unbind_kernel_driver()
     daemon = Daemon.start()
-    say("GUID", guid_source().read())
+    say("GUID", fwcfg.mapped_guid().read())
     # On one CPU: the kernel's per-CPU RNG state is the same in both clones
     # only for the same CPU (a fair test of "was the RNG reseeded?").
     app = Relay("APP", ["taskset", "-c", "0", sys.executable,
@@ -233,7 +234,7 @@ def clones_scenario(driver: str = "bound") -> int:
     reader.wait(timeout=3600)       # woken in a clone
     daemon.wait_line(r"generation \d+ -> \d+", timeout=60)
     app.wait_line(r"^ACK \d+$", timeout=120)
-    say("GUID", guid_source().read())
+    say("GUID", fwcfg.mapped_guid().read())
     say("COUNTER", page_counter())
     say("APP_EXIT", app.stop())
     daemon.terminate()
@@ -246,7 +247,7 @@ def restart_scenario() -> int:
     at the restore); then a restore while the daemon is down (one bump
     when it starts again, from the counter it had)."""
     daemon = Daemon.start()
-    source = guid_source()
+    source = fwcfg.mapped_guid()
     say("GUID", source.read())
     daemon.terminate()
     daemon = Daemon.start()         # a same-boot restart
@@ -297,12 +298,13 @@ def sci_count() -> int:
 
 def kernel_vmfork_records() -> list[int]:
     """The sequence numbers of the kernel's VM fork records in the ring."""
-    from cuse_vmgenid.sources.kmsg import KmsgReader, parse_record
+    from cuse_vmgenid.sources.kmsg import KmsgReader
+    from tests.kmsgrecords import is_vmfork_record, parse_record
     with KmsgReader(from_start=True) as reader:
-        parsed = []
+        records = []
         while (record := reader.read_record()) is not None:
-            parsed.append(parse_record(record))
-    return [p[0] for p in parsed if p and p[1]]
+            records.append(record)
+    return [parse_record(r)[0] for r in records if is_vmfork_record(r)]
 
 
 def status_when(counter: int, timeout: float = 120) -> dict:

@@ -169,13 +169,6 @@ def blocked_in(pid: int, syscalls: tuple[int, ...], tid: int | None = None,
     return False
 
 
-def guid_source():
-    """The GUID where fw_cfg says it is, mapped as the fwcfg tier maps it."""
-    from cuse_vmgenid.sources import fwcfg
-    from cuse_vmgenid.sources.guid import map_guid
-    return map_guid("fwcfg", fwcfg.locate(), fwcfg.ORIGIN)
-
-
 def page_counter() -> int:
     with open(PAGE, "rb") as f:
         return struct.unpack("=I", f.read(4))[0]

@@ -14,7 +14,6 @@ import sys
 import time
 
 from cuse_vmgenid.sources import fwcfg
-from cuse_vmgenid.sources.guid import map_guid
 
 FORK = "crng reseeded due to virtual machine fork"
 
@@ -25,7 +24,7 @@ def forks():
     return [line for line in log.splitlines() if FORK in line]
 
 
-mapped = map_guid("fwcfg", fwcfg.locate(), fwcfg.ORIGIN)
+mapped = fwcfg.mapped_guid()
 first = mapped.read()
 at_boot = len(forks())
 print("READY", first, "forks", at_boot, flush=True)
