@@ -12,25 +12,32 @@ never what it points to.
 import os
 import stat
 import tempfile
+from typing import Optional
 
 
 class UnsafeFolder(ValueError):
     """A folder the daemon will not keep its files in."""
 
 
+def others_can_write(st: os.stat_result) -> Optional[str]:
+    """Why someone but the daemon could write the file or folder of @st
+    (its owner, or a mode writable by group or others), or None."""
+    if st.st_uid != os.geteuid():
+        return (f"owned by uid {st.st_uid}, not by the daemon "
+                f"(uid {os.geteuid()})")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"writable by others (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
+
+
 def private_folder(folder: str) -> None:
     """Make folder (0755) if missing; raise UnsafeFolder unless it is the
     daemon's own and only it can write there."""
     os.makedirs(folder, mode=0o755, exist_ok=True)
-    st = os.stat(folder)
-    if st.st_uid != os.geteuid():
-        raise UnsafeFolder(f"{folder} is owned by uid {st.st_uid}, not by "
-                           f"the daemon (uid {os.geteuid()}): give it to "
-                           "root, or choose another folder")
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise UnsafeFolder(f"{folder} is writable by others (mode "
-                           f"{stat.S_IMODE(st.st_mode):o}): chmod go-w it, "
-                           "or choose another folder")
+    why = others_can_write(os.stat(folder))
+    if why:
+        raise UnsafeFolder(f"{folder} is {why}: give it to root and chmod "
+                           "go-w it, or choose another folder")
 
 
 def create_exclusive(path: str, mode: int) -> tuple[int, str]:
@@ -70,3 +77,11 @@ def is_unique_name(path: str, entry: str) -> bool:
     return (entry.startswith(prefix) and entry.endswith(suffix)
             and len(random) == 2 * UNIQUE_BYTES
             and HEX_DIGITS.issuperset(random))
+
+
+def is_some_unique_name(name: str) -> bool:
+    """Whether @name is one unique_name() makes for some path: a start
+    takes such a file, unlocked, for a dead daemon's (statefile.py)."""
+    tail = len(".") + 2 * UNIQUE_BYTES + len(".new")
+    stem = name[1:len(name) - tail]
+    return bool(stem) and name.startswith(".") and is_unique_name(stem, name)

@@ -8,8 +8,9 @@ with one aligned 32-bit atomic store (native/shim/page.c).
 
 A page someone cut short (a careless `truncate`) is repaired in place,
 never a reason to stop: at start, and at every store (native/shim/page.c).  A
-name in its place that is not a regular file (a planted symlink) is
-replaced by a new page, never followed.
+name in its place that is not a regular file (a planted symlink), or a
+file someone but the daemon could write, is replaced by a new page at
+start, never followed or read.
 
 A page replaced at its path (`mv new page`) or removed is noticed by
 replaced(), which the daemon runs after each publication: a new file of
@@ -83,12 +84,21 @@ class Page:
             log.error("%s is not a regular file (%s): a new page replaces "
                       "it", path, e.strerror)
             return None
-        if stat.S_ISREG(os.fstat(fd).st_mode):
-            os.set_blocking(fd, True)
-            return fd
-        os.close(fd)
-        log.error("%s is not a regular file: a new page replaces it", path)
-        return None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            log.error("%s is not a regular file: a new page replaces it",
+                      path)
+            return None
+        # A restart may resume from the page: only the daemon may write it.
+        why = safefiles.others_can_write(st)
+        if why:
+            os.close(fd)
+            log.error("%s is %s: its value is not taken, and a new page "
+                      "replaces it", path, why)
+            return None
+        os.set_blocking(fd, True)
+        return fd
 
     @staticmethod
     def _create(path: str) -> int:

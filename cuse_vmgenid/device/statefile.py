@@ -27,8 +27,18 @@ BOOT_ID = "/proc/sys/kernel/random/boot_id"
 # The largest page value a restart takes from the page (one ahead of the
 # state file of this boot, or with none): FORCE_GEN_UPDATE_MIN stops there,
 # and one bump a second would need 68 years to pass it.  A larger one is
-# taken for junk.
+# taken for junk, unless the state file is past it too (root's
+# FORCE_GEN_UPDATE_MIN took the counter there): then only a page from
+# which no change could be counted is (0xffffffff, 0xff bytes).
 PAGE_TRUSTED_MAX = MIN_TARGET_MAX
+
+
+def page_limit(saved_counter: Optional[int]) -> int:
+    """The largest page value taken, for a state file of this boot holding
+    @saved_counter (None: none)."""
+    if saved_counter is None or saved_counter < PAGE_TRUSTED_MAX:
+        return PAGE_TRUSTED_MAX
+    return COUNTER_MAX - 1
 # What the daemon writes is under 160 bytes (native/shim/statefile.c), its GUID
 # 36 characters.
 STATE_MAX = 4096
@@ -139,12 +149,14 @@ def resume(saved: Optional[SavedState], boot_id: str,
     """The restart rule, for the state file's @saved state (None: none)
     and the value @page holds (None: the page was just created).  The
     state file of this boot is the authority, but it may lag the page:
-    clients may have seen a value up to PAGE_TRUSTED_MAX that is ahead of
-    it, so the daemon resumes from that and counts one change; any other
+    clients may have seen a value up to page_limit() that is ahead of it,
+    so the daemon resumes from that and counts one change; any other
     value is repaired from the state file.  Without a state file of this
     boot the page is read the same way (else 0), and a change counted."""
-    trusted = page is not None and page <= PAGE_TRUSTED_MAX
-    if saved is not None and saved.boot_id == boot_id:
+    same_boot = saved is not None and saved.boot_id == boot_id
+    trusted = page is not None and page <= page_limit(
+        saved.counter if same_boot else None)
+    if same_boot:
         if trusted and page > saved.counter:
             return Resumption(
                 page, True, "restart: the page is ahead of the state file",

@@ -5,12 +5,12 @@ import argparse
 import logging
 import sys
 
-from vmgenid.options import OneLineParser, path, with_span
+from vmgenid.options import OneLineParser, with_span
 from vmgenid.status import DEFAULT_PATH as DEFAULT_STATUS
 
 from .journal import log_to_stderr
 from .options import (DEVNAME_RULE, MAX_WATCHERS_PER_UID, MODE,
-                      POLL_INTERVAL_MS, devname)
+                      POLL_INTERVAL_MS, daemon_file, devname)
 from ..sources import SOURCE_CHOICES
 from ..version import __version__
 
@@ -28,7 +28,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    metavar="NAME",
                    help=f"node name under /dev: {DEVNAME_RULE} "
                         "(default: %(default)s)")
-    p.add_argument("--page", type=path, default="/run/vmgenid/page",
+    p.add_argument("--page", type=daemon_file, default="/run/vmgenid/page",
                    help="the counter page file (default: %(default)s)")
     p.add_argument("--page-link", metavar="PATH",
                    help="also expose the page at PATH, as a symlink (for "
@@ -39,7 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "beside --page and expose it at PATH, as a symlink "
                         "(for libraries that map /dev/vmclock0); a real "
                         "VMClock device there is left alone; '' for none")
-    p.add_argument("--state", type=path, default="/run/vmgenid/state",
+    p.add_argument("--state", type=daemon_file, default="/run/vmgenid/state",
                    help="the state file (default: %(default)s)")
     p.add_argument("--status", default=DEFAULT_STATUS,
                    help="the status file `vmgenid status` reads, mode 0644; "

@@ -12,9 +12,12 @@ pages and README state the same span.
 """
 
 import argparse
+import os
 import re
 
-from vmgenid.options import ONE_DAY_S, Range
+from vmgenid.options import ONE_DAY_S, Range, path
+
+from .. import safefiles
 
 # -- cuse-vmgenid-hooks -----------------------------------------------------
 
@@ -48,4 +51,16 @@ def devname(text: str) -> str:
         shown = text if len(text) <= DEVNAME_MAX else text[:DEVNAME_MAX] + "..."
         raise argparse.ArgumentTypeError(
             f"{shown!r} is not a name under /dev: {DEVNAME_RULE}")
+    return text
+
+
+def daemon_file(text: str) -> str:
+    """--page, --state: a path whose name is not shaped like the state
+    file's temporary files (.NAME.<12 hex digits>.new), which a start
+    removes when no daemon holds them."""
+    text = path(text)
+    if safefiles.is_some_unique_name(os.path.basename(text)):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is named like a temporary file of the daemon "
+            "(.NAME.<12 hex digits>.new), which a start may remove")
     return text

@@ -9,11 +9,17 @@ later, while those that mapped the old one keep seeing changes."""
 
 import mmap
 import os
+import shutil
 import struct
+import subprocess
+import tempfile
 import time
 
-from .device import bump, page_counter
-from .processes import HANG
+import pytest
+
+from .daemon_process import DaemonProcess
+from .device import bump, force_min, open_device, page_counter
+from .processes import HANG, NOBODY
 from .test_daemon_lifecycle import restart, saved_state, wait_log
 from .test_page_link import mapped_counter
 from .test_vmclock_link import reading
@@ -79,6 +85,18 @@ def test_a_page_root_wrote_ahead_of_the_state_file_is_resumed_above(
     assert page_counter(second) == 6        # 5, and the restart's change
 
 
+def remove_prepared(folder) -> None:
+    """Root clears the daemon's folder of the file the next commit of the
+    state file is renamed from: that commit fails (logged)."""
+    deadline = time.monotonic() + HANG
+    while not (litter := [n for n in os.listdir(folder)
+                          if n.startswith(".state.")]):
+        assert time.monotonic() < deadline, os.listdir(folder)
+        time.sleep(0.02)
+    for name in litter:
+        os.unlink(os.path.join(folder, name))
+
+
 def test_a_page_ahead_of_the_state_file_is_never_resumed_below(
         daemon_factory, tmp_path):
     """Root clears what looks like litter from the daemon's folder: the
@@ -90,10 +108,7 @@ def test_a_page_ahead_of_the_state_file_is_never_resumed_below(
     from the older state file."""
     first = daemon_factory()
     assert bump() == 1
-    litter = [n for n in os.listdir(tmp_path) if n.startswith(".state.")]
-    assert litter
-    for name in litter:
-        os.unlink(tmp_path / name)
+    remove_prepared(tmp_path)
     assert bump() == 2
     wait_log(first, f"cannot write {first.state}")
     assert saved_state(first)["counter"] == 1          # behind the page
@@ -105,6 +120,78 @@ def test_a_page_ahead_of_the_state_file_is_never_resumed_below(
     assert page_counter(second) == 3, second.log()
     assert saved_state(second)["counter"] == 3
     assert bump() == 4
+
+
+def test_past_0x7fffffff_a_page_ahead_is_never_resumed_below(
+        daemon_factory, tmp_path):
+    """Root's FORCE_GEN_UPDATE_MIN took the counter to 0x7fffffff and on
+    past it; then a commit fails and the daemon is killed.  Clients saw
+    0x80000001: the restart resumes from it, not from the state file's
+    0x80000000 (whose one change would publish 0x80000001 again)."""
+    first = daemon_factory()
+    fd = open_device()
+    try:
+        assert force_min(fd, 0x7FFFFFFF) == 0
+    finally:
+        os.close(fd)
+    assert bump() == 0x80000000
+    remove_prepared(tmp_path)
+    assert bump() == 0x80000001
+    wait_log(first, f"cannot write {first.state}")
+    assert saved_state(first)["counter"] == 0x80000000
+    first.kill()
+    assert first.wait_node_gone()
+
+    second = restart(daemon_factory, 2)
+    assert page_counter(second) == 0x80000002, second.log()
+
+
+@pytest.fixture
+def run_folder():
+    """A daemon folder as /run/vmgenid is: root's, mode 0755, so that
+    clients (and nobody) reach the page in it."""
+    folder = tempfile.mkdtemp(prefix="vmgenid-page.", dir="/run")
+    os.chmod(folder, 0o755)
+    started = []
+    yield folder, started
+    for d in started:
+        assert d.stop() == 0
+    shutil.rmtree(folder)
+
+
+def test_a_page_nobody_owns_is_replaced_and_never_read(run_folder):
+    """A careless root leaves a page file in the daemon's folder that is
+    nobody's (a copy restored with its owner).  A restart may resume from
+    a page ahead of the state file, so nobody could move the counter by
+    writing it: the daemon replaces such a file at start, unread."""
+    folder, started = run_folder
+    page = os.path.join(folder, "page")
+    with open(page, "wb") as f:
+        f.write(bytes(4096))
+    os.chown(page, 65534, 65534)
+    os.chmod(page, 0o644)
+    first = DaemonProcess(folder).start()
+    started.append(first)
+    wait_log(first, f"{page} is owned by uid 65534")
+    st = os.stat(page)
+    assert (st.st_uid, st.st_mode & 0o777) == (0, 0o444)
+    counter = page_counter(first)
+    # nobody can no longer write the page at its path.
+    tries = subprocess.run(
+        [*NOBODY, "/usr/bin/python3", "-c",
+         "import os, struct, sys\n"
+         "fd = os.open(sys.argv[1], os.O_WRONLY)\n"
+         "os.pwrite(fd, struct.pack('=I', 1000), 0)\n", page],
+        capture_output=True, text=True, timeout=HANG)
+    assert tries.returncode != 0 and "PermissionError" in tries.stderr
+    assert first.stop() == 0 and first.wait_node_gone()
+
+    second = DaemonProcess(folder)
+    started.append(second)
+    second.start()
+    wait_log(second, "cuse-vmgenid: INFO serving", 2)
+    # The restart's one change (source none), from the state file's.
+    assert page_counter(second) == counter + 1, second.log()
 
 
 def wait_counter(path: str, counter: int, read=mapped_counter) -> None:

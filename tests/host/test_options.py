@@ -14,6 +14,7 @@ import select
 import pytest
 from hypothesis import example, given, strategies as st
 
+from cuse_vmgenid import safefiles
 from cuse_vmgenid.service import options
 from cuse_vmgenid.service import cli, daemon
 from cuse_vmgenid.service import hooks
@@ -172,7 +173,7 @@ def path_options(parser: argparse.ArgumentParser, before=()) -> list:
         if isinstance(action, argparse._SubParsersAction):
             for name, sub in subcommands(parser).items():
                 found += path_options(sub, (name,))
-        elif action.type is client_options.path:
+        elif action.type in (client_options.path, options.daemon_file):
             found.append((before, action))
     return found
 
@@ -201,6 +202,22 @@ def test_a_path_that_cannot_be_none_is_never_empty(parse_args, prog, before,
     else:
         assert failed is not None and failed[0] == 2
         assert len(failed[1].splitlines()) == 1, failed[1]
+
+
+@pytest.mark.parametrize("option", ["--page", "--state"])
+@given(name=st.text(st.characters(blacklist_characters="/\0"), min_size=1,
+                    max_size=20))
+def test_a_daemon_file_named_like_a_temporary_file_is_refused(option, name):
+    """A start removes unlocked files shaped like the state file's
+    temporary files (statefile.remove_leftovers): none of the daemon's own
+    files may have such a name."""
+    temporary = safefiles.unique_name(f"/run/vmgenid/{name}")
+    parsed, failed = parse(cli.parse_args, [option, temporary])
+    assert failed is not None and failed[0] == 2, parsed
+    assert len(failed[1].splitlines()) == 1 and "temporary" in failed[1]
+    if not safefiles.is_some_unique_name(name):
+        assert parse(cli.parse_args,
+                     [option, f"/run/vmgenid/{name}"])[1] is None
 
 
 @pytest.mark.parametrize("option,value", [("--hooks-dir", "/etc/x"),

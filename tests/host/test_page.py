@@ -9,6 +9,8 @@ import os
 import struct
 import threading
 
+import pytest
+
 from cuse_vmgenid.device.page import MAX_FILES, PAGE_SIZE, Page
 
 
@@ -101,6 +103,28 @@ def test_symlink_at_the_page_is_replaced_not_followed(tmp_path, caplog):
     assert victim.read_bytes() == b"x" * 10
     assert not path.is_symlink() and page.created and page.load() == 9
     assert "not a regular file" in caplog.text
+
+
+@pytest.mark.parametrize("owner, mode", [(65534, 0o444), (0, 0o666),
+                                         (0, 0o464)])
+def test_a_page_others_could_write_is_replaced_not_read(tmp_path, caplog,
+                                                         owner, mode):
+    """A restart may resume from a page ahead of the state file, so a page
+    someone but the daemon could have written is never taken: its value
+    is not read, and a new page of the daemon's own replaces it."""
+    path = tmp_path / "page"
+    path.write_bytes(struct.pack("=I", 1000) + bytes(PAGE_SIZE - 4))
+    os.chown(path, owner, owner)
+    os.chmod(path, mode)
+    theirs = os.stat(path)
+    with caplog.at_level(logging.ERROR):
+        page = Page(str(path))
+    assert page.created and page.load() == 0
+    mine = os.stat(path)
+    assert mine.st_ino != theirs.st_ino
+    assert (mine.st_uid, mine.st_mode & 0o777) == (0, 0o444)
+    assert path.read_bytes()[:4] == bytes(4)
+    assert "its value is not taken" in caplog.text
 
 
 # -- a page replaced at its path (issue 20, item 6) --------------------------

@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cuse_vmgenid.device.state import COUNTER_MAX
-from cuse_vmgenid.device.statefile import PAGE_TRUSTED_MAX, SavedState, resume
+from cuse_vmgenid.device.statefile import (PAGE_TRUSTED_MAX, SavedState,
+                                           page_limit, resume)
 
 BOOT = "boot-1"
 PAGE = "/run/vmgenid/page"
@@ -22,7 +23,7 @@ def test_same_boot_resumes_at_the_state_file_or_the_page_ahead_of_it(
         saved, page):
     r = resume(SavedState(BOOT, saved), BOOT, page, PAGE)
     assert r.same_boot
-    if page is not None and saved < page <= PAGE_TRUSTED_MAX:
+    if page is not None and saved < page <= page_limit(saved):
         # Clients may have seen it: resumed from, and a change counted.
         assert r.counter == page and r.bump_why
         assert f"holds {page}, ahead of the state file's {saved} " \
@@ -40,16 +41,30 @@ def test_same_boot_resumes_at_the_state_file_or_the_page_ahead_of_it(
 @given(st.booleans(), COUNTERS, PAGES)
 def test_never_behind_a_counter_clients_could_have_seen(has_state, saved,
                                                          page):
-    """A page value the daemon could have published (up to
-    PAGE_TRUSTED_MAX) is never served again for another world: the daemon
-    resumes at or above it, and if at it, counts a change unless the state
-    file holds it too (then the change source decides, as after any stop)."""
+    """A page value the daemon could have published (up to page_limit())
+    is never served again for another world: the daemon resumes at or
+    above it, and if at it, counts a change unless the state file holds it
+    too (then the change source decides, as after any stop)."""
     r = resume(SavedState(BOOT, saved) if has_state else None, BOOT, page,
                PAGE)
-    if page is not None and page <= PAGE_TRUSTED_MAX:
+    if page is not None and page <= page_limit(saved if has_state
+                                               else None):
         assert r.counter >= page
         if r.counter == page:
             assert r.bump_why or (has_state and saved == page)
+
+
+def test_past_0x7fffffff_a_page_ahead_is_resumed_from_but_never_all_ones():
+    """Root's FORCE_GEN_UPDATE_MIN took the counter past 0x7fffffff, then
+    a commit failed: the page ahead is what clients saw.  Only 0xffffffff,
+    from which no change could be counted, is repaired."""
+    r = resume(SavedState(BOOT, 0x80000000), BOOT, 0x80000001, PAGE)
+    assert (r.counter, bool(r.bump_why)) == (0x80000001, True)
+    r = resume(SavedState(BOOT, 0x80000000), BOOT, 0xFFFFFFFF, PAGE)
+    assert (r.counter, r.bump_why) == (0x80000000, None)
+    assert "held 4294967295, which the state file does not back" in r.warning
+    r = resume(SavedState(BOOT, 5), BOOT, 0x80000000, PAGE)
+    assert (r.counter, r.bump_why) == (5, None)
 
 
 def test_a_page_of_all_ones_is_repaired_from_the_state_file():
