@@ -81,19 +81,20 @@ def test_a_page_root_wrote_ahead_of_the_state_file_is_resumed_above(
 
 def test_a_page_ahead_of_the_state_file_is_never_resumed_below(
         daemon_factory, tmp_path):
-    """Root clears what looks like litter from the daemon's folder: the
-    temporary file the next commit of the state file is renamed from, so
-    that commit fails.  The daemon publishes anyway (a missed wake-up is
-    worse; it logs the error) and is killed before a commit succeeds.
-    Clients saw the page's value: a restarted daemon must not serve it
-    again for another world, so it resumes above it (one change), not
-    from the older state file."""
+    """Root puts a folder of its own at the name of the temporary file
+    the next commit of the state file is renamed from (a restore of the
+    daemon's folder), so that commit fails.  The daemon publishes anyway
+    (a missed wake-up is worse; it logs the error) and is killed before a
+    commit succeeds.  Clients saw the page's value: a restarted daemon
+    must not serve it again for another world, so it resumes above it
+    (one change), not from the older state file."""
     first = daemon_factory()
     assert bump() == 1
     litter = [n for n in os.listdir(tmp_path) if n.startswith(".state.")]
     assert litter
     for name in litter:
         os.unlink(tmp_path / name)
+        os.mkdir(tmp_path / name)
     assert bump() == 2
     wait_log(first, f"cannot write {first.state}")
     assert saved_state(first)["counter"] == 1          # behind the page
