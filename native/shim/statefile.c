@@ -14,7 +14,8 @@
  *
  * The temporary file has a name unique to this daemon and is created
  * with O_EXCL and O_NOFOLLOW: whatever is planted in the folder is never
- * followed or overwritten (a rename replaces the name itself).  It is
+ * followed or overwritten, and a commit renames its name only while that
+ * still is the file it wrote (a rename moves the name itself).  It is
  * locked (flock) for as long as the daemon has it open, which ends with
  * the daemon however it ends: a starting daemon removes the ones of its
  * state file that nobody holds, which daemons killed before left
@@ -45,6 +46,8 @@ struct vmgenid_statefile {
 	pthread_mutex_t lock;
 	int dir_fd;
 	int tmp_fd;			/* the next commit's file, or -1 */
+	dev_t tmp_dev;			/* and its identity */
+	ino_t tmp_ino;
 	int held_fd;			/* the file it replaces, or -1 */
 	int replaced_fd;		/* the file the last commit replaced */
 	char name[NAME_MAX + 1];
@@ -88,23 +91,55 @@ vmgenid_statefile_open(int dir_fd, const char *name, const char *tmp_name,
  * starting daemon may have taken the lock first and removed the file
  * (it cannot tell a file just made from a dead daemon's): it is then
  * made again.  Without a lock (flock failed) the file still serves.
+ *
+ * Whatever else is at the name, which is this daemon's own, was put
+ * there (root, a restore of the folder): it is removed, never followed.
  */
 static int state_create_tmp(struct vmgenid_statefile *sf)
 {
 	struct stat st;
-	int fd, tries;
+	int fd, err, locked, tries;
 
 	for (tries = 0; tries < 2; tries++) {
 		fd = openat(sf->dir_fd, sf->tmp_name,
 			    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 			    0600);
+		if (fd < 0 && errno == EEXIST && !tries) {
+			unlinkat(sf->dir_fd, sf->tmp_name, 0);
+			continue;
+		}
 		if (fd < 0)
 			return -errno;
-		if (flock(fd, LOCK_EX) || fstat(fd, &st) || st.st_nlink)
+		locked = !flock(fd, LOCK_EX);
+		if (fstat(fd, &st)) {
+			err = -errno;
+			close(fd);	/* the next prepare removes it */
+			return err;
+		}
+		if (!locked || st.st_nlink) {
+			sf->tmp_dev = st.st_dev;
+			sf->tmp_ino = st.st_ino;
 			return fd;
+		}
 		close(fd);
 	}
 	return -EAGAIN;
+}
+
+/*
+ * 0 if the temporary file's name still is the file we hold, else -errno
+ * (-EEXIST: something else is there).  A rename moves the name, not the
+ * file, so it would make whatever was put there the state file.
+ */
+static int state_tmp_check(const struct vmgenid_statefile *sf)
+{
+	struct stat st;
+
+	if (fstatat(sf->dir_fd, sf->tmp_name, &st, AT_SYMLINK_NOFOLLOW))
+		return -errno;
+	if (st.st_dev != sf->tmp_dev || st.st_ino != sf->tmp_ino)
+		return -EEXIST;
+	return 0;
 }
 
 /*
@@ -131,12 +166,13 @@ static int state_prepare_locked(struct vmgenid_statefile *sf)
 	return 0;
 }
 
-/* Ours, if made: the next prepare makes it again (O_EXCL). */
+/* Ours, if made and still at its name: the next prepare makes it again. */
 static void state_discard_locked(struct vmgenid_statefile *sf)
 {
 	if (sf->tmp_fd < 0)
 		return;
-	unlinkat(sf->dir_fd, sf->tmp_name, 0);
+	if (!state_tmp_check(sf))
+		unlinkat(sf->dir_fd, sf->tmp_name, 0);
 	close(sf->tmp_fd);
 	sf->tmp_fd = -1;
 }
@@ -243,14 +279,28 @@ static int state_stage_locked(struct vmgenid_statefile *sf,
 	return 0;
 }
 
-/* Stage @data, fsync, rename it over the file, fsync the folder. */
+/*
+ * Stage @data, fsync, rename it over the file, fsync the folder.  If the
+ * temporary file's name no longer is ours, the file is dropped and the
+ * commit made once more with a new one, so that this change is kept.
+ */
 static int state_commit_locked(struct vmgenid_statefile *sf,
 			       const char *data, int len)
 {
-	int err = state_stage_locked(sf, data, len);
+	int err, tries = 0;
 
+again:
+	err = state_stage_locked(sf, data, len);
 	if (!err && fsync(sf->tmp_fd))
 		err = -errno;
+	if (!err) {
+		err = state_tmp_check(sf);
+		if (err && !tries++) {
+			close(sf->tmp_fd);
+			sf->tmp_fd = -1;
+			goto again;
+		}
+	}
 	if (!err && renameat(sf->dir_fd, sf->tmp_name, sf->dir_fd, sf->name))
 		err = -errno;
 	if (err) {

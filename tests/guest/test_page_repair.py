@@ -85,9 +85,11 @@ def test_a_page_root_wrote_ahead_of_the_state_file_is_resumed_above(
     assert page_counter(second) == 6        # 5, and the restart's change
 
 
-def remove_prepared(folder) -> None:
-    """Root clears the daemon's folder of the file the next commit of the
-    state file is renamed from: that commit fails (logged)."""
+def block_prepared(folder) -> None:
+    """Root puts a folder of its own at the name of the file the next
+    commit of the state file is renamed from (a restore of the daemon's
+    folder): that commit fails (logged; a file or a link there would be
+    removed and the commit made again)."""
     deadline = time.monotonic() + HANG
     while not (litter := [n for n in os.listdir(folder)
                           if n.startswith(".state.")]):
@@ -95,20 +97,21 @@ def remove_prepared(folder) -> None:
         time.sleep(0.02)
     for name in litter:
         os.unlink(os.path.join(folder, name))
+        os.mkdir(os.path.join(folder, name))
 
 
 def test_a_page_ahead_of_the_state_file_is_never_resumed_below(
         daemon_factory, tmp_path):
-    """Root clears what looks like litter from the daemon's folder: the
-    temporary file the next commit of the state file is renamed from, so
-    that commit fails.  The daemon publishes anyway (a missed wake-up is
-    worse; it logs the error) and is killed before a commit succeeds.
-    Clients saw the page's value: a restarted daemon must not serve it
-    again for another world, so it resumes above it (one change), not
-    from the older state file."""
+    """Root puts a folder of its own at the name of the temporary file
+    the next commit of the state file is renamed from (a restore of the
+    daemon's folder), so that commit fails.  The daemon publishes anyway
+    (a missed wake-up is worse; it logs the error) and is killed before a
+    commit succeeds.  Clients saw the page's value: a restarted daemon
+    must not serve it again for another world, so it resumes above it
+    (one change), not from the older state file."""
     first = daemon_factory()
     assert bump() == 1
-    remove_prepared(tmp_path)
+    block_prepared(tmp_path)
     assert bump() == 2
     wait_log(first, f"cannot write {first.state}")
     assert saved_state(first)["counter"] == 1          # behind the page
@@ -135,7 +138,7 @@ def test_past_0x7fffffff_a_page_ahead_is_never_resumed_below(
     finally:
         os.close(fd)
     assert bump() == 0x80000000
-    remove_prepared(tmp_path)
+    block_prepared(tmp_path)
     assert bump() == 0x80000001
     wait_log(first, f"cannot write {first.state}")
     assert saved_state(first)["counter"] == 0x80000000

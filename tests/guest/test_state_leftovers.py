@@ -17,7 +17,7 @@ import time
 import pytest
 
 from .daemon_process import DaemonProcess
-from .device import bump
+from .device import bump, page_counter
 from .processes import HANG
 from .test_daemon_lifecycle import restart, saved_state, wait_log
 
@@ -111,6 +111,29 @@ def test_a_start_leaves_alone_what_is_not_a_dead_daemons(daemon_factory,
         assert held.read_text() == "a live daemon's"
         assert "removed" not in d.log()
         assert d.stop() == 0 and d.wait_node_gone()
+
+
+def test_a_symlink_in_place_of_the_prepared_file_never_becomes_the_state(
+        daemon_factory, tmp_path):
+    """Root (or an rsync or `ln -sf` restore of the folder, which replaces
+    names) puts a symlink at the name of the daemon's prepared temporary
+    file.  The daemon never follows it, never makes it the state file, and
+    keeps serving: the next commit still lands, and survives a kill -9."""
+    victim = tmp_path / "victim"
+    victim.write_text("root's own file")
+    first = daemon_factory()
+    assert bump() == 1
+    [name] = prepared(tmp_path, 1)
+    os.unlink(tmp_path / name)
+    os.symlink(victim, tmp_path / name)
+    assert bump() == 2
+    first.kill()
+    assert first.wait_node_gone()
+    assert victim.read_text() == "root's own file"
+    assert not os.path.islink(first.state), first.log()
+    assert saved_state(first)["counter"] == 2
+    second = restart(daemon_factory, 2)
+    assert page_counter(second) == 3
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 """The state file: atomic, private, and readable back."""
 
+import errno
 import fcntl
 import json
 import logging
@@ -150,6 +151,70 @@ def test_the_prepared_file_is_locked_and_removed_by_close(tmp_path):
         first.prepare()
     finally:
         first.close()
+    assert sorted(os.listdir(tmp_path)) == ["state"]
+    assert load(path) == SavedState("boot-1", 3, None)
+
+
+def freed_prepared_name(state_file: StateFile, folder) -> str:
+    """The name of the prepared file, removed: free to plant at."""
+    state_file.prepare()
+    (name,) = own_temporaries(folder)
+    os.unlink(folder / name)
+    return name
+
+
+@pytest.mark.parametrize("plant", ["symlink", "hard link", "nothing"])
+def test_a_commit_never_renames_what_took_the_prepared_name(tmp_path, plant):
+    """Root (or a restore of the folder) puts something else at the name
+    of the prepared file: the commit neither writes through it nor makes
+    it the state file; it removes the name (never what it points at) and
+    commits with a new file.  A discard leaves such a name alone."""
+    path = str(tmp_path / "state")
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    state_file = StateFile(path, "boot-1")
+    try:
+        assert save_state(state_file, 1, None) is True
+        name = freed_prepared_name(state_file, tmp_path)
+        if plant == "symlink":
+            os.symlink(victim, tmp_path / name)
+        elif plant == "hard link":
+            os.link(victim, tmp_path / name)
+        assert save_state(state_file, 2, None) is True
+        assert load(path) == SavedState("boot-1", 2, None)
+        assert not os.path.islink(path)
+        assert own_temporaries(tmp_path) == []
+        name = freed_prepared_name(state_file, tmp_path)
+        os.symlink(victim, tmp_path / name)
+        state_file.discard()
+        assert os.readlink(tmp_path / name) == str(victim)
+    finally:
+        state_file.close()
+    assert os.readlink(tmp_path / name) == str(victim)
+    assert victim.read_text() == "precious"
+    assert load(path) == SavedState("boot-1", 2, None)
+
+
+def test_a_folder_at_the_prepared_name_fails_the_commit_only(tmp_path):
+    """What cannot be removed fails the commit (logged by the daemon),
+    which keeps the last state file and commits again once it is gone."""
+    path = str(tmp_path / "state")
+    state_file = StateFile(path, "boot-1")
+    try:
+        assert save_state(state_file, 1, None) is True
+        name = freed_prepared_name(state_file, tmp_path)
+        os.mkdir(tmp_path / name)
+        (tmp_path / name / "kept").write_text("kept")
+        with pytest.raises(OSError) as e:
+            save_state(state_file, 2, None)
+        assert e.value.errno == errno.EEXIST
+        assert load(path) == SavedState("boot-1", 1, None)
+        assert (tmp_path / name / "kept").read_text() == "kept"
+        os.unlink(tmp_path / name / "kept")
+        os.rmdir(tmp_path / name)
+        assert save_state(state_file, 3, None) is True
+    finally:
+        state_file.close()
     assert sorted(os.listdir(tmp_path)) == ["state"]
     assert load(path) == SavedState("boot-1", 3, None)
 
