@@ -31,14 +31,6 @@ BOOT_ID = "/proc/sys/kernel/random/boot_id"
 # FORCE_GEN_UPDATE_MIN took the counter there): then only a page from
 # which no change could be counted is (0xffffffff, 0xff bytes).
 PAGE_TRUSTED_MAX = MIN_TARGET_MAX
-
-
-def page_limit(saved_counter: Optional[int]) -> int:
-    """The largest page value taken, for a state file of this boot holding
-    @saved_counter (None: none)."""
-    if saved_counter is None or saved_counter < PAGE_TRUSTED_MAX:
-        return PAGE_TRUSTED_MAX
-    return COUNTER_MAX - 1
 # What the daemon writes is under 160 bytes (native/shim/statefile.c), its GUID
 # 36 characters.
 STATE_MAX = 4096
@@ -55,6 +47,14 @@ class SavedState:
     kmsg_seq: Optional[int] = None
     # The vmclock tier's vm_generation_counter (absent in older files).
     vmclock_counter: Optional[int] = None
+
+
+def page_limit(saved_counter: Optional[int]) -> int:
+    """The largest page value taken, for a state file of this boot holding
+    @saved_counter (None: none)."""
+    if saved_counter is None or saved_counter < PAGE_TRUSTED_MAX:
+        return PAGE_TRUSTED_MAX
+    return COUNTER_MAX - 1
 
 
 def current_boot_id() -> str:

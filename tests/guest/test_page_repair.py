@@ -22,6 +22,7 @@ from .device import bump, force_min, open_device, page_counter
 from .processes import HANG, NOBODY
 from .test_daemon_lifecycle import restart, saved_state, wait_log
 from .test_page_link import mapped_counter
+from .test_state_leftovers import prepared
 from .test_vmclock_link import reading
 from .tool_run import start_daemon, vmgenid
 
@@ -90,12 +91,7 @@ def block_prepared(folder) -> None:
     commit of the state file is renamed from (a restore of the daemon's
     folder): that commit fails (logged; a file or a link there would be
     removed and the commit made again)."""
-    deadline = time.monotonic() + HANG
-    while not (litter := [n for n in os.listdir(folder)
-                          if n.startswith(".state.")]):
-        assert time.monotonic() < deadline, os.listdir(folder)
-        time.sleep(0.02)
-    for name in litter:
+    for name in prepared(folder, 1):
         os.unlink(os.path.join(folder, name))
         os.mkdir(os.path.join(folder, name))
 
@@ -179,7 +175,7 @@ def test_a_page_nobody_owns_is_replaced_and_never_read(run_folder):
     st = os.stat(page)
     assert (st.st_uid, st.st_mode & 0o777) == (0, 0o444)
     counter = page_counter(first)
-    # nobody can no longer write the page at its path.
+    # The page at its path is the daemon's: nobody cannot write it.
     tries = subprocess.run(
         [*NOBODY, "/usr/bin/python3", "-c",
          "import os, struct, sys\n"
